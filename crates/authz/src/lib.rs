@@ -1,0 +1,28 @@
+//! `steward-authz`: verify-only checking of Steward signed ops.
+//!
+//! An operator signs an op payload with stock OpenSSH (`ssh-keygen -Y sign -n op@steward`); this
+//! crate decides whether that signature, over those exact bytes, authorizes the op on this host
+//! now. It runs the locked pipeline (namespace → allow-list → crypto → payload → target → time →
+//! nonce) and returns a [`VerifiedOp`] or a [`Rejection`] with a stable [`Reason`] code.
+//!
+//! What it must never do: sign anything, open files or sockets, spawn tasks, or consume a
+//! nonce on its own. Callers hand it bytes and the current time; the durable nonce store and
+//! the gate live elsewhere. All cryptography is the `ssh-key` crate's (pinned `=0.7.0-rc.11`,
+//! `sha1` feature off); this crate adds the policy checks that crate leaves to its caller.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod nonce;
+pub mod op;
+pub mod pipeline;
+pub mod reason;
+pub mod role;
+pub mod sig;
+pub mod signers;
+
+pub use nonce::{Consumed, MemoryNonceStore, NonceStore, NonceStoreError};
+pub use op::{Nonce, OpPayload};
+pub use pipeline::{VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS, DEFAULT_SKEW_SECS};
+pub use reason::{Reason, Rejection};
+pub use role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
+pub use signers::{LoadError, TrustStore};

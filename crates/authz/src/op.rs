@@ -1,0 +1,238 @@
+//! The op payload: the small JSON document an operator signs. Parsed strictly from the exact
+//! signed bytes (size cap, duplicate keys at any depth, unknown fields, nonce strength, window
+//! shape). It must never re-serialize or normalize what was signed before it is checked.
+
+use crate::reason::{Reason, Rejection};
+use base64::Engine as _;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::fmt;
+use time::{format_description::well_known::Rfc3339, OffsetDateTime, UtcOffset};
+
+/// The largest payload accepted, in bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+/// The least nonce entropy accepted, in bytes (128 bits).
+pub const MIN_NONCE_BYTES: usize = 16;
+/// The most nonce bytes accepted (a nonce is an identifier, not a payload).
+pub const MAX_NONCE_BYTES: usize = 64;
+/// The only payload version this build reads.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// A signed op's nonce: base64url without padding, at least 128 bits.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Nonce(String);
+
+impl Nonce {
+    /// Validates a nonce string.
+    pub fn parse(s: &str) -> Result<Nonce, String> {
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| format!("nonce {s:?} is not base64url without padding"))?;
+        if bytes.len() < MIN_NONCE_BYTES {
+            return Err(format!(
+                "nonce carries {} bits, at least {} required",
+                bytes.len() * 8,
+                MIN_NONCE_BYTES * 8
+            ));
+        }
+        if bytes.len() > MAX_NONCE_BYTES {
+            return Err(format!("nonce longer than {MAX_NONCE_BYTES} bytes"));
+        }
+        Ok(Nonce(s.to_string()))
+    }
+
+    /// The nonce as signed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Nonce {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A strictly parsed op payload (not yet checked for target, time or nonce freshness).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpPayload {
+    /// The op kind, e.g. `guest.destroy`.
+    pub op: String,
+    /// The node the op is for.
+    pub host: String,
+    /// The guest (VMID) the op is for, if any.
+    pub guest: Option<u32>,
+    /// Op parameters, exactly as signed (the gate binds them to the held action).
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The nonce.
+    pub nonce: Nonce,
+    /// Start of the validity window.
+    pub not_before: OffsetDateTime,
+    /// End of the validity window.
+    pub not_after: OffsetDateTime,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    v: u32,
+    op: String,
+    host: String,
+    #[serde(default)]
+    guest: Option<u32>,
+    #[serde(default)]
+    params: Option<serde_json::Map<String, serde_json::Value>>,
+    nonce: String,
+    not_before: String,
+    not_after: String,
+}
+
+/// Proxmox VE's VMID range.
+const VMID_RANGE: std::ops::RangeInclusive<u32> = 100..=999_999_999;
+
+impl OpPayload {
+    /// Parses the exact signed bytes. `max_ttl_secs` bounds `not_after - not_before`.
+    pub fn parse(bytes: &[u8], max_ttl_secs: i64) -> Result<OpPayload, Rejection> {
+        let bad = |m: String| Rejection::new(Reason::MalformedOp, m);
+        if bytes.len() > MAX_PAYLOAD_BYTES {
+            return Err(bad(format!(
+                "payload is {} bytes, at most {MAX_PAYLOAD_BYTES} allowed",
+                bytes.len()
+            )));
+        }
+        // serde_json keeps the last of duplicate keys; a first pass refuses them at any depth,
+        // so what a human reads in the file is what the gate binds.
+        serde_json::from_slice::<NoDuplicates>(bytes).map_err(|e| bad(e.to_string()))?;
+        let w: Wire = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if w.v != PAYLOAD_VERSION {
+            return Err(bad(format!(
+                "v is {}, this build reads v {PAYLOAD_VERSION}",
+                w.v
+            )));
+        }
+        if !valid_op_kind(&w.op) {
+            return Err(bad(format!(
+                "op {:?} is not a dotted lower-case name like guest.destroy",
+                w.op
+            )));
+        }
+        if !valid_host(&w.host) {
+            return Err(bad(format!("host {:?} is not a node name", w.host)));
+        }
+        if let Some(g) = w.guest {
+            if !VMID_RANGE.contains(&g) {
+                return Err(bad(format!(
+                    "guest {g} is outside the VMID range 100..999999999"
+                )));
+            }
+        }
+        let nonce = Nonce::parse(&w.nonce).map_err(bad)?;
+        let not_before = utc_time("not_before", &w.not_before).map_err(bad)?;
+        let not_after = utc_time("not_after", &w.not_after).map_err(bad)?;
+        if not_after <= not_before {
+            return Err(bad("not_after is not later than not_before".into()));
+        }
+        let ttl = (not_after - not_before).whole_seconds();
+        if ttl > max_ttl_secs {
+            return Err(bad(format!(
+                "window of {ttl} s is longer than the allowed {max_ttl_secs} s"
+            )));
+        }
+        Ok(OpPayload {
+            op: w.op,
+            host: w.host,
+            guest: w.guest,
+            params: w.params.unwrap_or_default(),
+            nonce,
+            not_before,
+            not_after,
+        })
+    }
+}
+
+fn utc_time(field: &str, s: &str) -> Result<OffsetDateTime, String> {
+    let t = OffsetDateTime::parse(s, &Rfc3339)
+        .map_err(|e| format!("{field} {s:?} is not an RFC 3339 time: {e}"))?;
+    if t.offset() != UtcOffset::UTC {
+        return Err(format!("{field} {s:?} is not in UTC (end it with Z)"));
+    }
+    Ok(t)
+}
+
+fn valid_op_kind(op: &str) -> bool {
+    op.len() <= 64
+        && op.contains('.')
+        && op.split('.').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_lowercase())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+fn valid_host(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+/// Any JSON value, refusing duplicate object keys at any depth.
+struct NoDuplicates;
+
+impl<'de> Deserialize<'de> for NoDuplicates {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDupVisitor)
+    }
+}
+
+struct NoDupVisitor;
+
+impl<'de> Visitor<'de> for NoDupVisitor {
+    type Value = NoDuplicates;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
+        Ok(NoDuplicates)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
+        while seq.next_element::<NoDuplicates>()?.is_some() {}
+        Ok(NoDuplicates)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            map.next_value::<NoDuplicates>()?;
+        }
+        Ok(NoDuplicates)
+    }
+}
+
+#[cfg(test)]
+mod tests;

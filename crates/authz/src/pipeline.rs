@@ -1,0 +1,204 @@
+//! The locked pipeline: namespace → allow-list → crypto → payload parse → target → time window →
+//! nonce, in this order and no other, each step with its own reason code. The order is the
+//! security argument: nothing about the payload is believed before the signature over its exact
+//! bytes verified with an admitted key. It must never consume a nonce (see
+//! [`VerifiedOp::consume_nonce`]) and never do I/O of its own.
+
+use crate::nonce::{Consumed, NonceStore};
+use crate::op::{Nonce, OpPayload};
+use crate::reason::{Reason, Rejection};
+use crate::role::Role;
+use crate::sig;
+use crate::signers::TrustStore;
+use ssh_key::HashAlg;
+use time::OffsetDateTime;
+
+/// Default allowed clock skew, seconds.
+pub const DEFAULT_SKEW_SECS: i64 = 120;
+/// Default longest validity window, seconds (24 h).
+pub const DEFAULT_MAX_TTL_SECS: i64 = 24 * 3600;
+
+/// What the pipeline checks against.
+#[derive(Clone, Debug)]
+pub struct VerifyConfig {
+    /// This node's name: an op for another host is `target`.
+    pub host: String,
+    /// Clock skew tolerated at both ends of the window, seconds.
+    pub skew_secs: i64,
+    /// Longest `not_after - not_before` accepted, seconds.
+    pub max_ttl_secs: i64,
+}
+
+impl VerifyConfig {
+    /// Defaults (120 s skew, 24 h window) for `host`.
+    pub fn new(host: impl Into<String>) -> Self {
+        VerifyConfig {
+            host: host.into(),
+            skew_secs: DEFAULT_SKEW_SECS,
+            max_ttl_secs: DEFAULT_MAX_TTL_SECS,
+        }
+    }
+}
+
+/// An op that passed every step. Its nonce is *not* consumed yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifiedOp {
+    /// Who signed: the trust-store principals (plain key) or the certificate principal.
+    pub principal: String,
+    /// The role the admitting line confers.
+    pub role: Role,
+    /// `SHA256:…` fingerprint of the key that made the signature.
+    pub key_fingerprint: String,
+    /// The trust-store line that admitted the signer.
+    pub trust_line: usize,
+    /// The op kind.
+    pub op: String,
+    /// The host the op is for (equal to the configured host).
+    pub host: String,
+    /// The guest, if the op names one.
+    pub guest: Option<u32>,
+    /// The params, as signed.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// The nonce.
+    pub nonce: Nonce,
+    /// Window start.
+    pub not_before: OffsetDateTime,
+    /// Window end.
+    pub not_after: OffsetDateTime,
+    /// How long the nonce must be remembered (Unix seconds): `not_after` plus skew.
+    pub nonce_keep_until: i64,
+}
+
+impl VerifiedOp {
+    /// Consumes the nonce: call only once role scoping and binding passed too. `replay` if
+    /// another presentation won the race, `nonce_store` if the store failed.
+    pub fn consume_nonce(&self, store: &dyn NonceStore) -> Result<(), Rejection> {
+        match store.consume(&self.nonce, self.nonce_keep_until) {
+            Ok(Consumed::Fresh) => Ok(()),
+            Ok(Consumed::AlreadyConsumed) => Err(Rejection::new(
+                Reason::Replay,
+                format!("nonce {} was consumed already", self.nonce),
+            )),
+            Err(e) => Err(Rejection::new(Reason::NonceStore, e.to_string())),
+        }
+    }
+}
+
+/// The verifier: a trust store and a configuration.
+#[derive(Clone, Debug)]
+pub struct Verifier {
+    store: TrustStore,
+    config: VerifyConfig,
+}
+
+impl Verifier {
+    /// A verifier over `store` with `config`.
+    pub fn new(store: TrustStore, config: VerifyConfig) -> Self {
+        Verifier { store, config }
+    }
+
+    /// The trust store in use.
+    pub fn trust_store(&self) -> &TrustStore {
+        &self.store
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &VerifyConfig {
+        &self.config
+    }
+
+    /// Runs the whole pipeline, the nonce step asking `nonces` whether it was consumed.
+    pub fn verify(
+        &self,
+        payload: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+        nonces: &dyn NonceStore,
+    ) -> Result<VerifiedOp, Rejection> {
+        let op = self.verify_offline(payload, armored_sig, now)?;
+        match nonces.is_consumed(&op.nonce) {
+            Ok(false) => Ok(op),
+            Ok(true) => Err(Rejection::new(
+                Reason::Replay,
+                format!("nonce {} was consumed already", op.nonce),
+            )),
+            Err(e) => Err(Rejection::new(Reason::NonceStore, e.to_string())),
+        }
+    }
+
+    /// Every step but the nonce step: for offline checking, where no store exists. An agent
+    /// must use [`Verifier::verify`].
+    pub fn verify_offline(
+        &self,
+        payload: &[u8],
+        armored_sig: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<VerifiedOp, Rejection> {
+        let sig = sig::parse(armored_sig)?;
+        // 1. namespace
+        let namespace = sig.namespace();
+        if Role::for_namespace(namespace).is_none() {
+            return Err(Rejection::new(
+                Reason::Namespace,
+                format!("namespace {namespace:?} is not op@steward or recovery@steward"),
+            ));
+        }
+        // 2. allow-list
+        let now_unix = now.unix_timestamp();
+        let admission = self.store.admit(sig.public_key(), namespace, now_unix)?;
+        // 3. crypto, over the exact payload bytes
+        sig::verify_crypto(
+            &sig,
+            admission.subject,
+            namespace,
+            payload,
+            admission.require_user_verified,
+        )?;
+        // 4. payload
+        let p = OpPayload::parse(payload, self.config.max_ttl_secs)?;
+        // 5. target
+        if p.host != self.config.host {
+            return Err(Rejection::new(
+                Reason::Target,
+                format!(
+                    "op is for host {:?}, this is {:?}",
+                    p.host, self.config.host
+                ),
+            ));
+        }
+        // 6. time window
+        let skew = time::Duration::seconds(self.config.skew_secs);
+        if now < p.not_before - skew {
+            return Err(Rejection::new(
+                Reason::NotYetValid,
+                format!("op is valid from {}", fmt_time(p.not_before)),
+            ));
+        }
+        if now > p.not_after + skew {
+            return Err(Rejection::new(
+                Reason::Expired,
+                format!("op expired at {}", fmt_time(p.not_after)),
+            ));
+        }
+        Ok(VerifiedOp {
+            principal: admission.principal,
+            role: admission.role,
+            key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
+            trust_line: admission.entry.line,
+            nonce_keep_until: (p.not_after + skew).unix_timestamp(),
+            op: p.op,
+            host: p.host,
+            guest: p.guest,
+            params: p.params,
+            nonce: p.nonce,
+            not_before: p.not_before,
+            not_after: p.not_after,
+        })
+    }
+}
+
+/// RFC 3339, as in payloads.
+pub fn fmt_time(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}

@@ -1,0 +1,377 @@
+//! Loading the allowed_signers text into entries, and deciding admission. Must never admit a key
+//! by anything but an exact key match (or a CA match plus the certificate checks below).
+
+use super::options::{self, LineOptions};
+use super::pattern::{match_list, ListMatch};
+use crate::reason::{Reason, Rejection};
+use crate::role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
+use crate::sig;
+use ssh_key::{certificate::CertType, public::KeyData, Certificate, HashAlg, PublicKey};
+use std::collections::HashMap;
+use std::fmt;
+
+/// Certificate critical options Steward understands. `verify-required` is enforced (the
+/// security key must have verified the user); anything else, including OpenSSH's
+/// `force-command` and `source-address`, which mean nothing for a signature, is refused rather
+/// than silently ignored as `ssh-keygen -Y verify` does.
+const KNOWN_CRITICAL_OPTIONS: &[&str] = &["verify-required"];
+
+/// A trust-store load failure: which file, which line, what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    /// The name the caller gave the text (normally its path).
+    pub source: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// What is wrong with the line.
+    pub message: String,
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.source, self.line, self.message)
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// One admitted line of the trust store.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// 1-based line number in the source.
+    pub line: usize,
+    /// The principals pattern-list, as written (quotes removed).
+    pub principals: String,
+    /// The line's options.
+    pub options: LineOptions,
+    /// The role its namespaces confer.
+    pub role: Role,
+    /// The key (a CA key when `options.cert_authority`).
+    pub key: PublicKey,
+}
+
+impl Entry {
+    fn admits_namespace(&self, ns: &str) -> bool {
+        match &self.options.namespaces {
+            None => true,
+            Some(list) => match_list(ns, list) == ListMatch::Yes,
+        }
+    }
+
+    fn window_holds(&self, now: i64) -> bool {
+        self.options.valid_after.is_none_or(|a| now >= a)
+            && self.options.valid_before.is_none_or(|b| now <= b)
+    }
+}
+
+/// What the allow-list step found: who signed, in which role, with which key.
+#[derive(Clone, Debug)]
+pub struct Admission<'a> {
+    /// The line that admitted the signer.
+    pub entry: &'a Entry,
+    /// The principal: the line's principals for a plain key, the matching certificate
+    /// principal for a certificate.
+    pub principal: String,
+    /// The role of the line.
+    pub role: Role,
+    /// The key that must have made the signature (a certificate's subject key).
+    pub subject: &'a KeyData,
+    /// Whether a certificate demands user verification (`verify-required`).
+    pub require_user_verified: bool,
+}
+
+/// A loaded allowed_signers file.
+#[derive(Clone, Debug)]
+pub struct TrustStore {
+    source: String,
+    entries: Vec<Entry>,
+}
+
+impl TrustStore {
+    /// Parses allowed_signers text. `source` names it in errors (normally the path).
+    ///
+    /// Fails on the first line that OpenSSH would not accept, or that admits a key to both
+    /// Steward namespaces or to neither, or that gives a key another role than an earlier line.
+    pub fn parse(source: &str, text: &[u8]) -> Result<TrustStore, LoadError> {
+        let mut entries = Vec::new();
+        let mut roles: HashMap<KeyData, (Role, usize)> = HashMap::new();
+        for (i, raw) in text.split(|&b| b == b'\n').enumerate() {
+            let line = i + 1;
+            let err = |message: String| LoadError {
+                source: source.to_string(),
+                line,
+                message,
+            };
+            let raw = std::str::from_utf8(raw).map_err(|_| err("line is not UTF-8".into()))?;
+            let Some(entry) = parse_line(raw, line).map_err(err)? else {
+                continue;
+            };
+            if let Some((role, first)) = roles.get(entry.key.key_data()) {
+                if *role != entry.role {
+                    return Err(err(format!(
+                        "key {} is {} here but {} on line {first}",
+                        entry.key.fingerprint(HashAlg::Sha256),
+                        entry.role,
+                        role
+                    )));
+                }
+            } else {
+                roles.insert(entry.key.key_data().clone(), (entry.role, line));
+            }
+            entries.push(entry);
+        }
+        Ok(TrustStore {
+            source: source.to_string(),
+            entries,
+        })
+    }
+
+    /// The name given at load.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The admitted lines, in file order.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// The allow-list step: the first line that names this signer (or its certificate's CA),
+    /// admits `namespace`, and whose window holds at `now` (Unix seconds). Otherwise
+    /// `unknown_signer`, saying the closest miss.
+    pub fn admit<'a>(
+        &'a self,
+        signer: &'a KeyData,
+        namespace: &str,
+        now: i64,
+    ) -> Result<Admission<'a>, Rejection> {
+        match signer.certificate() {
+            Some(cert) => self.admit_certificate(cert, namespace, now),
+            None => self.admit_key(signer, namespace, now),
+        }
+    }
+
+    fn admit_key<'a>(
+        &'a self,
+        key: &'a KeyData,
+        namespace: &str,
+        now: i64,
+    ) -> Result<Admission<'a>, Rejection> {
+        let fp = key.fingerprint(HashAlg::Sha256);
+        let mut miss = format!("key {fp} is not in {}", self.source);
+        for e in self.entries.iter() {
+            if e.options.cert_authority || e.key.key_data() != key {
+                continue;
+            }
+            if !e.admits_namespace(namespace) {
+                miss = format!(
+                    "key {fp} (line {}) is not admitted to namespace {namespace}",
+                    e.line
+                );
+                continue;
+            }
+            if !e.window_holds(now) {
+                miss = format!(
+                    "key {fp} (line {}) is outside its valid-after/valid-before window",
+                    e.line
+                );
+                continue;
+            }
+            return Ok(Admission {
+                entry: e,
+                principal: e.principals.clone(),
+                role: e.role,
+                subject: key,
+                require_user_verified: false,
+            });
+        }
+        Err(Rejection::new(Reason::UnknownSigner, miss))
+    }
+
+    fn admit_certificate<'a>(
+        &'a self,
+        cert: &'a Certificate,
+        namespace: &str,
+        now: i64,
+    ) -> Result<Admission<'a>, Rejection> {
+        let ca_fp = cert.signature_key().fingerprint(HashAlg::Sha256);
+        let mut miss = format!(
+            "certificate CA {ca_fp} is not a cert-authority in {}",
+            self.source
+        );
+        for e in self.entries.iter() {
+            if !e.options.cert_authority || e.key.key_data() != cert.signature_key() {
+                continue;
+            }
+            if !e.admits_namespace(namespace) {
+                miss = format!(
+                    "CA {ca_fp} (line {}) is not admitted to namespace {namespace}",
+                    e.line
+                );
+                continue;
+            }
+            if !e.window_holds(now) {
+                miss = format!(
+                    "CA {ca_fp} (line {}) is outside its valid-after/valid-before window",
+                    e.line
+                );
+                continue;
+            }
+            if let Err(why) = check_certificate(cert, &ca_fp, now) {
+                miss = why;
+                continue;
+            }
+            let Some(principal) = cert
+                .valid_principals()
+                .iter()
+                .find(|p| match_list(p, &e.principals) == ListMatch::Yes)
+            else {
+                miss = format!(
+                    "no principal of the certificate ({}) matches line {} ({})",
+                    cert.valid_principals().join(","),
+                    e.line,
+                    e.principals
+                );
+                continue;
+            };
+            return Ok(Admission {
+                entry: e,
+                principal: principal.clone(),
+                role: e.role,
+                subject: cert.public_key(),
+                require_user_verified: cert.critical_options().contains_key("verify-required"),
+            });
+        }
+        Err(Rejection::new(Reason::UnknownSigner, miss))
+    }
+}
+
+/// The checks `Certificate::validate_at` leaves to its caller, and that call itself.
+fn check_certificate(
+    cert: &Certificate,
+    ca_fp: &ssh_key::Fingerprint,
+    now: i64,
+) -> Result<(), String> {
+    if cert.cert_type() != CertType::User {
+        return Err("certificate is a host certificate, not a user certificate".into());
+    }
+    if cert.valid_principals().is_empty() {
+        return Err("certificate lists no principal".into());
+    }
+    if let Some(opt) = cert
+        .critical_options()
+        .keys()
+        .find(|k| !KNOWN_CRITICAL_OPTIONS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "certificate carries critical option {opt:?} that Steward does not understand"
+        ));
+    }
+    if !sig::key_algorithm_supported(cert.signature_key()) {
+        return Err(format!(
+            "CA key type {} is not supported",
+            cert.signature_key().algorithm()
+        ));
+    }
+    let now = u64::try_from(now).map_err(|_| "time before 1970".to_string())?;
+    cert.validate_at(now, [ca_fp]).map_err(|_| {
+        if now < cert.valid_after() || now >= cert.valid_before() {
+            "certificate is outside its validity period".to_string()
+        } else {
+            "certificate signature by its CA does not verify".to_string()
+        }
+    })
+}
+
+/// One line → an entry, `None` for blank and comment lines.
+fn parse_line(raw: &str, line: usize) -> Result<Option<Entry>, String> {
+    let text = raw.strip_suffix('\r').unwrap_or(raw);
+    let text = text.trim_start_matches([' ', '\t']);
+    if text.is_empty() || text.starts_with('#') {
+        return Ok(None);
+    }
+    let (principals, rest) = take_principals(text)?;
+    if principals.is_empty() {
+        return Err("empty principals field".into());
+    }
+    let rest = rest.trim_start_matches([' ', '\t']);
+    let (options, key) = match PublicKey::from_openssh(rest) {
+        Ok(key) => (LineOptions::default(), key),
+        Err(key_err) => {
+            let (token, after) = split_options_token(rest);
+            if after.is_empty() {
+                return Err(format!("cannot parse key: {key_err}"));
+            }
+            let options = options::parse(token)?;
+            let key = PublicKey::from_openssh(after.trim_start_matches([' ', '\t']))
+                .map_err(|e| format!("cannot parse key: {e}"))?;
+            (options, key)
+        }
+    };
+    if key.key_data().is_certificate() {
+        return Err(
+            "a certificate where a key is expected (use cert-authority with the CA key)".into(),
+        );
+    }
+    if !sig::key_algorithm_supported(key.key_data()) {
+        return Err(format!("key type {} is not supported", key.algorithm()));
+    }
+    sig::check_key_strength(key.key_data()).map_err(|r| r.detail)?;
+    let role = role_of(&options)?;
+    Ok(Some(Entry {
+        line,
+        principals,
+        options,
+        role,
+        key,
+    }))
+}
+
+/// The principals field: quoted (may hold spaces) or up to the first space or tab.
+fn take_principals(text: &str) -> Result<(String, &str), String> {
+    if let Some(q) = text.strip_prefix('"') {
+        let end = q.find('"').ok_or("principals: missing closing quote")?;
+        let rest = &q[end + 1..];
+        if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+            return Err("principals: text right after the closing quote".into());
+        }
+        return Ok((q[..end].to_string(), rest));
+    }
+    let end = text.find([' ', '\t']).unwrap_or(text.len());
+    Ok((text[..end].to_string(), &text[end..]))
+}
+
+/// The options token runs to the first space or tab outside double quotes.
+fn split_options_token(s: &str) -> (&str, &str) {
+    let mut quoted = false;
+    let mut prev_backslash = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' if !prev_backslash => quoted = !quoted,
+            ' ' | '\t' if !quoted => return (&s[..i], &s[i..]),
+            _ => {}
+        }
+        prev_backslash = c == '\\' && !prev_backslash;
+    }
+    (s, "")
+}
+
+fn role_of(options: &LineOptions) -> Result<Role, String> {
+    let admits = |ns: &str| match &options.namespaces {
+        None => true,
+        Some(list) => match_list(ns, list) == ListMatch::Yes,
+    };
+    match (admits(OP_NAMESPACE), admits(RECOVERY_NAMESPACE)) {
+        (true, false) => Ok(Role::Operational),
+        (false, true) => Ok(Role::Recovery),
+        (true, true) => Err(format!(
+            "line admits the key to both {OP_NAMESPACE} and {RECOVERY_NAMESPACE}: give it exactly one (namespaces=\"{OP_NAMESPACE}\" or namespaces=\"{RECOVERY_NAMESPACE}\")"
+        )),
+        (false, false) => Err(format!(
+            "line admits the key to no Steward namespace ({OP_NAMESPACE} or {RECOVERY_NAMESPACE})"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests;

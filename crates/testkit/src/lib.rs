@@ -1,0 +1,286 @@
+//! Test support: mint real OpenSSH keys, certificates and signatures with the system's
+//! `ssh-keygen`, in a temporary directory, and ask `ssh-keygen -Y verify` for its verdict. Used by
+//! tests, the adversarial matrix and benchmarks. It must never be a dependency of a shipped
+//! crate, and never fakes what `ssh-keygen` would produce.
+
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// What went wrong running `ssh-keygen`.
+#[derive(Debug)]
+pub struct KeygenError(pub String);
+
+impl fmt::Display for KeygenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for KeygenError {}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, KeygenError>;
+
+/// Key types `ssh-keygen` can mint here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// ssh-ed25519
+    Ed25519,
+    /// ecdsa-sha2-nistp256
+    EcdsaP256,
+    /// ecdsa-sha2-nistp384
+    EcdsaP384,
+    /// ecdsa-sha2-nistp521
+    EcdsaP521,
+    /// RSA with this many bits
+    Rsa(u32),
+}
+
+impl KeyType {
+    fn args(self) -> Vec<String> {
+        match self {
+            KeyType::Ed25519 => vec!["-t".into(), "ed25519".into()],
+            KeyType::EcdsaP256 => vec!["-t".into(), "ecdsa".into(), "-b".into(), "256".into()],
+            KeyType::EcdsaP384 => vec!["-t".into(), "ecdsa".into(), "-b".into(), "384".into()],
+            KeyType::EcdsaP521 => vec!["-t".into(), "ecdsa".into(), "-b".into(), "521".into()],
+            KeyType::Rsa(bits) => vec!["-t".into(), "rsa".into(), "-b".into(), bits.to_string()],
+        }
+    }
+
+    /// A short label for tables.
+    pub fn label(self) -> String {
+        match self {
+            KeyType::Ed25519 => "ed25519".into(),
+            KeyType::EcdsaP256 => "ecdsa-p256".into(),
+            KeyType::EcdsaP384 => "ecdsa-p384".into(),
+            KeyType::EcdsaP521 => "ecdsa-p521".into(),
+            KeyType::Rsa(b) => format!("rsa-{b}"),
+        }
+    }
+}
+
+/// A key pair on disk.
+#[derive(Clone, Debug)]
+pub struct Key {
+    /// Private key file.
+    pub private: PathBuf,
+    /// Public key file (`private` + `.pub`).
+    pub public: PathBuf,
+    /// The public key line (`type base64 comment`), trimmed.
+    pub public_line: String,
+}
+
+impl Key {
+    /// `type base64`, without the comment.
+    pub fn public_type_and_blob(&self) -> String {
+        self.public_line
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// A temporary directory to mint keys and signatures in.
+#[derive(Debug)]
+pub struct Keygen {
+    dir: tempfile::TempDir,
+    counter: std::cell::Cell<u32>,
+}
+
+/// Options for a certificate.
+#[derive(Clone, Debug)]
+pub struct CertSpec<'a> {
+    /// Certificate identity (`-I`).
+    pub identity: &'a str,
+    /// Principals (`-n`); empty for none.
+    pub principals: &'a [&'a str],
+    /// Validity (`-V`), e.g. `-5m:+1h` or `20200101:20200102`.
+    pub validity: &'a str,
+    /// Host certificate (`-h`).
+    pub host: bool,
+    /// Extra `-O` options, e.g. `critical:force-command=/bin/true`.
+    pub options: &'a [&'a str],
+}
+
+/// Whether `ssh-keygen` is on the PATH.
+pub fn available() -> bool {
+    Command::new("ssh-keygen")
+        .arg("-?")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<std::process::Output> {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            KeygenError(format!(
+                "cannot run {shown}: {e} (is openssh-client installed?)"
+            ))
+        })?;
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(data)
+            .map_err(|e| KeygenError(format!("{shown}: writing stdin: {e}")))?;
+    }
+    child
+        .wait_with_output()
+        .map_err(|e| KeygenError(format!("{shown}: {e}")))
+}
+
+fn ok(out: std::process::Output, what: &str) -> Result<std::process::Output> {
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(KeygenError(format!(
+            "{what} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+impl Keygen {
+    /// A fresh temporary directory.
+    pub fn new() -> Result<Keygen> {
+        let dir = tempfile::tempdir().map_err(|e| KeygenError(format!("tempdir: {e}")))?;
+        Ok(Keygen {
+            dir,
+            counter: std::cell::Cell::new(0),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A fresh path in the directory with the given suffix.
+    pub fn path(&self, stem: &str) -> PathBuf {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        self.dir.path().join(format!("{n:04}-{stem}"))
+    }
+
+    /// Mints a key pair with comment `comment`.
+    pub fn key(&self, kind: KeyType, comment: &str) -> Result<Key> {
+        let private = self.path(&kind.label());
+        let out = run(
+            Command::new("ssh-keygen")
+                .args(kind.args())
+                .args(["-q", "-N", "", "-C", comment, "-f"])
+                .arg(&private),
+            None,
+        )?;
+        ok(out, "ssh-keygen key generation")?;
+        let public = PathBuf::from(format!("{}.pub", private.display()));
+        let public_line = std::fs::read_to_string(&public)
+            .map_err(|e| KeygenError(format!("{}: {e}", public.display())))?
+            .trim()
+            .to_string();
+        Ok(Key {
+            private,
+            public,
+            public_line,
+        })
+    }
+
+    /// Signs `data` with `key` (a private key file, or a `-cert.pub` beside its private key)
+    /// in `namespace`; returns the armored signature exactly as ssh-keygen wrote it.
+    pub fn sign(&self, key: &Path, namespace: &str, data: &[u8]) -> Result<Vec<u8>> {
+        let file = self.path("msg");
+        std::fs::write(&file, data).map_err(|e| KeygenError(format!("{}: {e}", file.display())))?;
+        let out = run(
+            Command::new("ssh-keygen")
+                .args(["-Y", "sign", "-n", namespace, "-f"])
+                .arg(key)
+                .arg(&file),
+            None,
+        )?;
+        ok(out, "ssh-keygen -Y sign")?;
+        let sig = PathBuf::from(format!("{}.sig", file.display()));
+        std::fs::read(&sig).map_err(|e| KeygenError(format!("{}: {e}", sig.display())))
+    }
+
+    /// Certifies `subject` with `ca`; returns the certificate's path (`…-cert.pub` beside the
+    /// subject's private key, so `sign` can use it).
+    pub fn certify(&self, ca: &Key, subject: &Key, spec: &CertSpec<'_>) -> Result<PathBuf> {
+        let mut cmd = Command::new("ssh-keygen");
+        cmd.arg("-q")
+            .arg("-s")
+            .arg(&ca.private)
+            .args(["-I", spec.identity]);
+        if !spec.principals.is_empty() {
+            cmd.args(["-n", &spec.principals.join(",")]);
+        }
+        cmd.args(["-V", spec.validity]);
+        if spec.host {
+            cmd.arg("-h");
+        }
+        for o in spec.options {
+            cmd.args(["-O", o]);
+        }
+        cmd.arg(&subject.public);
+        ok(run(&mut cmd, None)?, "ssh-keygen -s (certify)")?;
+        Ok(PathBuf::from(format!(
+            "{}-cert.pub",
+            subject.private.display()
+        )))
+    }
+
+    /// `ssh-keygen -Y verify` with `-Overify-time`; true when it says the signature is good.
+    pub fn verify(
+        &self,
+        allowed_signers: &Path,
+        principal: &str,
+        namespace: &str,
+        sig: &[u8],
+        data: &[u8],
+        verify_time: &str,
+    ) -> Result<bool> {
+        let sig_file = self.path("sig");
+        std::fs::write(&sig_file, sig)
+            .map_err(|e| KeygenError(format!("{}: {e}", sig_file.display())))?;
+        let out = run(
+            Command::new("ssh-keygen")
+                .env("TZ", "UTC")
+                .args(["-Y", "verify", "-f"])
+                .arg(allowed_signers)
+                .args(["-I", principal, "-n", namespace, "-s"])
+                .arg(&sig_file)
+                .arg(format!("-Overify-time={verify_time}")),
+            Some(data),
+        )?;
+        Ok(out.status.success())
+    }
+}
+
+/// The project's `shared/` folder (DESIGN.md, reference, vectors): `$STEWARD_SHARED` if set,
+/// else `../shared` beside the workspace root, where CI and developers have it.
+pub fn shared_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("STEWARD_SHARED") {
+        return Ok(PathBuf::from(p));
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let shared = root.join("../shared");
+    if shared.join("vectors").is_dir() {
+        Ok(shared)
+    } else {
+        Err(KeygenError(format!(
+            "shared/ not found at {} (set STEWARD_SHARED)",
+            shared.display()
+        )))
+    }
+}
