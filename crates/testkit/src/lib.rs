@@ -87,7 +87,7 @@ impl Key {
 #[derive(Debug)]
 pub struct Keygen {
     dir: tempfile::TempDir,
-    counter: std::cell::Cell<u32>,
+    counter: std::sync::atomic::AtomicU32,
 }
 
 /// Options for a certificate.
@@ -158,7 +158,7 @@ impl Keygen {
         let dir = tempfile::tempdir().map_err(|e| KeygenError(format!("tempdir: {e}")))?;
         Ok(Keygen {
             dir,
-            counter: std::cell::Cell::new(0),
+            counter: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -169,8 +169,9 @@ impl Keygen {
 
     /// A fresh path in the directory with the given suffix.
     pub fn path(&self, stem: &str) -> PathBuf {
-        let n = self.counter.get();
-        self.counter.set(n + 1);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.dir.path().join(format!("{n:04}-{stem}"))
     }
 
@@ -282,5 +283,75 @@ pub fn shared_dir() -> Result<PathBuf> {
             "shared/ not found at {} (set STEWARD_SHARED)",
             shared.display()
         )))
+    }
+}
+
+/// A fresh 128-bit nonce, base64url without padding. Unique per call in practice (random-seeded
+/// hashing plus a process-wide counter); not a cryptographic generator, which tests do not need.
+pub fn nonce() -> String {
+    use base64::Engine as _;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut bytes = [0u8; 16];
+    for (i, chunk) in bytes.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_usize(i);
+        h.write_u32(std::process::id());
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An op payload, written the way an operator would write it (compact JSON, fields in the
+/// documented order). Fields are raw JSON fragments so tests can make them wrong on purpose.
+#[derive(Clone, Debug)]
+pub struct OpDoc {
+    /// `op`
+    pub op: String,
+    /// `host`
+    pub host: String,
+    /// `guest`, or None to leave it out
+    pub guest: Option<u32>,
+    /// `params` as raw JSON
+    pub params: String,
+    /// `nonce`
+    pub nonce: String,
+    /// `not_before`
+    pub not_before: String,
+    /// `not_after`
+    pub not_after: String,
+    /// Raw text inserted before the closing brace (e.g. `,"x":1`).
+    pub extra: String,
+}
+
+impl OpDoc {
+    /// `guest.destroy` of `guest` on `host`, window `not_before`..`not_after`, fresh nonce.
+    pub fn destroy(host: &str, guest: u32, not_before: &str, not_after: &str) -> OpDoc {
+        OpDoc {
+            op: "guest.destroy".into(),
+            host: host.into(),
+            guest: Some(guest),
+            params: r#"{"purge":true}"#.into(),
+            nonce: nonce(),
+            not_before: not_before.into(),
+            not_after: not_after.into(),
+            extra: String::new(),
+        }
+    }
+
+    /// The JSON bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let guest = self
+            .guest
+            .map(|g| format!(",\"guest\":{g}"))
+            .unwrap_or_default();
+        format!(
+            "{{\"v\":1,\"op\":\"{}\",\"host\":\"{}\"{guest},\"params\":{},\"nonce\":\"{}\",\"not_before\":\"{}\",\"not_after\":\"{}\"{}}}\n",
+            self.op, self.host, self.params, self.nonce, self.not_before, self.not_after, self.extra
+        )
+        .into_bytes()
     }
 }

@@ -1,0 +1,157 @@
+//! `steward-verify` as an operator runs it: real ssh-keygen signatures, exit codes 0/1/2, the
+//! first-line contract and the JSON form.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use steward_testkit::{KeyType, Keygen, OpDoc};
+
+struct Setup {
+    kg: Keygen,
+    signers: PathBuf,
+    op: PathBuf,
+    sig: PathBuf,
+}
+
+fn setup() -> Setup {
+    let kg = Keygen::new().unwrap();
+    let key = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let signers = kg.dir().join("allowed_signers");
+    std::fs::write(
+        &signers,
+        format!(
+            "alice@steward.test namespaces=\"op@steward\" {}\n",
+            key.public_line
+        ),
+    )
+    .unwrap();
+    let payload =
+        OpDoc::destroy("pve-a", 104, "2026-11-22T15:00:00Z", "2026-11-22T15:30:00Z").to_bytes();
+    let op = kg.dir().join("op.json");
+    std::fs::write(&op, &payload).unwrap();
+    let sig = kg.dir().join("op.json.sig");
+    std::fs::write(&sig, kg.sign(&key.private, "op@steward", &payload).unwrap()).unwrap();
+    Setup {
+        kg,
+        signers,
+        op,
+        sig,
+    }
+}
+
+fn verify(
+    signers: &Path,
+    host: &str,
+    at: &str,
+    extra: &[&str],
+    op: &Path,
+    sig: &Path,
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-verify"))
+        .arg("--signers")
+        .arg(signers)
+        .args(["--host", host, "--at", at])
+        .args(extra)
+        .arg(op)
+        .arg(sig)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+const AT: &str = "2026-11-22T15:10:00Z";
+
+#[test]
+fn verified_exits_zero_with_the_contract_line() {
+    let s = setup();
+    let (code, out, _) = verify(&s.signers, "pve-a", AT, &[], &s.op, &s.sig);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        out.lines().next().unwrap(),
+        "verified: principal=alice@steward.test role=operational op=guest.destroy host=pve-a guest=104"
+    );
+}
+
+#[test]
+fn rejected_exits_one_with_the_reason() {
+    let s = setup();
+    let (code, out, _) = verify(&s.signers, "pve-b", AT, &[], &s.op, &s.sig);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("rejected: target: "), "{out}");
+    let (code, out, _) = verify(
+        &s.signers,
+        "pve-a",
+        "2026-11-23T00:00:00Z",
+        &[],
+        &s.op,
+        &s.sig,
+    );
+    assert_eq!(code, 1);
+    assert!(out.starts_with("rejected: expired: "), "{out}");
+    let (code, out, _) = verify(
+        &s.signers,
+        "pve-a",
+        AT,
+        &["--max-ttl", "600"],
+        &s.op,
+        &s.sig,
+    );
+    assert_eq!(code, 1);
+    assert!(out.starts_with("rejected: malformed_op: "), "{out}");
+}
+
+#[test]
+fn json_carries_the_same_facts() {
+    let s = setup();
+    let (code, out, _) = verify(&s.signers, "pve-a", AT, &["--json"], &s.op, &s.sig);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["result"], "verified");
+    assert_eq!(v["principal"], "alice@steward.test");
+    assert_eq!(v["role"], "operational");
+    assert_eq!(v["guest"], 104);
+    assert_eq!(v["params"]["purge"], true);
+    let (code, out, _) = verify(
+        &s.signers,
+        "pve-a",
+        AT,
+        &["--json", "--skew", "0"],
+        &s.op,
+        &s.op,
+    );
+    assert_eq!(code, 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["reason"], "malformed_signature");
+}
+
+#[test]
+fn usage_and_file_errors_exit_two_naming_the_place() {
+    let s = setup();
+    let bad = s.kg.dir().join("bad_signers");
+    std::fs::write(
+        &bad,
+        "# header\nalice namespaces=\"op@steward\",octopus ssh-ed25519 AAAA\n",
+    )
+    .unwrap();
+    let (code, out, err) = verify(&bad, "pve-a", AT, &[], &s.op, &s.sig);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        err.starts_with(&format!("error: {}:2: ", bad.display())),
+        "{err}"
+    );
+    assert!(err.contains("octopus"), "{err}");
+    let missing = s.kg.dir().join("nope");
+    let (code, _, err) = verify(&missing, "pve-a", AT, &[], &s.op, &s.sig);
+    assert_eq!(code, 2);
+    assert!(err.contains("nope"), "{err}");
+    let (code, _, err) = verify(&s.signers, "pve-a", "yesterday", &[], &s.op, &s.sig);
+    assert_eq!(code, 2);
+    assert!(err.contains("--at"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-verify"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
