@@ -117,7 +117,9 @@ pub fn available() -> bool {
 
 fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<std::process::Output> {
     let shown = format!("{cmd:?}");
+    // Times without a zone suffix are local time to ssh-keygen: pin the zone.
     let mut child = cmd
+        .env("TZ", "UTC")
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -256,7 +258,6 @@ impl Keygen {
             .map_err(|e| KeygenError(format!("{}: {e}", sig_file.display())))?;
         let out = run(
             Command::new("ssh-keygen")
-                .env("TZ", "UTC")
                 .args(["-Y", "verify", "-f"])
                 .arg(allowed_signers)
                 .args(["-I", principal, "-n", namespace, "-s"])
