@@ -7,6 +7,9 @@
 //! zone-less time, an unknown option, one key in two roles), or refuses a certificate with a
 //! critical option, the two are meant to differ; those divergences are tested beside the parser.
 
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::sync::OnceLock;

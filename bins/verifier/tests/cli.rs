@@ -1,6 +1,9 @@
 //! `steward-verify` as an operator runs it: real ssh-keygen signatures, exit codes 0/1/2, the
 //! first-line contract and the JSON form.
 
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use steward_testkit::{KeyType, Keygen, OpDoc};

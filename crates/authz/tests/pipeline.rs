@@ -1,6 +1,9 @@
 //! The locked pipeline end to end, with keys, certificates and signatures minted by the real
 //! `ssh-keygen`: every reason code, the order of the steps, and the nonce discipline.
 
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use std::sync::OnceLock;
 use steward_authz::{

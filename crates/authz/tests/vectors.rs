@@ -3,6 +3,9 @@
 //! message and namespace and carries the key of its `.pub`; webauthn and the post-quantum hybrid
 //! are `unsupported_algorithm`; the derived negatives fail.
 
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use ssh_key::PublicKey;
 use std::path::PathBuf;
 use steward_authz::{sig, Reason};

@@ -157,24 +157,18 @@ impl TrustStore {
         namespace: &str,
         now: i64,
     ) -> Result<Admission<'a>, Rejection> {
-        let fp = key.fingerprint(HashAlg::Sha256);
-        let mut miss = format!("key {fp} is not in {}", self.source);
+        // The closest miss, described only if nothing admits (the fingerprint costs a hash).
+        let mut miss: Option<(usize, &str)> = None;
         for e in self.entries.iter() {
             if e.options.cert_authority || e.key.key_data() != key {
                 continue;
             }
             if !e.admits_namespace(namespace) {
-                miss = format!(
-                    "key {fp} (line {}) is not admitted to namespace {namespace}",
-                    e.line
-                );
+                miss = Some((e.line, "is not admitted to namespace"));
                 continue;
             }
             if !e.window_holds(now) {
-                miss = format!(
-                    "key {fp} (line {}) is outside its valid-after/valid-before window",
-                    e.line
-                );
+                miss = Some((e.line, "is outside its valid-after/valid-before window at"));
                 continue;
             }
             return Ok(Admission {
@@ -185,7 +179,20 @@ impl TrustStore {
                 require_user_verified: false,
             });
         }
-        Err(Rejection::new(Reason::UnknownSigner, miss))
+        let fp = key.fingerprint(HashAlg::Sha256);
+        let detail = match miss {
+            None => format!("key {fp} is not in {}", self.source),
+            Some((line, why)) if why.ends_with("namespace") => {
+                format!("key {fp} (line {line}) {why} {namespace}")
+            }
+            Some((line, why)) => {
+                let at = time::OffsetDateTime::from_unix_timestamp(now)
+                    .map(crate::pipeline::fmt_time)
+                    .unwrap_or_else(|_| now.to_string());
+                format!("key {fp} (line {line}) {why} {at}")
+            }
+        };
+        Err(Rejection::new(Reason::UnknownSigner, detail))
     }
 
     fn admit_certificate<'a>(

@@ -1,0 +1,26 @@
+//! Benchmarks. Each one measures a contender and its baseline in the same process, in
+//! interleaved rounds, and reports the median rates and their ratio: machines here are noisy, so
+//! an absolute figure means little and a timed assertion in a test would mean less.
+
+mod measure;
+mod verify;
+
+use anyhow::Result;
+
+/// The benchmarks there are.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Which {
+    /// The authz pipeline against raw signature verification (ed25519, ecdsa-p256).
+    Verify,
+}
+
+/// Runs one benchmark; false when a stated target is missed.
+pub fn run(which: Which, round_secs: f64, rounds: usize) -> Result<bool> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: xtask built without optimizations; figures are not meaningful");
+    }
+    let opts = measure::Opts { round_secs, rounds };
+    match which {
+        Which::Verify => verify::run(&opts),
+    }
+}
