@@ -143,8 +143,14 @@ impl Lab {
         &self.keys[0].1
     }
 
-    fn record(&mut self, case: impl Into<String>, expected: Verdict, got: Result<(Verdict, String)>) {
-        let (got, detail) = got.unwrap_or_else(|e| (Verdict::LoadError, format!("harness error: {e:#}")));
+    fn record(
+        &mut self,
+        case: impl Into<String>,
+        expected: Verdict,
+        got: Result<(Verdict, String)>,
+    ) {
+        let (got, detail) =
+            got.unwrap_or_else(|e| (Verdict::LoadError, format!("harness error: {e:#}")));
         self.rows.push(Row {
             case: case.into(),
             expected,
@@ -154,7 +160,12 @@ impl Lab {
     }
 
     /// Runs the pipeline (with a fresh nonce store unless one is given).
-    fn verdict(&self, payload: &[u8], sig: &[u8], store: Option<&MemoryNonceStore>) -> (Verdict, String) {
+    fn verdict(
+        &self,
+        payload: &[u8],
+        sig: &[u8],
+        store: Option<&MemoryNonceStore>,
+    ) -> (Verdict, String) {
         let fresh = MemoryNonceStore::new();
         let store = store.unwrap_or(&fresh);
         match self.verifier.verify(payload, sig, self.now, store) {
@@ -184,7 +195,15 @@ impl Lab {
         self.record(case, Verdict::LoadError, Ok(got));
     }
 
-    fn cert_case(&mut self, case: &str, expected: Verdict, principals: &[&str], validity: &str, host: bool, options: &[&str]) {
+    fn cert_case(
+        &mut self,
+        case: &str,
+        expected: Verdict,
+        principals: &[&str],
+        validity: &str,
+        host: bool,
+        options: &[&str],
+    ) {
         let got = (|| {
             let subject = self.kg.key(KeyType::Ed25519, "cert-subject")?;
             let cert = self.kg.certify(
@@ -220,14 +239,26 @@ pub fn run() -> Result<bool> {
     for i in 0..lab.keys.len() {
         let (t, k) = (lab.keys[i].0, lab.keys[i].1.private.clone());
         let d = lab.doc()?;
-        lab.signed_case(&format!("{} key accepted", t.label()), Verdict::Accepted, k, OP_NAMESPACE, &d);
+        lab.signed_case(
+            &format!("{} key accepted", t.label()),
+            Verdict::Accepted,
+            k,
+            OP_NAMESPACE,
+            &d,
+        );
     }
     let vault = lab.recovery.private.clone();
     let mut rotate = lab.doc()?;
     rotate.op = "keys.rotate".into();
     rotate.guest = None;
     rotate.params = "{}".into();
-    lab.signed_case("recovery key in recovery namespace", Verdict::Accepted, vault.clone(), RECOVERY_NAMESPACE, &rotate);
+    lab.signed_case(
+        "recovery key in recovery namespace",
+        Verdict::Accepted,
+        vault.clone(),
+        RECOVERY_NAMESPACE,
+        &rotate,
+    );
 
     // Signature and armor.
     let alice = lab.ed25519().private.clone();
@@ -239,13 +270,21 @@ pub fn run() -> Result<bool> {
         t[at] = b'5'; // guest 104 -> 105
         Ok(lab.verdict(&t, &s, None))
     })();
-    lab.record("tampered payload (guest 104 -> 105)", rejected(BadSignature), got);
+    lab.record(
+        "tampered payload (guest 104 -> 105)",
+        rejected(BadSignature),
+        got,
+    );
     let got = (|| {
         let p = doc.to_bytes();
         let s = lab.sign(&alice, OP_NAMESPACE, &p)?;
         Ok(lab.verdict(&p, &flip_signature_byte(&s)?, None))
     })();
-    lab.record("tampered signature (last signature byte)", rejected(BadSignature), got);
+    lab.record(
+        "tampered signature (last signature byte)",
+        rejected(BadSignature),
+        got,
+    );
     let got = (|| {
         let p = doc.to_bytes();
         let s = lab.sign(&alice, OP_NAMESPACE, &p)?;
@@ -258,49 +297,137 @@ pub fn run() -> Result<bool> {
         let s = lab.sign(&alice, OP_NAMESPACE, &p)?;
         Ok(lab.verdict(&p, &rewrap(&s, 64, "\r\n")?, None))
     })();
-    lab.record("armor re-wrapped at 64 columns with CRLF", Verdict::Accepted, got);
-    lab.signed_case("wrong namespace (file)", rejected(Namespace), alice.clone(), "file", &doc);
+    lab.record(
+        "armor re-wrapped at 64 columns with CRLF",
+        Verdict::Accepted,
+        got,
+    );
+    lab.signed_case(
+        "wrong namespace (file)",
+        rejected(Namespace),
+        alice.clone(),
+        "file",
+        &doc,
+    );
     let mallory = lab.stranger.private.clone();
-    lab.signed_case("unknown signer", rejected(UnknownSigner), mallory, OP_NAMESPACE, &doc);
-    lab.signed_case("recovery key in the op namespace", rejected(UnknownSigner), vault, OP_NAMESPACE, &doc);
+    lab.signed_case(
+        "unknown signer",
+        rejected(UnknownSigner),
+        mallory,
+        OP_NAMESPACE,
+        &doc,
+    );
+    lab.signed_case(
+        "recovery key in the op namespace",
+        rejected(UnknownSigner),
+        vault,
+        OP_NAMESPACE,
+        &doc,
+    );
     let retired = lab.retired.private.clone();
-    lab.signed_case("trust line expired (valid-before in the past)", rejected(UnknownSigner), retired, OP_NAMESPACE, &doc);
+    lab.signed_case(
+        "trust line expired (valid-before in the past)",
+        rejected(UnknownSigner),
+        retired,
+        OP_NAMESPACE,
+        &doc,
+    );
 
     // Op payload and window.
     let now = lab.now;
     let mut d = lab.doc()?;
     d.not_before = rfc3339(now - Duration::hours(2))?;
     d.not_after = rfc3339(now - Duration::hours(1))?;
-    lab.signed_case("expired op", rejected(Expired), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "expired op",
+        rejected(Expired),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.not_before = rfc3339(now + Duration::hours(1))?;
     d.not_after = rfc3339(now + Duration::hours(2))?;
-    lab.signed_case("not-yet-valid op", rejected(NotYetValid), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "not-yet-valid op",
+        rejected(NotYetValid),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.host = "pve-b".into();
-    lab.signed_case("wrong host", rejected(Target), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "wrong host",
+        rejected(Target),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.extra = r#","comment":"trust me""#.into();
-    lab.signed_case("unknown field", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "unknown field",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.extra = r#","host":"pve-b""#.into();
-    lab.signed_case("duplicate key (top level)", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "duplicate key (top level)",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.params = r#"{"purge":false,"purge":true}"#.into();
-    lab.signed_case("duplicate key (inside params)", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "duplicate key (inside params)",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.nonce = "AAAAAAAAAAAAAAAAAAAA".into(); // 120 bits
-    lab.signed_case("short nonce (120 bits)", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "short nonce (120 bits)",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.not_before = rfc3339(now - Duration::minutes(5))?;
     d.not_after = rfc3339(now + Duration::hours(25))?;
-    lab.signed_case("over-long window (25 h)", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "over-long window (25 h)",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.params = format!(r#"{{"pad":"{}"}}"#, "x".repeat(65 * 1024));
-    lab.signed_case("oversized payload (65 KiB)", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "oversized payload (65 KiB)",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
     let mut d = lab.doc()?;
     d.not_after = d.not_after.replace('Z', "+00:30");
-    lab.signed_case("window not in UTC", rejected(MalformedOp), alice.clone(), OP_NAMESPACE, &d);
+    lab.signed_case(
+        "window not in UTC",
+        rejected(MalformedOp),
+        alice.clone(),
+        OP_NAMESPACE,
+        &d,
+    );
 
     // Replay: the first presentation is verified and its nonce consumed, the second is refused.
     let got = (|| {
@@ -314,24 +441,93 @@ pub fn run() -> Result<bool> {
     lab.record("replayed nonce", rejected(Replay), got);
 
     // Certificates.
-    let valid = format!("{}:{}", openssh_time(now - Duration::minutes(5)), openssh_time(now + Duration::hours(1)));
-    let expired = format!("{}:{}", openssh_time(now - Duration::hours(2)), openssh_time(now - Duration::hours(1)));
-    lab.cert_case("certificate from a listed CA", Verdict::Accepted, &["bob@steward.test"], &valid, false, &[]);
-    lab.cert_case("certificate expired", rejected(UnknownSigner), &["bob@steward.test"], &expired, false, &[]);
-    lab.cert_case("host certificate instead of user", rejected(UnknownSigner), &["bob@steward.test"], &valid, true, &[]);
-    lab.cert_case("certificate principal not admitted by the line", rejected(UnknownSigner), &["bob@elsewhere.test"], &valid, false, &[]);
-    lab.cert_case("certificate principal negated by the line", rejected(UnknownSigner), &["eve@steward.test"], &valid, false, &[]);
-    lab.cert_case("certificate with no principals", rejected(UnknownSigner), &[], &valid, false, &[]);
-    lab.cert_case("certificate with unknown critical option", rejected(UnknownSigner), &["bob@steward.test"], &valid, false, &["force-command=/bin/true"]);
+    let valid = format!(
+        "{}:{}",
+        openssh_time(now - Duration::minutes(5)),
+        openssh_time(now + Duration::hours(1))
+    );
+    let expired = format!(
+        "{}:{}",
+        openssh_time(now - Duration::hours(2)),
+        openssh_time(now - Duration::hours(1))
+    );
+    lab.cert_case(
+        "certificate from a listed CA",
+        Verdict::Accepted,
+        &["bob@steward.test"],
+        &valid,
+        false,
+        &[],
+    );
+    lab.cert_case(
+        "certificate expired",
+        rejected(UnknownSigner),
+        &["bob@steward.test"],
+        &expired,
+        false,
+        &[],
+    );
+    lab.cert_case(
+        "host certificate instead of user",
+        rejected(UnknownSigner),
+        &["bob@steward.test"],
+        &valid,
+        true,
+        &[],
+    );
+    lab.cert_case(
+        "certificate principal not admitted by the line",
+        rejected(UnknownSigner),
+        &["bob@elsewhere.test"],
+        &valid,
+        false,
+        &[],
+    );
+    lab.cert_case(
+        "certificate principal negated by the line",
+        rejected(UnknownSigner),
+        &["eve@steward.test"],
+        &valid,
+        false,
+        &[],
+    );
+    lab.cert_case(
+        "certificate with no principals",
+        rejected(UnknownSigner),
+        &[],
+        &valid,
+        false,
+        &[],
+    );
+    lab.cert_case(
+        "certificate with unknown critical option",
+        rejected(UnknownSigner),
+        &["bob@steward.test"],
+        &valid,
+        false,
+        &["force-command=/bin/true"],
+    );
 
     // Trust-store load refusals (fail closed, naming the line).
     let k = lab.ed25519().public_line.clone();
     lab.load_case("trust line admitting both namespaces", format!("x {k}\n"));
-    lab.load_case("trust line admitting no Steward namespace", format!("x namespaces=\"file\" {k}\n"));
-    lab.load_case("trust line with an unknown option", format!("x namespaces=\"op@steward\",octopus {k}\n"));
-    lab.load_case("one key in two roles", format!("x namespaces=\"op@steward\" {k}\ny namespaces=\"recovery@steward\" {k}\n"));
+    lab.load_case(
+        "trust line admitting no Steward namespace",
+        format!("x namespaces=\"file\" {k}\n"),
+    );
+    lab.load_case(
+        "trust line with an unknown option",
+        format!("x namespaces=\"op@steward\",octopus {k}\n"),
+    );
+    lab.load_case(
+        "one key in two roles",
+        format!("x namespaces=\"op@steward\" {k}\ny namespaces=\"recovery@steward\" {k}\n"),
+    );
     let weak = lab.kg.key(KeyType::Rsa(1024), "weak")?;
-    lab.load_case("RSA-1024 key in the trust store", format!("x namespaces=\"op@steward\" {}\n", weak.public_line));
+    lab.load_case(
+        "RSA-1024 key in the trust store",
+        format!("x namespaces=\"op@steward\" {}\n", weak.public_line),
+    );
 
     // OpenSSH's own vectors, through the signature step (namespace `unittest`).
     vectors(&mut lab);
@@ -346,12 +542,20 @@ pub fn run() -> Result<bool> {
                 r.case.clone(),
                 r.expected.to_string(),
                 r.got.to_string(),
-                if r.expected == r.got { "ok" } else { "SURPRISE" }.to_string(),
+                if r.expected == r.got {
+                    "ok"
+                } else {
+                    "SURPRISE"
+                }
+                .to_string(),
                 r.detail.clone(),
             ]
         })
         .collect();
-    println!("{}", table::render(&["case", "expected", "got", "", "detail"], &rows));
+    println!(
+        "{}",
+        table::render(&["case", "expected", "got", "", "detail"], &rows)
+    );
     println!();
     println!(
         "matrix: {total} cases, {} as expected, {failed} surprises (trust store: {} lines)",
@@ -365,7 +569,11 @@ fn vectors(lab: &mut Lab) {
     let dir = match steward_testkit::shared_dir() {
         Ok(d) => d.join("vectors/openssh-sshsig"),
         Err(e) => {
-            lab.record("OpenSSH vectors", Verdict::Accepted, Err(anyhow::anyhow!(e)));
+            lab.record(
+                "OpenSSH vectors",
+                Verdict::Accepted,
+                Err(anyhow::anyhow!(e)),
+            );
             return;
         }
     };
@@ -373,8 +581,14 @@ fn vectors(lab: &mut Lab) {
         ("ed25519_sk", Verdict::Accepted),
         ("ecdsa_sk", Verdict::Accepted),
         ("rsa", Verdict::Accepted),
-        ("ecdsa_sk_webauthn", Verdict::Rejected(Reason::UnsupportedAlgorithm)),
-        ("mldsa44-ed25519", Verdict::Rejected(Reason::UnsupportedAlgorithm)),
+        (
+            "ecdsa_sk_webauthn",
+            Verdict::Rejected(Reason::UnsupportedAlgorithm),
+        ),
+        (
+            "mldsa44-ed25519",
+            Verdict::Rejected(Reason::UnsupportedAlgorithm),
+        ),
     ];
     for (name, expected) in cases {
         let got = (|| {
@@ -386,12 +600,21 @@ fn vectors(lab: &mut Lab) {
                 Err(r) => return Ok((Verdict::Rejected(r.reason), r.detail)),
             };
             let key_data = parsed.public_key().clone();
-            Ok(match sig::verify_crypto(&parsed, &key_data, &ns, &msg, false) {
-                Ok(()) => (Verdict::Accepted, format!("{} signature", parsed.algorithm())),
-                Err(r) => (Verdict::Rejected(r.reason), r.detail),
-            })
+            Ok(
+                match sig::verify_crypto(&parsed, &key_data, &ns, &msg, false) {
+                    Ok(()) => (
+                        Verdict::Accepted,
+                        format!("{} signature", parsed.algorithm()),
+                    ),
+                    Err(r) => (Verdict::Rejected(r.reason), r.detail),
+                },
+            )
         })();
-        lab.record(format!("OpenSSH vector {name}.sig (signature step)"), expected, got);
+        lab.record(
+            format!("OpenSSH vector {name}.sig (signature step)"),
+            expected,
+            got,
+        );
     }
 }
 

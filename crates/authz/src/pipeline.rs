@@ -166,15 +166,18 @@ impl Verifier {
                 ),
             ));
         }
-        // 6. time window
-        let skew = time::Duration::seconds(self.config.skew_secs);
-        if now < p.not_before - skew {
+        // 6. time window. Checked arithmetic: a bound past the representable range is no bound.
+        let skew = time::Duration::seconds(self.config.skew_secs.max(0));
+        if p.not_before
+            .checked_sub(skew)
+            .is_some_and(|start| now < start)
+        {
             return Err(Rejection::new(
                 Reason::NotYetValid,
                 format!("op is valid from {}", fmt_time(p.not_before)),
             ));
         }
-        if now > p.not_after + skew {
+        if p.not_after.checked_add(skew).is_some_and(|end| now > end) {
             return Err(Rejection::new(
                 Reason::Expired,
                 format!("op expired at {}", fmt_time(p.not_after)),
@@ -185,7 +188,10 @@ impl Verifier {
             role: admission.role,
             key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
             trust_line: admission.entry.line,
-            nonce_keep_until: (p.not_after + skew).unix_timestamp(),
+            nonce_keep_until: p
+                .not_after
+                .unix_timestamp()
+                .saturating_add(self.config.skew_secs.max(0)),
             op: p.op,
             host: p.host,
             guest: p.guest,

@@ -361,3 +361,29 @@ proptest! {
         prop_assert!(s.w.verifier.verify_offline(&s.payload, &encode_armor(&b), NOW).is_err());
     }
 }
+
+#[test]
+fn extreme_configuration_values_do_not_panic() {
+    let w = world();
+    let payload = doc().to_bytes();
+    let sig = w.sign(&w.op, OP_NAMESPACE, &payload);
+    let store = w.verifier.trust_store().clone();
+    for skew in [0, i64::MAX, i64::MIN] {
+        let v = Verifier::new(
+            store.clone(),
+            VerifyConfig {
+                host: HOST.into(),
+                skew_secs: skew,
+                max_ttl_secs: i64::MAX,
+            },
+        );
+        let far = datetime!(9999-12-31 23:59:59 UTC);
+        let r = v.verify_offline(&payload, &sig, far);
+        if skew == i64::MAX {
+            let op = r.unwrap();
+            assert_eq!(op.nonce_keep_until, i64::MAX);
+        } else {
+            assert_eq!(r.unwrap_err().reason, Reason::Expired);
+        }
+    }
+}

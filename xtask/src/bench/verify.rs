@@ -78,13 +78,23 @@ pub fn run(opts: &Opts) -> Result<bool> {
     let n = 40;
     let start = std::time::Instant::now();
     for _ in 0..n {
-        if !kg.verify(&signers_path, "ed@bench", OP_NAMESPACE, &sig, &payload, &openssh_now(now))? {
+        if !kg.verify(
+            &signers_path,
+            "ed@bench",
+            OP_NAMESPACE,
+            &sig,
+            &payload,
+            &openssh_now(now),
+        )? {
             bail!("ssh-keygen -Y verify refused the bench signature");
         }
     }
     let keygen_rate = f64::from(n) / start.elapsed().as_secs_f64();
 
-    println!("verify bench ({} rounds of {:.2} s, median)", opts.rounds, opts.round_secs);
+    println!(
+        "verify bench ({} rounds of {:.2} s, median)",
+        opts.rounds, opts.round_secs
+    );
     for (label, pipe, raw, ratio) in &report {
         println!(
             "  {label:<11} pipeline {pipe:>10.0}/s   raw {raw:>10.0}/s   pipeline cost = {ratio:.3}x raw"
@@ -154,5 +164,8 @@ fn p256_signature(body: &[u8]) -> Result<p256::ecdsa::Signature> {
         out[32 - b.len()..].copy_from_slice(b);
         Ok(out)
     };
-    Ok(p256::ecdsa::Signature::from_scalars(fixed(&sr)?, fixed(&ss)?)?)
+    Ok(p256::ecdsa::Signature::from_scalars(
+        fixed(&sr)?,
+        fixed(&ss)?,
+    )?)
 }
