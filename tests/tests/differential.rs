@@ -309,7 +309,9 @@ fn run_case(c: &Case) -> Result<bool, TestCaseError> {
     // Steward: a load failure refuses everything.
     let store = TrustStore::parse("allowed_signers", signers_text.as_bytes())
         .map_err(|e| TestCaseError::fail(format!("generated file must load: {e}")))?;
-    let ours = Verifier::new(store, VerifyConfig::new(HOST)).verify_offline(&payload, &sig, NOW);
+    let ours = Verifier::new(store, VerifyConfig::new(HOST))
+        .unwrap()
+        .verify_offline(&payload, &sig, NOW);
 
     // OpenSSH: ask for the signature's own namespace when it is a Steward one (the role is
     // chosen by the namespace); otherwise for op@steward, which is what the agent expects.

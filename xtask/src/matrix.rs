@@ -121,7 +121,7 @@ impl Lab {
             stranger,
             ca,
             signers_text,
-            verifier: Verifier::new(store, VerifyConfig::new(HOST)),
+            verifier: Verifier::new(store, VerifyConfig::new(HOST))?,
             rows: Vec::new(),
         })
     }

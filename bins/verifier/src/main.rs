@@ -50,9 +50,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<ExitCode, String> {
-    if args.skew < 0 || args.max_ttl <= 0 {
-        return Err("--skew must be >= 0 and --max-ttl > 0".into());
-    }
     let now = match &args.at {
         Some(s) => OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("--at {s:?}: {e}"))?,
         None => OffsetDateTime::now_utc(),
@@ -68,7 +65,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
         skew_secs: args.skew,
         max_ttl_secs: args.max_ttl,
     };
-    let verdict = Verifier::new(store, config).verify_offline(&payload, &sig, now);
+    let verifier = Verifier::new(store, config).map_err(|e| format!("--skew/--max-ttl: {e}"))?;
+    let verdict = verifier.verify_offline(&payload, &sig, now);
     let ok = verdict.is_ok();
     println!("{}", output::render(&verdict, args.json));
     Ok(ExitCode::from(if ok { 0 } else { 1 }))

@@ -22,7 +22,10 @@ pub mod signers;
 
 pub use nonce::{Consumed, MemoryNonceStore, NonceStore, NonceStoreError};
 pub use op::{Nonce, OpPayload};
-pub use pipeline::{VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS, DEFAULT_SKEW_SECS};
+pub use pipeline::{
+    ConfigError, VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS, DEFAULT_SKEW_SECS,
+    MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS,
+};
 pub use reason::{Reason, Rejection};
 pub use role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
 pub use signers::{LoadError, TrustStore};

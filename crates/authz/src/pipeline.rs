@@ -17,6 +17,22 @@ use time::OffsetDateTime;
 pub const DEFAULT_SKEW_SECS: i64 = 120;
 /// Default longest validity window, seconds (24 h).
 pub const DEFAULT_MAX_TTL_SECS: i64 = 24 * 3600;
+/// The largest skew a configuration may set (one hour): skew is for clocks, not for policy.
+pub const MAX_SKEW_SECS: i64 = 3600;
+/// The longest window a configuration may allow (30 days).
+pub const MAX_TTL_LIMIT_SECS: i64 = 30 * 24 * 3600;
+
+/// A verifier configuration out of bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// What the pipeline checks against.
 #[derive(Clone, Debug)]
@@ -30,6 +46,27 @@ pub struct VerifyConfig {
 }
 
 impl VerifyConfig {
+    /// Checks the bounds: skew in `0..=MAX_SKEW_SECS`, window in `1..=MAX_TTL_LIMIT_SECS`, a
+    /// non-empty host.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !(0..=MAX_SKEW_SECS).contains(&self.skew_secs) {
+            return Err(ConfigError(format!(
+                "skew {} s is outside 0..={MAX_SKEW_SECS} s",
+                self.skew_secs
+            )));
+        }
+        if !(1..=MAX_TTL_LIMIT_SECS).contains(&self.max_ttl_secs) {
+            return Err(ConfigError(format!(
+                "max ttl {} s is outside 1..={MAX_TTL_LIMIT_SECS} s",
+                self.max_ttl_secs
+            )));
+        }
+        if self.host.is_empty() {
+            return Err(ConfigError("host is empty".into()));
+        }
+        Ok(())
+    }
+
     /// Defaults (120 s skew, 24 h window) for `host`.
     pub fn new(host: impl Into<String>) -> Self {
         VerifyConfig {
@@ -65,7 +102,8 @@ pub struct VerifiedOp {
     pub not_before: OffsetDateTime,
     /// Window end.
     pub not_after: OffsetDateTime,
-    /// How long the nonce must be remembered (Unix seconds): `not_after` plus skew.
+    /// Until when the nonce must be remembered (Unix seconds, inclusive): past the last instant
+    /// at which the window, with skew, still admits the op.
     pub nonce_keep_until: i64,
 }
 
@@ -92,9 +130,10 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    /// A verifier over `store` with `config`.
-    pub fn new(store: TrustStore, config: VerifyConfig) -> Self {
-        Verifier { store, config }
+    /// A verifier over `store` with `config`, refused if the configuration is out of bounds.
+    pub fn new(store: TrustStore, config: VerifyConfig) -> Result<Self, ConfigError> {
+        config.check()?;
+        Ok(Verifier { store, config })
     }
 
     /// The trust store in use.
@@ -166,32 +205,34 @@ impl Verifier {
                 ),
             ));
         }
-        // 6. time window. Checked arithmetic: a bound past the representable range is no bound.
-        let skew = time::Duration::seconds(self.config.skew_secs.max(0));
-        if p.not_before
-            .checked_sub(skew)
-            .is_some_and(|start| now < start)
-        {
+        // 6. time window. A bound outside the representable range fails closed.
+        let skew = time::Duration::seconds(self.config.skew_secs);
+        let out_of_range = || Rejection::new(Reason::MalformedOp, "op window is out of range");
+        let start = p.not_before.checked_sub(skew).ok_or_else(out_of_range)?;
+        let end = p.not_after.checked_add(skew).ok_or_else(out_of_range)?;
+        if now < start {
             return Err(Rejection::new(
                 Reason::NotYetValid,
                 format!("op is valid from {}", fmt_time(p.not_before)),
             ));
         }
-        if p.not_after.checked_add(skew).is_some_and(|end| now > end) {
+        if now > end {
             return Err(Rejection::new(
                 Reason::Expired,
                 format!("op expired at {}", fmt_time(p.not_after)),
             ));
         }
+        // Kept until the window can no longer admit the op: the end rounded up, plus a second.
+        let nonce_keep_until = end
+            .unix_timestamp()
+            .saturating_add(i64::from(end.nanosecond() > 0))
+            .saturating_add(1);
         Ok(VerifiedOp {
             principal: admission.principal,
             role: admission.role,
             key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
             trust_line: admission.entry.line,
-            nonce_keep_until: p
-                .not_after
-                .unix_timestamp()
-                .saturating_add(self.config.skew_secs.max(0)),
+            nonce_keep_until,
             op: p.op,
             host: p.host,
             guest: p.guest,

@@ -48,7 +48,7 @@ fn world() -> World {
         recovery,
         stranger,
         ca,
-        verifier: Verifier::new(store, VerifyConfig::new(HOST)),
+        verifier: Verifier::new(store, VerifyConfig::new(HOST)).unwrap(),
     }
 }
 
@@ -363,27 +363,54 @@ proptest! {
 }
 
 #[test]
-fn extreme_configuration_values_do_not_panic() {
-    let w = world();
-    let payload = doc().to_bytes();
-    let sig = w.sign(&w.op, OP_NAMESPACE, &payload);
-    let store = w.verifier.trust_store().clone();
-    for skew in [0, i64::MAX, i64::MIN] {
-        let v = Verifier::new(
-            store.clone(),
-            VerifyConfig {
-                host: HOST.into(),
-                skew_secs: skew,
-                max_ttl_secs: i64::MAX,
-            },
+fn configuration_out_of_bounds_is_refused() {
+    let store = world().verifier.trust_store().clone();
+    for (skew, ttl) in [
+        (-1, 3600),
+        (3601, 3600),
+        (120, 0),
+        (120, 31 * 86400),
+        (i64::MAX, i64::MAX),
+    ] {
+        let c = VerifyConfig {
+            host: HOST.into(),
+            skew_secs: skew,
+            max_ttl_secs: ttl,
+        };
+        assert!(
+            Verifier::new(store.clone(), c).is_err(),
+            "skew {skew} ttl {ttl}"
         );
-        let far = datetime!(9999-12-31 23:59:59 UTC);
-        let r = v.verify_offline(&payload, &sig, far);
-        if skew == i64::MAX {
-            let op = r.unwrap();
-            assert_eq!(op.nonce_keep_until, i64::MAX);
-        } else {
-            assert_eq!(r.unwrap_err().reason, Reason::Expired);
-        }
     }
+}
+
+#[test]
+fn windows_at_the_edge_of_time_fail_closed_without_panicking() {
+    let w = world();
+    let mut d = doc();
+    d.not_before = "9999-12-31T23:00:00Z".into();
+    d.not_after = "9999-12-31T23:59:59Z".into();
+    let p = d.to_bytes();
+    let sig = w.sign(&w.op, OP_NAMESPACE, &p);
+    let r = w
+        .verifier
+        .verify_offline(&p, &sig, datetime!(9999-12-31 23:30:00 UTC))
+        .unwrap_err();
+    assert_eq!(r.reason, Reason::MalformedOp, "{r}");
+}
+
+#[test]
+fn the_nonce_is_kept_past_the_last_admitting_instant() {
+    let w = world();
+    let mut d = doc();
+    d.not_after = "2026-11-22T15:30:00.5Z".into();
+    let p = d.to_bytes();
+    let sig = w.sign(&w.op, OP_NAMESPACE, &p);
+    let v = w.verifier.verify_offline(&p, &sig, NOW).unwrap();
+    let last = datetime!(2026-11-22 15:32:00.5 UTC).unix_timestamp();
+    assert!(
+        v.nonce_keep_until > last,
+        "{} <= {last}",
+        v.nonce_keep_until
+    );
 }

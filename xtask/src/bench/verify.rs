@@ -30,7 +30,7 @@ pub fn run(opts: &Opts) -> Result<bool> {
     let signers_path = kg.path("allowed_signers");
     std::fs::write(&signers_path, &signers)?;
     let store = TrustStore::parse("bench", signers.as_bytes())?;
-    let verifier = Verifier::new(store, VerifyConfig::new("pve-a"));
+    let verifier = Verifier::new(store, VerifyConfig::new("pve-a"))?;
     let now = OffsetDateTime::now_utc();
     let doc = OpDoc::destroy(
         "pve-a",

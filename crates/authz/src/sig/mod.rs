@@ -87,7 +87,8 @@ pub fn key_algorithm_supported(key: &KeyData) -> bool {
     )
 }
 
-fn signature_algorithm_supported(alg: &Algorithm) -> bool {
+/// Whether Steward accepts signatures with this algorithm label.
+pub fn signature_algorithm_supported(alg: &Algorithm) -> bool {
     match alg {
         Algorithm::Ed25519 | Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256 => true,
         Algorithm::Ecdsa { curve } => matches!(
@@ -103,17 +104,42 @@ fn signature_algorithm_supported(alg: &Algorithm) -> bool {
 /// Refuses RSA keys under [`MIN_RSA_BITS`]; other keys pass.
 pub fn check_key_strength(key: &KeyData) -> Result<(), Rejection> {
     if let Some(rsa) = key.rsa() {
-        if rsa.key_size() < MIN_RSA_BITS {
+        let bits = rsa_modulus_bits(rsa);
+        if bits < MIN_RSA_BITS {
             return Err(Rejection::new(
                 Reason::UnsupportedAlgorithm,
-                format!(
-                    "RSA key of {} bits (at least {MIN_RSA_BITS} required)",
-                    rsa.key_size()
-                ),
+                format!("RSA key of {bits} bits (at least {MIN_RSA_BITS} required)"),
             ));
         }
     }
     Ok(())
+}
+
+/// The modulus's real bit length. `RsaPublicKey::key_size()` is the byte length times 8, which
+/// would let a 2041-bit modulus pass as 2048.
+fn rsa_modulus_bits(rsa: &ssh_key::public::RsaPublicKey) -> u32 {
+    let bytes = rsa.n().as_positive_bytes().unwrap_or(&[]);
+    match bytes.first() {
+        None => 0,
+        Some(first) => {
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX / 8);
+            len.saturating_mul(8).saturating_sub(first.leading_zeros())
+        }
+    }
+}
+
+/// Whether a signature labelled `sig` can have been made by a key of `key`'s type. The label is
+/// not covered by the signature and `ssh-key` does not compare it with the key: without this an
+/// sk signature relabelled `rsa-sha2-512` would skip the user-presence check.
+fn label_matches_key(sig: &Algorithm, key: &KeyData) -> bool {
+    match (key.algorithm(), sig) {
+        (Algorithm::Ed25519, Algorithm::Ed25519)
+        | (Algorithm::SkEd25519, Algorithm::SkEd25519)
+        | (Algorithm::SkEcdsaSha2NistP256, Algorithm::SkEcdsaSha2NistP256) => true,
+        (Algorithm::Ecdsa { curve: k }, Algorithm::Ecdsa { curve: s }) => k == *s,
+        (Algorithm::Rsa { .. }, Algorithm::Rsa { hash }) => hash.is_some(),
+        _ => false,
+    }
 }
 
 /// The crypto step: `msg` under `sig`, made by `subject` (the plain key, or the certificate's
@@ -132,6 +158,16 @@ pub fn verify_crypto(
         return Err(Rejection::new(
             Reason::UnsupportedAlgorithm,
             format!("signature algorithm {} is not supported", sig.algorithm()),
+        ));
+    }
+    if !label_matches_key(&sig.algorithm(), subject) {
+        return Err(Rejection::new(
+            Reason::BadSignature,
+            format!(
+                "signature algorithm {} cannot come from a {} key",
+                sig.algorithm(),
+                subject.algorithm()
+            ),
         ));
     }
     let public = PublicKey::new(subject.clone(), "");
@@ -173,8 +209,9 @@ pub fn verify_crypto(
             ))
         }
     }
+    // Decided by the key, not by the (unsigned) label.
     if matches!(
-        sig.algorithm(),
+        subject.algorithm(),
         Algorithm::SkEd25519 | Algorithm::SkEcdsaSha2NistP256
     ) {
         check_sk_flags(sig.signature_bytes(), require_user_verified)?;

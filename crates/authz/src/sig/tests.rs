@@ -156,3 +156,69 @@ fn garbage_is_malformed_not_a_panic() {
         assert_eq!(parse(g).unwrap_err().reason, Reason::MalformedSignature);
     }
 }
+
+#[test]
+fn a_relabelled_security_key_signature_does_not_skip_the_flag_check() {
+    // An sk signature without user presence, its label changed to RSA: the label is unsigned.
+    let (no_touch, key) = sk_ed25519_sig(0x00);
+    for label in [
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        Algorithm::Ed25519,
+    ] {
+        let Ok(relabelled) =
+            Signature::new(label.clone(), no_touch.signature().as_bytes().to_vec())
+        else {
+            continue; // the crate refuses this length for this label: nothing to relabel
+        };
+        let b = blob(&key, NS, &[], "sha512", &relabelled);
+        let r = match parse(&armor_blob(&b)) {
+            Ok(sig) => verify_crypto(&sig, &key, NS, MSG, false).unwrap_err(),
+            Err(r) => r,
+        };
+        assert_ne!(r.reason, Reason::MalformedOp);
+        assert!(
+            matches!(r.reason, Reason::BadSignature | Reason::MalformedSignature),
+            "{label:?}: {r}"
+        );
+    }
+    // And the RSA relabel does reach verify_crypto (so the test exercises the new check).
+    let rsa = Signature::new(
+        Algorithm::Rsa {
+            hash: Some(HashAlg::Sha512),
+        },
+        no_touch.signature().as_bytes().to_vec(),
+    )
+    .unwrap();
+    let sig = parse(&armor_blob(&blob(&key, NS, &[], "sha512", &rsa))).unwrap();
+    let r = verify_crypto(&sig, &key, NS, MSG, false).unwrap_err();
+    assert_eq!(r.reason, Reason::BadSignature);
+    assert!(r.detail.contains("cannot come from"), "{r}");
+}
+
+#[test]
+fn rsa_size_counts_real_bits_not_bytes() {
+    use ssh_key::public::RsaPublicKey;
+    use ssh_key::Mpint;
+    // A 2047-bit modulus: 256 bytes whose top bit is clear. key_size() would say 2048.
+    let mut n = vec![0x7fu8];
+    n.extend(vec![0xffu8; 255]);
+    let key = RsaPublicKey::new(
+        Mpint::from_positive_bytes(&[1, 0, 1]),
+        Mpint::from_positive_bytes(&n),
+    );
+    let key = key.unwrap();
+    assert_eq!(key.key_size(), 2048, "premise: the crate rounds to bytes");
+    let r = check_key_strength(&KeyData::Rsa(key)).unwrap_err();
+    assert_eq!(r.reason, Reason::UnsupportedAlgorithm);
+    assert!(r.detail.contains("2047"), "{r}");
+    let mut n = vec![0x80u8];
+    n.extend(vec![0xffu8; 255]);
+    let key = RsaPublicKey::new(
+        Mpint::from_positive_bytes(&[1, 0, 1]),
+        Mpint::from_positive_bytes(&n),
+    )
+    .unwrap();
+    check_key_strength(&KeyData::Rsa(key)).unwrap();
+}

@@ -79,27 +79,22 @@ fn valued<'a>(s: &'a str, kw: &str) -> Option<&'a str> {
     head.eq_ignore_ascii_case(kw).then_some(rest)
 }
 
-/// A double-quoted value with `\"` escapes (`opt_dequote`).
+/// A double-quoted value, read as OpenSSH's `opt_dequote`: `\"` is the only escape (it yields
+/// `"`); every other backslash is literal, so in `\\"` the quote is escaped.
 fn dequote<'a>(s: &'a str, what: &str) -> Result<(String, &'a str), String> {
-    let mut chars = s.char_indices();
-    if !matches!(chars.next(), Some((_, '"'))) {
-        return Err(format!("{what}: value must be in double quotes"));
-    }
+    let body = s
+        .strip_prefix('"')
+        .ok_or_else(|| format!("{what}: value must be in double quotes"))?;
     let mut out = String::new();
-    let mut escaped = false;
-    for (i, c) in chars {
-        if escaped {
-            if c != '"' {
-                out.push('\\');
+    let mut chars = body.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' if matches!(chars.peek(), Some((_, '"'))) => {
+                chars.next();
+                out.push('"');
             }
-            out.push(c);
-            escaped = false;
-        } else if c == '\\' {
-            escaped = true;
-        } else if c == '"' {
-            return Ok((out, &s[i + 1..]));
-        } else {
-            out.push(c);
+            '"' => return Ok((out, &body[i + 1..])),
+            _ => out.push(c),
         }
     }
     Err(format!("{what}: missing closing quote"))
@@ -119,6 +114,9 @@ mod tests {
         assert!(o.valid_before.is_some());
         let o = parse(r#"namespaces="a\"b,c d""#).unwrap();
         assert_eq!(o.namespaces.as_deref(), Some("a\"b,c d"));
+        // Only \" escapes; other backslashes are literal (opt_dequote).
+        let o = parse(r#"namespaces="a\b""#).unwrap();
+        assert_eq!(o.namespaces.as_deref(), Some(r"a\b"));
     }
 
     #[test]
@@ -140,6 +138,8 @@ mod tests {
             (r#"valid-after="20200101""#, "local time"),
             (r#"namespaces="op@steward"x"#, "unexpected text"),
             (r#"namespaces="op@steward"#, "closing quote"),
+            // `\\"`: the backslash before the quote escapes it, so the value never closes.
+            (r#"namespaces="op@steward,x\\""#, "closing quote"),
         ] {
             let err = parse(bad).expect_err(bad);
             assert!(err.contains(why), "{bad}: {err}");

@@ -13,6 +13,21 @@ pub enum ListMatch {
     Negated,
 }
 
+/// The longest sub-pattern OpenSSH's `match_pattern_list` will match (it gives up on longer ones).
+pub const MAX_PATTERN_LEN: usize = 1023;
+
+/// Refuses lists OpenSSH would treat differently: sub-patterns it cannot hold.
+pub fn check_list(list: &str) -> Result<(), String> {
+    match list.split(',').find(|p| p.len() >= MAX_PATTERN_LEN) {
+        Some(p) => Err(format!(
+            "a pattern of {} bytes (OpenSSH matches at most {})",
+            p.len(),
+            MAX_PATTERN_LEN - 1
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Matches `s` against the comma-separated pattern-list `list`.
 pub fn match_list(s: &str, list: &str) -> ListMatch {
     let mut positive = false;

@@ -2,7 +2,7 @@
 //! by anything but an exact key match (or a CA match plus the certificate checks below).
 
 use super::options::{self, LineOptions};
-use super::pattern::{match_list, ListMatch};
+use super::pattern::{self, match_list, ListMatch};
 use crate::reason::{Reason, Rejection};
 use crate::role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
 use crate::sig;
@@ -301,15 +301,25 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<Entry>, String> {
     if principals.is_empty() {
         return Err("empty principals field".into());
     }
-    let rest = rest.trim_start_matches([' ', '\t']);
+    check_principals(&principals)?;
+    let rest = rest.trim_start_matches(FIELD_SEPARATORS);
     let (options, key) = match PublicKey::from_openssh(rest) {
         Ok(key) => (LineOptions::default(), key),
         Err(key_err) => {
             let (token, after) = split_options_token(rest);
+            let options = options::parse(token);
             if after.is_empty() {
-                return Err(format!("cannot parse key: {key_err}"));
+                // Either a bad key with no options, or options that swallowed the line (an
+                // unclosed quote): say which.
+                return Err(match options {
+                    Err(e) => e,
+                    Ok(_) => format!("cannot parse key: {key_err}"),
+                });
             }
-            let options = options::parse(token)?;
+            let options = options?;
+            if let Some(ns) = &options.namespaces {
+                pattern::check_list(ns).map_err(|e| format!("namespaces: {e}"))?;
+            }
             let key = PublicKey::from_openssh(after.trim_start_matches([' ', '\t']))
                 .map_err(|e| format!("cannot parse key: {e}"))?;
             (options, key)
@@ -334,33 +344,65 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<Entry>, String> {
     }))
 }
 
-/// The principals field: quoted (may hold spaces) or up to the first space or tab.
+/// Separators between fields, as OpenSSH's `strdelim` splits them.
+const FIELD_SEPARATORS: [char; 3] = [' ', '\t', '\r'];
+
+/// The principals field: quoted (may hold spaces) or up to the first separator. A quote inside
+/// an unquoted field would start a quoted section for OpenSSH: refused rather than guessed at.
 fn take_principals(text: &str) -> Result<(String, &str), String> {
     if let Some(q) = text.strip_prefix('"') {
         let end = q.find('"').ok_or("principals: missing closing quote")?;
         let rest = &q[end + 1..];
-        if !(rest.is_empty() || rest.starts_with([' ', '\t'])) {
+        if !(rest.is_empty() || rest.starts_with(FIELD_SEPARATORS)) {
             return Err("principals: text right after the closing quote".into());
         }
         return Ok((q[..end].to_string(), rest));
     }
-    let end = text.find([' ', '\t']).unwrap_or(text.len());
-    Ok((text[..end].to_string(), &text[end..]))
+    let end = text.find(FIELD_SEPARATORS).unwrap_or(text.len());
+    let field = &text[..end];
+    if field.contains('"') {
+        return Err(format!(
+            "principals {field:?}: a quote inside an unquoted field"
+        ));
+    }
+    Ok((field.to_string(), &text[end..]))
 }
 
-/// The options token runs to the first space or tab outside double quotes.
+/// The options token runs to the first space or tab outside double quotes; `\"` is skipped as
+/// a pair and never toggles quoting (`sshkey_advance_past_options`).
 fn split_options_token(s: &str) -> (&str, &str) {
     let mut quoted = false;
-    let mut prev_backslash = false;
-    for (i, c) in s.char_indices() {
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
         match c {
-            '"' if !prev_backslash => quoted = !quoted,
+            '\\' if matches!(chars.peek(), Some((_, '"'))) => {
+                chars.next();
+            }
+            '"' => quoted = !quoted,
             ' ' | '\t' if !quoted => return (&s[..i], &s[i..]),
             _ => {}
         }
-        prev_backslash = c == '\\' && !prev_backslash;
     }
     (s, "")
+}
+
+/// Refuses a principals list that cannot admit anybody: OpenSSH would never match it, so a
+/// line Steward admits by key alone must not carry one.
+fn check_principals(list: &str) -> Result<(), String> {
+    pattern::check_list(list).map_err(|e| format!("principals: {e}"))?;
+    let positives: Vec<&str> = list.split(',').filter(|p| !p.starts_with('!')).collect();
+    if positives.is_empty() {
+        return Err(format!("principals {list:?} has no positive pattern"));
+    }
+    let literal = |p: &&str| !p.contains(['*', '?']);
+    if positives.iter().all(literal)
+        && positives
+            .iter()
+            .all(|p| match_list(p, list) != ListMatch::Yes)
+    {
+        return Err(format!("principals {list:?}: every name is negated"));
+    }
+    Ok(())
 }
 
 fn role_of(options: &LineOptions) -> Result<Role, String> {

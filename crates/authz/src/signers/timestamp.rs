@@ -43,9 +43,14 @@ pub fn parse(s: &str) -> Result<i64, String> {
             ))
         }
     };
-    parsed
+    let t = parsed
         .map(|t| t.assume_utc().unix_timestamp())
-        .map_err(|e| format!("time {s:?} is not a valid date and time: {e}"))
+        .map_err(|e| format!("time {s:?} is not a valid date and time: {e}"))?;
+    // OpenSSH refuses times before the epoch, and reads 0 as "not set".
+    if t <= 0 {
+        return Err(format!("time {s:?} is not after 1970-01-01T00:00:00Z"));
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -75,6 +80,8 @@ mod tests {
             "20200101246000Z",
             "Z",
             "",
+            "19700101Z",
+            "19600101Z",
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
         }

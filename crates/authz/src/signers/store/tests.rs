@@ -111,6 +111,29 @@ fn every_load_error_names_file_line_and_cause() {
         ),
         ("\"x y namespaces\n".to_string(), 1, "missing closing quote"),
         (format!("x {OP}\n"), 1, "cannot parse key"),
+        (
+            format!("x namespaces=\"op@steward,x\\\\\" {a}\n"),
+            1,
+            "closing quote",
+        ),
+        (
+            format!("x {OP},valid-after=\"19700101Z\" {a}\n"),
+            1,
+            "after 1970",
+        ),
+        (format!("!* {OP} {a}\n"), 1, "no positive pattern"),
+        (
+            format!("alice,!alice {OP} {a}\n"),
+            1,
+            "every name is negated",
+        ),
+        (format!("al\"ice {OP} {a}\n"), 1, "quote inside"),
+        (format!("{} {OP} {a}\n", "x".repeat(1100)), 1, "1100 bytes"),
+        (
+            format!("x namespaces=\"op@steward,{}\" {a}\n", "y".repeat(1100)),
+            1,
+            "namespaces",
+        ),
     ];
     for (text, line, why) in cases {
         let e = load_err(&text);
@@ -128,6 +151,14 @@ fn every_load_error_names_file_line_and_cause() {
 
 fn load_err_bytes(b: &[u8]) -> LoadError {
     TrustStore::parse("allowed_signers", b).expect_err("should not load")
+}
+
+#[test]
+fn wildcard_principals_and_cr_separators_load() {
+    let k = keys();
+    // strdelim splits the principals on CR too; options end at a space or tab only.
+    let store = load(&format!("*@x,!eve@x\r{OP}\t{a}\r\n", a = k.a)).unwrap();
+    assert_eq!(store.entries()[0].principals, "*@x,!eve@x");
 }
 
 #[test]
