@@ -29,7 +29,7 @@ enum Command {
         #[arg(long, default_value_t = 0.4)]
         round_secs: f64,
         /// Rounds per contender (the median is reported).
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 9)]
         rounds: usize,
     },
 }

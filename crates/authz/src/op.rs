@@ -6,7 +6,6 @@ use crate::reason::{Reason, Rejection};
 use base64::Engine as _;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use std::collections::HashSet;
 use std::fmt;
 use time::{format_description::well_known::Rfc3339, OffsetDateTime, UtcOffset};
 
@@ -82,7 +81,7 @@ struct Wire {
     #[serde(default)]
     guest: Option<u32>,
     #[serde(default)]
-    params: Option<serde_json::Map<String, serde_json::Value>>,
+    params: Option<StrictObject>,
     nonce: String,
     not_before: String,
     not_after: String,
@@ -101,9 +100,9 @@ impl OpPayload {
                 bytes.len()
             )));
         }
-        // serde_json keeps the last of duplicate keys; a first pass refuses them at any depth,
-        // so what a human reads in the file is what the gate binds.
-        serde_json::from_slice::<NoDuplicates>(bytes).map_err(|e| bad(e.to_string()))?;
+        // One pass: serde's derive refuses a repeated top-level field; `StrictObject` refuses
+        // repeated keys at any depth inside params (serde_json alone keeps the last), so what a
+        // human reads in the file is what the gate binds.
         let w: Wire = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if w.v != PAYLOAD_VERSION {
             return Err(bad(format!(
@@ -143,7 +142,7 @@ impl OpPayload {
             op: w.op,
             host: w.host,
             guest: w.guest,
-            params: w.params.unwrap_or_default(),
+            params: w.params.map(|p| p.0).unwrap_or_default(),
             nonce,
             not_before,
             not_after,
@@ -183,54 +182,73 @@ fn valid_host(h: &str) -> bool {
         })
 }
 
-/// Any JSON value, refusing duplicate object keys at any depth.
-struct NoDuplicates;
+/// A JSON object whose keys are unique at every depth.
+struct StrictObject(serde_json::Map<String, serde_json::Value>);
 
-impl<'de> Deserialize<'de> for NoDuplicates {
+impl<'de> Deserialize<'de> for StrictObject {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoDupVisitor)
+        match d.deserialize_map(StrictVisitor)?.0 {
+            serde_json::Value::Object(m) => Ok(StrictObject(m)),
+            _ => Err(de::Error::custom("params must be an object")),
+        }
     }
 }
 
-struct NoDupVisitor;
+/// Any JSON value, refusing duplicate object keys at any depth.
+struct StrictValue(serde_json::Value);
 
-impl<'de> Visitor<'de> for NoDupVisitor {
-    type Value = NoDuplicates;
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, _: bool) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_bool<E>(self, b: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(b.into()))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_i64<E>(self, n: i64) -> Result<StrictValue, E> {
+        Ok(StrictValue(n.into()))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_u64<E>(self, n: u64) -> Result<StrictValue, E> {
+        Ok(StrictValue(n.into()))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_f64<E>(self, n: f64) -> Result<StrictValue, E> {
+        Ok(StrictValue(n.into()))
     }
-    fn visit_str<E>(self, _: &str) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_str<E>(self, s: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(s.into()))
     }
-    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates)
+    fn visit_string<E>(self, s: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(s.into()))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
-        while seq.next_element::<NoDuplicates>()?.is_some() {}
-        Ok(NoDuplicates)
+    fn visit_unit<E>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(serde_json::Value::Null))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NoDuplicates, A::Error> {
-        let mut seen = HashSet::new();
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(StrictValue(serde_json::Value::Array(out)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut out = serde_json::Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key.clone()) {
+            if out.contains_key(&key) {
                 return Err(de::Error::custom(format!("duplicate key {key:?}")));
             }
-            map.next_value::<NoDuplicates>()?;
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
         }
-        Ok(NoDuplicates)
+        Ok(StrictValue(serde_json::Value::Object(out)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
 mod measure;
+mod plan;
 mod verify;
 
 use anyhow::Result;
@@ -12,6 +13,8 @@ use anyhow::Result;
 pub enum Which {
     /// The authz pipeline against raw signature verification (ed25519, ecdsa-p256).
     Verify,
+    /// Planning time at 100, 1 000 and 10 000 guests.
+    Plan,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
@@ -22,5 +25,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize) -> Result<bool> {
     let opts = measure::Opts { round_secs, rounds };
     match which {
         Which::Verify => verify::run(&opts),
+        Which::Plan => plan::run(&opts),
     }
 }

@@ -44,7 +44,7 @@ fn unknown_field_is_malformed() {
 #[test]
 fn duplicate_keys_at_any_depth_are_malformed() {
     let r = reject(doc(r#","host":"pve-b""#).as_bytes());
-    assert!(r.detail.contains("duplicate key \"host\""), "{r}");
+    assert!(r.detail.contains("duplicate field `host`"), "{r}");
     let nested = doc("").replace(
         r#""params":{"purge":true}"#,
         r#""params":{"purge":true,"x":[{"a":1,"a":2}]}"#,

@@ -1,0 +1,177 @@
+//! The closed set of things the engine can do to a guest. Every mutation Steward makes is one of
+//! these, so the classifier and the gate can reason about all of them; adding a variant is a
+//! security decision (the classifier treats anything it does not know as destructive). Actions
+//! carry no judgement of danger.
+
+use crate::{GuestKind, Vmid};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A config write: the exact keys set and deleted, and the digest it was planned against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigChange {
+    /// Keys to set, with their Proxmox property-string values.
+    pub set: BTreeMap<String, String>,
+    /// Keys to delete.
+    pub delete: BTreeSet<String>,
+    /// The config `digest` read when planning; Proxmox refuses the write if it moved.
+    pub digest: Option<String>,
+}
+
+/// One thing the engine can do to one guest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Create the guest with this config (disks included).
+    Create {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// Every key of the create call but `vmid`.
+        config: BTreeMap<String, String>,
+    },
+    /// Start it.
+    Start {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+    },
+    /// Stop it hard.
+    Stop {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+    },
+    /// Shut it down cleanly, stopping it hard after `timeout_secs` if `force_stop`.
+    Shutdown {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// Seconds to wait.
+        timeout_secs: u32,
+        /// Stop hard when the timeout passes.
+        force_stop: bool,
+    },
+    /// Reboot it.
+    Reboot {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+    },
+    /// Change its config.
+    SetConfig {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// What changes.
+        change: ConfigChange,
+    },
+    /// Destroy it and its disks.
+    Destroy {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// Also remove it from backup jobs, HA and replication.
+        purge: bool,
+        /// Also destroy disks not referenced by the config.
+        destroy_unreferenced_disks: bool,
+    },
+    /// Roll it back to a snapshot (discards everything since).
+    SnapshotRollback {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// Snapshot name.
+        snapshot: String,
+    },
+    /// Restore a backup over the existing guest (overwrites its disks).
+    RestoreOver {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// Backup volume id.
+        archive: String,
+    },
+}
+
+impl Action {
+    /// The guest it acts on.
+    pub fn vmid(&self) -> Vmid {
+        match self {
+            Action::Create { vmid, .. }
+            | Action::Start { vmid, .. }
+            | Action::Stop { vmid, .. }
+            | Action::Shutdown { vmid, .. }
+            | Action::Reboot { vmid, .. }
+            | Action::SetConfig { vmid, .. }
+            | Action::Destroy { vmid, .. }
+            | Action::SnapshotRollback { vmid, .. }
+            | Action::RestoreOver { vmid, .. } => *vmid,
+        }
+    }
+
+    /// The guest's kind.
+    pub fn kind(&self) -> GuestKind {
+        match self {
+            Action::Create { kind, .. }
+            | Action::Start { kind, .. }
+            | Action::Stop { kind, .. }
+            | Action::Shutdown { kind, .. }
+            | Action::Reboot { kind, .. }
+            | Action::SetConfig { kind, .. }
+            | Action::Destroy { kind, .. }
+            | Action::SnapshotRollback { kind, .. }
+            | Action::RestoreOver { kind, .. } => *kind,
+        }
+    }
+
+    /// The op kind an operator signs for this action (`guest.destroy`, …).
+    pub fn op_kind(&self) -> &'static str {
+        match self {
+            Action::Create { .. } => "guest.create",
+            Action::Start { .. } => "guest.start",
+            Action::Stop { .. } => "guest.stop",
+            Action::Shutdown { .. } => "guest.shutdown",
+            Action::Reboot { .. } => "guest.reboot",
+            Action::SetConfig { .. } => "guest.config",
+            Action::Destroy { .. } => "guest.destroy",
+            Action::SnapshotRollback { .. } => "guest.rollback",
+            Action::RestoreOver { .. } => "guest.restore",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_serialize_with_a_tag_and_round_trip() {
+        let a = Action::SetConfig {
+            vmid: Vmid::new(104).unwrap(),
+            kind: GuestKind::Qemu,
+            change: ConfigChange {
+                set: [("memory".to_string(), "4096".to_string())].into(),
+                delete: ["tags".to_string()].into(),
+                digest: Some("abc".into()),
+            },
+        };
+        let j = serde_json::to_string(&a).unwrap();
+        assert!(
+            j.starts_with(r#"{"action":"set_config","vmid":104,"kind":"qemu""#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<Action>(&j).unwrap(), a);
+        assert_eq!(a.op_kind(), "guest.config");
+        assert_eq!(a.vmid().get(), 104);
+    }
+}

@@ -1,0 +1,16 @@
+//! `steward-model`: the vocabulary every other Steward crate speaks — VMIDs, guest kinds, power
+//! states, sizes in MiB and bytes, what a guest should look like, and the closed set of actions
+//! the engine can take. Plain data with serde; it must never do I/O, judge danger (that is the
+//! classifier's job) or know about HTTP.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod action;
+mod guest;
+mod size;
+mod vmid;
+
+pub use action::{Action, ConfigChange};
+pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
+pub use size::{ByteSize, MiB};
+pub use vmid::{Vmid, VmidError};

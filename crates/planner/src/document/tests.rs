@@ -1,0 +1,142 @@
+use super::*;
+use steward_model::{GuestKind, GuestState, MiB, Startup};
+
+const TOML: &str = r#"
+version = 1
+generation = 7
+
+[[guests]]
+vmid = 104
+kind = "qemu"
+state = "running"
+name = "web"
+memory = "4 GiB"
+cores = 2
+sockets = 1
+tags = ["Prod", "web", "prod"]
+description = "web server\r\n"
+onboot = true
+startup = { order = 2, up = 30 }
+cpulimit = 1.5
+cpuunits = 100
+create = { scsi0 = "local-lvm:32", net0 = "virtio,bridge=vmbr0" }
+
+[[guests]]
+vmid = 200
+kind = "lxc"
+state = "stopped"
+memory = 512
+swap = "256MiB"
+create = { ostemplate = "local:vztmpl/debian-12.tar.zst", rootfs = "local-lvm:8" }
+
+[[guests]]
+vmid = 150
+kind = "qemu"
+state = "absent"
+"#;
+
+const JSON: &str = r#"{"version":1,"generation":7,"guests":[
+ {"vmid":200,"kind":"lxc","state":"stopped","memory":"512 MiB","swap":256,
+  "create":{"ostemplate":"local:vztmpl/debian-12.tar.zst","rootfs":"local-lvm:8"}},
+ {"vmid":150,"kind":"qemu","state":"absent"},
+ {"vmid":104,"kind":"qemu","state":"running","name":"web","memory":4096,"cores":2,"sockets":1,
+  "tags":"web;prod","description":"web server","onboot":true,"startup":{"up":30,"order":2},
+  "cpulimit":1.5,"cpuunits":100,"create":{"net0":"virtio,bridge=vmbr0","scsi0":"local-lvm:32"}}]}"#;
+
+#[test]
+fn json_and_toml_are_one_schema() {
+    let t = parse_toml("desired.toml", TOML).unwrap();
+    let j = parse_json("desired.json", JSON).unwrap();
+    assert_eq!(t, j);
+    assert_eq!(t.generation, 7);
+    let vmids: Vec<u32> = t.guests.iter().map(|g| g.vmid.get()).collect();
+    assert_eq!(vmids, vec![104, 150, 200], "sorted by vmid");
+    let web = &t.guests[0];
+    assert_eq!(web.kind, GuestKind::Qemu);
+    assert_eq!(web.memory, Some(MiB(4096)));
+    assert_eq!(
+        web.tags.as_deref(),
+        Some(&["prod".to_string(), "web".to_string()][..])
+    );
+    assert_eq!(web.description.as_deref(), Some("web server"));
+    assert_eq!(
+        web.startup,
+        Some(Startup {
+            order: Some(2),
+            up: Some(30),
+            down: None
+        })
+    );
+    assert_eq!(web.cpulimit_milli, Some(1500));
+    assert_eq!(t.guests[1].state, GuestState::Absent);
+    assert_eq!(t.guests[2].swap, Some(MiB(256)));
+}
+
+#[test]
+fn every_error_is_reported_with_guest_and_field() {
+    let doc = r#"{"version":1,"generation":3,"colour":"red","guests":[
+      {"vmid":104,"kind":"qemu","state":"running","memory":8,"cores":0,"swap":512,"tags":["ok","bad tag"]},
+      {"vmid":104,"kind":"lxc","state":"stopped","sockets":2,"cpulimit":9000,"create":{"scsi0":"x"}},
+      {"vmid":42,"kind":"vm","state":"on","nmae":"typo"}
+    ]}"#;
+    let errs = parse_json("hub", doc).unwrap_err().0;
+    let has = |at: &str, msg: &str| errs.iter().any(|e| e.at == at && e.message.contains(msg));
+    let checks = [
+        ("colour", "unknown field"),
+        (
+            "guests[0] (vmid 104).memory",
+            "below Proxmox's minimum of 16 MiB",
+        ),
+        ("guests[0] (vmid 104).cores", "from 1"),
+        ("guests[0] (vmid 104).swap", "lxc field; this guest is qemu"),
+        ("guests[0] (vmid 104).tags", "bad tag"),
+        (
+            "guests[1] (vmid 104).sockets",
+            "qemu field; this guest is lxc",
+        ),
+        ("guests[1] (vmid 104).cpulimit", "0 to 8192"),
+        (
+            "guests[1] (vmid 104).create.scsi0",
+            "not a create-time key for lxc",
+        ),
+        ("guests[2].vmid", "not a VMID"),
+        ("guests[2].kind", "not qemu or lxc"),
+        ("guests[2].state", "not running, stopped or absent"),
+        ("guests[2].nmae", "unknown field"),
+    ];
+    for (at, msg) in checks {
+        assert!(has(at, msg), "missing {at}: {msg}\nall: {errs:#?}");
+    }
+    assert_eq!(errs.len(), checks.len(), "{errs:#?}");
+}
+
+#[test]
+fn duplicate_vmids_are_an_error() {
+    let doc = r#"{"version":1,"generation":1,"guests":[
+      {"vmid":104,"kind":"qemu","state":"running"},{"vmid":104,"kind":"qemu","state":"stopped"}]}"#;
+    let errs = parse_json("hub", doc).unwrap_err();
+    assert!(
+        errs.to_string()
+            .contains("guests[1] (vmid 104): duplicate vmid: guests[0] names it too"),
+        "{errs}"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line() {
+    let e = parse_toml("desired.toml", "version = 1\ngeneration = \n").unwrap_err();
+    assert!(e.0[0].at.starts_with("desired.toml:2"), "{e}");
+    let e = parse_json("desired.json", "{\n\"version\": 1,\n}").unwrap_err();
+    assert!(e.0[0].at.starts_with("desired.json:3"), "{e}");
+}
+
+#[test]
+fn version_generation_and_guests_are_required() {
+    let errs = parse_json("hub", "{}").unwrap_err().0;
+    let ats: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
+    assert_eq!(ats, vec!["version", "generation", "guests"]);
+    let e = parse_json("hub", r#"{"version":2,"generation":1,"guests":[]}"#).unwrap_err();
+    assert!(e.to_string().contains("version 2 is not supported"));
+    let ok = parse_json("hub", r#"{"version":1,"generation":0,"guests":[]}"#).unwrap();
+    assert!(ok.guests.is_empty());
+}

@@ -1,0 +1,150 @@
+//! A reference model of how Proxmox VE stores what a client writes, for the convergence tests
+//! (and the simulator): tags re-joined with `;` (optionally lower-cased and sorted, as datacenter
+//! settings may), descriptions read back with a trailing `\n`, memory kept as the property
+//! string written, digests that move on every write and refuse a stale one, changes to a
+//! running guest's memory/cores/sockets held as pending until it stops. It must never be used
+//! to talk to a real node.
+
+use crate::actual::{ActualGuest, ActualState};
+use crate::normalize::split_tags;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use steward_model::{Action, GuestKind};
+
+/// Datacenter settings that change how tags are stored.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TagStyle {
+    /// Lower-case tags on write.
+    pub lowercase: bool,
+    /// Store tags sorted instead of in the order written.
+    pub sorted: bool,
+}
+
+/// Keys whose change on a running QEMU guest waits for a restart (no hotplug in this model).
+const COLD_KEYS: &[&str] = &["memory", "cores", "sockets"];
+
+/// A node as Proxmox would hold it.
+#[derive(Clone, Debug, Default)]
+pub struct PveModel {
+    /// The guests, in the same shape the client reads.
+    pub guests: ActualState,
+    /// Tag storage style.
+    pub tags: TagStyle,
+}
+
+/// How Proxmox would store `value` under `key`.
+pub fn stored_form(key: &str, value: &str, tags: TagStyle) -> String {
+    match key {
+        "tags" => {
+            let mut t = split_tags(value);
+            if tags.lowercase {
+                t.iter_mut().for_each(|x| *x = x.to_ascii_lowercase());
+            }
+            if tags.sorted {
+                t.sort();
+            }
+            t.join(";")
+        }
+        // Stored as `#` comment lines; each line reads back ended by `\n`.
+        "description" => value.lines().map(|l| format!("{l}\n")).collect(),
+        _ => value.to_string(),
+    }
+}
+
+/// A digest of a config (the real one is SHA-1 of the file; any change moves it here too).
+pub fn digest(config: &BTreeMap<String, String>) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    config.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+impl PveModel {
+    /// Applies one action as Proxmox would, or says how Proxmox would refuse it.
+    pub fn apply(&mut self, a: &Action) -> Result<(), String> {
+        let vmid = a.vmid();
+        let style = self.tags;
+        match a {
+            Action::Create { kind, config, .. } => {
+                if self.guests.contains_key(&vmid) {
+                    return Err(format!("VM {vmid} already exists"));
+                }
+                let config: BTreeMap<String, String> = config
+                    .iter()
+                    .filter(|(k, _)| !is_create_only(*kind, k))
+                    .map(|(k, v)| (k.clone(), stored_form(k, v, style)))
+                    .collect();
+                let digest = digest(&config);
+                self.guests.insert(
+                    vmid,
+                    ActualGuest {
+                        vmid,
+                        kind: *kind,
+                        status: "stopped".into(),
+                        config,
+                        digest,
+                        pending: BTreeSet::new(),
+                    },
+                );
+                Ok(())
+            }
+            Action::SetConfig { change, .. } => {
+                let g = self.guest(vmid)?;
+                if change.digest.as_deref().is_some_and(|d| d != g.digest) {
+                    return Err(
+                        "detected modified configuration - file changed by other user? Try again."
+                            .into(),
+                    );
+                }
+                let running = g.status == "running";
+                for (k, v) in &change.set {
+                    g.config.insert(k.clone(), stored_form(k, v, style));
+                    if running && g.kind == GuestKind::Qemu && COLD_KEYS.contains(&k.as_str()) {
+                        g.pending.insert(k.clone());
+                    }
+                }
+                for k in &change.delete {
+                    g.config.remove(k);
+                }
+                g.digest = digest(&g.config);
+                Ok(())
+            }
+            Action::Start { .. } => {
+                let g = self.guest(vmid)?;
+                if g.status == "running" {
+                    return Err(format!("VM {vmid} already running"));
+                }
+                g.status = "running".into();
+                g.pending.clear();
+                Ok(())
+            }
+            Action::Stop { .. } | Action::Shutdown { .. } => {
+                let g = self.guest(vmid)?;
+                g.status = "stopped".into();
+                Ok(())
+            }
+            Action::Reboot { .. } => {
+                self.guest(vmid)?.pending.clear();
+                Ok(())
+            }
+            Action::Destroy { .. } => self
+                .guests
+                .remove(&vmid)
+                .map(|_| ())
+                .ok_or_else(|| format!("VM {vmid} does not exist")),
+            Action::SnapshotRollback { .. } | Action::RestoreOver { .. } => {
+                self.guest(vmid).map(|_| ())
+            }
+        }
+    }
+
+    fn guest(&mut self, vmid: steward_model::Vmid) -> Result<&mut ActualGuest, String> {
+        self.guests.get_mut(&vmid).ok_or_else(|| {
+            format!("Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist")
+        })
+    }
+}
+
+/// Create-call keys that are not stored verbatim (LXC `ostemplate` is consumed by the create).
+fn is_create_only(kind: GuestKind, key: &str) -> bool {
+    kind == GuestKind::Lxc && key == "ostemplate"
+}
