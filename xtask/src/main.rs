@@ -3,6 +3,7 @@
 //! here is shipped, and no check here replaces a test.
 
 mod bench;
+mod crash;
 mod matrix;
 mod table;
 
@@ -14,6 +15,12 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CrashTarget {
+    /// The sled journal.
+    Journal,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +38,29 @@ enum Command {
         /// Rounds per contender (the median is reported).
         #[arg(long, default_value_t = 9)]
         rounds: usize,
+        /// journal: also time opening a journal with this many op records (0: skip).
+        #[arg(long, default_value_t = 0)]
+        open_records: u64,
+    },
+    /// Crash-safety proofs by SIGKILL.
+    Crash {
+        /// What to crash.
+        #[arg(value_enum)]
+        what: CrashTarget,
+        /// How many kills.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+        /// Seed for kill times and child streams.
+        #[arg(long, default_value_t = 0x5eed)]
+        seed: u64,
+    },
+    /// (internal) the process `crash journal` kills.
+    #[command(hide = true)]
+    CrashChild {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long)]
+        seed: u64,
     },
 }
 
@@ -42,7 +72,14 @@ fn main() -> ExitCode {
             which,
             round_secs,
             rounds,
-        } => bench::run(which, round_secs, rounds),
+            open_records,
+        } => bench::run(which, round_secs, rounds, open_records),
+        Command::Crash {
+            what: CrashTarget::Journal,
+            iterations,
+            seed,
+        } => crash::run(iterations, seed),
+        Command::CrashChild { dir, seed } => crash::child(&dir, seed).map(|()| true),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

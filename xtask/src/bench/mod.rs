@@ -2,6 +2,7 @@
 //! interleaved rounds, and reports the median rates and their ratio: machines here are noisy, so
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
+mod journal;
 mod measure;
 mod plan;
 mod verify;
@@ -15,10 +16,12 @@ pub enum Which {
     Verify,
     /// Planning time at 100, 1 000 and 10 000 guests.
     Plan,
+    /// Durable journal transitions per second against file append + fdatasync.
+    Journal,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
-pub fn run(which: Which, round_secs: f64, rounds: usize) -> Result<bool> {
+pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> Result<bool> {
     if cfg!(debug_assertions) {
         eprintln!("warning: xtask built without optimizations; figures are not meaningful");
     }
@@ -26,5 +29,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize) -> Result<bool> {
     match which {
         Which::Verify => verify::run(&opts),
         Which::Plan => plan::run(&opts),
+        Which::Journal => journal::run(round_secs.max(0.5), rounds, open_records),
     }
 }

@@ -1,0 +1,619 @@
+//! The journal itself: one sled tree with a key prefix per record kind, the checked writes,
+//! and the opening rules. A write is a read-check-build under the journal's writer lock, applied
+//! as one atomic sled batch (record + index + audit together), then made durable by the barrier
+//! after the lock is released, so concurrent writers share flushes. sled holds an exclusive file
+//! lock, so this process is the only writer; the mutex orders writers within it. Nothing outside
+//! this crate names sled.
+
+use crate::audit::{AuditEntry, AuditReport, GENESIS};
+use crate::barrier::{Barrier, WriteToken};
+use crate::error::JournalError;
+use crate::lifecycle;
+use crate::record::{
+    Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use steward_authz::{Consumed, Nonce};
+use steward_model::{Action, Vmid};
+
+/// The schema this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The one tree every record lives in.
+const TREE: &str = "journal";
+const META_SCHEMA: &[u8] = b"m/schema";
+const META_AUDIT_HEAD: &[u8] = b"m/audit_head";
+const OPS: &[u8] = b"o/";
+const INFLIGHT: &[u8] = b"i/";
+const NONCES: &[u8] = b"n/";
+const PROVENANCE: &[u8] = b"p/";
+const AUDIT: &[u8] = b"a/";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AuditHead {
+    seq: u64,
+    hash: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NonceRecord {
+    op: Option<OpId>,
+    keep_until: i64,
+}
+
+/// The durable journal.
+#[derive(Debug)]
+pub struct Journal {
+    path: PathBuf,
+    db: sled::Db,
+    tree: sled::Tree,
+    /// The writer lock; it also caches the audit head, which only writers change.
+    writer: Mutex<Option<AuditHead>>,
+    barrier: Barrier,
+}
+
+/// sled's settings, the same for create and open.
+fn sled_config(path: &Path) -> sled::Config {
+    sled::Config::new().path(path)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn k(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(prefix.len() + rest.len());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(rest);
+    v
+}
+
+fn op_key(id: OpId) -> Vec<u8> {
+    k(OPS, &id.0.to_be_bytes())
+}
+
+/// The key of audit entry `seq` (for tests that tamper with the chain).
+#[doc(hidden)]
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    k(AUDIT, &seq.to_be_bytes())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, JournalError> {
+    serde_json::to_vec(v).map_err(|e| JournalError::Corrupt(format!("encode: {e}")))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, JournalError> {
+    serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Decodes an op record, refusing one with no history (it would have no state).
+fn decode_op(what: &str, bytes: &[u8]) -> Result<OpRecord, JournalError> {
+    let rec: OpRecord = decode(what, bytes)?;
+    if rec.history.is_empty() {
+        return Err(JournalError::Corrupt(format!(
+            "{what}: op record with no history"
+        )));
+    }
+    Ok(rec)
+}
+
+fn transition_event(rec: &OpRecord, from: Option<&OpState>) -> serde_json::Value {
+    serde_json::json!({
+        "type": "transition",
+        "op": rec.id,
+        "guest": rec.guest,
+        "action": rec.action.op_kind(),
+        "class": rec.class,
+        "from": from.map(OpState::name),
+        "to": rec.state(),
+        "nonce": rec.nonce,
+        "signer": rec.signer,
+    })
+}
+
+/// One write in preparation: reads see the tree, writes go to the batch.
+struct Write<'a> {
+    tree: &'a sled::Tree,
+    batch: sled::Batch,
+    token: WriteToken<'a>,
+    head: Option<AuditHead>,
+    lock: MutexGuard<'a, Option<AuditHead>>,
+}
+
+impl<'a> Write<'a> {
+    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, JournalError> {
+        Ok(self.tree.get(key)?)
+    }
+
+    fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) -> Result<(), JournalError> {
+        self.batch.insert(key, encode(v)?);
+        Ok(())
+    }
+
+    fn load(&self, id: OpId) -> Result<OpRecord, JournalError> {
+        let bytes = self.get(&op_key(id))?.ok_or(JournalError::UnknownOp(id))?;
+        decode_op(&format!("{id}"), &bytes)
+    }
+
+    /// Appends one audit entry after the current head.
+    fn audit(&mut self, at_ms: i64, event: serde_json::Value) -> Result<u64, JournalError> {
+        let (seq, prev) = match &self.head {
+            Some(h) => (h.seq + 1, h.hash.as_str()),
+            None => (1, GENESIS),
+        };
+        let entry = AuditEntry::new(seq, at_ms, prev, event);
+        self.put(audit_key(seq), &entry)?;
+        let head = AuditHead {
+            seq,
+            hash: entry.hash,
+        };
+        self.put(META_AUDIT_HEAD.to_vec(), &head)?;
+        self.head = Some(head);
+        Ok(seq)
+    }
+
+    /// Applies the batch atomically (still under the writer lock), then publishes the new audit
+    /// head; the token then waits for durability, after the lock is released.
+    fn commit(mut self) -> Result<WriteToken<'a>, JournalError> {
+        self.tree.apply_batch(self.batch)?;
+        *self.lock = self.head;
+        Ok(self.token)
+    }
+}
+
+impl Journal {
+    /// Creates a new journal at `path`, which must not exist or be an empty directory.
+    pub fn create(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |reason: String| JournalError::Open {
+            path: path.clone(),
+            reason,
+        };
+        if path.exists() {
+            let mut entries = std::fs::read_dir(&path).map_err(|e| open_err(e.to_string()))?;
+            if entries.next().is_some() {
+                return Err(open_err(
+                    "exists and is not empty; refusing to create over it".into(),
+                ));
+            }
+        }
+        std::fs::create_dir_all(&path).map_err(|e| open_err(e.to_string()))?;
+        let db = sled_config(&path)
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
+        db.open_tree(TREE)
+            .and_then(|t| t.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()))
+            .map_err(|e| open_err(e.to_string()))?;
+        let j = Journal::assemble(path.clone(), db)?;
+        let token = j.barrier.begin();
+        j.sync(token)?;
+        // The new files must be reachable after a power loss too: sync their directory.
+        std::fs::File::open(&path)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| open_err(format!("fsync of the directory: {e}")))?;
+        Ok(j)
+    }
+
+    /// Opens an existing journal. Never creates, resets or repairs one.
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+        let path = path.as_ref().to_path_buf();
+        let open_err = |reason: String| JournalError::Open {
+            path: path.clone(),
+            reason,
+        };
+        for f in ["conf", "db"] {
+            if !path.join(f).is_file() {
+                return Err(open_err(format!("not a journal: {f} is missing")));
+            }
+        }
+        let db = sled_config(&path)
+            .open()
+            .map_err(|e| open_err(e.to_string()))?;
+        let tree = db.open_tree(TREE).map_err(|e| open_err(e.to_string()))?;
+        let schema = tree
+            .get(META_SCHEMA)
+            .map_err(|e| open_err(e.to_string()))?
+            .ok_or_else(|| open_err("no schema version: not a Steward journal".into()))?;
+        let found = <[u8; 4]>::try_from(schema.as_ref())
+            .map(u32::from_be_bytes)
+            .map_err(|_| open_err("unreadable schema version".into()))?;
+        if found > SCHEMA_VERSION {
+            return Err(JournalError::SchemaTooNew {
+                path,
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        Journal::assemble(path, db)
+    }
+
+    /// Opens the journal at `path`, creating it only if `path` does not exist at all.
+    pub fn open_or_create(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+        if path.as_ref().exists() {
+            Journal::open(path)
+        } else {
+            Journal::create(path)
+        }
+    }
+
+    fn assemble(path: PathBuf, db: sled::Db) -> Result<Journal, JournalError> {
+        let tree = db.open_tree(TREE).map_err(|e| JournalError::Open {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let barrier = Barrier::new(db.clone(), &path).map_err(|e| JournalError::Open {
+            path: path.clone(),
+            reason: format!("data file: {e}"),
+        })?;
+        let head = match tree.get(META_AUDIT_HEAD)? {
+            Some(b) => Some(decode::<AuditHead>("audit head", &b)?),
+            None => None,
+        };
+        Ok(Journal {
+            tree,
+            writer: Mutex::new(head),
+            path,
+            db,
+            barrier,
+        })
+    }
+
+    fn write(&self) -> Result<Write<'_>, JournalError> {
+        let token = self.barrier.begin();
+        let lock = self
+            .writer
+            .lock()
+            .map_err(|_| JournalError::Storage("journal writer lock poisoned".into()))?;
+        Ok(Write {
+            tree: &self.tree,
+            batch: sled::Batch::default(),
+            token,
+            head: lock.clone(),
+            lock,
+        })
+    }
+
+    /// (durable writes, flushes) since open: how well concurrent writes share barriers.
+    pub fn barrier_counts(&self) -> (u64, u64) {
+        self.barrier.counts()
+    }
+
+    /// Where it lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sync(&self, token: WriteToken<'_>) -> Result<(), JournalError> {
+        self.barrier.sync(token).map_err(JournalError::Storage)
+    }
+
+    /// A new journaled transaction id.
+    pub fn new_txn(&self) -> Result<TxnId, JournalError> {
+        Ok(TxnId(self.db.generate_id()?))
+    }
+
+    /// Records a new op in `initial` state (planned, pending_signature or refused). Durable on
+    /// return.
+    pub fn record(&self, new: NewOp, initial: OpState) -> Result<OpRecord, JournalError> {
+        let id = OpId(self.db.generate_id()?);
+        if !lifecycle::initial(&initial) {
+            return Err(JournalError::illegal(id, &OpState::Planned, &initial));
+        }
+        let rec = OpRecord {
+            id,
+            guest: new.action.vmid(),
+            action: new.action,
+            class: new.class,
+            txn: new.txn,
+            scratch: new.scratch,
+            nonce: None,
+            signer: None,
+            history: vec![Transition {
+                at_ms: now_ms(),
+                state: initial,
+            }],
+        };
+        let mut w = self.write()?;
+        w.put(op_key(id), &rec)?;
+        w.audit(rec.history[0].at_ms, transition_event(&rec, None))?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(rec)
+    }
+
+    /// Moves op `id` to `to`, if the lifecycle allows it. A destructive op cannot reach
+    /// `intent` here (see [`Journal::consume_nonce_into_intent`]). Durable on return.
+    pub fn transition(&self, id: OpId, to: OpState) -> Result<OpRecord, JournalError> {
+        let at_ms = now_ms();
+        let mut w = self.write()?;
+        let mut rec = w.load(id)?;
+        let from = rec.state().clone();
+        if !lifecycle::allowed(&from, &to) {
+            return Err(JournalError::illegal(id, &from, &to));
+        }
+        if to == OpState::Intent && rec.class == Class::Destructive {
+            return Err(JournalError::NeedsNonce(id));
+        }
+        rec.history.push(Transition {
+            at_ms,
+            state: to.clone(),
+        });
+        w.put(op_key(id), &rec)?;
+        if to.is_in_flight() {
+            w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);
+        } else {
+            w.batch.remove(k(INFLIGHT, &id.0.to_be_bytes()));
+        }
+        if to == OpState::Succeeded {
+            if let Action::Create { .. } = rec.action {
+                add_provenance(&mut w, &rec, at_ms)?;
+            }
+        }
+        w.audit(at_ms, transition_event(&rec, Some(&from)))?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(rec)
+    }
+
+    /// The signed path to `intent`: in one atomic step, consume `nonce` (kept until
+    /// `keep_until`, Unix seconds), bind it and the signer to op `id`, and move the op to
+    /// `intent`. Exactly one of concurrent presentations of one nonce gets `Fresh`. Durable
+    /// before it returns.
+    pub fn consume_nonce_into_intent(
+        &self,
+        id: OpId,
+        nonce: &Nonce,
+        keep_until: i64,
+        signer: Signer,
+    ) -> Result<Consumed, JournalError> {
+        let at_ms = now_ms();
+        let mut w = self.write()?;
+        let nkey = k(NONCES, nonce.as_str().as_bytes());
+        if w.get(&nkey)?.is_some() {
+            return Ok(Consumed::AlreadyConsumed);
+        }
+        let mut rec = w.load(id)?;
+        let from = rec.state().clone();
+        if !lifecycle::allowed(&from, &OpState::Intent) {
+            return Err(JournalError::illegal(id, &from, &OpState::Intent));
+        }
+        rec.nonce = Some(nonce.as_str().to_string());
+        rec.signer = Some(signer);
+        rec.history.push(Transition {
+            at_ms,
+            state: OpState::Intent,
+        });
+        w.put(
+            nkey,
+            &NonceRecord {
+                op: Some(id),
+                keep_until,
+            },
+        )?;
+        w.put(op_key(id), &rec)?;
+        w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);
+        w.audit(at_ms, transition_event(&rec, Some(&from)))?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(Consumed::Fresh)
+    }
+
+    /// Records a nonce with no op (the plain `NonceStore::consume`).
+    pub(crate) fn consume_bare_nonce(
+        &self,
+        nonce: &Nonce,
+        keep_until: i64,
+    ) -> Result<Consumed, JournalError> {
+        let at_ms = now_ms();
+        let mut w = self.write()?;
+        let nkey = k(NONCES, nonce.as_str().as_bytes());
+        if w.get(&nkey)?.is_some() {
+            return Ok(Consumed::AlreadyConsumed);
+        }
+        w.put(
+            nkey,
+            &NonceRecord {
+                op: None,
+                keep_until,
+            },
+        )?;
+        w.audit(
+            at_ms,
+            serde_json::json!({"type": "nonce_consumed", "nonce": nonce.as_str()}),
+        )?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(Consumed::Fresh)
+    }
+
+    /// Whether a nonce was consumed.
+    pub fn nonce_consumed(&self, nonce: &Nonce) -> Result<bool, JournalError> {
+        Ok(self
+            .tree
+            .contains_key(k(NONCES, nonce.as_str().as_bytes()))?)
+    }
+
+    /// Appends a free-standing audit event (a gate decision). Durable on return.
+    pub fn audit(&self, event: serde_json::Value) -> Result<u64, JournalError> {
+        let at_ms = now_ms();
+        let mut w = self.write()?;
+        let seq = w.audit(at_ms, event)?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(seq)
+    }
+
+    /// One op.
+    pub fn get(&self, id: OpId) -> Result<Option<OpRecord>, JournalError> {
+        match self.tree.get(op_key(id))? {
+            Some(b) => Ok(Some(decode_op(&format!("{id}"), &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The op that consumed `nonce`, with its outcome: the idempotency lookup.
+    pub fn by_nonce(&self, nonce: &Nonce) -> Result<Option<OpRecord>, JournalError> {
+        let Some(b) = self.tree.get(k(NONCES, nonce.as_str().as_bytes()))? else {
+            return Ok(None);
+        };
+        let n: NonceRecord = decode("nonce record", &b)?;
+        match n.op {
+            Some(id) => self.get(id),
+            None => Ok(None),
+        }
+    }
+
+    /// Every op in `intent` or `dispatched`, from the index (no scan of history).
+    pub fn in_flight(&self) -> Result<Vec<OpRecord>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(INFLIGHT) {
+            let (key, _) = item?;
+            let id = OpId(u64::from_be_bytes(
+                <[u8; 8]>::try_from(&key[INFLIGHT.len()..])
+                    .map_err(|_| JournalError::Corrupt("in-flight key".into()))?,
+            ));
+            let rec = self
+                .get(id)?
+                .ok_or_else(|| JournalError::Corrupt(format!("in-flight {id} has no record")))?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Every op record (for recovery tools and tests: a full scan).
+    pub fn all_ops(&self) -> Result<Vec<OpRecord>, JournalError> {
+        self.tree
+            .scan_prefix(OPS)
+            .map(|item| {
+                let (key, v) = item?;
+                decode_op(&format!("op key {key:?}"), &v)
+            })
+            .collect()
+    }
+
+    /// What the agent established about `vmid`.
+    pub fn provenance(&self, vmid: Vmid) -> Result<Vec<ProvenanceFact>, JournalError> {
+        match self
+            .tree
+            .get(k(PROVENANCE, &u64::from(vmid.get()).to_be_bytes()))?
+        {
+            Some(b) => decode("provenance", &b),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Forgets nonces whose `keep_until` (Unix seconds) is before `now_secs`; never earlier.
+    pub fn prune_nonces(&self, now_secs: i64) -> Result<usize, JournalError> {
+        let mut w = self.write()?;
+        let mut n = 0;
+        for item in self.tree.scan_prefix(NONCES) {
+            let (key, v) = item?;
+            let rec: NonceRecord = decode("nonce record", &v)?;
+            if rec.keep_until < now_secs {
+                w.batch.remove(key);
+                n += 1;
+            }
+        }
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(n)
+    }
+
+    /// Removes terminal ops whose last transition is older than `cutoff_ms` (their audit
+    /// entries, nonces and provenance stay). Returns how many went.
+    pub fn compact(&self, cutoff_ms: i64) -> Result<usize, JournalError> {
+        let mut w = self.write()?;
+        let mut n = 0;
+        for item in self.tree.scan_prefix(OPS) {
+            let (key, v) = item?;
+            let rec = decode_op("op", &v)?;
+            let last = rec.history.last().map_or(i64::MAX, |t| t.at_ms);
+            if rec.state().is_terminal() && last < cutoff_ms {
+                w.batch.remove(key);
+                n += 1;
+            }
+        }
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(n)
+    }
+
+    /// Walks the audit chain: sequence without gaps, each entry's hash, each link, and the head.
+    pub fn verify_audit_chain(&self) -> Result<AuditReport, JournalError> {
+        let mut problems = Vec::new();
+        let mut prev = GENESIS.to_string();
+        let mut expected = 1u64;
+        for item in self.tree.scan_prefix(AUDIT) {
+            let (key, v) = item?;
+            let entry: AuditEntry = match decode("audit entry", &v) {
+                Ok(e) => e,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    expected += 1;
+                    continue;
+                }
+            };
+            let k_seq = <[u8; 8]>::try_from(&key[AUDIT.len()..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if entry.seq != expected || k_seq != entry.seq {
+                problems.push(format!(
+                    "entry {} found where {expected} was expected",
+                    entry.seq
+                ));
+            }
+            if entry.prev != prev {
+                problems.push(format!(
+                    "entry {} does not link to its predecessor",
+                    entry.seq
+                ));
+            }
+            if !entry.hash_ok() {
+                problems.push(format!("entry {} was altered (hash mismatch)", entry.seq));
+            }
+            prev = entry.hash.clone();
+            expected = entry.seq + 1;
+        }
+        let entries = expected - 1;
+        match self.tree.get(META_AUDIT_HEAD)? {
+            Some(b) => {
+                let head: AuditHead = decode("audit head", &b)?;
+                if head.seq != entries || head.hash != prev {
+                    problems.push(format!(
+                        "chain ends at entry {entries}, but the head says {}: entries were removed from the end",
+                        head.seq
+                    ));
+                }
+            }
+            None if entries > 0 => problems.push("entries but no head".into()),
+            None => {}
+        }
+        Ok(AuditReport { entries, problems })
+    }
+
+    /// Test access to the raw tree (to prove tampering is detected); see [`audit_key`].
+    #[doc(hidden)]
+    pub fn raw_tree_for_tests(&self) -> &sled::Tree {
+        &self.tree
+    }
+}
+
+fn add_provenance(w: &mut Write<'_>, rec: &OpRecord, at_ms: i64) -> Result<(), JournalError> {
+    let key = k(PROVENANCE, &u64::from(rec.guest.get()).to_be_bytes());
+    let mut facts: Vec<ProvenanceFact> = match w.get(&key)? {
+        Some(b) => decode("provenance", &b)?,
+        None => Vec::new(),
+    };
+    facts.push(ProvenanceFact {
+        created_by: rec.id,
+        txn: rec.txn,
+        scratch: rec.scratch,
+        at_ms,
+    });
+    w.put(key, &facts)
+}

@@ -1,0 +1,180 @@
+//! The records the journal keeps. Serialized as JSON inside sled: readable in an emergency, and
+//! strict on the way back in (a record that does not decode is corruption, not a skip).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use steward_model::{Action, Vmid};
+
+/// A stable op id (sled's monotonic id generator; never reused, across restarts too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OpId(pub u64);
+
+impl fmt::Display for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "op-{}", self.0)
+    }
+}
+
+/// A journaled transaction: ops the agent runs as one unit (a create and its compensation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TxnId(pub u64);
+
+/// The classifier's verdict, as recorded when the op was planned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    /// Runs unsigned.
+    Benign,
+    /// Needs a verified signed op.
+    Destructive,
+}
+
+/// Who signed, for a signed op (fingerprints and names only; no key material).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    /// Principal from the trust store or certificate.
+    pub principal: String,
+    /// `SHA256:…` of the signing key.
+    pub key_fingerprint: String,
+    /// `operational` or `recovery`.
+    pub role: String,
+}
+
+/// Where an op is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OpState {
+    /// Recorded, not yet decided.
+    Planned,
+    /// Held by the gate until an operator signs; never executed in this state.
+    PendingSignature {
+        /// The ready-to-sign payload template.
+        template: serde_json::Value,
+    },
+    /// Refused by the gate.
+    Refused {
+        /// Why (a reason code and detail).
+        reason: String,
+    },
+    /// About to call Proxmox: durable before the call.
+    Intent,
+    /// Proxmox accepted it and returned a task.
+    Dispatched {
+        /// The task's UPID.
+        upid: String,
+    },
+    /// Done.
+    Succeeded,
+    /// Proxmox said no, or the task failed.
+    Failed {
+        /// The error.
+        error: String,
+    },
+    /// Given up without knowing it ran (crash recovery, fail-safe).
+    Abandoned {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl OpState {
+    /// The state's name (`planned`, `intent`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpState::Planned => "planned",
+            OpState::PendingSignature { .. } => "pending_signature",
+            OpState::Refused { .. } => "refused",
+            OpState::Intent => "intent",
+            OpState::Dispatched { .. } => "dispatched",
+            OpState::Succeeded => "succeeded",
+            OpState::Failed { .. } => "failed",
+            OpState::Abandoned { .. } => "abandoned",
+        }
+    }
+
+    /// Intent or dispatched: a side effect may be under way.
+    pub fn is_in_flight(&self) -> bool {
+        matches!(self, OpState::Intent | OpState::Dispatched { .. })
+    }
+
+    /// Nothing follows.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            OpState::Succeeded
+                | OpState::Failed { .. }
+                | OpState::Abandoned { .. }
+                | OpState::Refused { .. }
+        )
+    }
+}
+
+/// One step of an op's history, with its time (Unix milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transition {
+    /// When.
+    pub at_ms: i64,
+    /// Into which state.
+    #[serde(flatten)]
+    pub state: OpState,
+}
+
+/// What the engine records when it plans an op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOp {
+    /// The action.
+    pub action: Action,
+    /// Benign or destructive, per the classifier.
+    pub class: Class,
+    /// The journaled transaction this op belongs to, if any.
+    pub txn: Option<TxnId>,
+    /// The agent creates this guest as its own scratch space (agent-internal provenance).
+    pub scratch: bool,
+}
+
+/// An op and everything that happened to it. History is append-only: no earlier state or its
+/// time is ever lost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpRecord {
+    /// Id.
+    pub id: OpId,
+    /// The guest.
+    pub guest: Vmid,
+    /// What it does.
+    pub action: Action,
+    /// Benign or destructive.
+    pub class: Class,
+    /// Its transaction.
+    pub txn: Option<TxnId>,
+    /// Agent scratch creation.
+    pub scratch: bool,
+    /// The signed op's nonce, once consumed.
+    pub nonce: Option<String>,
+    /// Who signed.
+    pub signer: Option<Signer>,
+    /// Every state it has been in, oldest first; never empty.
+    pub history: Vec<Transition>,
+}
+
+impl OpRecord {
+    /// The current state.
+    pub fn state(&self) -> &OpState {
+        // `history` is never empty: records are created with their first transition.
+        &self.history[self.history.len() - 1].state
+    }
+}
+
+/// A fact the agent itself established about a guest (never taken from a hub).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvenanceFact {
+    /// The op that created the guest.
+    pub created_by: OpId,
+    /// Its transaction, if it ran in one.
+    pub txn: Option<TxnId>,
+    /// Created as agent scratch.
+    pub scratch: bool,
+    /// When the creation succeeded (Unix ms).
+    pub at_ms: i64,
+}

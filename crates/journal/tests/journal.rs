@@ -1,0 +1,343 @@
+//! The journal's contract: checked lifecycle, durable index, idempotency by nonce, provenance,
+//! tamper-evident audit, strict opening, retention.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use steward_authz::{Consumed, Nonce, NonceStore};
+use steward_journal::{Class, Journal, JournalError, NewOp, OpState, Signer};
+use steward_model::{Action, GuestKind, Vmid};
+
+fn vmid(n: u32) -> Vmid {
+    Vmid::new(u64::from(n)).unwrap()
+}
+
+fn start(n: u32) -> NewOp {
+    NewOp {
+        action: Action::Start {
+            vmid: vmid(n),
+            kind: GuestKind::Qemu,
+        },
+        class: Class::Benign,
+        txn: None,
+        scratch: false,
+    }
+}
+
+fn destroy(n: u32) -> NewOp {
+    NewOp {
+        action: Action::Destroy {
+            vmid: vmid(n),
+            kind: GuestKind::Qemu,
+            purge: true,
+            destroy_unreferenced_disks: true,
+        },
+        class: Class::Destructive,
+        txn: None,
+        scratch: false,
+    }
+}
+
+fn nonce(i: u8) -> Nonce {
+    // 16 bytes, base64url without padding: the last character carries 2 spare bits, so vary
+    // the first.
+    Nonce::parse(&format!("{}AAAAAAAAAAAAAAAAAAAAA", (b'A' + i % 26) as char)).unwrap()
+}
+
+fn signer() -> Signer {
+    Signer {
+        principal: "alice@steward.test".into(),
+        key_fingerprint: "SHA256:x".into(),
+        role: "operational".into(),
+    }
+}
+
+fn fresh() -> (tempfile::TempDir, Journal) {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::create(dir.path().join("journal")).unwrap();
+    (dir, j)
+}
+
+#[test]
+fn a_benign_op_walks_its_lifecycle_and_keeps_its_history() {
+    let (_d, j) = fresh();
+    let op = j.record(start(104), OpState::Planned).unwrap();
+    j.transition(op.id, OpState::Intent).unwrap();
+    assert_eq!(j.in_flight().unwrap().len(), 1);
+    j.transition(
+        op.id,
+        OpState::Dispatched {
+            upid: "UPID:pve-a:1".into(),
+        },
+    )
+    .unwrap();
+    assert_eq!(j.in_flight().unwrap()[0].id, op.id);
+    let done = j.transition(op.id, OpState::Succeeded).unwrap();
+    assert!(j.in_flight().unwrap().is_empty());
+    let names: Vec<&str> = done.history.iter().map(|t| t.state.name()).collect();
+    assert_eq!(names, ["planned", "intent", "dispatched", "succeeded"]);
+    assert!(done.history.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
+    let report = j.verify_audit_chain().unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.entries, 4);
+}
+
+#[test]
+fn illegal_transitions_are_refused_and_change_nothing() {
+    let (_d, j) = fresh();
+    let op = j.record(start(104), OpState::Planned).unwrap();
+    let e = j
+        .transition(op.id, OpState::Dispatched { upid: "u".into() })
+        .unwrap_err();
+    assert!(matches!(e, JournalError::IllegalTransition { .. }), "{e}");
+    assert_eq!(j.get(op.id).unwrap().unwrap(), op);
+    j.transition(
+        op.id,
+        OpState::Refused {
+            reason: "no".into(),
+        },
+    )
+    .unwrap();
+    assert!(j.transition(op.id, OpState::Intent).is_err());
+    assert_eq!(j.verify_audit_chain().unwrap().entries, 2);
+    assert!(matches!(
+        j.transition(steward_journal::OpId(999_999), OpState::Intent),
+        Err(JournalError::UnknownOp(_))
+    ));
+}
+
+#[test]
+fn a_destructive_op_reaches_intent_only_through_its_nonce() {
+    let (_d, j) = fresh();
+    let op = j
+        .record(
+            destroy(104),
+            OpState::PendingSignature {
+                template: serde_json::json!({"op": "guest.destroy"}),
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        j.transition(op.id, OpState::Intent),
+        Err(JournalError::NeedsNonce(_))
+    ));
+    let n = nonce(1);
+    assert_eq!(
+        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer())
+            .unwrap(),
+        Consumed::Fresh
+    );
+    let rec = j.get(op.id).unwrap().unwrap();
+    assert_eq!(rec.state(), &OpState::Intent);
+    assert_eq!(rec.nonce.as_deref(), Some(n.as_str()));
+    assert_eq!(rec.signer, Some(signer()));
+    j.transition(
+        op.id,
+        OpState::Failed {
+            error: "VM is locked (backup)".into(),
+        },
+    )
+    .unwrap();
+    // A second presentation: a replay, and the journal can still say what the first did.
+    let other = j.record(destroy(104), OpState::Planned).unwrap();
+    assert_eq!(
+        j.consume_nonce_into_intent(other.id, &n, 2_000_000_000, signer())
+            .unwrap(),
+        Consumed::AlreadyConsumed
+    );
+    assert_eq!(j.get(other.id).unwrap().unwrap().state(), &OpState::Planned);
+    let first = j.by_nonce(&n).unwrap().unwrap();
+    assert_eq!(first.id, op.id);
+    assert!(matches!(first.state(), OpState::Failed { .. }));
+}
+
+#[test]
+fn concurrent_presentations_of_one_nonce_exactly_one_wins() {
+    let (_d, j) = fresh();
+    let j = Arc::new(j);
+    let n = nonce(2);
+    let ops: Vec<_> = (0..64)
+        .map(|_| j.record(destroy(104), OpState::Planned).unwrap().id)
+        .collect();
+    let handles: Vec<_> = ops
+        .into_iter()
+        .map(|id| {
+            let (j, n) = (j.clone(), n.clone());
+            std::thread::spawn(move || {
+                j.consume_nonce_into_intent(id, &n, 2_000_000_000, signer())
+                    .unwrap()
+            })
+        })
+        .collect();
+    let fresh = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|c| *c == Consumed::Fresh)
+        .count();
+    assert_eq!(fresh, 1);
+    assert_eq!(j.in_flight().unwrap().len(), 1);
+    // The plain NonceStore view agrees.
+    assert!(j.is_consumed(&n).unwrap());
+    assert_eq!(j.consume(&n, 0).unwrap(), Consumed::AlreadyConsumed);
+    assert!(j.verify_audit_chain().unwrap().intact());
+}
+
+#[test]
+fn provenance_is_recorded_by_the_agents_own_create() {
+    let (_d, j) = fresh();
+    let txn = j.new_txn().unwrap();
+    let create = NewOp {
+        action: Action::Create {
+            vmid: vmid(900),
+            kind: GuestKind::Lxc,
+            config: Default::default(),
+        },
+        class: Class::Benign,
+        txn: Some(txn),
+        scratch: true,
+    };
+    let op = j.record(create, OpState::Planned).unwrap();
+    assert!(j.provenance(vmid(900)).unwrap().is_empty());
+    j.transition(op.id, OpState::Intent).unwrap();
+    j.transition(op.id, OpState::Dispatched { upid: "u".into() })
+        .unwrap();
+    assert!(
+        j.provenance(vmid(900)).unwrap().is_empty(),
+        "only success establishes it"
+    );
+    j.transition(op.id, OpState::Succeeded).unwrap();
+    let facts = j.provenance(vmid(900)).unwrap();
+    assert_eq!(facts.len(), 1);
+    assert_eq!(
+        (facts[0].created_by, facts[0].txn, facts[0].scratch),
+        (op.id, Some(txn), true)
+    );
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let (id, n) = {
+        let j = Journal::create(&path).unwrap();
+        let op = j.record(destroy(104), OpState::Planned).unwrap();
+        let n = nonce(3);
+        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer())
+            .unwrap();
+        (op.id, n)
+    };
+    let j = Journal::open(&path).unwrap();
+    assert_eq!(j.in_flight().unwrap()[0].id, id);
+    assert!(j.is_consumed(&n).unwrap());
+    assert!(j.verify_audit_chain().unwrap().intact());
+    let again = j.record(start(105), OpState::Planned).unwrap();
+    assert!(again.id.0 > id.0, "ids are never reused");
+}
+
+#[test]
+fn opening_is_strict_and_names_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let e = Journal::open(&missing).unwrap_err();
+    assert!(
+        e.to_string().contains("nope") && e.to_string().contains("not a journal"),
+        "{e}"
+    );
+    std::fs::create_dir(dir.path().join("busy")).unwrap();
+    std::fs::write(dir.path().join("busy/file"), "x").unwrap();
+    let e = Journal::create(dir.path().join("busy")).unwrap_err();
+    assert!(e.to_string().contains("not empty"), "{e}");
+    assert!(dir.path().join("busy/file").exists(), "nothing was touched");
+
+    let set_schema = |path: &std::path::Path, v: Option<u32>| {
+        let db = sled::open(path).unwrap();
+        let tree = db.open_tree("journal").unwrap();
+        match v {
+            Some(v) => tree.insert("m/schema", &v.to_be_bytes()).unwrap(),
+            None => tree.remove("m/schema").unwrap(),
+        };
+        db.flush().unwrap();
+    };
+    let newer = dir.path().join("newer");
+    drop(Journal::create(&newer).unwrap());
+    set_schema(&newer, Some(steward_journal::SCHEMA_VERSION + 1));
+    let e = Journal::open(&newer).unwrap_err();
+    assert!(
+        matches!(e, JournalError::SchemaTooNew { found: 2, .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("newer"), "{e}");
+
+    let foreign = dir.path().join("foreign");
+    drop(Journal::create(&foreign).unwrap());
+    set_schema(&foreign, None);
+    let e = Journal::open(&foreign).unwrap_err();
+    assert!(e.to_string().contains("no schema version"), "{e}");
+    assert!(e.to_string().contains("foreign"), "{e}");
+}
+
+#[test]
+fn audit_tampering_is_detected() {
+    for tamper in ["remove-middle", "alter", "remove-last"] {
+        let (_d, j) = fresh();
+        for i in 0..5 {
+            j.audit(serde_json::json!({"type": "decision", "i": i}))
+                .unwrap();
+        }
+        assert!(j.verify_audit_chain().unwrap().intact());
+        let tree = j.raw_tree_for_tests();
+        let key = steward_journal::audit_key;
+        match tamper {
+            "remove-middle" => {
+                tree.remove(key(3)).unwrap().unwrap();
+            }
+            "alter" => {
+                let raw = tree.get(key(2)).unwrap().unwrap();
+                let text = String::from_utf8(raw.to_vec())
+                    .unwrap()
+                    .replace("\"i\":1", "\"i\":7");
+                assert_ne!(
+                    text.as_bytes(),
+                    &raw[..],
+                    "the tamper must change something"
+                );
+                tree.insert(key(2), text.as_bytes()).unwrap();
+            }
+            _ => {
+                tree.remove(key(5)).unwrap().unwrap();
+            }
+        }
+        let report = j.verify_audit_chain().unwrap();
+        assert!(!report.intact(), "{tamper} went unnoticed");
+    }
+}
+
+#[test]
+fn nonces_are_pruned_after_their_window_never_before() {
+    let (_d, j) = fresh();
+    j.consume(&nonce(4), 1_000).unwrap();
+    j.consume(&nonce(5), 2_000).unwrap();
+    assert_eq!(j.prune_nonces(1_000).unwrap(), 0, "keep_until is inclusive");
+    assert_eq!(j.prune_nonces(1_001).unwrap(), 1);
+    assert!(!j.is_consumed(&nonce(4)).unwrap());
+    assert!(j.is_consumed(&nonce(5)).unwrap());
+}
+
+#[test]
+fn compaction_drops_old_terminal_ops_and_keeps_the_rest() {
+    let (_d, j) = fresh();
+    let done = j.record(start(104), OpState::Planned).unwrap();
+    j.transition(done.id, OpState::Intent).unwrap();
+    j.transition(done.id, OpState::Succeeded).unwrap();
+    let flying = j.record(start(105), OpState::Planned).unwrap();
+    j.transition(flying.id, OpState::Intent).unwrap();
+    let audit_before = j.verify_audit_chain().unwrap().entries;
+    assert_eq!(j.compact(0).unwrap(), 0, "nothing is older than the epoch");
+    assert_eq!(j.compact(i64::MAX).unwrap(), 1);
+    assert!(j.get(done.id).unwrap().is_none());
+    assert!(j.get(flying.id).unwrap().is_some());
+    let after = j.verify_audit_chain().unwrap();
+    assert!(after.intact());
+    assert_eq!(after.entries, audit_before, "audit stays");
+}
