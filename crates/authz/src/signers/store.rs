@@ -51,6 +51,11 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `SHA256:…` of the line's key.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(HashAlg::Sha256).to_string()
+    }
+
     fn admits_namespace(&self, ns: &str) -> bool {
         match &self.options.namespaces {
             None => true,

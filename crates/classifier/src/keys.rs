@@ -1,0 +1,107 @@
+//! The key tables, per guest kind, built from the Proxmox VE API schema (config `PUT` of
+//! `/nodes/{node}/qemu/{vmid}/config` and `/nodes/{node}/lxc/{vmid}/config`, PVE 9.1) and
+//! `shared/reference/pve-api.md` ("Data-bearing keys"). A key is benign only if it is listed
+//! here with its reason; everything else is destructive. Must never list a key that stores,
+//! attaches, replaces or exposes customer data, or that runs code on the host.
+
+use steward_model::GuestKind;
+
+/// QEMU keys that touch no data: (key, why it is benign).
+const QEMU_BENIGN: &[(&str, &str)] = &[
+    ("name", "display name"),
+    ("description", "notes"),
+    ("tags", "labels"),
+    ("memory", "RAM size; no storage"),
+    ("balloon", "RAM ballooning target"),
+    ("shares", "memory shares"),
+    ("cores", "CPU topology"),
+    ("sockets", "CPU topology"),
+    ("vcpus", "hot-plugged vCPUs"),
+    ("cpu", "CPU model"),
+    ("cpulimit", "CPU cap"),
+    ("cpuunits", "CPU weight"),
+    ("affinity", "host CPU pinning"),
+    ("numa", "NUMA topology"),
+    ("onboot", "start at boot"),
+    ("startup", "boot order and delays"),
+    ("boot", "boot device order (does not touch the devices)"),
+    ("agent", "guest agent channel"),
+    ("ostype", "guest OS hint"),
+    ("tablet", "input device"),
+    ("keyboard", "keyboard layout"),
+    ("vga", "display adapter"),
+    ("hotplug", "hot-plug policy"),
+    ("localtime", "RTC in local time"),
+    ("acpi", "ACPI"),
+    ("kvm", "hardware virtualization"),
+    ("freeze", "freeze CPU at start"),
+    ("reboot", "reboot policy"),
+    ("tdf", "time drift fix"),
+    ("watchdog", "watchdog device"),
+    ("rng0", "entropy source"),
+    ("serial0", "serial port"),
+    ("serial1", "serial port"),
+    ("serial2", "serial port"),
+    ("serial3", "serial port"),
+    ("audio0", "audio device"),
+    ("spice_enhancements", "display"),
+];
+
+/// LXC keys that touch no data.
+const LXC_BENIGN: &[(&str, &str)] = &[
+    ("hostname", "display name"),
+    ("description", "notes"),
+    ("tags", "labels"),
+    ("memory", "RAM size; no storage"),
+    ("swap", "swap size (not a volume)"),
+    ("cores", "CPU count"),
+    ("cpulimit", "CPU cap"),
+    ("cpuunits", "CPU weight"),
+    ("onboot", "start at boot"),
+    ("startup", "boot order and delays"),
+    ("nameserver", "DNS"),
+    ("searchdomain", "DNS"),
+    ("ostype", "guest OS hint"),
+    ("console", "console device"),
+    ("tty", "tty count"),
+    ("cmode", "console mode"),
+    ("timezone", "time zone"),
+];
+
+/// Indexed QEMU keys that touch no data (`net0`…).
+/// (`hostpci`/`usb` pass host devices through: not listed, so they need a signature.)
+const QEMU_BENIGN_INDEXED: &[&str] = &["net", "ipconfig", "numa", "parallel"];
+/// Indexed LXC keys that touch no data.
+const LXC_BENIGN_INDEXED: &[&str] = &["net"];
+
+/// Data-bearing keys: QEMU `scsi[n]`, `virtio[n]`, `sata[n]`, `ide[n]`, `efidisk0`,
+/// `tpmstate0`, `unused[n]`, `virtiofs[n]`, `vmstate`; LXC `rootfs`, `mp[n]`, `unused[n]`,
+/// `dev[n]` (reference: "Writing or deleting any of them can destroy data").
+pub fn is_data_bearing_key(kind: GuestKind, key: &str) -> bool {
+    let indexed = |prefix: &str| {
+        key.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match kind {
+        GuestKind::Qemu => {
+            ["scsi", "virtio", "sata", "ide", "unused", "virtiofs"]
+                .iter()
+                .any(|p| indexed(p))
+                || ["efidisk0", "tpmstate0", "vmstate"].contains(&key)
+        }
+        GuestKind::Lxc => ["mp", "unused", "dev"].iter().any(|p| indexed(p)) || key == "rootfs",
+    }
+}
+
+/// Whether `key` is in the known-benign table for `kind`.
+pub fn is_benign_key(kind: GuestKind, key: &str) -> bool {
+    let (table, indexed) = match kind {
+        GuestKind::Qemu => (QEMU_BENIGN, QEMU_BENIGN_INDEXED),
+        GuestKind::Lxc => (LXC_BENIGN, LXC_BENIGN_INDEXED),
+    };
+    table.iter().any(|(k, _)| *k == key)
+        || indexed.iter().any(|p| {
+            key.strip_prefix(p)
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}

@@ -1,0 +1,128 @@
+//! `steward-classifier`: is an action benign (runs unsigned) or destructive (needs an
+//! operator's signature)? A pure function of the action and the provenance facts the agent's own
+//! journal holds about the guest. Decided by whether customer data is at stake, never by the
+//! verb alone, and never by anything a hub can say (a `scratch` tag is just a tag).
+//!
+//! Unknown is destructive: a config key not in the known-benign tables below, and any action
+//! shape this crate has not been taught, need a signature until someone adds them here with a
+//! reason. It must never do I/O and never consult hub-supplied labels.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod keys;
+
+pub use keys::{is_benign_key, is_data_bearing_key};
+
+use steward_model::{Action, ConfigChange, GuestKind};
+
+/// What the agent itself established about a guest (from its journal, never from a hub).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Provenance {
+    /// The agent created the guest, in journaled transaction `txn` (if any).
+    pub created_in_txn: Option<u64>,
+    /// The agent created the guest as its own scratch space.
+    pub scratch: bool,
+}
+
+/// The journaled transaction the action belongs to, if any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The current transaction.
+    pub txn: Option<u64>,
+}
+
+/// Benign or destructive, with a reason a human can read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Runs without a signature.
+    Benign(String),
+    /// Needs a verified signed op.
+    Destructive(String),
+}
+
+impl Verdict {
+    /// Whether it needs a signature.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, Verdict::Destructive(_))
+    }
+
+    /// The reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Verdict::Benign(r) | Verdict::Destructive(r) => r,
+        }
+    }
+}
+
+/// Classifies `action`, given the agent's own provenance facts about its guest.
+pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Verdict {
+    match action {
+        Action::Create { .. } => Verdict::Benign("creating a guest destroys nothing".into()),
+        Action::Start { .. } | Action::Reboot { .. } => {
+            Verdict::Benign("power: no data at stake".into())
+        }
+        Action::Stop { .. } | Action::Shutdown { .. } => {
+            Verdict::Benign("power off: disks are kept".into())
+        }
+        Action::SetConfig { kind, change, .. } => config(*kind, change),
+        Action::Destroy { .. } => destroy(provenance, ctx),
+        Action::SnapshotRollback { .. } => {
+            Verdict::Destructive("snapshot rollback discards everything written since".into())
+        }
+        Action::RestoreOver { .. } => {
+            Verdict::Destructive("restoring over an existing guest overwrites its disks".into())
+        }
+    }
+}
+
+fn destroy(provenance: &[Provenance], ctx: Context) -> Verdict {
+    if let Some(txn) = ctx.txn {
+        if provenance.iter().any(|p| p.created_in_txn == Some(txn)) {
+            return Verdict::Benign(format!(
+                "compensating rollback: the agent created this guest in transaction {txn}"
+            ));
+        }
+    }
+    if provenance.iter().any(|p| p.scratch) {
+        return Verdict::Benign("the agent created this guest as its own scratch space".into());
+    }
+    Verdict::Destructive("destroying a guest destroys its disks".into())
+}
+
+fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
+    for (key, value) in &change.set {
+        if key == "protection" {
+            if value == "1" {
+                continue; // setting protection only guards more
+            }
+            return Verdict::Destructive(
+                "clearing protection is what lets Proxmox remove the guest and its disks".into(),
+            );
+        }
+        if is_data_bearing_key(kind, key) {
+            return Verdict::Destructive(format!("writing {key} can replace or detach a disk"));
+        }
+        if !is_benign_key(kind, key) {
+            return Verdict::Destructive(format!(
+                "{key} is not a known-benign {kind} key (unknown is destructive)"
+            ));
+        }
+    }
+    for key in &change.delete {
+        if key == "protection" {
+            return Verdict::Destructive("deleting protection clears it".into());
+        }
+        if is_data_bearing_key(kind, key) {
+            return Verdict::Destructive(format!("deleting {key} detaches or destroys a disk"));
+        }
+        if !is_benign_key(kind, key) {
+            return Verdict::Destructive(format!(
+                "deleting {key}: not a known-benign {kind} key (unknown is destructive)"
+            ));
+        }
+    }
+    Verdict::Benign("config change touching only non-data keys".into())
+}
+
+#[cfg(test)]
+mod tests;

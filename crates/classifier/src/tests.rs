@@ -1,0 +1,162 @@
+use super::*;
+use proptest::prelude::*;
+use steward_model::Vmid;
+
+fn v() -> Vmid {
+    Vmid::new(104).unwrap()
+}
+
+fn set(kind: GuestKind, pairs: &[(&str, &str)], delete: &[&str]) -> Action {
+    Action::SetConfig {
+        vmid: v(),
+        kind,
+        change: ConfigChange {
+            set: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+            digest: None,
+        },
+    }
+}
+
+fn destroy() -> Action {
+    Action::Destroy {
+        vmid: v(),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: true,
+    }
+}
+
+#[test]
+fn power_and_create_are_benign() {
+    let k = GuestKind::Qemu;
+    for a in [
+        Action::Start { vmid: v(), kind: k },
+        Action::Stop { vmid: v(), kind: k },
+        Action::Shutdown {
+            vmid: v(),
+            kind: k,
+            timeout_secs: 60,
+            force_stop: true,
+        },
+        Action::Reboot { vmid: v(), kind: k },
+        Action::Create {
+            vmid: v(),
+            kind: k,
+            config: Default::default(),
+        },
+    ] {
+        assert!(
+            !classify(&a, &[], Context::default()).is_destructive(),
+            "{a:?}"
+        );
+    }
+}
+
+#[test]
+fn data_keys_protection_and_unknown_keys_are_destructive() {
+    let q = GuestKind::Qemu;
+    let l = GuestKind::Lxc;
+    let cases = [
+        set(q, &[("scsi0", "local-lvm:32")], &[]),
+        set(q, &[("memory", "4096"), ("virtio1", "local:10")], &[]),
+        set(q, &[], &["efidisk0"]),
+        set(q, &[], &["unused0"]),
+        set(q, &[("tpmstate0", "x")], &[]),
+        set(q, &[("protection", "0")], &[]),
+        set(q, &[], &["protection"]),
+        set(q, &[("hookscript", "local:snippets/x.sh")], &[]),
+        set(q, &[("template", "1")], &[]),
+        set(q, &[("hostpci0", "0000:01:00.0")], &[]),
+        set(q, &[("brand-new-key", "1")], &[]),
+        set(l, &[("rootfs", "local-lvm:8")], &[]),
+        set(l, &[], &["mp0"]),
+        set(l, &[("dev0", "/dev/sdb")], &[]),
+        set(l, &[("sockets", "2")], &[]),
+        Action::SnapshotRollback {
+            vmid: v(),
+            kind: q,
+            snapshot: "before".into(),
+        },
+        Action::RestoreOver {
+            vmid: v(),
+            kind: q,
+            archive: "local:backup/x.vma.zst".into(),
+        },
+        destroy(),
+    ];
+    for a in cases {
+        let verdict = classify(&a, &[], Context::default());
+        assert!(verdict.is_destructive(), "{a:?}: {verdict:?}");
+    }
+}
+
+#[test]
+fn non_data_config_is_benign() {
+    let q = GuestKind::Qemu;
+    for a in [
+        set(
+            q,
+            &[
+                ("memory", "4096"),
+                ("cores", "4"),
+                ("name", "web"),
+                ("tags", "a;b"),
+            ],
+            &[],
+        ),
+        set(
+            q,
+            &[("protection", "1"), ("net0", "virtio,bridge=vmbr0")],
+            &["description", "tags"],
+        ),
+        set(
+            GuestKind::Lxc,
+            &[("swap", "512"), ("hostname", "ct")],
+            &["nameserver"],
+        ),
+    ] {
+        let verdict = classify(&a, &[], Context::default());
+        assert!(!verdict.is_destructive(), "{a:?}: {verdict:?}");
+    }
+}
+
+#[test]
+fn provenance_exceptions_come_only_from_the_journal() {
+    // Created by the agent in this transaction: compensating rollback.
+    let mine = [Provenance {
+        created_in_txn: Some(7),
+        scratch: false,
+    }];
+    assert!(!classify(&destroy(), &mine, Context { txn: Some(7) }).is_destructive());
+    // Another transaction: no exception.
+    assert!(classify(&destroy(), &mine, Context { txn: Some(8) }).is_destructive());
+    assert!(classify(&destroy(), &mine, Context { txn: None }).is_destructive());
+    // Agent scratch.
+    let scratch = [Provenance {
+        created_in_txn: None,
+        scratch: true,
+    }];
+    assert!(!classify(&destroy(), &scratch, Context::default()).is_destructive());
+    // No facts (a hub's "scratch" tag never becomes one): destructive.
+    assert!(classify(&destroy(), &[], Context::default()).is_destructive());
+}
+
+proptest! {
+    #[test]
+    fn any_key_outside_the_benign_table_is_destructive(key in "[a-z_]{1,12}[0-9]{0,2}", kind in prop::sample::select(vec![GuestKind::Qemu, GuestKind::Lxc])) {
+        let a = set(kind, &[(key.as_str(), "x")], &[]);
+        let verdict = classify(&a, &[], Context::default());
+        prop_assert_eq!(!verdict.is_destructive(), is_benign_key(kind, &key) && !is_data_bearing_key(kind, &key) && key != "protection");
+    }
+
+    #[test]
+    fn no_key_is_both_benign_and_data_bearing(key in "[a-z]{1,10}[0-9]{0,2}") {
+        for kind in [GuestKind::Qemu, GuestKind::Lxc] {
+            prop_assert!(!(is_benign_key(kind, &key) && is_data_bearing_key(kind, &key)), "{key}");
+        }
+    }
+}

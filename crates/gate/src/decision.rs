@@ -1,0 +1,104 @@
+//! What the gate decided, with stable reason codes: authz's, plus `role_denied`,
+//! `binding_mismatch`, `rotation_refused` and `journal` (a write that must precede execution
+//! failed, so nothing ran).
+
+use std::fmt;
+use steward_authz::Reason;
+use steward_journal::{OpId, OpRecord};
+
+/// Why the gate refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateReason {
+    /// The signed op failed a step of authz's pipeline.
+    Authz(Reason),
+    /// The signer's role may not authorize this op.
+    RoleDenied,
+    /// The signed op names another op kind, guest, host or params than the held action.
+    BindingMismatch,
+    /// A key rotation that would break the trust store's rules.
+    RotationRefused,
+    /// A journal write that must precede execution failed.
+    Journal,
+}
+
+impl GateReason {
+    /// The stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            GateReason::Authz(r) => r.code(),
+            GateReason::RoleDenied => "role_denied",
+            GateReason::BindingMismatch => "binding_mismatch",
+            GateReason::RotationRefused => "rotation_refused",
+            GateReason::Journal => "journal",
+        }
+    }
+}
+
+impl fmt::Display for GateReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// How an executed op ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It worked.
+    Succeeded,
+    /// Proxmox refused or the task failed.
+    Failed(String),
+}
+
+/// The gate's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    /// Ran (benign, or destructive with a verified, bound, fresh signed op).
+    Executed {
+        /// The journal op.
+        op: OpId,
+        /// Whether it worked.
+        outcome: Outcome,
+        /// Whether a signature authorized it.
+        signed: bool,
+    },
+    /// Held: destructive and unsigned. Sign `template` to release it.
+    PendingSignature {
+        /// The journal op.
+        op: OpId,
+        /// The ready-to-sign op payload.
+        template: serde_json::Value,
+    },
+    /// Refused; nothing ran.
+    Refused {
+        /// The journal op recording the refusal, if one could be written.
+        op: Option<OpId>,
+        /// Why.
+        reason: GateReason,
+        /// Detail for a human.
+        detail: String,
+    },
+    /// The nonce was consumed already; here is what the first presentation did.
+    Replay {
+        /// The first op, if the journal still has it.
+        first: Option<Box<OpRecord>>,
+    },
+    /// A key rotation was applied.
+    Rotated {
+        /// Entries in the new trust store.
+        entries: usize,
+    },
+}
+
+impl Decision {
+    /// A short stable name: `executed`, `pending_signature`, `refused:<code>`, `replay`,
+    /// `rotated`.
+    pub fn label(&self) -> String {
+        match self {
+            Decision::Executed { .. } => "executed".into(),
+            Decision::PendingSignature { .. } => "pending_signature".into(),
+            Decision::Refused { reason, .. } => format!("refused:{reason}"),
+            Decision::Replay { .. } => "replay".into(),
+            Decision::Rotated { .. } => "rotated".into(),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `steward-gate`: the reversibility gate. Every mutation passes here; the engine has no other
+//! path to the executor.
+//!
+//! - Benign (per the classifier) → journaled and executed, unsigned.
+//! - Destructive without a signed op → `pending_signature`: journaled with a ready-to-sign
+//!   payload template; never executed.
+//! - Destructive with a signed op → authz's locked pipeline (namespace → allow-list → crypto →
+//!   payload → target → time → nonce lookup), then role scoping, then op-to-action binding, then
+//!   the nonce is consumed durably in the same journal step that moves the op to `intent`; only
+//!   then does the executor run.
+//!
+//! Every decision is audited twice: a `tracing` event (target `audit`) and a journal audit
+//! entry. Audit is a signal, never the guard: a failing sink changes no decision. The journal
+//! writes that must precede execution (intent, nonce) are the guard: if they fail, the op is
+//! refused. It must never execute a destructive action whose nonce is not durably consumed.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod audit;
+pub mod binding;
+mod decision;
+mod executor;
+mod gate;
+pub mod rotation;
+mod template;
+
+pub use decision::{Decision, GateReason, Outcome};
+pub use executor::{ExecError, Executor};
+pub use gate::{Gate, GateConfig, Submission};
+pub use template::pending_template;

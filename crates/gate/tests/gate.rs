@@ -1,0 +1,444 @@
+//! The gate end to end: real ssh-keygen signatures, a real (temporary) journal, a fake executor
+//! that records what it was asked to run.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use steward_authz::{Reason, TrustStore, Verifier, VerifyConfig};
+use steward_gate::{
+    Decision, ExecError, Executor, Gate, GateConfig, GateReason, Outcome, Submission,
+};
+use steward_journal::{Journal, OpState};
+use steward_model::{Action, GuestKind, Vmid};
+use steward_testkit::{Key, KeyType, Keygen};
+use time::OffsetDateTime;
+
+#[derive(Default)]
+struct FakeExecutor {
+    ran: Mutex<Vec<Action>>,
+}
+
+#[async_trait]
+impl Executor for FakeExecutor {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, ExecError> {
+        self.ran.lock().unwrap().push(action.clone());
+        Ok(Some(format!(
+            "UPID:pve-a:00000001:00000001:00000001:{}:{}:root@pam!steward:",
+            action.op_kind(),
+            action.vmid()
+        )))
+    }
+    async fn wait(&self, _upid: &str) -> Result<(), ExecError> {
+        Ok(())
+    }
+}
+
+struct Lab {
+    kg: Keygen,
+    op: Key,
+    recovery: Key,
+    dir: tempfile::TempDir,
+    exec: Arc<FakeExecutor>,
+    gate: Gate,
+}
+
+const HOST: &str = "pve-a";
+
+fn signers(op: &Key, recovery: &Key) -> String {
+    format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\nvault@steward.test namespaces=\"recovery@steward\" {}\n",
+        op.public_line, recovery.public_line
+    )
+}
+
+fn lab() -> Lab {
+    let kg = Keygen::new().unwrap();
+    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let recovery = kg.key(KeyType::Ed25519, "vault").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = signers(&op, &recovery);
+    let path = dir.path().join("allowed_signers");
+    std::fs::write(&path, &text).unwrap();
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let exec = Arc::new(FakeExecutor::default());
+    let gate = gate_over(&text, journal, exec.clone(), path);
+    Lab {
+        kg,
+        op,
+        recovery,
+        dir,
+        exec,
+        gate,
+    }
+}
+
+fn gate_over(
+    text: &str,
+    journal: Arc<Journal>,
+    exec: Arc<FakeExecutor>,
+    path: std::path::PathBuf,
+) -> Gate {
+    let store = TrustStore::parse("allowed_signers", text.as_bytes()).unwrap();
+    let verifier = Verifier::new(store, VerifyConfig::new(HOST)).unwrap();
+    Gate::new(
+        verifier,
+        journal,
+        exec,
+        GateConfig {
+            trust_store_path: Some(path),
+        },
+    )
+}
+
+fn vmid(n: u32) -> Vmid {
+    Vmid::new(u64::from(n)).unwrap()
+}
+
+fn destroy(n: u32) -> Action {
+    Action::Destroy {
+        vmid: vmid(n),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: true,
+    }
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}
+
+impl Lab {
+    fn sign(&self, key: &Key, ns: &str, payload: &[u8]) -> Vec<u8> {
+        self.kg.sign(&key.private, ns, payload).unwrap()
+    }
+    fn ran(&self) -> usize {
+        self.exec.ran.lock().unwrap().len()
+    }
+}
+
+fn template_bytes(d: &Decision) -> (steward_journal::OpId, Vec<u8>) {
+    match d {
+        Decision::PendingSignature { op, template } => (*op, serde_json::to_vec(template).unwrap()),
+        other => panic!("expected pending_signature, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn benign_runs_unsigned() {
+    let l = lab();
+    let d = l
+        .gate
+        .submit(
+            Action::Start {
+                vmid: vmid(104),
+                kind: GuestKind::Qemu,
+            },
+            Submission::default(),
+            None,
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                outcome: Outcome::Succeeded,
+                signed: false,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(l.ran(), 1);
+}
+
+#[tokio::test]
+async fn unsigned_destructive_is_held_then_released_by_its_signed_template() {
+    let l = lab();
+    let held = l
+        .gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    assert_eq!(l.ran(), 0, "never executed while held");
+    let (op, payload) = template_bytes(&held);
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                signed: true,
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(l.exec.ran.lock().unwrap().as_slice(), &[destroy(104)]);
+    // Presented again: a replay, answered with the first outcome.
+    let again = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    match again {
+        Decision::Replay { first: Some(first) } => {
+            assert_eq!(first.id, op);
+            assert_eq!(first.state(), &OpState::Succeeded);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(l.ran(), 1);
+}
+
+#[tokio::test]
+async fn binding_role_and_signer_are_checked() {
+    let l = lab();
+    let held = l
+        .gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    let (op, payload) = template_bytes(&held);
+    let text = String::from_utf8(payload.clone()).unwrap();
+    for (what, bad) in [
+        ("guest", text.replace("\"guest\":104", "\"guest\":105")),
+        ("op", text.replace("guest.destroy", "guest.rollback")),
+        ("params", text.replace("\"purge\":true", "\"purge\":false")),
+    ] {
+        let sig = l.sign(&l.op, "op@steward", bad.as_bytes());
+        let d = l.gate.sign_pending(op, bad.as_bytes(), &sig, now()).await;
+        assert!(
+            matches!(
+                d,
+                Decision::Refused {
+                    reason: GateReason::BindingMismatch,
+                    ..
+                }
+            ),
+            "{what}: {d:?}"
+        );
+    }
+    let sig = l.sign(&l.recovery, "recovery@steward", &payload);
+    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Refused {
+                reason: GateReason::RoleDenied,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let stranger = l.kg.key(KeyType::Ed25519, "mallory").unwrap();
+    let sig = l.sign(&stranger, "op@steward", &payload);
+    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Refused {
+                reason: GateReason::Authz(Reason::UnknownSigner),
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(l.ran(), 0);
+    // The held op is still held, and still releasable by the right signature.
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    assert!(matches!(
+        l.gate.sign_pending(op, &payload, &sig, now()).await,
+        Decision::Executed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn provenance_exceptions_and_hub_labels() {
+    let l = lab();
+    let j = Journal::open_or_create(l.dir.path().join("unused")).unwrap();
+    drop(j);
+    // The agent creates a scratch guest in a transaction, then rolls it back: benign.
+    let txn = steward_journal::TxnId(42);
+    let create = Action::Create {
+        vmid: vmid(900),
+        kind: GuestKind::Qemu,
+        config: Default::default(),
+    };
+    let sub = Submission {
+        txn: Some(txn),
+        scratch: false,
+    };
+    assert!(matches!(
+        l.gate.submit(create, sub, None, now()).await,
+        Decision::Executed { .. }
+    ));
+    let d = l.gate.submit(destroy(900), sub, None, now()).await;
+    assert!(
+        matches!(d, Decision::Executed { signed: false, .. }),
+        "same-transaction rollback: {d:?}"
+    );
+    // Outside the transaction, a guest the agent did not create is destructive, whatever tags a
+    // hub put on it: the classifier never sees tags.
+    let d = l
+        .gate
+        .submit(destroy(901), Submission::default(), None, now())
+        .await;
+    assert!(matches!(d, Decision::PendingSignature { .. }), "{d:?}");
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_presentations_execute_once() {
+    let l = Arc::new(lab());
+    let held = l
+        .gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    let (_, payload) = template_bytes(&held);
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (l, payload, sig) = (l.clone(), payload.clone(), sig.clone());
+        tasks.push(tokio::spawn(async move {
+            l.gate.run_signed_job(&payload, &sig, now()).await
+        }));
+    }
+    let mut executed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Decision::Executed { .. } => executed += 1,
+            Decision::Replay { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(executed, 1);
+    assert_eq!(l.ran(), 1);
+}
+
+#[tokio::test]
+async fn replay_is_caught_across_a_restart() {
+    let l = lab();
+    let held = l
+        .gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    let (op, payload) = template_bytes(&held);
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    assert!(matches!(
+        l.gate.sign_pending(op, &payload, &sig, now()).await,
+        Decision::Executed { .. }
+    ));
+    let Lab {
+        dir,
+        op: opk,
+        recovery,
+        gate,
+        ..
+    } = l;
+    drop(gate);
+    let journal = Arc::new(Journal::open(dir.path().join("journal")).unwrap());
+    let exec = Arc::new(FakeExecutor::default());
+    let gate = gate_over(
+        &signers(&opk, &recovery),
+        journal,
+        exec.clone(),
+        dir.path().join("allowed_signers"),
+    );
+    let d = gate.run_signed_job(&payload, &sig, now()).await;
+    assert!(matches!(d, Decision::Replay { first: Some(_) }), "{d:?}");
+    assert!(exec.ran.lock().unwrap().is_empty());
+}
+
+fn rotate_payload(text: &str) -> Vec<u8> {
+    let t = now();
+    let fmt = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    serde_json::to_vec(&serde_json::json!({
+        "v": 1, "op": "keys.rotate", "host": HOST,
+        "params": {"allowed_signers": text},
+        "nonce": steward_testkit::nonce(),
+        "not_before": fmt(t - time::Duration::minutes(1)),
+        "not_after": fmt(t + time::Duration::minutes(30)),
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn key_rotation_rules() {
+    let l = lab();
+    let path = l.dir.path().join("allowed_signers");
+    let before = std::fs::read_to_string(&path).unwrap();
+    let bob = l.kg.key(KeyType::Ed25519, "bob").unwrap();
+    let op_line = format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\n",
+        l.op.public_line
+    );
+    let rec_line = format!(
+        "vault@steward.test namespaces=\"recovery@steward\" {}\n",
+        l.recovery.public_line
+    );
+    let bob_line = format!(
+        "bob@steward.test namespaces=\"op@steward\" {}\n",
+        bob.public_line
+    );
+
+    // An operational key removing the recovery key: role_denied.
+    let p = rotate_payload(&op_line);
+    let d = l
+        .gate
+        .run_signed_job(&p, &l.sign(&l.op, "op@steward", &p), now())
+        .await;
+    assert!(
+        matches!(
+            d,
+            Decision::Refused {
+                reason: GateReason::RoleDenied,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    // The recovery key removing the last recovery key: refused.
+    let p = rotate_payload(&format!("{op_line}{bob_line}"));
+    let d = l
+        .gate
+        .run_signed_job(&p, &l.sign(&l.recovery, "recovery@steward", &p), now())
+        .await;
+    assert!(
+        matches!(
+            d,
+            Decision::Refused {
+                reason: GateReason::RotationRefused,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "refusals write nothing"
+    );
+
+    // An operational key adding an operational key: applied, written, and in force.
+    let new_text = format!("{op_line}{rec_line}{bob_line}");
+    let p = rotate_payload(&new_text);
+    let d = l
+        .gate
+        .run_signed_job(&p, &l.sign(&l.op, "op@steward", &p), now())
+        .await;
+    assert!(matches!(d, Decision::Rotated { entries: 3 }), "{d:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), new_text);
+    let held = l
+        .gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    let (op, payload) = template_bytes(&held);
+    let d = l
+        .gate
+        .sign_pending(op, &payload, &l.sign(&bob, "op@steward", &payload), now())
+        .await;
+    assert!(
+        matches!(d, Decision::Executed { signed: true, .. }),
+        "bob's new key works: {d:?}"
+    );
+}
