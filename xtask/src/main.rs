@@ -5,6 +5,7 @@
 mod bench;
 mod crash;
 mod matrix;
+mod matrix_gate;
 mod table;
 
 use clap::{Parser, Subcommand};

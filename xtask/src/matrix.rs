@@ -21,6 +21,8 @@ enum Verdict {
     Accepted,
     Rejected(Reason),
     LoadError,
+    /// A gate decision label.
+    Gate(String),
 }
 
 impl std::fmt::Display for Verdict {
@@ -29,6 +31,7 @@ impl std::fmt::Display for Verdict {
             Verdict::Accepted => f.write_str("accepted"),
             Verdict::Rejected(r) => f.write_str(r.code()),
             Verdict::LoadError => f.write_str("load_error"),
+            Verdict::Gate(label) => f.write_str(label),
         }
     }
 }
@@ -531,6 +534,16 @@ pub fn run() -> Result<bool> {
 
     // OpenSSH's own vectors, through the signature step (namespace `unittest`).
     vectors(&mut lab);
+
+    // The gate: classification, role scoping, binding, nonces across restarts, rotation.
+    for (case, expected, got, detail) in crate::matrix_gate::run()? {
+        lab.rows.push(Row {
+            case,
+            expected: Verdict::Gate(expected),
+            got: Verdict::Gate(got),
+            detail,
+        });
+    }
 
     let total = lab.rows.len();
     let failed = lab.rows.iter().filter(|r| r.expected != r.got).count();

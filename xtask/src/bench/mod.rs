@@ -2,6 +2,7 @@
 //! interleaved rounds, and reports the median rates and their ratio: machines here are noisy, so
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
+mod gate;
 mod journal;
 mod measure;
 mod plan;
@@ -18,6 +19,8 @@ pub enum Which {
     Plan,
     /// Durable journal transitions per second against file append + fdatasync.
     Journal,
+    /// Gate decisions per second against the authz-only rate.
+    Gate,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
@@ -30,5 +33,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> R
         Which::Verify => verify::run(&opts),
         Which::Plan => plan::run(&opts),
         Which::Journal => journal::run(round_secs.max(0.5), rounds, open_records),
+        Which::Gate => gate::run(300),
     }
 }
