@@ -204,16 +204,7 @@ fn ds_before(keys: &[usize], i: usize, key: usize) -> bool {
 }
 
 fn stamp(offset: i64) -> String {
-    let t = NOW + time::Duration::seconds(offset);
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    steward_testkit::openssh_time(NOW + time::Duration::seconds(offset))
 }
 
 fn options(ns: usize, w: &Window, ca: bool) -> String {
@@ -342,16 +333,10 @@ fn run_case(c: &Case) -> Result<bool, TestCaseError> {
 }
 
 fn flip_blob_byte(armored: &[u8], i: usize, x: u8) -> Vec<u8> {
-    use base64::Engine as _;
-    let text = String::from_utf8(armored.to_vec()).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    let mut blob = base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap();
+    let mut blob = steward_testkit::decode_armor(armored).unwrap();
     let at = i % blob.len();
     blob[at] ^= x;
-    let body = base64::engine::general_purpose::STANDARD.encode(blob);
-    format!("-----BEGIN SSH SIGNATURE-----\n{body}\n-----END SSH SIGNATURE-----\n").into_bytes()
+    steward_testkit::encode_armor(&blob, 70, "\n")
 }
 
 #[test]

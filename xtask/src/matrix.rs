@@ -10,7 +10,10 @@ use steward_authz::{
     sig, MemoryNonceStore, Reason, TrustStore, Verifier, VerifyConfig, OP_NAMESPACE,
     RECOVERY_NAMESPACE,
 };
-use steward_testkit::{CertSpec, Key, KeyType, Keygen, OpDoc};
+use steward_testkit::{
+    decode_armor as decode, encode_armor as encode, openssh_time, CertSpec, Key, KeyType, Keygen,
+    OpDoc,
+};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
 const HOST: &str = "pve-a";
@@ -58,18 +61,6 @@ struct Lab {
 
 fn rfc3339(t: OffsetDateTime) -> Result<String> {
     Ok(t.format(&Rfc3339)?)
-}
-
-fn openssh_time(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 impl Lab {
@@ -641,24 +632,4 @@ fn flip_signature_byte(armored: &[u8]) -> Result<Vec<u8>> {
 
 fn rewrap(armored: &[u8], width: usize, eol: &str) -> Result<Vec<u8>> {
     Ok(encode(&decode(armored)?, width, eol))
-}
-
-fn decode(armored: &[u8]) -> Result<Vec<u8>> {
-    use base64::Engine as _;
-    let text = std::str::from_utf8(armored)?;
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    Ok(base64::engine::general_purpose::STANDARD.decode(body)?)
-}
-
-fn encode(blob: &[u8], width: usize, eol: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(blob);
-    let mut out = format!("-----BEGIN SSH SIGNATURE-----{eol}");
-    for chunk in body.as_bytes().chunks(width) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push_str(eol);
-    }
-    out.push_str("-----END SSH SIGNATURE-----");
-    out.push_str(eol);
-    out.into_bytes()
 }

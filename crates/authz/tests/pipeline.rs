@@ -318,18 +318,11 @@ fn signed() -> &'static Signed {
 }
 
 fn decode_armor(armored: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let text = String::from_utf8(armored.to_vec()).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .unwrap()
+    steward_testkit::decode_armor(armored).unwrap()
 }
 
 fn encode_armor(blob: &[u8]) -> Vec<u8> {
-    use base64::Engine as _;
-    let body = base64::engine::general_purpose::STANDARD.encode(blob);
-    format!("-----BEGIN SSH SIGNATURE-----\n{body}\n-----END SSH SIGNATURE-----\n").into_bytes()
+    steward_testkit::encode_armor(blob, 70, "\n")
 }
 
 #[test]

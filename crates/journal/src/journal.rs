@@ -54,6 +54,30 @@ pub struct Journal {
     barrier: Barrier,
 }
 
+/// How long to wait for sled's file lock: a journal just closed in this process is released by
+/// sled's background threads a moment after the handle drops; a second agent keeps it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled, waiting up to [`LOCK_WAIT`] for its exclusive lock.
+fn open_sled(path: &Path) -> Result<sled::Db, String> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled_config(path).open() {
+            Ok(db) => return Ok(db),
+            // sled reports lock contention as ErrorKind::Other with this message.
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(format!(
+                        "locked by another process (is another steward-agent running?): {e}"
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// sled's settings, the same for create and open. (`snapshot_after_ops`, which would bound
 /// recovery time, is a no-op in 0.34.7.)
 fn sled_config(path: &Path) -> sled::Config {
@@ -184,9 +208,7 @@ impl Journal {
             }
         }
         std::fs::create_dir_all(&path).map_err(|e| open_err(e.to_string()))?;
-        let db = sled_config(&path)
-            .open()
-            .map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(&path).map_err(open_err)?;
         db.open_tree(TREE)
             .and_then(|t| t.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()))
             .map_err(|e| open_err(e.to_string()))?;
@@ -212,9 +234,7 @@ impl Journal {
                 return Err(open_err(format!("not a journal: {f} is missing")));
             }
         }
-        let db = sled_config(&path)
-            .open()
-            .map_err(|e| open_err(e.to_string()))?;
+        let db = open_sled(&path).map_err(open_err)?;
         let tree = db.open_tree(TREE).map_err(|e| open_err(e.to_string()))?;
         let schema = tree
             .get(META_SCHEMA)

@@ -341,3 +341,13 @@ fn compaction_drops_old_terminal_ops_and_keeps_the_rest() {
     assert!(after.intact());
     assert_eq!(after.entries, audit_before, "audit stays");
 }
+
+#[test]
+fn a_journal_held_open_elsewhere_is_refused_with_a_clear_error() {
+    let (dir, j) = fresh();
+    let e = Journal::open(dir.path().join("journal")).unwrap_err();
+    assert!(e.to_string().contains("locked by another process"), "{e}");
+    drop(j);
+    // Once released, it opens (sled's threads let go of the lock shortly after the drop).
+    Journal::open(dir.path().join("journal")).unwrap();
+}

@@ -356,3 +356,42 @@ impl OpDoc {
         .into_bytes()
     }
 }
+
+/// An instant as OpenSSH time stamps write it (`YYYYMMDDHHMMSSZ`), for `valid-after`,
+/// `valid-before`, `-V` and `-Overify-time`.
+pub fn openssh_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// The SSHSIG blob inside an armored signature (for tests that tamper with it).
+pub fn decode_armor(armored: &[u8]) -> Result<Vec<u8>> {
+    use base64::Engine as _;
+    let text = std::str::from_utf8(armored).map_err(|e| KeygenError(e.to_string()))?;
+    let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|e| KeygenError(e.to_string()))
+}
+
+/// Armors an SSHSIG blob with lines of `width` base64 characters ended by `eol`.
+pub fn encode_armor(blob: &[u8], width: usize, eol: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(blob);
+    let mut out = format!("-----BEGIN SSH SIGNATURE-----{eol}");
+    for chunk in body.as_bytes().chunks(width.max(1)) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push_str(eol);
+    }
+    out.push_str("-----END SSH SIGNATURE-----");
+    out.push_str(eol);
+    out.into_bytes()
+}

@@ -92,7 +92,7 @@ pub fn run(opts: &Opts) -> Result<bool> {
             OP_NAMESPACE,
             &sig,
             &payload,
-            &openssh_now(now),
+            &steward_testkit::openssh_time(now),
         )? {
             bail!("ssh-keygen -Y verify refused the bench signature");
         }
@@ -114,18 +114,6 @@ pub fn run(opts: &Opts) -> Result<bool> {
         if met { "met" } else { "MISSED" }
     );
     Ok(met)
-}
-
-fn openssh_now(t: OffsetDateTime) -> String {
-    format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 /// Raw verification of `s` with the crypto crate: the SSHSIG signed-data blob (message hash
