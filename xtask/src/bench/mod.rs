@@ -6,6 +6,7 @@ mod gate;
 mod journal;
 mod measure;
 mod plan;
+mod pve;
 mod verify;
 
 use anyhow::Result;
@@ -21,6 +22,8 @@ pub enum Which {
     Journal,
     /// Gate decisions per second against the authz-only rate.
     Gate,
+    /// Client requests per second against the simulator, keep-alive vs fresh connections.
+    Pve,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
@@ -34,5 +37,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> R
         Which::Plan => plan::run(&opts),
         Which::Journal => journal::run(round_secs.max(0.5), rounds, open_records),
         Which::Gate => gate::run(300),
+        Which::Pve => pve::run(round_secs, rounds),
     }
 }

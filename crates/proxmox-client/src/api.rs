@@ -1,0 +1,188 @@
+//! The `GuestApi` seam: everything the engine and tests do to a node's guests, for QEMU and LXC
+//! alike. Values come back as Proxmox sends them (config values as strings; numbers parsed
+//! leniently, since Proxmox sends some as strings). Must never hide a failure as a default.
+
+use crate::error::ApiError;
+use crate::upid::Upid;
+use async_trait::async_trait;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use steward_model::{ConfigChange, GuestKind, Vmid};
+
+/// One guest from the node's list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestEntry {
+    /// Id.
+    pub vmid: Vmid,
+    /// Kind.
+    pub kind: GuestKind,
+    /// `running`, `stopped`, …
+    pub status: String,
+    /// Name, if any.
+    pub name: Option<String>,
+    /// `maxmem` in bytes.
+    pub maxmem: Option<u64>,
+    /// The lock, when locked.
+    pub lock: Option<String>,
+    /// Whether it is a template.
+    pub template: bool,
+}
+
+/// A guest's config as `GET …/config` returns it (pending values applied), and its digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuestConfig {
+    /// Keys and values as strings.
+    pub values: BTreeMap<String, String>,
+    /// The config digest.
+    pub digest: String,
+}
+
+/// One entry of `GET …/pending`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// Key.
+    pub key: String,
+    /// Current value.
+    pub value: Option<String>,
+    /// What a restart will apply.
+    pub pending: Option<String>,
+    /// A pending deletion.
+    pub delete: bool,
+}
+
+/// A task's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskStatus {
+    /// The task.
+    pub upid: Upid,
+    /// Still running.
+    pub running: bool,
+    /// `OK` or the error, once stopped.
+    pub exitstatus: Option<String>,
+}
+
+impl TaskStatus {
+    /// Stopped with `OK`.
+    pub fn succeeded(&self) -> bool {
+        !self.running && self.exitstatus.as_deref() == Some("OK")
+    }
+}
+
+/// One entry of the node's task list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskEntry {
+    /// The task.
+    pub upid: Upid,
+    /// Its status (`OK`, an error, or none while running).
+    pub status: Option<String>,
+    /// End time, if ended.
+    pub endtime: Option<u64>,
+}
+
+/// Lenient number: a JSON number or a numeric string.
+pub fn num(v: &Value) -> Option<u64> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A config value as the string Proxmox stores.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(if *b { "1" } else { "0" }.into()),
+        _ => None,
+    }
+}
+
+/// The node's guests and what can be done to them.
+#[async_trait]
+pub trait GuestApi: Send + Sync {
+    /// Every guest (both kinds) the token may see.
+    async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError>;
+    /// `GET …/status/current`, raw.
+    async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError>;
+    /// `GET …/config`, with its digest.
+    async fn config(&self, kind: GuestKind, vmid: Vmid) -> Result<GuestConfig, ApiError>;
+    /// `GET …/pending`.
+    async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
+    /// Start.
+    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Stop hard.
+    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Clean shutdown, stopping hard after `timeout` if `force_stop`.
+    async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        timeout: u32,
+        force_stop: bool,
+    ) -> Result<Upid, ApiError>;
+    /// Reboot.
+    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Synchronous config write (`PUT`), refused by Proxmox if the digest moved.
+    async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<(), ApiError>;
+    /// Asynchronous config write (`POST`, QEMU only): a task, or None if it finished at once.
+    async fn set_config_async(
+        &self,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<Option<Upid>, ApiError>;
+    /// Create.
+    async fn create(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Upid, ApiError>;
+    /// Destroy.
+    async fn destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        purge: bool,
+        destroy_unreferenced_disks: bool,
+    ) -> Result<Upid, ApiError>;
+    /// One read of a task's status.
+    async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
+    /// The node's recent tasks (running ones included), optionally since a Unix time.
+    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError>;
+
+    /// Polls a task until it stops or `deadline` passes (`Timeout`); a task that stops with
+    /// anything but `OK` is `TaskFailed`.
+    async fn wait_task(&self, upid: &Upid, deadline: Duration) -> Result<TaskStatus, ApiError> {
+        let start = tokio::time::Instant::now();
+        let mut delay = Duration::from_millis(50);
+        loop {
+            let s = self.task_status_once(upid).await?;
+            if !s.running {
+                return if s.succeeded() {
+                    Ok(s)
+                } else {
+                    Err(ApiError::TaskFailed {
+                        upid: upid.to_string(),
+                        exitstatus: s.exitstatus.unwrap_or_default(),
+                    })
+                };
+            }
+            if start.elapsed() + delay > deadline {
+                return Err(ApiError::Timeout(format!(
+                    "task {upid} still running after {deadline:?}"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! `PveClient`: the `GuestApi` over the HTTP transport, for one node. Paths, parameters and
+//! answer shapes as in shared/reference/pve-api.md.
+
+use crate::api::{
+    num, text, GuestApi, GuestConfig, GuestEntry, PendingEntry, TaskEntry, TaskStatus,
+};
+use crate::error::ApiError;
+use crate::http::{Endpoint, Http};
+use crate::token::ApiToken;
+use crate::upid::Upid;
+use async_trait::async_trait;
+use hyper::Method;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use steward_model::{ConfigChange, GuestKind, Vmid};
+
+/// A client for one node's API.
+#[derive(Debug)]
+pub struct PveClient {
+    http: Http,
+    node: String,
+}
+
+fn bool01(b: bool) -> String {
+    if b { "1" } else { "0" }.into()
+}
+
+fn upid(v: Value) -> Result<Upid, ApiError> {
+    v.as_str()
+        .ok_or_else(|| ApiError::Decode(format!("expected a UPID, got {v}")))?
+        .parse()
+        .map_err(|e: crate::upid::UpidError| ApiError::Decode(e.to_string()))
+}
+
+fn change_params(change: &ConfigChange) -> Vec<(String, String)> {
+    let mut p: Vec<(String, String)> = change
+        .set
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !change.delete.is_empty() {
+        p.push((
+            "delete".into(),
+            change.delete.iter().cloned().collect::<Vec<_>>().join(","),
+        ));
+    }
+    if let Some(d) = &change.digest {
+        p.push(("digest".into(), d.clone()));
+    }
+    p
+}
+
+impl PveClient {
+    /// A client for `node` at `endpoint`.
+    pub fn new(endpoint: Endpoint, token: ApiToken, node: &str) -> Result<PveClient, String> {
+        Ok(PveClient {
+            http: Http::new(endpoint, token)?,
+            node: node.into(),
+        })
+    }
+
+    /// HTTP requests sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.http.requests_sent()
+    }
+
+    /// A raw `GET` of `path` (below `/api2/json`), returning `data` as sent.
+    pub async fn get_raw(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        self.http.call(Method::GET, path, params).await
+    }
+
+    fn guest_path(&self, kind: GuestKind, vmid: Vmid) -> String {
+        format!("/nodes/{}/{}/{}", self.node, kind.as_str(), vmid)
+    }
+
+    async fn power(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        what: &str,
+        params: Vec<(String, String)>,
+    ) -> Result<Upid, ApiError> {
+        let path = format!("{}/status/{what}", self.guest_path(kind, vmid));
+        upid(self.http.call(Method::POST, &path, &params).await?)
+    }
+}
+
+#[async_trait]
+impl GuestApi for PveClient {
+    async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError> {
+        let mut out = Vec::new();
+        for kind in [GuestKind::Qemu, GuestKind::Lxc] {
+            let path = format!("/nodes/{}/{}", self.node, kind.as_str());
+            let list = self.http.call(Method::GET, &path, &[]).await?;
+            let arr = list
+                .as_array()
+                .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+            for g in arr {
+                let vmid = g
+                    .get("vmid")
+                    .and_then(num)
+                    .and_then(|n| Vmid::new(n).ok())
+                    .ok_or_else(|| {
+                        ApiError::Decode(format!("{path}: entry without a vmid: {g}"))
+                    })?;
+                out.push(GuestEntry {
+                    vmid,
+                    kind,
+                    status: g
+                        .get("status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                        .into(),
+                    name: g.get("name").and_then(Value::as_str).map(str::to_string),
+                    maxmem: g.get("maxmem").and_then(num),
+                    lock: g.get("lock").and_then(Value::as_str).map(str::to_string),
+                    template: g.get("template").and_then(num) == Some(1),
+                });
+            }
+        }
+        out.sort_by_key(|g| g.vmid);
+        Ok(out)
+    }
+
+    async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError> {
+        let path = format!("{}/status/current", self.guest_path(kind, vmid));
+        self.http.call(Method::GET, &path, &[]).await
+    }
+
+    async fn config(&self, kind: GuestKind, vmid: Vmid) -> Result<GuestConfig, ApiError> {
+        let path = format!("{}/config", self.guest_path(kind, vmid));
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected an object")))?;
+        let mut values = BTreeMap::new();
+        let mut digest = None;
+        for (k, val) in obj {
+            if k == "digest" {
+                digest = val.as_str().map(str::to_string);
+            } else if let Some(t) = text(val) {
+                values.insert(k.clone(), t);
+            }
+        }
+        Ok(GuestConfig {
+            values,
+            digest: digest.ok_or_else(|| ApiError::Decode(format!("{path}: no digest")))?,
+        })
+    }
+
+    async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError> {
+        let path = format!("{}/pending", self.guest_path(kind, vmid));
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        Ok(arr
+            .iter()
+            .filter_map(|e| {
+                Some(PendingEntry {
+                    key: e.get("key")?.as_str()?.to_string(),
+                    value: e.get("value").and_then(text),
+                    pending: e.get("pending").and_then(text),
+                    delete: e.get("delete").and_then(num).is_some_and(|d| d > 0),
+                })
+            })
+            .collect())
+    }
+
+    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.power(kind, vmid, "start", vec![]).await
+    }
+
+    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.power(kind, vmid, "stop", vec![]).await
+    }
+
+    async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        timeout: u32,
+        force_stop: bool,
+    ) -> Result<Upid, ApiError> {
+        let params = vec![
+            ("timeout".into(), timeout.to_string()),
+            ("forceStop".into(), bool01(force_stop)),
+        ];
+        self.power(kind, vmid, "shutdown", params).await
+    }
+
+    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.power(kind, vmid, "reboot", vec![]).await
+    }
+
+    async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<(), ApiError> {
+        let path = format!("{}/config", self.guest_path(kind, vmid));
+        self.http
+            .call(Method::PUT, &path, &change_params(change))
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_config_async(
+        &self,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<Option<Upid>, ApiError> {
+        let path = format!("{}/config", self.guest_path(GuestKind::Qemu, vmid));
+        match self
+            .http
+            .call(Method::POST, &path, &change_params(change))
+            .await?
+        {
+            Value::Null => Ok(None),
+            v => upid(v).map(Some),
+        }
+    }
+
+    async fn create(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Upid, ApiError> {
+        let path = format!("/nodes/{}/{}", self.node, kind.as_str());
+        let mut params: Vec<(String, String)> = vec![("vmid".into(), vmid.to_string())];
+        params.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        upid(self.http.call(Method::POST, &path, &params).await?)
+    }
+
+    async fn destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        purge: bool,
+        destroy_unreferenced_disks: bool,
+    ) -> Result<Upid, ApiError> {
+        let params = vec![
+            ("purge".into(), bool01(purge)),
+            (
+                "destroy-unreferenced-disks".into(),
+                bool01(destroy_unreferenced_disks),
+            ),
+        ];
+        upid(
+            self.http
+                .call(Method::DELETE, &self.guest_path(kind, vmid), &params)
+                .await?,
+        )
+    }
+
+    async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
+        let path = format!("/nodes/{}/tasks/{}/status", self.node, u);
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let status = v
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::Decode(format!("{path}: no status")))?;
+        Ok(TaskStatus {
+            upid: u.clone(),
+            running: status == "running",
+            exitstatus: v
+                .get("exitstatus")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError> {
+        let path = format!("/nodes/{}/tasks", self.node);
+        let mut params = vec![("source".to_string(), "all".to_string())];
+        if let Some(s) = since {
+            params.push(("since".into(), s.to_string()));
+        }
+        let v = self.http.call(Method::GET, &path, &params).await?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        let mut out = Vec::new();
+        for t in arr {
+            let Some(u) = t.get("upid").and_then(Value::as_str) else {
+                continue;
+            };
+            let upid: Upid = u
+                .parse()
+                .map_err(|e: crate::upid::UpidError| ApiError::Decode(e.to_string()))?;
+            out.push(TaskEntry {
+                upid,
+                status: t.get("status").and_then(Value::as_str).map(str::to_string),
+                endtime: t.get("endtime").and_then(num),
+            });
+        }
+        Ok(out)
+    }
+}

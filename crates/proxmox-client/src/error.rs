@@ -1,0 +1,178 @@
+//! Typed API errors the engine can act on. Proxmox reports most failures as HTTP 500 with the
+//! reason only in the status line; this module turns those lines into variants. An error never
+//! carries the token.
+
+use std::fmt;
+
+/// What went wrong talking to Proxmox.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ApiError {
+    /// The guest, task or path does not exist.
+    NotFound(String),
+    /// The guest is locked (`VM is locked (backup)`): `lock` names the lock.
+    Locked {
+        /// `backup`, `create`, `migrate`, …
+        lock: String,
+        /// The full reason.
+        message: String,
+    },
+    /// 401: the token was refused.
+    Unauthorized,
+    /// 403: the token lacks a privilege.
+    PermissionDenied(String),
+    /// The config changed since it was read (stale `digest`).
+    DigestMismatch(String),
+    /// 596: pveproxy could not reach the node that should answer.
+    NodeUnreachable(String),
+    /// No answer within the deadline.
+    Timeout(String),
+    /// Connection, TLS or HTTP failure (including a refused certificate).
+    Transport(String),
+    /// A task ended with an exit status other than `OK`.
+    TaskFailed {
+        /// The task.
+        upid: String,
+        /// Its exit status.
+        exitstatus: String,
+    },
+    /// The answer did not have the expected shape.
+    Decode(String),
+    /// Any other API error.
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The reason (status line) or message.
+        message: String,
+        /// Per-parameter errors of a 400.
+        errors: Option<serde_json::Value>,
+    },
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ApiError::NotFound(m) => write!(f, "not found: {m}"),
+            ApiError::Locked { message, .. } => write!(f, "locked: {message}"),
+            ApiError::Unauthorized => f.write_str("authentication failed (401)"),
+            ApiError::PermissionDenied(m) => write!(f, "permission denied: {m}"),
+            ApiError::DigestMismatch(m) => write!(f, "config changed since it was read: {m}"),
+            ApiError::NodeUnreachable(m) => write!(f, "node unreachable (596): {m}"),
+            ApiError::Timeout(m) => write!(f, "timeout: {m}"),
+            ApiError::Transport(m) => write!(f, "transport: {m}"),
+            ApiError::TaskFailed { upid, exitstatus } => {
+                write!(f, "task {upid} failed: {exitstatus}")
+            }
+            ApiError::Decode(m) => write!(f, "unexpected answer: {m}"),
+            ApiError::Api {
+                status,
+                message,
+                errors,
+            } => match errors {
+                Some(e) => write!(f, "{status} {message}: {e}"),
+                None => write!(f, "{status} {message}"),
+            },
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl ApiError {
+    /// The error for an HTTP answer with `status` and status-line `reason`.
+    pub fn from_response(status: u16, reason: &str, body: &[u8]) -> ApiError {
+        let errors = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v.get("errors").cloned())
+            .filter(|e| !e.is_null());
+        match status {
+            401 => ApiError::Unauthorized,
+            403 => ApiError::PermissionDenied(reason.into()),
+            404 => ApiError::NotFound(reason.into()),
+            596 => ApiError::NodeUnreachable(reason.into()),
+            _ if reason.contains("is locked (") => {
+                let lock = reason
+                    .split_once("is locked (")
+                    .and_then(|(_, r)| r.split_once(')'))
+                    .map_or("", |(l, _)| l)
+                    .to_string();
+                ApiError::Locked {
+                    lock,
+                    message: reason.into(),
+                }
+            }
+            _ if reason.contains("detected modified configuration") => {
+                ApiError::DigestMismatch(reason.into())
+            }
+            _ if reason.contains("does not exist") => ApiError::NotFound(reason.into()),
+            _ => ApiError::Api {
+                status,
+                message: reason.into(),
+                errors,
+            },
+        }
+    }
+
+    /// Worth retrying for an idempotent read.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Transport(_) | ApiError::Timeout(_) | ApiError::NodeUnreachable(_) => true,
+            ApiError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_become_variants() {
+        assert_eq!(
+            ApiError::from_response(500, "VM is locked (backup)", b"{\"data\":null}"),
+            ApiError::Locked {
+                lock: "backup".into(),
+                message: "VM is locked (backup)".into()
+            }
+        );
+        assert!(
+            matches!(ApiError::from_response(500, "CT is locked (create)", b""), ApiError::Locked { lock, .. } if lock == "create")
+        );
+        assert!(matches!(
+            ApiError::from_response(
+                500,
+                "detected modified configuration - file changed by other user? Try again.",
+                b""
+            ),
+            ApiError::DigestMismatch(_)
+        ));
+        assert_eq!(
+            ApiError::from_response(401, "authentication failure", b""),
+            ApiError::Unauthorized
+        );
+        assert!(matches!(
+            ApiError::from_response(403, "Permission check failed (/vms/104, VM.PowerMgmt)", b""),
+            ApiError::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            ApiError::from_response(596, "Connection timed out", b""),
+            ApiError::NodeUnreachable(_)
+        ));
+        assert!(matches!(
+            ApiError::from_response(
+                500,
+                "Configuration file 'nodes/pve-a/qemu-server/999.conf' does not exist",
+                b""
+            ),
+            ApiError::NotFound(_)
+        ));
+        let e = ApiError::from_response(
+            400,
+            "Parameter verification failed.",
+            br#"{"data":null,"errors":{"memory":"value must have a minimum value of 16"}}"#,
+        );
+        assert!(e.to_string().contains("minimum value of 16"), "{e}");
+        assert!(!e.is_transient());
+        assert!(ApiError::from_response(500, "something odd", b"").is_transient());
+    }
+}

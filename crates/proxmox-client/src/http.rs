@@ -1,0 +1,207 @@
+//! The HTTP transport: TLS (pinned or CA) over TCP, HTTP/1.1 with keep-alive on one connection
+//! (re-established when it breaks), the `{"data": …}` envelope, status lines mapped to typed
+//! errors, a timeout on every request, and retries with backoff for idempotent reads only. It
+//! must never log or return the token.
+
+use crate::error::ApiError;
+use crate::tls::{client_config, Trust};
+use crate::token::ApiToken;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::TlsConnector;
+
+/// Where and how to connect.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    /// `host:port` to connect to (`127.0.0.1:8006`).
+    pub addr: String,
+    /// The TLS server name (`localhost`, the node name, or an IP).
+    pub server_name: String,
+    /// How the node's certificate is trusted.
+    pub trust: Trust,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Keep one connection alive between requests (false: a fresh connection per request).
+    pub keep_alive: bool,
+}
+
+/// The transport.
+pub struct Http {
+    endpoint: Endpoint,
+    token: ApiToken,
+    tls: TlsConnector,
+    conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    requests: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for Http {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http")
+            .field("endpoint", &self.endpoint)
+            .field("token", &self.token)
+            .finish_non_exhaustive()
+    }
+}
+
+const READ_RETRIES: u32 = 3;
+
+impl Http {
+    /// A transport to `endpoint` authenticating with `token`.
+    pub fn new(endpoint: Endpoint, token: ApiToken) -> Result<Http, String> {
+        let tls = TlsConnector::from(Arc::new(client_config(&endpoint.trust)?));
+        Ok(Http {
+            endpoint,
+            token,
+            tls,
+            conn: Mutex::new(None),
+            requests: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// HTTP requests sent so far (retries included).
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ApiError> {
+        let tcp = TcpStream::connect(&self.endpoint.addr)
+            .await
+            .map_err(|e| ApiError::Transport(format!("connect {}: {e}", self.endpoint.addr)))?;
+        let name = rustls::pki_types::ServerName::try_from(self.endpoint.server_name.clone())
+            .map_err(|e| ApiError::Transport(format!("server name: {e}")))?;
+        let tls = self
+            .tls
+            .connect(name, tcp)
+            .await
+            .map_err(|e| ApiError::Transport(format!("TLS: {e}")))?;
+        let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| ApiError::Transport(format!("HTTP handshake: {e}")))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(send)
+    }
+
+    /// One API call. GET and DELETE carry `params` in the query, POST and PUT as a form body.
+    /// Returns the `data` of the envelope.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        let idempotent = method == Method::GET;
+        let mut attempt = 0;
+        loop {
+            let result =
+                tokio::time::timeout(self.endpoint.timeout, self.once(&method, path, params))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(ApiError::Timeout(format!(
+                            "{method} {path} after {:?}",
+                            self.endpoint.timeout
+                        )))
+                    });
+            match result {
+                Err(e) if idempotent && e.is_transient() && attempt + 1 < READ_RETRIES => {
+                    attempt += 1;
+                    // A broken connection is not reused.
+                    *self.conn.lock().await = None;
+                    tokio::time::sleep(Duration::from_millis(50 * (1 << attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn once(
+        &self,
+        method: &Method,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .finish();
+        let in_query = matches!(*method, Method::GET | Method::DELETE);
+        let uri = if in_query && !form.is_empty() {
+            format!("/api2/json{path}?{form}")
+        } else {
+            format!("/api2/json{path}")
+        };
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(uri)
+            .header(hyper::header::HOST, self.endpoint.server_name.as_str())
+            .header(hyper::header::AUTHORIZATION, self.token.header());
+        if !self.endpoint.keep_alive {
+            req = req.header(hyper::header::CONNECTION, "close");
+        }
+        let body = if in_query {
+            Full::new(Bytes::new())
+        } else {
+            req = req.header(
+                hyper::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            );
+            Full::new(Bytes::from(form))
+        };
+        let req = req
+            .body(body)
+            .map_err(|e| ApiError::Transport(format!("request: {e}")))?;
+
+        let mut guard = self.conn.lock().await;
+        let reused = match guard.take() {
+            Some(mut s) if self.endpoint.keep_alive => s.ready().await.ok().map(|()| s),
+            _ => None,
+        };
+        let mut send = match reused {
+            Some(s) => s,
+            None => self.connect().await?,
+        };
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| ApiError::Transport(format!("{method} {path}: {e}")))?;
+        let status = resp.status().as_u16();
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+            .unwrap_or_else(|| resp.status().canonical_reason().unwrap_or("").to_string());
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ApiError::Transport(format!("{method} {path}: body: {e}")))?
+            .to_bytes();
+        if self.endpoint.keep_alive {
+            *guard = Some(send);
+        }
+        drop(guard);
+        if !(200..300).contains(&status) {
+            return Err(ApiError::from_response(status, &reason, &bytes));
+        }
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::Decode(format!("{method} {path}: not JSON: {e}")))?;
+        match v {
+            Value::Object(mut m) if m.contains_key("data") => {
+                Ok(m.remove("data").unwrap_or(Value::Null))
+            }
+            _ => Err(ApiError::Decode(format!(
+                "{method} {path}: no data envelope"
+            ))),
+        }
+    }
+}

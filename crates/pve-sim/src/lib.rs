@@ -1,0 +1,18 @@
+//! `steward-pve-sim`: a Proxmox VE API simulator that behaves like Proxmox in everything the
+//! client touches — the `{"data": …}` envelope, numbers as strings where Proxmox sends strings,
+//! errors as HTTP 500 with the reason in the status line, memory in MiB in config and bytes in
+//! lists, `digest` moving on every write and refusing a stale one, pending changes on running
+//! guests, tasks with real UPIDs that run for a while, guest locks while they run, the task list
+//! and status endpoints, token checks with privileges — plus deterministic fault injection.
+//! It listens on loopback only in tests; it must never be mistaken for (or pointed at) a node.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod faults;
+mod node;
+mod routes;
+mod server;
+
+pub use faults::Faults;
+pub use node::{Node, Privileges, SimGuest};
+pub use server::{Sim, SimConfig};

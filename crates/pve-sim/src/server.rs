@@ -1,0 +1,210 @@
+//! The HTTPS server: a self-signed certificate made at start (its SHA-256 printed in `pvenode
+//! cert info` form), HTTP/1.1 with keep-alive, per-request faults, and the node behind a mutex.
+
+use crate::faults::Faults;
+use crate::node::{Node, Privileges};
+use crate::routes::route;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_proxmox_client::{tls::fingerprint_of, ApiToken};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// How to run the simulator.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Node name.
+    pub node: String,
+    /// Guests at start.
+    pub guests: usize,
+    /// Accepted tokens and what each may do.
+    pub tokens: Vec<(ApiToken, Privileges)>,
+    /// How long a task runs.
+    pub task_time: Duration,
+    /// Faults to inject.
+    pub faults: Faults,
+    /// Seed for the faults.
+    pub seed: u64,
+}
+
+struct Shared {
+    node: Mutex<Node>,
+    tokens: Vec<(ApiToken, Privileges)>,
+}
+
+/// A running simulator.
+pub struct Sim {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its certificate's SHA-256, `AB:CD:…`.
+    pub fingerprint: String,
+    shared: Arc<Shared>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("addr", &self.addr)
+            .field("fingerprint", &self.fingerprint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sim {
+    /// Starts it on the current tokio runtime.
+    pub async fn start(config: SimConfig) -> Result<Sim, String> {
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "localhost".into(),
+            "127.0.0.1".into(),
+            config.node.clone(),
+        ])
+        .map_err(|e| format!("certificate: {e}"))?;
+        let cert_der = cert.cert.der().clone();
+        let fingerprint = fingerprint_of(cert_der.as_ref());
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert_der], key)
+        .map_err(|e| format!("TLS config: {e}"))?;
+        let acceptor = TlsAcceptor::from(Arc::new(tls));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("{}: {e}", config.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared {
+            node: Mutex::new(Node::new(
+                &config.node,
+                config.guests,
+                config.task_time,
+                config.faults.clone(),
+                config.seed,
+            )),
+            tokens: config.tokens.clone(),
+        });
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let s = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = tokio::select! {
+                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                    _ = stopped.changed() => return,
+                };
+                let (acceptor, s) = (acceptor.clone(), s.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| handle(s.clone(), req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Sim {
+            addr,
+            fingerprint,
+            shared,
+            stop,
+        })
+    }
+
+    /// Runs `f` on the node (tests: lock a guest, look at state).
+    pub fn with_node<T>(&self, f: impl FnOnce(&mut Node) -> T) -> T {
+        let mut n = self.shared.node.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut n)
+    }
+
+    /// "Node restarted": running tasks are lost.
+    pub fn restart_node(&self) {
+        self.with_node(Node::restart);
+    }
+
+    /// Stops accepting connections.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// An injected connection reset.
+#[derive(Debug)]
+struct Reset;
+
+impl std::fmt::Display for Reset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection reset (injected)")
+    }
+}
+
+impl std::error::Error for Reset {}
+
+async fn handle(
+    s: Arc<Shared>,
+    req: Request<hyper::body::Incoming>,
+) -> Result<Response<Full<Bytes>>, Reset> {
+    let (latency, error, reset) = {
+        let n = s.node.lock().unwrap_or_else(|e| e.into_inner());
+        let f = n.faults().clone();
+        (f.latency_ms, n.roll(f.error_rate), n.roll(f.reset_rate))
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    if reset {
+        return Err(Reset);
+    }
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut params: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    params.extend(form_urlencoded::parse(&body).into_owned());
+    let answer = if error {
+        crate::routes::Answer {
+            status: 500,
+            reason: "Internal Server Error (injected)".into(),
+            body: serde_json::json!({"data": null}),
+        }
+    } else {
+        let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
+        route(&mut n, &s.tokens, &method, &path, auth.as_deref(), &params)
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(answer.body.to_string())));
+    *resp.status_mut() = hyper::StatusCode::from_u16(answer.status)
+        .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(r) = hyper::ext::ReasonPhrase::try_from(answer.reason.into_bytes()) {
+        resp.extensions_mut().insert(r);
+    }
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    Ok(resp)
+}
