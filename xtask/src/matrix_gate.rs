@@ -354,6 +354,27 @@ async fn cases() -> Result<Vec<GateRow>> {
         .submit(unknown, Submission::default(), None, l.now)
         .await;
     row!("unknown config key (hookscript)", "pending_signature", &d);
+    let restore = Action::Create {
+        vmid: vmid(104)?,
+        kind: GuestKind::Qemu,
+        config: [
+            (
+                "archive".to_string(),
+                "local:backup/vzdump-qemu-104.vma.zst".to_string(),
+            ),
+            ("force".to_string(), "1".to_string()),
+        ]
+        .into(),
+    };
+    let d = l
+        .gate
+        .submit(restore, Submission::default(), None, l.now)
+        .await;
+    row!(
+        "create restoring a backup over an existing guest (archive + force)",
+        "pending_signature",
+        &d
+    );
 
     // 64 concurrent presentations of one signed op.
     let (_, t3) = l.hold(108).await?;

@@ -39,10 +39,6 @@ const QEMU_BENIGN: &[(&str, &str)] = &[
     ("tdf", "time drift fix"),
     ("watchdog", "watchdog device"),
     ("rng0", "entropy source"),
-    ("serial0", "serial port"),
-    ("serial1", "serial port"),
-    ("serial2", "serial port"),
-    ("serial3", "serial port"),
     ("audio0", "audio device"),
     ("spice_enhancements", "display"),
 ];
@@ -70,7 +66,8 @@ const LXC_BENIGN: &[(&str, &str)] = &[
 
 /// Indexed QEMU keys that touch no data (`net0`…).
 /// (`hostpci`/`usb` pass host devices through: not listed, so they need a signature.)
-const QEMU_BENIGN_INDEXED: &[&str] = &["net", "ipconfig", "numa", "parallel"];
+/// (`serialN`/`parallelN` can name host devices: not listed either.)
+const QEMU_BENIGN_INDEXED: &[&str] = &["net", "ipconfig", "numa"];
 /// Indexed LXC keys that touch no data.
 const LXC_BENIGN_INDEXED: &[&str] = &["net"];
 
@@ -104,4 +101,31 @@ pub fn is_benign_key(kind: GuestKind, key: &str) -> bool {
             key.strip_prefix(p)
                 .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         })
+}
+
+/// Keys that only shape a new guest at create time and touch no data.
+const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine"];
+
+/// Whether `key` is benign in a create call only.
+pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
+    match kind {
+        GuestKind::Qemu => QEMU_CREATE_ONLY.contains(&key),
+        GuestKind::Lxc => key == "arch",
+    }
+}
+
+/// Whether a disk value allocates a new, empty volume: `STORAGE:SIZE[,options]` (Proxmox's
+/// allocation form), never a volume id (`STORAGE:vm-104-disk-0`) or a path.
+pub fn is_new_volume(value: &str) -> bool {
+    let first = value.split(',').next().unwrap_or("");
+    let Some((storage, size)) = first.split_once(':') else {
+        return false;
+    };
+    !storage.is_empty()
+        && storage
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && !size.is_empty()
+        && size.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && !value.contains("import-from")
 }

@@ -57,7 +57,7 @@ impl Verdict {
 /// Classifies `action`, given the agent's own provenance facts about its guest.
 pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Verdict {
     match action {
-        Action::Create { .. } => Verdict::Benign("creating a guest destroys nothing".into()),
+        Action::Create { kind, config, .. } => create(*kind, config),
         Action::Start { .. } | Action::Reboot { .. } => {
             Verdict::Benign("power: no data at stake".into())
         }
@@ -73,6 +73,56 @@ pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Ver
             Verdict::Destructive("restoring over an existing guest overwrites its disks".into())
         }
     }
+}
+
+/// A create is benign only if it allocates new, empty volumes and sets known-benign keys: a
+/// create can also restore a backup over an existing guest (`archive` + `force`, LXC `restore`),
+/// import or attach existing volumes, or pass host devices through.
+fn create(kind: GuestKind, config: &std::collections::BTreeMap<String, String>) -> Verdict {
+    for (key, value) in config {
+        if [
+            "archive",
+            "force",
+            "restore",
+            "unique",
+            "import-from",
+            "live-restore",
+        ]
+        .contains(&key.as_str())
+            || value.contains("import-from")
+        {
+            return Verdict::Destructive(format!(
+                "create with {key} restores or imports existing data"
+            ));
+        }
+        // An unprivileged container (the usual create) confines more; a privileged one is the
+        // operator's call.
+        if kind == GuestKind::Lxc && key == "unprivileged" && value == "1" {
+            continue;
+        }
+        if kind == GuestKind::Lxc && key == "ostemplate" {
+            if value.contains(":vztmpl/") {
+                continue;
+            }
+            return Verdict::Destructive(
+                "an LXC ostemplate that is not a vztmpl template can be a backup".into(),
+            );
+        }
+        if is_data_bearing_key(kind, key) {
+            if keys::is_new_volume(value) {
+                continue;
+            }
+            return Verdict::Destructive(format!(
+                "create with {key}={value} attaches an existing volume (only STORAGE:SIZE allocates a new one)"
+            ));
+        }
+        if !is_benign_key(kind, key) && !keys::is_benign_create_key(kind, key) {
+            return Verdict::Destructive(format!(
+                "create with {key}: not a known-benign {kind} key (unknown is destructive)"
+            ));
+        }
+    }
+    Verdict::Benign("creating a guest with new, empty volumes destroys nothing".into())
 }
 
 fn destroy(provenance: &[Provenance], ctx: Context) -> Verdict {

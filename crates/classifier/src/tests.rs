@@ -160,3 +160,52 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn creates_that_restore_import_or_attach_are_destructive() {
+    let create = |kind: GuestKind, pairs: &[(&str, &str)]| Action::Create {
+        vmid: v(),
+        kind,
+        config: pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+    };
+    for a in [
+        create(
+            GuestKind::Qemu,
+            &[
+                ("archive", "local:backup/vzdump-qemu-104.vma.zst"),
+                ("force", "1"),
+            ],
+        ),
+        create(GuestKind::Qemu, &[("scsi0", "local-lvm:vm-104-disk-0")]),
+        create(
+            GuestKind::Qemu,
+            &[(
+                "scsi0",
+                "local-lvm:0,import-from=local:104/vm-104-disk-0.raw",
+            )],
+        ),
+        create(GuestKind::Qemu, &[("hookscript", "local:snippets/x.sh")]),
+        create(GuestKind::Qemu, &[("serial0", "/dev/ttyS0")]),
+        create(
+            GuestKind::Lxc,
+            &[
+                ("ostemplate", "local:backup/vzdump-lxc-104.tar.zst"),
+                ("restore", "1"),
+            ],
+        ),
+        create(
+            GuestKind::Lxc,
+            &[("ostemplate", "local:backup/vzdump-lxc-104.tar.zst")],
+        ),
+        create(GuestKind::Lxc, &[("mp0", "/srv/data,mp=/data")]),
+        create(GuestKind::Lxc, &[("dev0", "/dev/sdb")]),
+    ] {
+        assert!(
+            classify(&a, &[], Context::default()).is_destructive(),
+            "{a:?}"
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub struct Submission {
 /// The reversibility gate.
 pub struct Gate {
     verifier: RwLock<Verifier>,
+    /// Serializes rotations from check to swap, so two cannot undo each other.
+    rotating: std::sync::Mutex<()>,
     journal: Arc<Journal>,
     executor: Arc<dyn Executor>,
     config: GateConfig,
@@ -68,6 +70,7 @@ impl Gate {
     ) -> Gate {
         Gate {
             verifier: RwLock::new(verifier),
+            rotating: std::sync::Mutex::new(()),
             journal,
             executor,
             config,
@@ -205,6 +208,25 @@ impl Gate {
             Ok(None) => return refused(None, GateReason::Journal, format!("no op {op}")),
             Err(e) => return refused(None, GateReason::Journal, e.to_string()),
         };
+        if rec.class != Class::Destructive
+            || !matches!(rec.state(), OpState::PendingSignature { .. })
+        {
+            // Presented again after it ran: if the signature holds up to the nonce step, a
+            // replay, answered with the first outcome; nothing is told to an unverified caller.
+            if let Err(r) = self.verify(payload, sig, now) {
+                if r.reason == Reason::Replay {
+                    return self.rejection(Some(op), payload, r);
+                }
+            }
+            return refused(
+                Some(op),
+                GateReason::BindingMismatch,
+                format!(
+                    "op {op} is not a held destructive op (it is {})",
+                    rec.state().name()
+                ),
+            );
+        }
         let sub = Submission {
             txn: rec.txn,
             scratch: rec.scratch,
@@ -237,7 +259,7 @@ impl Gate {
             }
         };
         if verified.op == "keys.rotate" {
-            let d = self.rotate(&verified);
+            let d = self.rotate(&verified, now);
             audit::decision(&self.journal, "keys.rotate", None, &d);
             return d;
         }
@@ -404,7 +426,27 @@ impl Gate {
     }
 
     /// `keys.rotate`: role rules, at least one recovery key, durable nonce, atomic write, swap.
-    fn rotate(&self, v: &VerifiedOp) -> Decision {
+    fn rotate(&self, v: &VerifiedOp, now: OffsetDateTime) -> Decision {
+        // Held from the check to the swap: the check sees the store the rotation replaces, and
+        // a rotation verified against an older store (say, by a key another rotation just
+        // retired) is re-checked against the current one below.
+        let Ok(_rotating) = self.rotating.lock() else {
+            return refused(None, GateReason::Journal, "rotation lock poisoned");
+        };
+        if let Ok(g) = self.verifier.read() {
+            let still_admitted = g
+                .trust_store()
+                .entries()
+                .iter()
+                .any(|e| e.fingerprint() == v.key_fingerprint && e.role == v.role);
+            if !still_admitted {
+                return refused(
+                    None,
+                    GateReason::Authz(Reason::UnknownSigner),
+                    "the signing key left the trust store",
+                );
+            }
+        }
         let text = match (
             v.params.len(),
             v.params.get("allowed_signers").and_then(|t| t.as_str()),
@@ -436,7 +478,7 @@ impl Gate {
             Ok(g) => g.trust_store().clone(),
             Err(_) => return refused(None, GateReason::Journal, "verifier lock poisoned"),
         };
-        let new = match rotation::check(&old, &text, v.role) {
+        let new = match rotation::check(&old, &text, v.role, now.unix_timestamp()) {
             Ok(s) => s,
             Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
             Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),

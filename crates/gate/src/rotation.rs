@@ -26,7 +26,9 @@ impl std::fmt::Display for RotationError {
         match self {
             RotationError::Invalid(e) => write!(f, "new trust store does not load: {e}"),
             RotationError::RoleDenied(e) => f.write_str(e),
-            RotationError::NoRecoveryKey => f.write_str("the rotation would leave no recovery key"),
+            RotationError::NoRecoveryKey => {
+                f.write_str("the rotation would leave no recovery key valid now")
+            }
         }
     }
 }
@@ -53,8 +55,21 @@ fn census(store: &TrustStore) -> BTreeMap<String, (Role, usize)> {
     m
 }
 
-/// Checks a rotation to `new_text` signed with `role`; returns the loaded new store.
-pub fn check(old: &TrustStore, new_text: &str, role: Role) -> Result<TrustStore, RotationError> {
+/// Whether a line's valid-after/valid-before window holds at `now` (Unix seconds; inclusive, as
+/// OpenSSH).
+fn valid_at(e: &Entry, now: i64) -> bool {
+    e.options.valid_after.is_none_or(|a| now >= a)
+        && e.options.valid_before.is_none_or(|b| now <= b)
+}
+
+/// Checks a rotation to `new_text` signed with `role` at `now` (Unix seconds); returns the
+/// loaded new store. At least one recovery line must be valid now: an expired one signs nothing.
+pub fn check(
+    old: &TrustStore,
+    new_text: &str,
+    role: Role,
+    now: i64,
+) -> Result<TrustStore, RotationError> {
     let new = TrustStore::parse("rotated allowed_signers", new_text.as_bytes())
         .map_err(|e| RotationError::Invalid(e.to_string()))?;
     // Role first: an operational signer touching a recovery line is denied as such, whatever
@@ -75,26 +90,41 @@ pub fn check(old: &TrustStore, new_text: &str, role: Role) -> Result<TrustStore,
             }
         }
     }
-    if !new.entries().iter().any(|e| e.role == Role::Recovery) {
+    if !new
+        .entries()
+        .iter()
+        .any(|e| e.role == Role::Recovery && valid_at(e, now))
+    {
         return Err(RotationError::NoRecoveryKey);
     }
     Ok(new)
 }
 
-/// Replaces `path` with `text` atomically and durably.
+/// Replaces `path` with `text` atomically and durably: a temporary file of its own (created
+/// exclusively, never shared with another writer), fsync, rename, fsync of the directory.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut salt = [0u8; 8];
+    getrandom::fill(&mut salt).map_err(|e| std::io::Error::other(e.to_string()))?;
     let tmp = dir.join(format!(
-        ".{}.steward-new",
+        ".{}.{}.steward-new",
         path.file_name()
             .and_then(|n| n.to_str())
-            .unwrap_or("allowed_signers")
+            .unwrap_or("allowed_signers"),
+        u64::from_le_bytes(salt)
     ));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(text.as_bytes())?;
         f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    result
 }

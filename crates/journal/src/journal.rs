@@ -371,8 +371,15 @@ impl Journal {
             w.batch.remove(k(INFLIGHT, &id.0.to_be_bytes()));
         }
         if to == OpState::Succeeded {
-            if let Action::Create { .. } = rec.action {
-                add_provenance(&mut w, &rec, at_ms)?;
+            match rec.action {
+                Action::Create { .. } => set_provenance(&mut w, &rec, at_ms)?,
+                // The guest is gone: what the agent knew about it must not carry over to a
+                // later guest that reuses the VMID.
+                Action::Destroy { .. } => {
+                    w.batch
+                        .remove(k(PROVENANCE, &u64::from(rec.guest.get()).to_be_bytes()));
+                }
+                _ => {}
             }
         }
         w.audit(at_ms, transition_event(&rec, Some(&from)))?;
@@ -624,17 +631,15 @@ impl Journal {
     }
 }
 
-fn add_provenance(w: &mut Write<'_>, rec: &OpRecord, at_ms: i64) -> Result<(), JournalError> {
+/// Records the agent's creation of `rec.guest`, replacing any older fact: only the latest
+/// create of a VMID describes the guest that has it now.
+fn set_provenance(w: &mut Write<'_>, rec: &OpRecord, at_ms: i64) -> Result<(), JournalError> {
     let key = k(PROVENANCE, &u64::from(rec.guest.get()).to_be_bytes());
-    let mut facts: Vec<ProvenanceFact> = match w.get(&key)? {
-        Some(b) => decode("provenance", &b)?,
-        None => Vec::new(),
-    };
-    facts.push(ProvenanceFact {
+    let facts = vec![ProvenanceFact {
         created_by: rec.id,
         txn: rec.txn,
         scratch: rec.scratch,
         at_ms,
-    });
+    }];
     w.put(key, &facts)
 }
