@@ -213,6 +213,21 @@ async fn tasks_locks_and_lifecycle() {
             "{u}"
         );
     }
+    // Reboot of a running guest is a task; the asynchronous config POST finishes at once here
+    // (`null`, as Proxmox answers within `background_delay`).
+    let r = c.reboot(GuestKind::Qemu, v(104)).await.unwrap();
+    assert_eq!(r.kind, "qmreboot");
+    c.wait_task(&r, Duration::from_secs(5)).await.unwrap();
+    let d = c.config(GuestKind::Qemu, v(103)).await.unwrap().digest;
+    let answer = c
+        .set_config_async(v(103), &change(&[("cores", "3")], &[], Some(d)))
+        .await
+        .unwrap();
+    assert_eq!(answer, None);
+    assert_eq!(
+        c.config(GuestKind::Qemu, v(103)).await.unwrap().values["cores"],
+        "3"
+    );
     s.with_node(|n| n.lock(101, "backup"));
     let e = c.stop(GuestKind::Qemu, v(101)).await.unwrap_err();
     assert_eq!(
