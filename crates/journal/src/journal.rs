@@ -165,6 +165,22 @@ impl<'a> Write<'a> {
         decode_op(&format!("{id}"), &bytes)
     }
 
+    /// Stages the consumption of `nonce` (for `op`, kept until `keep_until`); false if it was
+    /// consumed already. Under the writer lock, so check and record are one step.
+    fn claim_nonce(
+        &mut self,
+        nonce: &Nonce,
+        op: Option<OpId>,
+        keep_until: i64,
+    ) -> Result<bool, JournalError> {
+        let key = k(NONCES, nonce.as_str().as_bytes());
+        if self.get(&key)?.is_some() {
+            return Ok(false);
+        }
+        self.put(key, &NonceRecord { op, keep_until })?;
+        Ok(true)
+    }
+
     /// Appends one audit entry after the current head.
     fn audit(&mut self, at_ms: i64, event: serde_json::Value) -> Result<u64, JournalError> {
         let (seq, prev) = match &self.head {
@@ -401,8 +417,7 @@ impl Journal {
     ) -> Result<Consumed, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
-        let nkey = k(NONCES, nonce.as_str().as_bytes());
-        if w.get(&nkey)?.is_some() {
+        if !w.claim_nonce(nonce, Some(id), keep_until)? {
             return Ok(Consumed::AlreadyConsumed);
         }
         let mut rec = w.load(id)?;
@@ -416,13 +431,6 @@ impl Journal {
             at_ms,
             state: OpState::Intent,
         });
-        w.put(
-            nkey,
-            &NonceRecord {
-                op: Some(id),
-                keep_until,
-            },
-        )?;
         w.put(op_key(id), &rec)?;
         w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);
         w.audit(at_ms, transition_event(&rec, Some(&from)))?;
@@ -439,17 +447,9 @@ impl Journal {
     ) -> Result<Consumed, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
-        let nkey = k(NONCES, nonce.as_str().as_bytes());
-        if w.get(&nkey)?.is_some() {
+        if !w.claim_nonce(nonce, None, keep_until)? {
             return Ok(Consumed::AlreadyConsumed);
         }
-        w.put(
-            nkey,
-            &NonceRecord {
-                op: None,
-                keep_until,
-            },
-        )?;
         w.audit(
             at_ms,
             serde_json::json!({"type": "nonce_consumed", "nonce": nonce.as_str()}),
