@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 use steward_model::{ConfigChange, GuestKind, Vmid};
-use steward_proxmox_client::{tls, ApiError, ApiToken, Endpoint, GuestApi, PveClient, Trust};
-use steward_pve_sim::{Faults, Privileges, Sim, SimConfig};
+use steward_proxmox_client::{
+    tls, ApiError, ApiToken, Endpoint, GuestRead, GuestWrite, PveWriter, Trust,
+};
+use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 
 const TOKEN: &str = "root@pam!steward=5f1e3c2a-0000-4000-8000-00000000c0de";
 const AUDITOR: &str = "audit@pve!ro=5f1e3c2a-0000-4000-8000-0000000a0d17";
@@ -18,8 +20,8 @@ async fn sim(faults: Faults, task_ms: u64) -> Sim {
         node: "pve-a".into(),
         guests: 6,
         tokens: vec![
-            (ApiToken::parse(TOKEN).unwrap(), Privileges::all()),
-            (ApiToken::parse(AUDITOR).unwrap(), Privileges::audit_only()),
+            (SimToken::parse(TOKEN).unwrap(), Privileges::all()),
+            (SimToken::parse(AUDITOR).unwrap(), Privileges::audit_only()),
         ],
         task_time: Duration::from_millis(task_ms),
         faults,
@@ -29,7 +31,8 @@ async fn sim(faults: Faults, task_ms: u64) -> Sim {
     .unwrap()
 }
 
-fn client_with(sim: &Sim, token: &str, trust: Trust) -> PveClient {
+/// The tests exercise both halves, so they hold the write half (which also reads).
+fn client_with(sim: &Sim, token: &str, trust: Trust) -> PveWriter {
     let endpoint = Endpoint {
         addr: sim.addr.to_string(),
         server_name: "localhost".into(),
@@ -37,10 +40,10 @@ fn client_with(sim: &Sim, token: &str, trust: Trust) -> PveClient {
         timeout: Duration::from_secs(5),
         keep_alive: true,
     };
-    PveClient::new(endpoint, ApiToken::parse(token).unwrap(), "pve-a").unwrap()
+    PveWriter::new(endpoint, ApiToken::parse(token).unwrap(), "pve-a").unwrap()
 }
 
-fn client(sim: &Sim) -> PveClient {
+fn client(sim: &Sim) -> PveWriter {
     client_with(
         sim,
         TOKEN,

@@ -9,8 +9,8 @@
 use serde_json::Value;
 use std::time::Duration;
 use steward_model::{GuestKind, Vmid};
-use steward_proxmox_client::{tls, ApiToken, Endpoint, GuestApi, PveClient, Trust};
-use steward_pve_sim::{Faults, Privileges, Sim, SimConfig};
+use steward_proxmox_client::{tls, ApiToken, Endpoint, GuestWrite, PveClient, PveWriter, Trust};
+use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 
 const TOKEN: &str = "root@pam!steward=5f1e3c2a-0000-4000-8000-00000000c0de";
 
@@ -93,27 +93,24 @@ async fn simulator_answers_fit_the_schema() {
         listen: "127.0.0.1:0".parse().unwrap(),
         node: "pve-a".into(),
         guests: 6,
-        tokens: vec![(ApiToken::parse(TOKEN).unwrap(), Privileges::all())],
+        tokens: vec![(SimToken::parse(TOKEN).unwrap(), Privileges::all())],
         task_time: Duration::from_millis(10),
         faults: Faults::default(),
         seed: 1,
     })
     .await
     .unwrap();
-    let c = PveClient::new(
-        Endpoint {
-            addr: sim.addr.to_string(),
-            server_name: "localhost".into(),
-            trust: Trust::Fingerprint(tls::parse_fingerprint(&sim.fingerprint).unwrap()),
-            timeout: Duration::from_secs(5),
-            keep_alive: true,
-        },
-        ApiToken::parse(TOKEN).unwrap(),
-        "pve-a",
-    )
-    .unwrap();
+    let endpoint = Endpoint {
+        addr: sim.addr.to_string(),
+        server_name: "localhost".into(),
+        trust: Trust::Fingerprint(tls::parse_fingerprint(&sim.fingerprint).unwrap()),
+        timeout: Duration::from_secs(5),
+        keep_alive: true,
+    };
+    let c = PveClient::new(endpoint.clone(), ApiToken::parse(TOKEN).unwrap(), "pve-a").unwrap();
+    let w = PveWriter::new(endpoint, ApiToken::parse(TOKEN).unwrap(), "pve-a").unwrap();
     // Make a task, and a pending change, so those answers are not empty.
-    let upid = c
+    let upid = w
         .stop(GuestKind::Qemu, Vmid::new(100).unwrap())
         .await
         .unwrap();

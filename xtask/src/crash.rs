@@ -11,9 +11,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use steward_authz::Nonce;
+use steward_authz::{Nonce, Role};
 use steward_journal::{Class, Journal, NewOp, OpId, OpState, Signer};
-use steward_model::{Action, GuestKind, Vmid};
+use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
 
 /// A tiny deterministic generator for choosing steps and kill times (not for secrets).
 struct Rng(u64);
@@ -154,7 +154,7 @@ pub fn child(dir: &Path, seed: u64) -> Result<()> {
     let signer = Signer {
         principal: "crash@steward.test".into(),
         key_fingerprint: "SHA256:crash".into(),
-        role: "operational".into(),
+        role: Role::Operational,
     };
     while start.elapsed() < Duration::from_secs(10) {
         let choice = rng.below(10);
@@ -228,7 +228,12 @@ pub fn child(dir: &Path, seed: u64) -> Result<()> {
             },
             (OpState::Dispatched { .. }, _) => match rng.below(3) {
                 0 => OpState::Failed {
-                    error: "task failed".into(),
+                    failure: Failure::new(
+                        FailureKind::TaskFailed {
+                            exitstatus: "command failed".into(),
+                        },
+                        "task failed",
+                    ),
                 },
                 1 => OpState::Abandoned {
                     reason: "recovery".into(),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_gate::{Decision, ExecError, Executor, Gate, GateConfig, Submission};
+use steward_gate::{Decision, Executor, Failure, Gate, GateConfig, Submission};
 use steward_journal::{Journal, TxnId};
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
@@ -16,16 +16,16 @@ use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
 const HOST: &str = "pve-a";
 
-/// Counts what it is asked to run; runs nothing.
-#[derive(Default)]
+/// Counts what it is asked to run; runs nothing. Clones share the count (the gate owns one).
+#[derive(Clone, Default)]
 pub struct CountingExecutor {
     /// Dispatches so far.
-    pub ran: AtomicUsize,
+    pub ran: Arc<AtomicUsize>,
 }
 
 #[async_trait]
 impl Executor for CountingExecutor {
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, ExecError> {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
         self.ran.fetch_add(1, Ordering::SeqCst);
         Ok(Some(format!(
             "UPID:{HOST}:00000001:00000001:00000001:{}:{}:root@pam!steward:",
@@ -33,7 +33,7 @@ impl Executor for CountingExecutor {
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str) -> Result<(), ExecError> {
+    async fn wait(&self, _upid: &str) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -46,7 +46,7 @@ struct Lab {
     op: Key,
     recovery: Key,
     dir: tempfile::TempDir,
-    exec: Arc<CountingExecutor>,
+    exec: CountingExecutor,
     gate: Arc<Gate>,
     now: OffsetDateTime,
 }
@@ -58,18 +58,13 @@ fn signers_text(op: &Key, recovery: &Key) -> String {
     )
 }
 
-fn make_gate(
-    text: &str,
-    journal: &Path,
-    exec: Arc<CountingExecutor>,
-    path: PathBuf,
-) -> Result<Gate> {
+fn make_gate(text: &str, journal: &Path, exec: CountingExecutor, path: PathBuf) -> Result<Gate> {
     let store = TrustStore::parse("matrix/gate_signers", text.as_bytes())?;
     let verifier = Verifier::new(store, VerifyConfig::new(HOST))?;
     Ok(Gate::new(
         verifier,
         Arc::new(Journal::open_or_create(journal)?),
-        exec,
+        Box::new(exec),
         GateConfig {
             trust_store_path: Some(path),
         },
@@ -119,7 +114,7 @@ impl Lab {
         let text = signers_text(&op, &recovery);
         let path = dir.path().join("allowed_signers");
         std::fs::write(&path, &text)?;
-        let exec = Arc::new(CountingExecutor::default());
+        let exec = CountingExecutor::default();
         let gate = Arc::new(make_gate(
             &text,
             &dir.path().join("journal"),
@@ -446,7 +441,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         ..
     } = l;
     drop(gate);
-    let fresh_exec = Arc::new(CountingExecutor::default());
+    let fresh_exec = CountingExecutor::default();
     let reopened = make_gate(
         &signers_text(&opk, &recovery),
         &dir.path().join("journal"),

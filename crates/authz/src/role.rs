@@ -1,6 +1,7 @@
 //! Roles and the namespaces that carry them. A key's role is the one Steward namespace its
 //! trust-store line admits; nothing else (a comment, a principal name) can confer a role.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The namespace of operational signatures.
@@ -9,7 +10,9 @@ pub const OP_NAMESPACE: &str = "op@steward";
 pub const RECOVERY_NAMESPACE: &str = "recovery@steward";
 
 /// What a key may authorize. Role scoping itself is the gate's job; authz only reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Serialized as its stable name (`operational`, `recovery`), as journal records store it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Admitted to `op@steward`: ordinary destructive actions and planned key rotation.
     Operational,

@@ -5,6 +5,7 @@
 use std::fmt;
 use steward_authz::Reason;
 use steward_journal::{OpId, OpRecord};
+use steward_model::Failure;
 
 /// Why the gate refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +46,8 @@ impl fmt::Display for GateReason {
 pub enum Outcome {
     /// It worked.
     Succeeded,
-    /// Proxmox refused or the task failed.
-    Failed(String),
+    /// Proxmox refused or the task failed, and how.
+    Failed(Failure),
 }
 
 /// The gate's answer.

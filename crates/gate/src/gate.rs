@@ -1,6 +1,11 @@
 //! The gate's flows: submit (desired-state deltas and jobs alike), sign a held op, run a signed
 //! job, rotate keys. The order of checks is fixed: classify → (benign: journal intent, execute)
 //! | (destructive: authz pipeline → role scope → binding → durable nonce + intent → execute).
+//!
+//! The blocking boundary is decided here, once: every journal step (sled reads and writes, the
+//! fdatasync barrier, trust-store swaps) runs in [`Core`] on tokio's blocking pool, never on an
+//! async worker; only the executor's calls run on the caller's task. Callers need not remember
+//! anything: a slow disk delays the op it belongs to, not the runtime.
 
 use crate::audit;
 use crate::binding::{action_from_op, binding_of};
@@ -9,7 +14,7 @@ use crate::executor::Executor;
 use crate::rotation::{self, RotationError};
 use crate::template::pending_template;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use steward_authz::{
     Consumed, NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier,
 };
@@ -34,22 +39,46 @@ pub struct Submission {
     pub scratch: bool,
 }
 
-/// The reversibility gate.
+/// The reversibility gate. It owns its executor: nothing else can reach it.
 pub struct Gate {
+    core: Arc<Core>,
+    executor: Box<dyn Executor>,
+}
+
+/// Everything the gate decides synchronously, run on the blocking pool.
+struct Core {
     verifier: RwLock<Verifier>,
     /// Serializes rotations from check to swap, so two cannot undo each other.
-    rotating: std::sync::Mutex<()>,
+    rotating: Mutex<()>,
     journal: Arc<Journal>,
-    executor: Arc<dyn Executor>,
     config: GateConfig,
 }
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gate")
-            .field("config", &self.config)
+            .field("config", &self.core.config)
             .finish_non_exhaustive()
     }
+}
+
+/// What the synchronous half of a flow decided: run an op that is durably in `intent`, or
+/// answer now.
+enum Step {
+    Run {
+        op: OpId,
+        action: Action,
+        signed: bool,
+    },
+    Answer(Decision),
+}
+
+/// What a signed job's synchronous half decided.
+enum JobStep {
+    /// Already answered and audited (a rejection, a rotation, an op that names no action).
+    Answered(Decision),
+    /// The verified job names this action: submit it with its signed op.
+    Submit(Action),
 }
 
 fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
@@ -61,22 +90,178 @@ fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> D
 }
 
 impl Gate {
-    /// A gate over `verifier` (trust store + host), `journal` and `executor`.
+    /// A gate over `verifier` (trust store + host), `journal` and `executor`. The executor is
+    /// taken by value and never handed out again.
     pub fn new(
         verifier: Verifier,
         journal: Arc<Journal>,
-        executor: Arc<dyn Executor>,
+        executor: Box<dyn Executor>,
         config: GateConfig,
     ) -> Gate {
         Gate {
-            verifier: RwLock::new(verifier),
-            rotating: std::sync::Mutex::new(()),
-            journal,
+            core: Arc::new(Core {
+                verifier: RwLock::new(verifier),
+                rotating: Mutex::new(()),
+                journal,
+                config,
+            }),
             executor,
-            config,
         }
     }
 
+    /// Runs `f` on the blocking pool. A panic there resumes here; a step the runtime cancelled
+    /// (it is shutting down) is an error, and the caller treats it as a journal failure.
+    async fn off_worker<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Core) -> T + Send + 'static,
+    ) -> Result<T, String> {
+        let core = Arc::clone(&self.core);
+        match tokio::task::spawn_blocking(move || f(&core)).await {
+            Ok(v) => Ok(v),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(format!("journal step did not finish: {e}")),
+        }
+    }
+
+    /// Submits an action (a desired-state delta, or an engine step), with the signed op that
+    /// authorizes it if the caller has one.
+    pub async fn submit(
+        &self,
+        action: Action,
+        sub: Submission,
+        signed: Option<(&[u8], &[u8])>,
+        now: OffsetDateTime,
+    ) -> Decision {
+        let signed = signed.map(|(p, s)| (p.to_vec(), s.to_vec()));
+        let a = action.clone();
+        let step = self
+            .off_worker(move |c| {
+                let signed = signed.as_ref().map(|(p, s)| (p.as_slice(), s.as_slice()));
+                c.begin_submit(&a, sub, signed, now)
+            })
+            .await
+            .unwrap_or_else(|e| Step::Answer(refused(None, GateReason::Journal, e)));
+        let d = self.finish(step).await;
+        self.audit(action.op_kind(), Some(action.vmid().get()), d)
+            .await
+    }
+
+    /// Releases a held (`pending_signature`) op with the signed op for it.
+    pub async fn sign_pending(
+        &self,
+        op: OpId,
+        payload: &[u8],
+        sig: &[u8],
+        now: OffsetDateTime,
+    ) -> Decision {
+        let (payload, sig) = (payload.to_vec(), sig.to_vec());
+        let (step, what) = self
+            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sig, now))
+            .await
+            .unwrap_or_else(|e| {
+                (
+                    Step::Answer(refused(Some(op), GateReason::Journal, e)),
+                    None,
+                )
+            });
+        let d = self.finish(step).await;
+        match what {
+            Some((kind, guest)) => self.audit(kind, Some(guest), d).await,
+            None => d,
+        }
+    }
+
+    /// A destructive op that arrives as a job: the same checks as a held delta.
+    pub async fn run_signed_job(
+        &self,
+        payload: &[u8],
+        sig: &[u8],
+        now: OffsetDateTime,
+    ) -> Decision {
+        let (p, s) = (payload.to_vec(), sig.to_vec());
+        let step = self
+            .off_worker(move |c| c.begin_job(&p, &s, now))
+            .await
+            .unwrap_or_else(|e| JobStep::Answered(refused(None, GateReason::Journal, e)));
+        match step {
+            JobStep::Answered(d) => d,
+            JobStep::Submit(action) => {
+                self.submit(action, Submission::default(), Some((payload, sig)), now)
+                    .await
+            }
+        }
+    }
+
+    /// Audits `d` off the async workers and returns it.
+    async fn audit(&self, what: &'static str, guest: Option<u32>, d: Decision) -> Decision {
+        let copy = d.clone();
+        // Audit is a signal: if the step cannot run, the decision stands.
+        let _ = self
+            .off_worker(move |c| audit::decision(&c.journal, what, guest, &copy))
+            .await;
+        d
+    }
+
+    async fn finish(&self, step: Step) -> Decision {
+        match step {
+            Step::Answer(d) => d,
+            Step::Run { op, action, signed } => self.execute(op, &action, signed).await,
+        }
+    }
+
+    /// Runs an op that is durably in `intent`: the executor on this task, each journal step off
+    /// it.
+    async fn execute(&self, op: OpId, action: &Action, signed: bool) -> Decision {
+        let outcome = match self.executor.dispatch(action).await {
+            Err(e) => Outcome::Failed(e),
+            Ok(None) => Outcome::Succeeded,
+            Ok(Some(upid)) => {
+                let u = upid.clone();
+                let journaled = self
+                    .off_worker(move |c| {
+                        c.journal
+                            .transition(op, OpState::Dispatched { upid: u })
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    })
+                    .await
+                    .and_then(|r| r);
+                if let Err(e) = journaled {
+                    tracing::error!(target: "audit", %op, error = %e, "task dispatched but not journaled");
+                }
+                match self.executor.wait(&upid).await {
+                    Ok(()) => Outcome::Succeeded,
+                    Err(e) => Outcome::Failed(e),
+                }
+            }
+        };
+        let terminal = match &outcome {
+            Outcome::Succeeded => OpState::Succeeded,
+            Outcome::Failed(failure) => OpState::Failed {
+                failure: failure.clone(),
+            },
+        };
+        let journaled = self
+            .off_worker(move |c| {
+                c.journal
+                    .transition(op, terminal)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .and_then(|r| r);
+        if let Err(e) = journaled {
+            tracing::error!(target: "audit", %op, error = %e, "outcome not journaled");
+        }
+        Decision::Executed {
+            op,
+            outcome,
+            signed,
+        }
+    }
+}
+
+impl Core {
     fn host(&self) -> String {
         self.verifier
             .read()
@@ -127,32 +312,14 @@ impl Gate {
         }
     }
 
-    /// Submits an action (a desired-state delta, or an engine step), with the signed op that
-    /// authorizes it if the caller has one.
-    pub async fn submit(
-        &self,
-        action: Action,
-        sub: Submission,
-        signed: Option<(&[u8], &[u8])>,
-        now: OffsetDateTime,
-    ) -> Decision {
-        let d = self.submit_inner(&action, sub, signed, now).await;
-        audit::decision(
-            &self.journal,
-            action.op_kind(),
-            Some(action.vmid().get()),
-            &d,
-        );
-        d
-    }
-
-    async fn submit_inner(
+    /// The synchronous half of `submit`: classify, then journal (and, if signed, authorize).
+    fn begin_submit(
         &self,
         action: &Action,
         sub: Submission,
         signed: Option<(&[u8], &[u8])>,
         now: OffsetDateTime,
-    ) -> Decision {
+    ) -> Step {
         match self.classify(action, sub) {
             Verdict::Benign(_) => {
                 let rec = match self
@@ -160,53 +327,69 @@ impl Gate {
                     .record(Self::new_op(action, Class::Benign, sub), OpState::Planned)
                 {
                     Ok(r) => r,
-                    Err(e) => return refused(None, GateReason::Journal, e.to_string()),
+                    Err(e) => {
+                        return Step::Answer(refused(None, GateReason::Journal, e.to_string()))
+                    }
                 };
                 if let Err(e) = self.journal.transition(rec.id, OpState::Intent) {
-                    return refused(Some(rec.id), GateReason::Journal, e.to_string());
+                    return Step::Answer(refused(Some(rec.id), GateReason::Journal, e.to_string()));
                 }
-                self.execute(rec.id, action, false).await
+                Step::Run {
+                    op: rec.id,
+                    action: action.clone(),
+                    signed: false,
+                }
             }
             Verdict::Destructive(why) => match signed {
                 None => {
                     let template = match pending_template(action, &self.host(), now) {
                         Ok(t) => t,
-                        Err(e) => return refused(None, GateReason::Journal, e),
+                        Err(e) => return Step::Answer(refused(None, GateReason::Journal, e)),
                     };
                     let state = OpState::PendingSignature {
                         template: template.clone(),
                     };
-                    match self
-                        .journal
-                        .record(Self::new_op(action, Class::Destructive, sub), state)
-                    {
-                        Ok(rec) => Decision::PendingSignature {
-                            op: rec.id,
-                            template,
+                    Step::Answer(
+                        match self
+                            .journal
+                            .record(Self::new_op(action, Class::Destructive, sub), state)
+                        {
+                            Ok(rec) => Decision::PendingSignature {
+                                op: rec.id,
+                                template,
+                            },
+                            Err(e) => refused(None, GateReason::Journal, format!("{why}; {e}")),
                         },
-                        Err(e) => refused(None, GateReason::Journal, format!("{why}; {e}")),
-                    }
+                    )
                 }
-                Some((payload, sig)) => {
-                    self.authorize_and_run(None, action, sub, payload, sig, now)
-                        .await
-                }
+                Some((payload, sig)) => self.authorize(None, action, sub, payload, sig, now),
             },
         }
     }
 
-    /// Releases a held (`pending_signature`) op with the signed op for it.
-    pub async fn sign_pending(
+    /// The synchronous half of `sign_pending`; also returns what to audit the decision under,
+    /// when the held op was found.
+    fn begin_sign_pending(
         &self,
         op: OpId,
         payload: &[u8],
         sig: &[u8],
         now: OffsetDateTime,
-    ) -> Decision {
+    ) -> (Step, Option<(&'static str, u32)>) {
         let rec = match self.journal.get(op) {
             Ok(Some(r)) => r,
-            Ok(None) => return refused(None, GateReason::Journal, format!("no op {op}")),
-            Err(e) => return refused(None, GateReason::Journal, e.to_string()),
+            Ok(None) => {
+                return (
+                    Step::Answer(refused(None, GateReason::Journal, format!("no op {op}"))),
+                    None,
+                )
+            }
+            Err(e) => {
+                return (
+                    Step::Answer(refused(None, GateReason::Journal, e.to_string())),
+                    None,
+                )
+            }
         };
         if rec.class != Class::Destructive
             || !matches!(rec.state(), OpState::PendingSignature { .. })
@@ -215,64 +398,52 @@ impl Gate {
             // replay, answered with the first outcome; nothing is told to an unverified caller.
             if let Err(r) = self.verify(payload, sig, now) {
                 if r.reason == Reason::Replay {
-                    return self.rejection(Some(op), payload, r);
+                    return (Step::Answer(self.rejection(Some(op), payload, r)), None);
                 }
             }
-            return refused(
-                Some(op),
-                GateReason::BindingMismatch,
-                format!(
-                    "op {op} is not a held destructive op (it is {})",
-                    rec.state().name()
-                ),
+            return (
+                Step::Answer(refused(
+                    Some(op),
+                    GateReason::BindingMismatch,
+                    format!(
+                        "op {op} is not a held destructive op (it is {})",
+                        rec.state().name()
+                    ),
+                )),
+                None,
             );
         }
         let sub = Submission {
             txn: rec.txn,
             scratch: rec.scratch,
         };
-        let d = self
-            .authorize_and_run(Some(op), &rec.action, sub, payload, sig, now)
-            .await;
-        audit::decision(
-            &self.journal,
-            rec.action.op_kind(),
-            Some(rec.guest.get()),
-            &d,
-        );
-        d
+        let step = self.authorize(Some(op), &rec.action, sub, payload, sig, now);
+        (step, Some((rec.action.op_kind(), rec.guest.get())))
     }
 
-    /// A destructive op that arrives as a job: the same checks as a held delta.
-    pub async fn run_signed_job(
-        &self,
-        payload: &[u8],
-        sig: &[u8],
-        now: OffsetDateTime,
-    ) -> Decision {
+    /// The synchronous half of `run_signed_job`: verify, then rotate keys or name the action.
+    fn begin_job(&self, payload: &[u8], sig: &[u8], now: OffsetDateTime) -> JobStep {
         let verified = match self.verify(payload, sig, now) {
             Ok(v) => v,
             Err(r) => {
                 let d = self.rejection(None, payload, r);
                 audit::decision(&self.journal, "job", None, &d);
-                return d;
+                return JobStep::Answered(d);
             }
         };
         if verified.op == "keys.rotate" {
             let d = self.rotate(&verified, now);
             audit::decision(&self.journal, "keys.rotate", None, &d);
-            return d;
+            return JobStep::Answered(d);
         }
-        let action = match action_from_op(&verified.op, verified.guest, &verified.params) {
-            Ok(a) => a,
+        match action_from_op(&verified.op, verified.guest, &verified.params) {
+            Ok(a) => JobStep::Submit(a),
             Err(e) => {
                 let d = refused(None, GateReason::BindingMismatch, e);
                 audit::decision(&self.journal, &verified.op, verified.guest, &d);
-                return d;
+                JobStep::Answered(d)
             }
-        };
-        self.submit(action, Submission::default(), Some((payload, sig)), now)
-            .await
+        }
     }
 
     /// Authz rejection → decision; a replay answers with the first outcome.
@@ -287,7 +458,8 @@ impl Gate {
         refused(op, GateReason::Authz(r.reason), r.detail)
     }
 
-    async fn authorize_and_run(
+    /// The signed path: verify → role → binding → nonce consumed with the intent, durably.
+    fn authorize(
         &self,
         existing: Option<OpId>,
         action: &Action,
@@ -295,7 +467,31 @@ impl Gate {
         payload: &[u8],
         sig: &[u8],
         now: OffsetDateTime,
-    ) -> Decision {
+    ) -> Step {
+        Step::Answer(
+            match self.authorize_inner(existing, action, sub, payload, sig, now) {
+                Ok(op) => {
+                    return Step::Run {
+                        op,
+                        action: action.clone(),
+                        signed: true,
+                    }
+                }
+                Err(d) => d,
+            },
+        )
+    }
+
+    /// `Ok(op)`: the op is durably in `intent` with its nonce consumed; `Err`: the answer.
+    fn authorize_inner(
+        &self,
+        existing: Option<OpId>,
+        action: &Action,
+        sub: Submission,
+        payload: &[u8],
+        sig: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<OpId, Decision> {
         // The held op stays held on a refusal (a wrong signature must not cancel it); a new
         // submission's refusal is recorded as a refused op.
         let record_refusal = |reason: GateReason, detail: String| -> Decision {
@@ -303,7 +499,8 @@ impl Gate {
                 return refused(existing, reason, detail);
             }
             let state = OpState::Refused {
-                reason: format!("{}: {detail}", reason.code()),
+                code: reason.code().into(),
+                detail: detail.clone(),
             };
             let op = self
                 .journal
@@ -315,19 +512,21 @@ impl Gate {
         // 1. authz's locked pipeline (with the journal as nonce store).
         let verified = match self.verify(payload, sig, now) {
             Ok(v) => v,
-            Err(r) if r.reason == Reason::Replay => return self.rejection(existing, payload, r),
-            Err(r) => return record_refusal(GateReason::Authz(r.reason), r.detail),
+            Err(r) if r.reason == Reason::Replay => {
+                return Err(self.rejection(existing, payload, r))
+            }
+            Err(r) => return Err(record_refusal(GateReason::Authz(r.reason), r.detail)),
         };
         // 2. role scoping: recovery keys rotate keys and nothing else.
         if verified.role != Role::Operational {
-            return record_refusal(
+            return Err(record_refusal(
                 GateReason::RoleDenied,
                 format!(
                     "a {} key may only rotate keys, not {}",
                     verified.role,
                     action.op_kind()
                 ),
-            );
+            ));
         }
         // 3. binding: op kind, guest and params exactly those of the held action.
         let b = binding_of(action);
@@ -335,7 +534,7 @@ impl Gate {
             || verified.guest != Some(b.guest.get())
             || verified.params != b.params
         {
-            return record_refusal(
+            return Err(record_refusal(
                 GateReason::BindingMismatch,
                 format!(
                     "signed {} on guest {:?} with {}; held {} on guest {} with {}",
@@ -346,7 +545,7 @@ impl Gate {
                     b.guest,
                     serde_json::Value::Object(b.params.clone())
                 ),
-            );
+            ));
         }
         // 4. the nonce, consumed durably in the same step that moves the op to intent.
         let op = match existing {
@@ -356,13 +555,13 @@ impl Gate {
                 OpState::Planned,
             ) {
                 Ok(r) => r.id,
-                Err(e) => return refused(None, GateReason::Journal, e.to_string()),
+                Err(e) => return Err(refused(None, GateReason::Journal, e.to_string())),
             },
         };
         let signer = Signer {
             principal: verified.principal.clone(),
             key_fingerprint: verified.key_fingerprint.clone(),
-            role: verified.role.as_str().into(),
+            role: verified.role,
         };
         match self.journal.consume_nonce_into_intent(
             op,
@@ -370,58 +569,27 @@ impl Gate {
             verified.nonce_keep_until,
             signer,
         ) {
-            Ok(Consumed::Fresh) => self.execute(op, action, true).await,
+            Ok(Consumed::Fresh) => Ok(op),
             Ok(Consumed::AlreadyConsumed) => {
                 if existing.is_none() {
                     let _ = self.journal.transition(
                         op,
                         OpState::Refused {
-                            reason: "replay".into(),
+                            code: Reason::Replay.code().into(),
+                            detail: "another presentation consumed the nonce first".into(),
                         },
                     );
                 }
-                Decision::Replay {
+                Err(Decision::Replay {
                     first: self
                         .journal
                         .by_nonce(&verified.nonce)
                         .ok()
                         .flatten()
                         .map(Box::new),
-                }
+                })
             }
-            Err(e) => refused(Some(op), GateReason::Journal, e.to_string()),
-        }
-    }
-
-    /// Runs an op that is durably in `intent`.
-    async fn execute(&self, op: OpId, action: &Action, signed: bool) -> Decision {
-        let outcome = match self.executor.dispatch(action).await {
-            Err(e) => Outcome::Failed(e.0),
-            Ok(None) => Outcome::Succeeded,
-            Ok(Some(upid)) => {
-                if let Err(e) = self
-                    .journal
-                    .transition(op, OpState::Dispatched { upid: upid.clone() })
-                {
-                    tracing::error!(target: "audit", %op, error = %e, "task dispatched but not journaled");
-                }
-                match self.executor.wait(&upid).await {
-                    Ok(()) => Outcome::Succeeded,
-                    Err(e) => Outcome::Failed(e.0),
-                }
-            }
-        };
-        let terminal = match &outcome {
-            Outcome::Succeeded => OpState::Succeeded,
-            Outcome::Failed(e) => OpState::Failed { error: e.clone() },
-        };
-        if let Err(e) = self.journal.transition(op, terminal) {
-            tracing::error!(target: "audit", %op, error = %e, "outcome not journaled");
-        }
-        Decision::Executed {
-            op,
-            outcome,
-            signed,
+            Err(e) => Err(refused(Some(op), GateReason::Journal, e.to_string())),
         }
     }
 

@@ -8,21 +8,22 @@ use async_trait::async_trait;
 use std::sync::{Arc, Mutex};
 use steward_authz::{Reason, TrustStore, Verifier, VerifyConfig};
 use steward_gate::{
-    Decision, ExecError, Executor, Gate, GateConfig, GateReason, Outcome, Submission,
+    Decision, Executor, Failure, Gate, GateConfig, GateReason, Outcome, Submission,
 };
 use steward_journal::{Journal, OpState};
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::OffsetDateTime;
 
-#[derive(Default)]
+/// Records what it is asked to run; clones share the record (the gate owns one clone).
+#[derive(Clone, Default)]
 struct FakeExecutor {
-    ran: Mutex<Vec<Action>>,
+    ran: Arc<Mutex<Vec<Action>>>,
 }
 
 #[async_trait]
 impl Executor for FakeExecutor {
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, ExecError> {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
         self.ran.lock().unwrap().push(action.clone());
         Ok(Some(format!(
             "UPID:pve-a:00000001:00000001:00000001:{}:{}:root@pam!steward:",
@@ -30,7 +31,7 @@ impl Executor for FakeExecutor {
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str) -> Result<(), ExecError> {
+    async fn wait(&self, _upid: &str) -> Result<(), Failure> {
         Ok(())
     }
 }
@@ -40,7 +41,7 @@ struct Lab {
     op: Key,
     recovery: Key,
     dir: tempfile::TempDir,
-    exec: Arc<FakeExecutor>,
+    exec: FakeExecutor,
     gate: Gate,
 }
 
@@ -62,7 +63,7 @@ fn lab() -> Lab {
     let path = dir.path().join("allowed_signers");
     std::fs::write(&path, &text).unwrap();
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
-    let exec = Arc::new(FakeExecutor::default());
+    let exec = FakeExecutor::default();
     let gate = gate_over(&text, journal, exec.clone(), path);
     Lab {
         kg,
@@ -77,7 +78,7 @@ fn lab() -> Lab {
 fn gate_over(
     text: &str,
     journal: Arc<Journal>,
-    exec: Arc<FakeExecutor>,
+    exec: FakeExecutor,
     path: std::path::PathBuf,
 ) -> Gate {
     let store = TrustStore::parse("allowed_signers", text.as_bytes()).unwrap();
@@ -85,7 +86,7 @@ fn gate_over(
     Gate::new(
         verifier,
         journal,
-        exec,
+        Box::new(exec),
         GateConfig {
             trust_store_path: Some(path),
         },
@@ -334,7 +335,7 @@ async fn replay_is_caught_across_a_restart() {
     } = l;
     drop(gate);
     let journal = Arc::new(Journal::open(dir.path().join("journal")).unwrap());
-    let exec = Arc::new(FakeExecutor::default());
+    let exec = FakeExecutor::default();
     let gate = gate_over(
         &signers(&opk, &recovery),
         journal,

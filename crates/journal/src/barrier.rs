@@ -2,7 +2,7 @@
 //!
 //! sled's `Db::flush()` writes its buffers out with `sync_file_range`, which neither flushes the
 //! device's write cache nor makes metadata durable (measured: 200 insert+flush pairs made 200
-//! `sync_file_range` calls and 2 `fsync`s; see shared/reference/sled.md). So after `flush()` we
+//! `sync_file_range` calls and 2 `fsync`s; see docs/DESIGN.md, "Durability"). So after `flush()` we
 //! call `fdatasync` on sled's data file ourselves (`File::sync_data` on a read-only handle is
 //! fine on Linux). A write counts as durable only once a barrier that *started after it* has
 //! finished.
@@ -46,6 +46,8 @@ pub struct Barrier {
     data_file: File,
     state: Mutex<State>,
     cv: Condvar,
+    #[cfg(feature = "test-hooks")]
+    hooks: crate::hooks::TestHooks,
 }
 
 impl Barrier {
@@ -57,6 +59,8 @@ impl Barrier {
             data_file,
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+            #[cfg(feature = "test-hooks")]
+            hooks: crate::hooks::TestHooks::default(),
         })
     }
 
@@ -145,7 +149,15 @@ impl Barrier {
             .unwrap_or((0, 0))
     }
 
+    /// The fault seam (feature `test-hooks` only; never in a shipped build).
+    #[cfg(feature = "test-hooks")]
+    pub fn hooks(&self) -> &crate::hooks::TestHooks {
+        &self.hooks
+    }
+
     fn flush_and_sync(&self) -> Result<(), String> {
+        #[cfg(feature = "test-hooks")]
+        self.hooks.before_barrier()?;
         self.db.flush().map_err(|e| format!("sled flush: {e}"))?;
         self.data_file
             .sync_data()

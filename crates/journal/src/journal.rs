@@ -320,6 +320,12 @@ impl Journal {
         self.barrier.counts()
     }
 
+    /// The fault seam (feature `test-hooks` only).
+    #[cfg(feature = "test-hooks")]
+    pub fn test_hooks(&self) -> &crate::hooks::TestHooks {
+        self.barrier.hooks()
+    }
+
     /// Where it lives.
     pub fn path(&self) -> &Path {
         &self.path

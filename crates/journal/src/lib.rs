@@ -14,6 +14,8 @@
 mod audit;
 pub mod barrier;
 mod error;
+#[cfg(feature = "test-hooks")]
+pub mod hooks;
 mod journal;
 pub mod lifecycle;
 mod nonces;

@@ -54,11 +54,16 @@ mod tests {
             OpState::PendingSignature {
                 template: serde_json::json!({}),
             },
-            OpState::Refused { reason: "r".into() },
+            OpState::Refused {
+                code: "r".into(),
+                detail: "r".into(),
+            },
             OpState::Intent,
             OpState::Dispatched { upid: "u".into() },
             OpState::Succeeded,
-            OpState::Failed { error: "e".into() },
+            OpState::Failed {
+                failure: steward_model::Failure::new(steward_model::FailureKind::Other, "e"),
+            },
             OpState::Abandoned { reason: "a".into() },
         ]
     }

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use steward_model::{Action, Vmid};
+use steward_authz::Role;
+use steward_model::{Action, Failure, Vmid};
 
 /// A stable op id (sled's monotonic id generator; never reused, across restarts too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -38,8 +39,8 @@ pub struct Signer {
     pub principal: String,
     /// `SHA256:…` of the signing key.
     pub key_fingerprint: String,
-    /// `operational` or `recovery`.
-    pub role: String,
+    /// The role the admitting trust-store line conferred.
+    pub role: Role,
 }
 
 /// Where an op is in its life.
@@ -55,8 +56,10 @@ pub enum OpState {
     },
     /// Refused by the gate.
     Refused {
-        /// Why (a reason code and detail).
-        reason: String,
+        /// The gate's stable reason code (`binding_mismatch`, `expired`, …).
+        code: String,
+        /// Detail for a human.
+        detail: String,
     },
     /// About to call Proxmox: durable before the call.
     Intent,
@@ -69,8 +72,8 @@ pub enum OpState {
     Succeeded,
     /// Proxmox said no, or the task failed.
     Failed {
-        /// The error.
-        error: String,
+        /// Why, typed, so that status and recovery can tell a lock from a refusal.
+        failure: Failure,
     },
     /// Given up without knowing it ran (crash recovery, fail-safe).
     Abandoned {

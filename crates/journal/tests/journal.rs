@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use steward_authz::{Consumed, Nonce, NonceStore};
+use steward_authz::{Consumed, Nonce, NonceStore, Role};
 use steward_journal::{Class, Journal, JournalError, NewOp, OpState, Signer};
-use steward_model::{Action, GuestKind, Vmid};
+use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
 
 fn vmid(n: u32) -> Vmid {
     Vmid::new(u64::from(n)).unwrap()
@@ -49,7 +49,7 @@ fn signer() -> Signer {
     Signer {
         principal: "alice@steward.test".into(),
         key_fingerprint: "SHA256:x".into(),
-        role: "operational".into(),
+        role: Role::Operational,
     }
 }
 
@@ -95,7 +95,8 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     j.transition(
         op.id,
         OpState::Refused {
-            reason: "no".into(),
+            code: "binding_mismatch".into(),
+            detail: "no".into(),
         },
     )
     .unwrap();
@@ -135,7 +136,12 @@ fn a_destructive_op_reaches_intent_only_through_its_nonce() {
     j.transition(
         op.id,
         OpState::Failed {
-            error: "VM is locked (backup)".into(),
+            failure: Failure::new(
+                FailureKind::Locked {
+                    lock: "backup".into(),
+                },
+                "VM is locked (backup)",
+            ),
         },
     )
     .unwrap();

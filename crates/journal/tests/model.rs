@@ -6,9 +6,9 @@
 
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
-use steward_authz::{Consumed, Nonce};
+use steward_authz::{Consumed, Nonce, Role};
 use steward_journal::{lifecycle, Class, Journal, NewOp, OpId, OpState, Signer};
-use steward_model::{Action, GuestKind, Vmid};
+use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
 
 #[derive(Clone, Debug)]
 enum Step {
@@ -25,7 +25,8 @@ fn state(i: u8) -> OpState {
             template: serde_json::json!({"op": "guest.destroy"}),
         },
         2 => OpState::Refused {
-            reason: "binding_mismatch".into(),
+            code: "binding_mismatch".into(),
+            detail: "signed guest.destroy on 104; held guest.destroy on 105".into(),
         },
         3 => OpState::Intent,
         4 => OpState::Dispatched {
@@ -33,7 +34,12 @@ fn state(i: u8) -> OpState {
         },
         5 => OpState::Succeeded,
         6 => OpState::Failed {
-            error: "VM is locked (backup)".into(),
+            failure: Failure::new(
+                FailureKind::Locked {
+                    lock: "backup".into(),
+                },
+                "VM is locked (backup)",
+            ),
         },
         _ => OpState::Abandoned {
             reason: "not in the task list".into(),
@@ -119,7 +125,7 @@ proptest! {
                 Step::Consume { op, nonce: n } => {
                     if m.ops.is_empty() { continue; }
                     let id = *m.ops.keys().nth(op % m.ops.len()).unwrap();
-                    let signer = Signer { principal: "p".into(), key_fingerprint: "SHA256:f".into(), role: "operational".into() };
+                    let signer = Signer { principal: "p".into(), key_fingerprint: "SHA256:f".into(), role: Role::Operational };
                     let got = j.consume_nonce_into_intent(id, &nonce(n), 2_000_000_000, signer);
                     let (_, hist) = m.ops.get_mut(&id).unwrap();
                     if m.nonces.contains(&n) {

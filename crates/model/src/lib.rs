@@ -6,11 +6,13 @@
 #![warn(missing_docs)]
 
 mod action;
+mod failure;
 mod guest;
 mod size;
 mod vmid;
 
 pub use action::{Action, ConfigChange};
+pub use failure::{Failure, FailureKind};
 pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};

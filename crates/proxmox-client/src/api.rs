@@ -1,6 +1,7 @@
-//! The `GuestApi` seam: everything the engine and tests do to a node's guests, for QEMU and LXC
-//! alike. Values come back as Proxmox sends them (config values as strings; numbers parsed
-//! leniently, since Proxmox sends some as strings). Must never hide a failure as a default.
+//! The two halves of the node's API seam, for QEMU and LXC alike: [`GuestRead`] for observation
+//! and [`GuestWrite`] for the gate's executor alone. Values come back as Proxmox sends them
+//! (config values as strings; numbers parsed leniently, since Proxmox sends some as strings).
+//! Must never hide a failure as a default, and never put a write method on the read half.
 
 use crate::error::ApiError;
 use crate::upid::Upid;
@@ -101,9 +102,10 @@ pub fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// The node's guests and what can be done to them.
+/// The read half of the node's API: everything observation needs, and nothing that changes the
+/// node. Observation, status and recovery are handed this trait and only this trait.
 #[async_trait]
-pub trait GuestApi: Send + Sync {
+pub trait GuestRead: Send + Sync {
     /// Every guest (both kinds) the token may see.
     async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError>;
     /// `GET …/status/current`, raw.
@@ -112,48 +114,6 @@ pub trait GuestApi: Send + Sync {
     async fn config(&self, kind: GuestKind, vmid: Vmid) -> Result<GuestConfig, ApiError>;
     /// `GET …/pending`.
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
-    /// Start.
-    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
-    /// Stop hard.
-    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
-    /// Clean shutdown, stopping hard after `timeout` if `force_stop`.
-    async fn shutdown(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        timeout: u32,
-        force_stop: bool,
-    ) -> Result<Upid, ApiError>;
-    /// Reboot.
-    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
-    /// Synchronous config write (`PUT`), refused by Proxmox if the digest moved.
-    async fn set_config(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        change: &ConfigChange,
-    ) -> Result<(), ApiError>;
-    /// Asynchronous config write (`POST`, QEMU only): a task, or None if it finished at once.
-    async fn set_config_async(
-        &self,
-        vmid: Vmid,
-        change: &ConfigChange,
-    ) -> Result<Option<Upid>, ApiError>;
-    /// Create.
-    async fn create(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        config: &BTreeMap<String, String>,
-    ) -> Result<Upid, ApiError>;
-    /// Destroy.
-    async fn destroy(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        purge: bool,
-        destroy_unreferenced_disks: bool,
-    ) -> Result<Upid, ApiError>;
     /// One read of a task's status.
     async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
     /// The node's recent tasks (running ones included), optionally since a Unix time.
@@ -185,4 +145,75 @@ pub trait GuestApi: Send + Sync {
             delay = (delay * 2).min(Duration::from_secs(1));
         }
     }
+}
+
+/// The write half: every call that changes the node. Only the gate's executor holds an
+/// implementation (a [`PveWriter`](crate::PveWriter), built with the admin token); nothing else
+/// is ever given one, so the only path to these methods runs through the gate.
+///
+/// It extends [`GuestRead`] because an executor waits for the tasks it starts.
+#[async_trait]
+pub trait GuestWrite: GuestRead {
+    /// Start.
+    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Stop hard.
+    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Clean shutdown, stopping hard after `timeout` if `force_stop`.
+    async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        timeout: u32,
+        force_stop: bool,
+    ) -> Result<Upid, ApiError>;
+    /// Reboot.
+    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError>;
+    /// Synchronous config write (`PUT`), refused by Proxmox if the digest moved. Deleting an
+    /// `unusedN` key removes that volume: this is also how a detached disk is removed.
+    async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<(), ApiError>;
+    /// Asynchronous config write (`POST`, QEMU only): a task, or None if it finished at once.
+    async fn set_config_async(
+        &self,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<Option<Upid>, ApiError>;
+    /// Create.
+    async fn create(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Upid, ApiError>;
+    /// Destroy.
+    async fn destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        purge: bool,
+        destroy_unreferenced_disks: bool,
+    ) -> Result<Upid, ApiError>;
+    /// `PUT …/qemu/{vmid}/unlink`: unlink and delete the disks `idlist` (`scsi1`, `unused0`,
+    /// …); `force` deletes them rather than leaving them as `unusedN`.
+    async fn unlink_disks(
+        &self,
+        vmid: Vmid,
+        idlist: &[String],
+        force: bool,
+    ) -> Result<(), ApiError>;
+    /// `POST …/snapshot/{snapname}/rollback`.
+    async fn rollback(&self, kind: GuestKind, vmid: Vmid, snapshot: &str)
+        -> Result<Upid, ApiError>;
+    /// Restores the backup `archive` over the existing guest (`force`): QEMU `archive`, LXC
+    /// `ostemplate` with `restore=1`.
+    async fn restore_over(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        archive: &str,
+    ) -> Result<Upid, ApiError>;
 }

@@ -1,8 +1,10 @@
-//! `PveClient`: the `GuestApi` over the HTTP transport, for one node. Paths, parameters and
-//! answer shapes as in shared/reference/pve-api.md.
+//! The two halves of the API over the HTTP transport, for one node: `PveClient` reads,
+//! `PveWriter` (built with the admin token, handed to the gate's executor and nothing else)
+//! writes. Paths, parameters and answer shapes as Proxmox's API schema gives them
+//! (`docs/proxmox-notes.md`). A `PveClient` can never become a writer.
 
 use crate::api::{
-    num, text, GuestApi, GuestConfig, GuestEntry, PendingEntry, TaskEntry, TaskStatus,
+    num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskStatus,
 };
 use crate::error::ApiError;
 use crate::http::{Endpoint, Http};
@@ -14,7 +16,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use steward_model::{ConfigChange, GuestKind, Vmid};
 
-/// A client for one node's API.
+/// The read half of one node's API: implements [`GuestRead`] only.
 #[derive(Debug)]
 pub struct PveClient {
     http: Http,
@@ -90,7 +92,7 @@ impl PveClient {
 }
 
 #[async_trait]
-impl GuestApi for PveClient {
+impl GuestRead for PveClient {
     async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError> {
         let mut out = Vec::new();
         for kind in [GuestKind::Qemu, GuestKind::Lxc] {
@@ -171,94 +173,6 @@ impl GuestApi for PveClient {
             .collect())
     }
 
-    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
-        self.power(kind, vmid, "start", vec![]).await
-    }
-
-    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
-        self.power(kind, vmid, "stop", vec![]).await
-    }
-
-    async fn shutdown(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        timeout: u32,
-        force_stop: bool,
-    ) -> Result<Upid, ApiError> {
-        let params = vec![
-            ("timeout".into(), timeout.to_string()),
-            ("forceStop".into(), bool01(force_stop)),
-        ];
-        self.power(kind, vmid, "shutdown", params).await
-    }
-
-    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
-        self.power(kind, vmid, "reboot", vec![]).await
-    }
-
-    async fn set_config(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        change: &ConfigChange,
-    ) -> Result<(), ApiError> {
-        let path = format!("{}/config", self.guest_path(kind, vmid));
-        self.http
-            .call(Method::PUT, &path, &change_params(change))
-            .await
-            .map(|_| ())
-    }
-
-    async fn set_config_async(
-        &self,
-        vmid: Vmid,
-        change: &ConfigChange,
-    ) -> Result<Option<Upid>, ApiError> {
-        let path = format!("{}/config", self.guest_path(GuestKind::Qemu, vmid));
-        match self
-            .http
-            .call(Method::POST, &path, &change_params(change))
-            .await?
-        {
-            Value::Null => Ok(None),
-            v => upid(v).map(Some),
-        }
-    }
-
-    async fn create(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        config: &BTreeMap<String, String>,
-    ) -> Result<Upid, ApiError> {
-        let path = format!("/nodes/{}/{}", self.node, kind.as_str());
-        let mut params: Vec<(String, String)> = vec![("vmid".into(), vmid.to_string())];
-        params.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
-        upid(self.http.call(Method::POST, &path, &params).await?)
-    }
-
-    async fn destroy(
-        &self,
-        kind: GuestKind,
-        vmid: Vmid,
-        purge: bool,
-        destroy_unreferenced_disks: bool,
-    ) -> Result<Upid, ApiError> {
-        let params = vec![
-            ("purge".into(), bool01(purge)),
-            (
-                "destroy-unreferenced-disks".into(),
-                bool01(destroy_unreferenced_disks),
-            ),
-        ];
-        upid(
-            self.http
-                .call(Method::DELETE, &self.guest_path(kind, vmid), &params)
-                .await?,
-        )
-    }
-
     async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
         let path = format!("/nodes/{}/tasks/{}/status", self.node, u);
         let v = self.http.call(Method::GET, &path, &[]).await?;
@@ -301,5 +215,197 @@ impl GuestApi for PveClient {
             });
         }
         Ok(out)
+    }
+}
+
+/// The write half of one node's API: built with the admin token and given to the gate's executor
+/// and to nothing else. Deliberately not `Clone`: whoever holds it holds the node's power.
+#[derive(Debug)]
+pub struct PveWriter {
+    read: PveClient,
+}
+
+impl PveWriter {
+    /// A writer for `node` at `endpoint`, authenticating with `token` (the admin token).
+    pub fn new(endpoint: Endpoint, token: ApiToken, node: &str) -> Result<PveWriter, String> {
+        Ok(PveWriter {
+            read: PveClient::new(endpoint, token, node)?,
+        })
+    }
+
+    /// HTTP requests sent so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.read.requests_sent()
+    }
+}
+
+#[async_trait]
+impl GuestRead for PveWriter {
+    async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError> {
+        self.read.list_guests().await
+    }
+
+    async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError> {
+        self.read.status(kind, vmid).await
+    }
+
+    async fn config(&self, kind: GuestKind, vmid: Vmid) -> Result<GuestConfig, ApiError> {
+        self.read.config(kind, vmid).await
+    }
+
+    async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError> {
+        self.read.pending(kind, vmid).await
+    }
+
+    async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
+        self.read.task_status_once(u).await
+    }
+
+    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError> {
+        self.read.list_tasks(since).await
+    }
+}
+
+#[async_trait]
+impl GuestWrite for PveWriter {
+    async fn start(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.read.power(kind, vmid, "start", vec![]).await
+    }
+
+    async fn stop(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.read.power(kind, vmid, "stop", vec![]).await
+    }
+
+    async fn shutdown(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        timeout: u32,
+        force_stop: bool,
+    ) -> Result<Upid, ApiError> {
+        let params = vec![
+            ("timeout".into(), timeout.to_string()),
+            ("forceStop".into(), bool01(force_stop)),
+        ];
+        self.read.power(kind, vmid, "shutdown", params).await
+    }
+
+    async fn reboot(&self, kind: GuestKind, vmid: Vmid) -> Result<Upid, ApiError> {
+        self.read.power(kind, vmid, "reboot", vec![]).await
+    }
+
+    async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<(), ApiError> {
+        let path = format!("{}/config", self.read.guest_path(kind, vmid));
+        self.read
+            .http
+            .call(Method::PUT, &path, &change_params(change))
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_config_async(
+        &self,
+        vmid: Vmid,
+        change: &ConfigChange,
+    ) -> Result<Option<Upid>, ApiError> {
+        let path = format!("{}/config", self.read.guest_path(GuestKind::Qemu, vmid));
+        match self
+            .read
+            .http
+            .call(Method::POST, &path, &change_params(change))
+            .await?
+        {
+            Value::Null => Ok(None),
+            v => upid(v).map(Some),
+        }
+    }
+
+    async fn create(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Upid, ApiError> {
+        let path = format!("/nodes/{}/{}", self.read.node, kind.as_str());
+        let mut params: Vec<(String, String)> = vec![("vmid".into(), vmid.to_string())];
+        params.extend(config.iter().map(|(k, v)| (k.clone(), v.clone())));
+        upid(self.read.http.call(Method::POST, &path, &params).await?)
+    }
+
+    async fn destroy(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        purge: bool,
+        destroy_unreferenced_disks: bool,
+    ) -> Result<Upid, ApiError> {
+        let params = vec![
+            ("purge".into(), bool01(purge)),
+            (
+                "destroy-unreferenced-disks".into(),
+                bool01(destroy_unreferenced_disks),
+            ),
+        ];
+        upid(
+            self.read
+                .http
+                .call(Method::DELETE, &self.read.guest_path(kind, vmid), &params)
+                .await?,
+        )
+    }
+
+    async fn unlink_disks(
+        &self,
+        vmid: Vmid,
+        idlist: &[String],
+        force: bool,
+    ) -> Result<(), ApiError> {
+        let path = format!("{}/unlink", self.read.guest_path(GuestKind::Qemu, vmid));
+        let params = vec![
+            ("idlist".into(), idlist.join(",")),
+            ("force".into(), bool01(force)),
+        ];
+        self.read
+            .http
+            .call(Method::PUT, &path, &params)
+            .await
+            .map(|_| ())
+    }
+
+    async fn rollback(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        snapshot: &str,
+    ) -> Result<Upid, ApiError> {
+        let path = format!(
+            "{}/snapshot/{snapshot}/rollback",
+            self.read.guest_path(kind, vmid)
+        );
+        upid(self.read.http.call(Method::POST, &path, &[]).await?)
+    }
+
+    async fn restore_over(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        archive: &str,
+    ) -> Result<Upid, ApiError> {
+        let path = format!("/nodes/{}/{}", self.read.node, kind.as_str());
+        let mut params: Vec<(String, String)> = vec![("vmid".into(), vmid.to_string())];
+        match kind {
+            GuestKind::Qemu => params.push(("archive".into(), archive.into())),
+            GuestKind::Lxc => {
+                params.push(("ostemplate".into(), archive.into()));
+                params.push(("restore".into(), "1".into()));
+            }
+        }
+        params.push(("force".into(), "1".into()));
+        upid(self.read.http.call(Method::POST, &path, &params).await?)
     }
 }

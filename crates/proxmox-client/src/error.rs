@@ -3,6 +3,7 @@
 //! carries the token.
 
 use std::fmt;
+use steward_model::{Failure, FailureKind};
 
 /// What went wrong talking to Proxmox.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,17 +90,10 @@ impl ApiError {
             403 => ApiError::PermissionDenied(reason.into()),
             404 => ApiError::NotFound(reason.into()),
             596 => ApiError::NodeUnreachable(reason.into()),
-            _ if reason.contains("is locked (") => {
-                let lock = reason
-                    .split_once("is locked (")
-                    .and_then(|(_, r)| r.split_once(')'))
-                    .map_or("", |(l, _)| l)
-                    .to_string();
-                ApiError::Locked {
-                    lock,
-                    message: reason.into(),
-                }
-            }
+            _ if lock_in(reason).is_some() => ApiError::Locked {
+                lock: lock_in(reason).unwrap_or_default(),
+                message: reason.into(),
+            },
             _ if reason.contains("detected modified configuration") => {
                 ApiError::DigestMismatch(reason.into())
             }
@@ -120,6 +114,46 @@ impl ApiError {
             _ => false,
         }
     }
+
+    /// The executor's typed failure for this error: the one mapping from what Proxmox said to
+    /// what the engine's retry policy decides on. A task that failed on a lock (QEMU reports
+    /// locks in the task, after a 200) is `Locked` too.
+    pub fn failure(&self) -> Failure {
+        let detail = self.to_string();
+        let kind = match self {
+            ApiError::Locked { lock, .. } => FailureKind::Locked { lock: lock.clone() },
+            ApiError::DigestMismatch(_) => FailureKind::DigestMoved,
+            ApiError::Unauthorized | ApiError::PermissionDenied(_) => FailureKind::Denied,
+            ApiError::NotFound(_) => FailureKind::NotFound,
+            ApiError::TaskFailed { exitstatus, .. } => match lock_in(exitstatus) {
+                Some(lock) => FailureKind::Locked { lock },
+                None => FailureKind::TaskFailed {
+                    exitstatus: exitstatus.clone(),
+                },
+            },
+            ApiError::NodeUnreachable(_) => FailureKind::Transient {
+                cause: "node unreachable".into(),
+            },
+            ApiError::Timeout(_) => FailureKind::Transient {
+                cause: "timeout".into(),
+            },
+            ApiError::Transport(_) => FailureKind::Transient {
+                cause: "transport".into(),
+            },
+            ApiError::Api { status, .. } if *status >= 500 => FailureKind::Transient {
+                cause: format!("status {status}"),
+            },
+            ApiError::Api { .. } | ApiError::Decode(_) => FailureKind::Other,
+        };
+        Failure::new(kind, detail)
+    }
+}
+
+/// The lock named by a `… is locked (NAME)` text, if any.
+fn lock_in(text: &str) -> Option<String> {
+    text.split_once("is locked (")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(l, _)| l.to_string())
 }
 
 #[cfg(test)]
@@ -174,5 +208,66 @@ mod tests {
         assert!(e.to_string().contains("minimum value of 16"), "{e}");
         assert!(!e.is_transient());
         assert!(ApiError::from_response(500, "something odd", b"").is_transient());
+    }
+
+    #[test]
+    fn each_error_maps_to_the_failure_the_retry_policy_needs() {
+        let cases: Vec<(ApiError, FailureKind)> = vec![
+            (
+                ApiError::from_response(500, "VM is locked (backup)", b""),
+                FailureKind::Locked {
+                    lock: "backup".into(),
+                },
+            ),
+            (
+                ApiError::TaskFailed {
+                    upid: "UPID:x".into(),
+                    exitstatus: "VM is locked (snapshot)".into(),
+                },
+                FailureKind::Locked {
+                    lock: "snapshot".into(),
+                },
+            ),
+            (
+                ApiError::TaskFailed {
+                    upid: "UPID:x".into(),
+                    exitstatus: "command failed".into(),
+                },
+                FailureKind::TaskFailed {
+                    exitstatus: "command failed".into(),
+                },
+            ),
+            (
+                ApiError::DigestMismatch("x".into()),
+                FailureKind::DigestMoved,
+            ),
+            (ApiError::Unauthorized, FailureKind::Denied),
+            (
+                ApiError::PermissionDenied("(/vms/1, VM.Allocate)".into()),
+                FailureKind::Denied,
+            ),
+            (ApiError::NotFound("x".into()), FailureKind::NotFound),
+            (
+                ApiError::NodeUnreachable("x".into()),
+                FailureKind::Transient {
+                    cause: "node unreachable".into(),
+                },
+            ),
+            (
+                ApiError::from_response(503, "busy", b""),
+                FailureKind::Transient {
+                    cause: "status 503".into(),
+                },
+            ),
+            (
+                ApiError::from_response(400, "Parameter verification failed.", b""),
+                FailureKind::Other,
+            ),
+        ];
+        for (e, want) in cases {
+            let f = e.failure();
+            assert_eq!(f.kind, want, "{e}");
+            assert_eq!(f.detail, e.to_string());
+        }
     }
 }

@@ -12,7 +12,11 @@ mod faults;
 mod node;
 mod routes;
 mod server;
+mod token;
+mod upid;
 
 pub use faults::Faults;
 pub use node::{Node, Privileges, SimGuest};
 pub use server::{Sim, SimConfig};
+pub use token::SimToken;
+pub use upid::TaskId;

@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
-use steward_proxmox_client::ApiToken;
+use steward_pve_sim::SimToken;
 use steward_pve_sim::{Faults, Privileges, Sim, SimConfig};
 
 /// A simulated Proxmox VE node (HTTPS, self-signed; its fingerprint is printed).
@@ -39,7 +39,7 @@ async fn main() -> Result<()> {
     let a = Args::parse();
     let text = std::fs::read_to_string(&a.token_file)
         .with_context(|| a.token_file.display().to_string())?;
-    let token = ApiToken::parse(&text).map_err(anyhow::Error::msg)?;
+    let token = SimToken::parse(&text).map_err(anyhow::Error::msg)?;
     let sim = Sim::start(SimConfig {
         listen: a.listen,
         node: a.node,

@@ -3,11 +3,11 @@
 //! way Proxmox does. Must never accept a stale digest or act on a locked guest.
 
 use crate::faults::{Dice, Faults};
+use crate::upid::TaskId as Upid;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use steward_proxmox_client::Upid;
 
 /// What a token may do (Proxmox privilege names).
 #[derive(Clone, Debug, PartialEq, Eq)]

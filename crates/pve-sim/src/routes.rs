@@ -2,9 +2,9 @@
 //! its answer shapes: `{"data": …}` on success; errors with the reason in the status line.
 
 use crate::node::{Node, Privileges, Refusal};
+use crate::token::SimToken;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use steward_proxmox_client::ApiToken;
 
 /// A routed answer: status, reason, body.
 pub struct Answer {
@@ -47,13 +47,13 @@ fn denied(path: &str, privilege: &str) -> Answer {
 /// Routes one request. `auth` is the `Authorization` header.
 pub fn route(
     node: &mut Node,
-    tokens: &[(ApiToken, Privileges)],
+    tokens: &[(SimToken, Privileges)],
     method: &str,
     path: &str,
     auth: Option<&str>,
     params: &BTreeMap<String, String>,
 ) -> Answer {
-    let Some((token, privs)) = auth.and_then(|h| tokens.iter().find(|(t, _)| t.matches_header(h)))
+    let Some((token, privs)) = auth.and_then(|h| tokens.iter().find(|(t, _)| t.presented_by(h)))
     else {
         return err(Refusal {
             status: 401,

@@ -4,6 +4,7 @@
 use crate::faults::Faults;
 use crate::node::{Node, Privileges};
 use crate::routes::route;
+use crate::token::SimToken;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -13,7 +14,6 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use steward_proxmox_client::{tls::fingerprint_of, ApiToken};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -27,7 +27,7 @@ pub struct SimConfig {
     /// Guests at start.
     pub guests: usize,
     /// Accepted tokens and what each may do.
-    pub tokens: Vec<(ApiToken, Privileges)>,
+    pub tokens: Vec<(SimToken, Privileges)>,
     /// How long a task runs.
     pub task_time: Duration,
     /// Faults to inject.
@@ -38,7 +38,7 @@ pub struct SimConfig {
 
 struct Shared {
     node: Mutex<Node>,
-    tokens: Vec<(ApiToken, Privileges)>,
+    tokens: Vec<(SimToken, Privileges)>,
 }
 
 /// A running simulator.
@@ -70,7 +70,7 @@ impl Sim {
         ])
         .map_err(|e| format!("certificate: {e}"))?;
         let cert_der = cert.cert.der().clone();
-        let fingerprint = fingerprint_of(cert_der.as_ref());
+        let fingerprint = fingerprint(cert_der.as_ref());
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -207,4 +207,15 @@ async fn handle(
         hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
     );
     Ok(resp)
+}
+
+/// The certificate's SHA-256 fingerprint as `pvenode cert info` prints it: upper-case hex pairs
+/// joined by `:`.
+fn fingerprint(der: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

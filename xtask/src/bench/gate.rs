@@ -32,7 +32,7 @@ pub fn run(signed_ops: usize) -> Result<bool> {
     let gate = Gate::new(
         verifier()?,
         journal,
-        Arc::new(CountingExecutor::default()),
+        Box::new(CountingExecutor::default()),
         GateConfig::default(),
     );
     let now = OffsetDateTime::now_utc();

@@ -6,8 +6,8 @@
 use anyhow::Result;
 use std::time::{Duration, Instant};
 use steward_model::Vmid;
-use steward_proxmox_client::{tls, ApiToken, Endpoint, GuestApi, PveClient, Trust};
-use steward_pve_sim::{Faults, Privileges, Sim, SimConfig};
+use steward_proxmox_client::{tls, ApiToken, Endpoint, GuestRead, PveClient, Trust};
+use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 
 const TOKEN: &str = "root@pam!bench=5f1e3c2a-0000-4000-8000-0000000be7c4";
 
@@ -51,7 +51,7 @@ pub fn run(round_secs: f64, rounds: usize) -> Result<bool> {
             node: "pve-a".into(),
             guests: 500,
             tokens: vec![(
-                ApiToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
+                SimToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
                 Privileges::all(),
             )],
             task_time: Duration::from_millis(100),
