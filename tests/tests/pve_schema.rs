@@ -1,5 +1,5 @@
 //! The simulator cannot drift from Proxmox: for every endpoint the client uses, every field the
-//! simulator answers with must exist in the PVE 9.1 API schema (`shared/reference/pve-apidata`)
+//! simulator answers with must exist in the PVE 9.1 API schema (`tests/data/pve-api-schema.json.gz`)
 //! with a compatible type. The one tolerated deviation is documented in the reference: LXC list
 //! `vmid` as a string.
 
@@ -15,10 +15,9 @@ use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 const TOKEN: &str = "root@pam!steward=5f1e3c2a-0000-4000-8000-00000000c0de";
 
 fn schema() -> Value {
-    let p = steward_testkit::shared_dir()
-        .unwrap()
-        .join("reference/pve-apidata/pve-api-schema.json");
-    serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap()
+    let p = steward_testkit::workspace_root().join("tests/data/pve-api-schema.json.gz");
+    let file = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_reader(std::io::BufReader::new(flate2::read::GzDecoder::new(file))).unwrap()
 }
 
 fn find<'a>(node: &'a Value, path: &str) -> Option<&'a Value> {

@@ -1,9 +1,10 @@
 //! `cargo xtask`: project automation. `matrix` runs the adversarial matrix against the real
-//! verifier; `bench` measures against baselines taken in the same run. Automation only: nothing
+//! verifier; `layers` checks the crate layering; `bench` measures against baselines taken in the same run. Automation only: nothing
 //! here is shipped, and no check here replaces a test.
 
 mod bench;
 mod crash;
+mod layers;
 mod matrix;
 mod matrix_gate;
 mod table;
@@ -28,6 +29,8 @@ enum CrashTarget {
 enum Command {
     /// Mint every adversarial case with ssh-keygen and run it through the real verifier.
     Matrix,
+    /// Check the crate layering in docs/ARCHITECTURE.md against `cargo metadata`.
+    Layers,
     /// Benchmarks, each a ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Matrix => matrix::run(),
+        Command::Layers => layers::run(),
         Command::Bench {
             which,
             round_secs,

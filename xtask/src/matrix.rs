@@ -570,17 +570,7 @@ pub fn run() -> Result<bool> {
 }
 
 fn vectors(lab: &mut Lab) {
-    let dir = match steward_testkit::shared_dir() {
-        Ok(d) => d.join("vectors/openssh-sshsig"),
-        Err(e) => {
-            lab.record(
-                "OpenSSH vectors",
-                Verdict::Accepted,
-                Err(anyhow::anyhow!(e)),
-            );
-            return;
-        }
-    };
+    let dir = steward_testkit::sshsig_vectors_dir();
     let cases = [
         ("ed25519_sk", Verdict::Accepted),
         ("ecdsa_sk", Verdict::Accepted),

@@ -1,7 +1,7 @@
 //! How `steward-verify` prints a verdict: the first line is the contract
 //! (`verified: …` / `rejected: REASON: detail`); `--json` prints the same facts as one object.
 
-use steward_authz::pipeline::fmt_time;
+use steward_authz::fmt_time;
 use steward_authz::{Rejection, VerifiedOp};
 
 /// The text or JSON for a verdict.
@@ -13,27 +13,27 @@ pub fn render(verdict: &Result<VerifiedOp, Rejection>, json: bool) -> String {
              note: offline check; the nonce was not checked for replay",
             v.principal,
             v.role,
-            v.op,
-            v.host,
-            v.guest.map_or("-".to_string(), |g| g.to_string()),
+            v.payload.op,
+            v.payload.host,
+            v.payload.guest.map_or("-".to_string(), |g| g.to_string()),
             v.key_fingerprint,
             v.trust_line,
-            v.nonce,
-            fmt_time(v.not_before),
-            fmt_time(v.not_after),
+            v.payload.nonce,
+            fmt_time(v.payload.not_before),
+            fmt_time(v.payload.not_after),
         ),
         (Err(r), false) => format!("rejected: {}: {}", r.reason, r.detail),
         (Ok(v), true) => serde_json::json!({
             "result": "verified",
             "principal": v.principal,
             "role": v.role.as_str(),
-            "op": v.op,
-            "host": v.host,
-            "guest": v.guest,
-            "params": v.params,
-            "nonce": v.nonce.as_str(),
-            "not_before": fmt_time(v.not_before),
-            "not_after": fmt_time(v.not_after),
+            "op": v.payload.op,
+            "host": v.payload.host,
+            "guest": v.payload.guest,
+            "params": v.payload.params,
+            "nonce": v.payload.nonce.as_str(),
+            "not_before": fmt_time(v.payload.not_before),
+            "not_after": fmt_time(v.payload.not_after),
             "key_fingerprint": v.key_fingerprint,
             "trust_line": v.trust_line,
             "nonce_checked": false,

@@ -12,20 +12,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod nonce;
-pub mod op;
-pub mod pipeline;
-pub mod reason;
-pub mod role;
+mod nonce;
+mod op;
+mod pipeline;
+mod reason;
+mod role;
 pub mod sig;
-pub mod signers;
+mod signers;
 
 pub use nonce::{Consumed, MemoryNonceStore, NonceStore, NonceStoreError};
 pub use op::{Nonce, OpPayload};
 pub use pipeline::{
-    ConfigError, VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS, DEFAULT_SKEW_SECS,
-    MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS,
+    fmt_time, ConfigError, VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS,
+    DEFAULT_SKEW_SECS, MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS,
 };
 pub use reason::{Reason, Rejection};
 pub use role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
-pub use signers::{LoadError, TrustStore};
+pub use signers::{Admission, LineOptions, LoadError, TrustEntry, TrustStore};
+
+/// The crate README's code, compiled as a doctest so that the embedding story stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

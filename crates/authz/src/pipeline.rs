@@ -5,7 +5,7 @@
 //! [`VerifiedOp::consume_nonce`]) and never do I/O of its own.
 
 use crate::nonce::{Consumed, NonceStore};
-use crate::op::{Nonce, OpPayload};
+use crate::op::OpPayload;
 use crate::reason::{Reason, Rejection};
 use crate::role::Role;
 use crate::sig;
@@ -88,20 +88,9 @@ pub struct VerifiedOp {
     pub key_fingerprint: String,
     /// The trust-store line that admitted the signer.
     pub trust_line: usize,
-    /// The op kind.
-    pub op: String,
-    /// The host the op is for (equal to the configured host).
-    pub host: String,
-    /// The guest, if the op names one.
-    pub guest: Option<u32>,
-    /// The params, as signed.
-    pub params: serde_json::Map<String, serde_json::Value>,
-    /// The nonce.
-    pub nonce: Nonce,
-    /// Window start.
-    pub not_before: OffsetDateTime,
-    /// Window end.
-    pub not_after: OffsetDateTime,
+    /// The payload that passed, parsed from the exact signed bytes: op, host (equal to the
+    /// configured host), guest, params as signed, nonce and window.
+    pub payload: OpPayload,
     /// Until when the nonce must be remembered (Unix seconds, inclusive): past the last instant
     /// at which the window, with skew, still admits the op.
     pub nonce_keep_until: i64,
@@ -111,11 +100,11 @@ impl VerifiedOp {
     /// Consumes the nonce: call only once role scoping and binding passed too. `replay` if
     /// another presentation won the race, `nonce_store` if the store failed.
     pub fn consume_nonce(&self, store: &dyn NonceStore) -> Result<(), Rejection> {
-        match store.consume(&self.nonce, self.nonce_keep_until) {
+        match store.consume(&self.payload.nonce, self.nonce_keep_until) {
             Ok(Consumed::Fresh) => Ok(()),
             Ok(Consumed::AlreadyConsumed) => Err(Rejection::new(
                 Reason::Replay,
-                format!("nonce {} was consumed already", self.nonce),
+                format!("nonce {} was consumed already", self.payload.nonce),
             )),
             Err(e) => Err(Rejection::new(Reason::NonceStore, e.to_string())),
         }
@@ -155,11 +144,11 @@ impl Verifier {
         nonces: &dyn NonceStore,
     ) -> Result<VerifiedOp, Rejection> {
         let op = self.verify_offline(payload, armored_sig, now)?;
-        match nonces.is_consumed(&op.nonce) {
+        match nonces.is_consumed(&op.payload.nonce) {
             Ok(false) => Ok(op),
             Ok(true) => Err(Rejection::new(
                 Reason::Replay,
-                format!("nonce {} was consumed already", op.nonce),
+                format!("nonce {} was consumed already", op.payload.nonce),
             )),
             Err(e) => Err(Rejection::new(Reason::NonceStore, e.to_string())),
         }
@@ -233,13 +222,7 @@ impl Verifier {
             key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
             trust_line: admission.entry.line,
             nonce_keep_until,
-            op: p.op,
-            host: p.host,
-            guest: p.guest,
-            params: p.params,
-            nonce: p.nonce,
-            not_before: p.not_before,
-            not_after: p.not_after,
+            payload: p,
         })
     }
 }

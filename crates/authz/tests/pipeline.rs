@@ -80,7 +80,11 @@ fn a_good_op_verifies_with_its_facts() {
     assert_eq!(v.principal, "alice@steward.test");
     assert_eq!(v.role, Role::Operational);
     assert_eq!(
-        (v.op.as_str(), v.host.as_str(), v.guest),
+        (
+            v.payload.op.as_str(),
+            v.payload.host.as_str(),
+            v.payload.guest
+        ),
         ("guest.destroy", HOST, Some(104))
     );
     assert_eq!(v.trust_line, 2);

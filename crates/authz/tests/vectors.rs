@@ -1,4 +1,4 @@
-//! OpenSSH's own SSHSIG unit-test vectors (`shared/vectors/openssh-sshsig`, see its MANIFEST):
+//! OpenSSH's own SSHSIG unit-test vectors (`tests/data/openssh-sshsig`, see its README):
 //! each expected-valid signature verifies through authz's signature step for the manifest's
 //! message and namespace and carries the key of its `.pub`; webauthn and the post-quantum hybrid
 //! are `unsupported_algorithm`; the derived negatives fail.
@@ -11,9 +11,7 @@ use std::path::PathBuf;
 use steward_authz::{sig, Reason};
 
 fn dir() -> PathBuf {
-    steward_testkit::shared_dir()
-        .expect("the shared/ folder must sit beside the repository")
-        .join("vectors/openssh-sshsig")
+    steward_testkit::sshsig_vectors_dir()
 }
 
 fn read(name: &str) -> Vec<u8> {

@@ -1,6 +1,6 @@
 //! The key tables, per guest kind, built from the Proxmox VE API schema (config `PUT` of
 //! `/nodes/{node}/qemu/{vmid}/config` and `/nodes/{node}/lxc/{vmid}/config`, PVE 9.1) and
-//! `shared/reference/pve-api.md` ("Data-bearing keys"). A key is benign only if it is listed
+//! `docs/reference/pve-api.md` ("Data-bearing keys"). A key is benign only if it is listed
 //! here with its reason; everything else is destructive. Must never list a key that stores,
 //! attaches, replaces or exposes customer data, or that runs code on the host.
 

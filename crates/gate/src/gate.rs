@@ -431,16 +431,25 @@ impl Core {
                 return JobStep::Answered(d);
             }
         };
-        if verified.op == "keys.rotate" {
+        if verified.payload.op == "keys.rotate" {
             let d = self.rotate(&verified, now);
             audit::decision(&self.journal, "keys.rotate", None, &d);
             return JobStep::Answered(d);
         }
-        match action_from_op(&verified.op, verified.guest, &verified.params) {
+        match action_from_op(
+            &verified.payload.op,
+            verified.payload.guest,
+            &verified.payload.params,
+        ) {
             Ok(a) => JobStep::Submit(a),
             Err(e) => {
                 let d = refused(None, GateReason::BindingMismatch, e);
-                audit::decision(&self.journal, &verified.op, verified.guest, &d);
+                audit::decision(
+                    &self.journal,
+                    &verified.payload.op,
+                    verified.payload.guest,
+                    &d,
+                );
                 JobStep::Answered(d)
             }
         }
@@ -530,17 +539,17 @@ impl Core {
         }
         // 3. binding: op kind, guest and params exactly those of the held action.
         let b = binding_of(action);
-        if verified.op != b.op
-            || verified.guest != Some(b.guest.get())
-            || verified.params != b.params
+        if verified.payload.op != b.op
+            || verified.payload.guest != Some(b.guest.get())
+            || verified.payload.params != b.params
         {
             return Err(record_refusal(
                 GateReason::BindingMismatch,
                 format!(
                     "signed {} on guest {:?} with {}; held {} on guest {} with {}",
-                    verified.op,
-                    verified.guest,
-                    serde_json::Value::Object(verified.params.clone()),
+                    verified.payload.op,
+                    verified.payload.guest,
+                    serde_json::Value::Object(verified.payload.params.clone()),
                     b.op,
                     b.guest,
                     serde_json::Value::Object(b.params.clone())
@@ -565,7 +574,7 @@ impl Core {
         };
         match self.journal.consume_nonce_into_intent(
             op,
-            &verified.nonce,
+            &verified.payload.nonce,
             verified.nonce_keep_until,
             signer,
         ) {
@@ -583,7 +592,7 @@ impl Core {
                 Err(Decision::Replay {
                     first: self
                         .journal
-                        .by_nonce(&verified.nonce)
+                        .by_nonce(&verified.payload.nonce)
                         .ok()
                         .flatten()
                         .map(Box::new),
@@ -616,8 +625,11 @@ impl Core {
             }
         }
         let text = match (
-            v.params.len(),
-            v.params.get("allowed_signers").and_then(|t| t.as_str()),
+            v.payload.params.len(),
+            v.payload
+                .params
+                .get("allowed_signers")
+                .and_then(|t| t.as_str()),
         ) {
             (1, Some(t)) => t.to_string(),
             _ => {
@@ -628,7 +640,7 @@ impl Core {
                 )
             }
         };
-        if v.guest.is_some() {
+        if v.payload.guest.is_some() {
             return refused(
                 None,
                 GateReason::BindingMismatch,
@@ -651,7 +663,7 @@ impl Core {
             Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
             Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
         };
-        match self.journal.consume(&v.nonce, v.nonce_keep_until) {
+        match self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
             Ok(Consumed::Fresh) => {}
             Ok(Consumed::AlreadyConsumed) => return Decision::Replay { first: None },
             Err(e) => return refused(None, GateReason::Journal, e.to_string()),

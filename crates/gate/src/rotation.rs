@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use steward_authz::signers::Entry;
+use steward_authz::TrustEntry;
 use steward_authz::{Role, TrustStore};
 
 /// Why a rotation is refused.
@@ -34,7 +34,7 @@ impl std::fmt::Display for RotationError {
 }
 
 /// A line's meaning, without its position or comment.
-fn identity(e: &Entry) -> String {
+fn identity(e: &TrustEntry) -> String {
     format!(
         "{}|{}|{}|{}|{:?}|{:?}|{:?}",
         e.role,
@@ -57,7 +57,7 @@ fn census(store: &TrustStore) -> BTreeMap<String, (Role, usize)> {
 
 /// Whether a line's valid-after/valid-before window holds at `now` (Unix seconds; inclusive, as
 /// OpenSSH).
-fn valid_at(e: &Entry, now: i64) -> bool {
+fn valid_at(e: &TrustEntry, now: i64) -> bool {
     e.options.valid_after.is_none_or(|a| now >= a)
         && e.options.valid_before.is_none_or(|b| now <= b)
 }

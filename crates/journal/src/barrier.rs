@@ -2,7 +2,7 @@
 //!
 //! sled's `Db::flush()` writes its buffers out with `sync_file_range`, which neither flushes the
 //! device's write cache nor makes metadata durable (measured: 200 insert+flush pairs made 200
-//! `sync_file_range` calls and 2 `fsync`s; see docs/DESIGN.md, "Durability"). So after `flush()` we
+//! `sync_file_range` calls and 2 `fsync`s; see docs/reference/sled.md). So after `flush()` we
 //! call `fdatasync` on sled's data file ourselves (`File::sync_data` on a read-only handle is
 //! fine on Linux). A write counts as durable only once a barrier that *started after it* has
 //! finished.

@@ -15,9 +15,10 @@
 
 pub mod actual;
 pub mod document;
+pub mod keys;
 pub mod normalize;
 mod plan;
 pub mod pve_model;
 
 pub use actual::{ActualGuest, ActualState};
-pub use plan::{plan, Note, Plan};
+pub use plan::{plan, plan_guest, Note, Plan};

@@ -1,10 +1,11 @@
 //! Field normalization: every managed key brought to one canonical form, from the document's side
 //! and from Proxmox's stored side, so that comparing them says exactly whether a write is needed.
-//! Proxmox's formats and defaults are quoted from `shared/reference/pve-api.md` beside each rule.
+//! Proxmox's formats and defaults are quoted from `docs/reference/pve-api.md` beside each rule.
 //! It must never invent a default the reference does not state: an absent key with no documented
 //! default is "absent", not a guess.
 
 use crate::actual::ActualGuest;
+use crate::keys;
 use std::collections::{BTreeMap, BTreeSet};
 use steward_model::{ConfigChange, GuestKind, GuestSpec, Startup};
 
@@ -109,21 +110,8 @@ fn int(stored: Option<&str>, default: Option<u64>) -> Option<u64> {
     }
 }
 
-/// Every key `managed` may read.
-const MANAGED_KEYS: [&str; 12] = [
-    "name",
-    "hostname",
-    "memory",
-    "cores",
-    "sockets",
-    "swap",
-    "tags",
-    "description",
-    "onboot",
-    "startup",
-    "cpulimit",
-    "cpuunits",
-];
+/// Every key `managed` may read: the config keys of the one table of managed fields.
+const MANAGED_KEYS: [&str; keys::CONFIG_KEY_COUNT] = keys::CONFIG_KEYS;
 
 /// One managed key's verdict: what to write, or that it must go.
 enum Want {
@@ -144,7 +132,7 @@ fn managed<'s>(
     visit: &mut Visitor<'_>,
 ) {
     if let Some(name) = &spec.name {
-        let key = spec.kind.name_key();
+        let key = field_key("name", spec.kind);
         visit(key, stored(key) == Some(name.as_str()), &|| {
             Want::Set(name.clone())
         });
@@ -235,6 +223,14 @@ fn managed<'s>(
             &|| Want::Set(u.to_string()),
         );
     }
+}
+
+/// The config key of managed field `field` on `kind`, from the one table. Every field visited
+/// here has a row, and a field the kind lacks was refused by the document already.
+fn field_key(field: &'static str, kind: GuestKind) -> &'static str {
+    keys::managed(field)
+        .and_then(|m| m.key(kind))
+        .unwrap_or(field)
 }
 
 /// Whether the stored tag list `have` holds exactly the canonical set `tags` (lower-case, sorted,

@@ -29,7 +29,8 @@ pub struct Plan {
     pub notes: Vec<Note>,
 }
 
-/// Plans `desired` against `actual`.
+/// Plans `desired` against `actual`: for each guest the document names, in VMID order, exactly
+/// what [`plan_guest`] plans for it.
 pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
     let mut p = Plan::default();
     let mut specs: Vec<&GuestSpec> = desired.guests.iter().collect();
@@ -42,8 +43,17 @@ pub fn plan(desired: &DesiredState, actual: &ActualState) -> Plan {
         let found = node
             .next_if(|(vmid, _)| **vmid == spec.vmid)
             .map(|(_, g)| g);
-        plan_guest(spec, found, &mut p);
+        push_guest(spec, found, &mut p);
     }
+    p
+}
+
+/// Plans one guest: its desired spec against what the node has for its VMID (`None`: nothing).
+/// The engine's scheduler queues guests, not actions, and calls this with the newest snapshot
+/// when a guest's turn comes, so that no stale queued action can exist.
+pub fn plan_guest(spec: &GuestSpec, actual: Option<&ActualGuest>) -> Plan {
+    let mut p = Plan::default();
+    push_guest(spec, actual, &mut p);
     p
 }
 
@@ -54,7 +64,7 @@ fn note(p: &mut Plan, vmid: Vmid, message: impl Into<String>) {
     });
 }
 
-fn plan_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
+fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
     let (vmid, kind) = (spec.vmid, spec.kind);
     let Some(actual) = actual else {
         if spec.state == GuestState::Absent {

@@ -1,7 +1,7 @@
 //! The two halves of the API over the HTTP transport, for one node: `PveClient` reads,
 //! `PveWriter` (built with the admin token, handed to the gate's executor and nothing else)
 //! writes. Paths, parameters and answer shapes as Proxmox's API schema gives them
-//! (`docs/proxmox-notes.md`). A `PveClient` can never become a writer.
+//! (`docs/reference/pve-api.md`). A `PveClient` can never become a writer.
 
 use crate::api::{
     num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskStatus,

@@ -269,22 +269,15 @@ impl Keygen {
     }
 }
 
-/// The project's `shared/` folder (DESIGN.md, reference, vectors): `$STEWARD_SHARED` if set,
-/// else `../shared` beside the workspace root, where CI and developers have it.
-pub fn shared_dir() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("STEWARD_SHARED") {
-        return Ok(PathBuf::from(p));
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let shared = root.join("../shared");
-    if shared.join("vectors").is_dir() {
-        Ok(shared)
-    } else {
-        Err(KeygenError(format!(
-            "shared/ not found at {} (set STEWARD_SHARED)",
-            shared.display()
-        )))
-    }
+/// The workspace root, from which tests find the data the repository keeps for them
+/// (`crates/authz/tests/data/…`, `tests/data/…`). Nothing outside the checkout is read.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// OpenSSH's SSHSIG unit-test vectors, kept in the repository (see the README there).
+pub fn sshsig_vectors_dir() -> PathBuf {
+    workspace_root().join("crates/authz/tests/data/openssh-sshsig")
 }
 
 /// A fresh 128-bit nonce, base64url without padding. Unique per call in practice (random-seeded

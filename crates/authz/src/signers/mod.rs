@@ -5,9 +5,9 @@
 //! fail to load, naming the line. It reads only the text it is handed; it must never open a file.
 
 mod options;
-pub mod pattern;
+mod pattern;
 mod store;
 mod timestamp;
 
 pub use options::LineOptions;
-pub use store::{Admission, Entry, LoadError, TrustStore};
+pub use store::{Admission, LoadError, TrustEntry, TrustStore};

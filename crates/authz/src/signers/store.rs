@@ -37,7 +37,7 @@ impl std::error::Error for LoadError {}
 
 /// One admitted line of the trust store.
 #[derive(Clone, Debug)]
-pub struct Entry {
+pub struct TrustEntry {
     /// 1-based line number in the source.
     pub line: usize,
     /// The principals pattern-list, as written (quotes removed).
@@ -50,7 +50,7 @@ pub struct Entry {
     pub key: PublicKey,
 }
 
-impl Entry {
+impl TrustEntry {
     /// `SHA256:…` of the line's key.
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(HashAlg::Sha256).to_string()
@@ -73,7 +73,7 @@ impl Entry {
 #[derive(Clone, Debug)]
 pub struct Admission<'a> {
     /// The line that admitted the signer.
-    pub entry: &'a Entry,
+    pub entry: &'a TrustEntry,
     /// The principal: the line's principals for a plain key, the matching certificate
     /// principal for a certificate.
     pub principal: String,
@@ -89,7 +89,7 @@ pub struct Admission<'a> {
 #[derive(Clone, Debug)]
 pub struct TrustStore {
     source: String,
-    entries: Vec<Entry>,
+    entries: Vec<TrustEntry>,
 }
 
 impl TrustStore {
@@ -137,7 +137,7 @@ impl TrustStore {
     }
 
     /// The admitted lines, in file order.
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[TrustEntry] {
         &self.entries
     }
 
@@ -296,7 +296,7 @@ fn check_certificate(
 }
 
 /// One line → an entry, `None` for blank and comment lines.
-fn parse_line(raw: &str, line: usize) -> Result<Option<Entry>, String> {
+fn parse_line(raw: &str, line: usize) -> Result<Option<TrustEntry>, String> {
     let text = raw.strip_suffix('\r').unwrap_or(raw);
     let text = text.trim_start_matches([' ', '\t']);
     if text.is_empty() || text.starts_with('#') {
@@ -340,7 +340,7 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<Entry>, String> {
     }
     sig::check_key_strength(key.key_data()).map_err(|r| r.detail)?;
     let role = role_of(&options)?;
-    Ok(Some(Entry {
+    Ok(Some(TrustEntry {
         line,
         principals,
         options,

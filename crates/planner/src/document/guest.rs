@@ -2,6 +2,7 @@
 //! and field, values normalized into a `GuestSpec`. Must never stop at the first error.
 
 use super::{units, Errors};
+use crate::keys;
 use serde_json::{Map, Value};
 use steward_model::{GuestKind, GuestSpec, GuestState, Startup, Vmid};
 
@@ -9,24 +10,6 @@ use steward_model::{GuestKind, GuestSpec, GuestState, Startup, Vmid};
 pub const MIN_MEMORY_MIB: u64 = 16;
 /// Proxmox's `description` limit.
 const MAX_DESCRIPTION: usize = 8192;
-
-const FIELDS: &[&str] = &[
-    "vmid",
-    "kind",
-    "state",
-    "name",
-    "memory",
-    "cores",
-    "sockets",
-    "swap",
-    "tags",
-    "description",
-    "onboot",
-    "startup",
-    "cpulimit",
-    "cpuunits",
-    "create",
-];
 
 /// Parses guest `i`; records errors and returns None if any field was wrong.
 pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
@@ -64,7 +47,7 @@ pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
         None => format!("guests[{i}].{field}"),
     };
     for k in obj.keys() {
-        if !FIELDS.contains(&k.as_str()) {
+        if !keys::is_document_field(k) {
             errs.add(at(k), "unknown field");
         }
     }
@@ -114,8 +97,13 @@ pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
             );
         }
     };
-    only("sockets", GuestKind::Qemu, errs);
-    only("swap", GuestKind::Lxc, errs);
+    for m in keys::MANAGED {
+        match (m.qemu, m.lxc) {
+            (Some(_), None) => only(m.field, GuestKind::Qemu, errs),
+            (None, Some(_)) => only(m.field, GuestKind::Lxc, errs),
+            _ => {}
+        }
+    }
 
     if let Some(v) = obj.get("name") {
         match v.as_str() {

@@ -328,6 +328,35 @@ proptest! {
     }
 
     #[test]
+    fn the_node_plan_is_the_guest_plans_in_vmid_order(w in world()) {
+        let (d, node) = w;
+        let whole = plan(&d, &node.guests);
+        let mut specs: Vec<&GuestSpec> = d.guests.iter().collect();
+        specs.sort_by_key(|s| s.vmid);
+        let mut joined = Plan::default();
+        for s in specs {
+            let one = plan_guest(s, node.guests.get(&s.vmid));
+            joined.actions.extend(one.actions);
+            joined.notes.extend(one.notes);
+        }
+        prop_assert_eq!(whole, joined);
+    }
+
+    #[test]
+    fn guest_by_guest_from_the_newest_state_converges_in_one_turn_each(w in world()) {
+        let (d, mut node) = w;
+        for s in &d.guests {
+            let first = plan_guest(s, node.guests.get(&s.vmid));
+            for a in &first.actions {
+                node.apply(a).map_err(|e| TestCaseError::fail(format!("{a:?}: {e}")))?;
+            }
+            let again = plan_guest(s, node.guests.get(&s.vmid));
+            prop_assert!(again.actions.is_empty(), "{:?} after {:?}", again.actions, first.actions);
+        }
+        prop_assert!(plan(&d, &node.guests).actions.is_empty());
+    }
+
+    #[test]
     fn planning_is_deterministic_and_touches_only_managed_guests(w in world()) {
         let (d, node) = w;
         let a = plan(&d, &node.guests);
