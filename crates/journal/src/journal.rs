@@ -31,16 +31,18 @@ const NONCES: &[u8] = b"n/";
 const PROVENANCE: &[u8] = b"p/";
 const AUDIT: &[u8] = b"a/";
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct AuditHead {
-    seq: u64,
-    hash: String,
+/// The audit chain's head (`m/audit_head`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AuditHead {
+    pub(crate) seq: u64,
+    pub(crate) hash: String,
 }
 
-#[derive(Serialize, Deserialize)]
-struct NonceRecord {
-    op: Option<OpId>,
-    keep_until: i64,
+/// A consumed nonce (`n/<nonce>`): the op it authorized, if any, and until when it is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct NonceRecord {
+    pub(crate) op: Option<OpId>,
+    pub(crate) keep_until: i64,
 }
 
 /// The durable journal.

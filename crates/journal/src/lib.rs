@@ -14,6 +14,8 @@
 mod audit;
 pub mod barrier;
 mod error;
+#[cfg(test)]
+mod golden;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod journal;

@@ -1,0 +1,332 @@
+//! The journal's on-disk schema v1, pinned byte for byte. Each record kind the journal stores
+//! (every `Action`, an op record in every state, every failure kind, provenance, nonce, audit
+//! entry and head) has a golden file under `golden/`: the test serializes the value exactly as
+//! the journal does and compares bytes, then decodes the stored bytes and compares values. An
+//! agent upgraded in the field must read what the old one wrote, so a golden that no longer
+//! matches is a schema change: bump `SCHEMA_VERSION`, keep reading v1, and only then write new
+//! goldens with `STEWARD_BLESS=1 cargo test -p steward-journal golden`. It must never bless on
+//! its own.
+
+use crate::audit::{AuditEntry, GENESIS};
+use crate::journal::{AuditHead, NonceRecord, SCHEMA_VERSION};
+use crate::record::{Class, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::path::PathBuf;
+use steward_authz::Role;
+use steward_model::{Action, ConfigChange, Failure, FailureKind, GuestKind, Vmid};
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
+}
+
+/// Checks `value` against `golden/<name>.json`: the same bytes, and the same value read back.
+fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(
+    name: &str,
+    value: &T,
+) -> Option<String> {
+    let path = dir().join(format!("{name}.json"));
+    let bytes = serde_json::to_vec(value).expect("serializable");
+    if std::env::var_os("STEWARD_BLESS").is_some() {
+        std::fs::create_dir_all(dir()).expect("golden dir");
+        std::fs::write(&path, &bytes).expect("write golden");
+        return None;
+    }
+    let stored = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => return Some(format!("{}: {e}", path.display())),
+    };
+    if stored != bytes {
+        return Some(format!(
+            "{name}: serialized form changed\n  golden: {}\n  now:    {}",
+            String::from_utf8_lossy(&stored),
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    match serde_json::from_slice::<T>(&stored) {
+        Ok(back) if back == *value => None,
+        Ok(back) => Some(format!("{name}: read back as {back:?}")),
+        Err(e) => Some(format!("{name}: does not decode: {e}")),
+    }
+}
+
+fn vmid() -> Vmid {
+    Vmid::new(104).expect("valid")
+}
+
+fn actions() -> Vec<(&'static str, Action)> {
+    let (vmid, kind) = (vmid(), GuestKind::Qemu);
+    vec![
+        (
+            "create",
+            Action::Create {
+                vmid,
+                kind,
+                config: BTreeMap::from([
+                    ("memory".to_string(), "2048".to_string()),
+                    ("scsi0".to_string(), "local-lvm:32".to_string()),
+                ]),
+            },
+        ),
+        ("start", Action::Start { vmid, kind }),
+        (
+            "stop",
+            Action::Stop {
+                vmid,
+                kind: GuestKind::Lxc,
+            },
+        ),
+        (
+            "shutdown",
+            Action::Shutdown {
+                vmid,
+                kind,
+                timeout_secs: 180,
+                force_stop: true,
+            },
+        ),
+        ("reboot", Action::Reboot { vmid, kind }),
+        (
+            "set_config",
+            Action::SetConfig {
+                vmid,
+                kind,
+                change: ConfigChange {
+                    set: BTreeMap::from([("cores".to_string(), "4".to_string())]),
+                    delete: BTreeSet::from(["tags".to_string()]),
+                    digest: Some("3f2a9c0d1e".into()),
+                },
+            },
+        ),
+        (
+            "destroy",
+            Action::Destroy {
+                vmid,
+                kind,
+                purge: true,
+                destroy_unreferenced_disks: false,
+            },
+        ),
+        (
+            "snapshot_rollback",
+            Action::SnapshotRollback {
+                vmid,
+                kind,
+                snapshot: "before-upgrade".into(),
+            },
+        ),
+        (
+            "restore_over",
+            Action::RestoreOver {
+                vmid,
+                kind,
+                archive: "local:backup/vzdump-qemu-104-2026_11_01-00_00_00.vma.zst".into(),
+            },
+        ),
+    ]
+}
+
+fn failures() -> Vec<(&'static str, Failure)> {
+    let f = |kind, detail: &str| Failure::new(kind, detail);
+    vec![
+        (
+            "locked",
+            f(
+                FailureKind::Locked {
+                    lock: "backup".into(),
+                },
+                "locked: VM is locked (backup)",
+            ),
+        ),
+        (
+            "digest_moved",
+            f(
+                FailureKind::DigestMoved,
+                "config changed since it was read: detected modified configuration",
+            ),
+        ),
+        (
+            "transient",
+            f(
+                FailureKind::Transient {
+                    cause: "status 503".into(),
+                },
+                "503 Service Unavailable",
+            ),
+        ),
+        (
+            "denied",
+            f(
+                FailureKind::Denied,
+                "permission denied: (/vms/104, VM.Allocate)",
+            ),
+        ),
+        (
+            "not_found",
+            f(FailureKind::NotFound, "not found: VM 104 does not exist"),
+        ),
+        (
+            "task_failed",
+            f(
+                FailureKind::TaskFailed {
+                    exitstatus: "command 'qm start 104' failed".into(),
+                },
+                "task failed",
+            ),
+        ),
+        (
+            "other",
+            f(FailureKind::Other, "400 Parameter verification failed."),
+        ),
+    ]
+}
+
+fn states() -> Vec<OpState> {
+    vec![
+        OpState::Planned,
+        OpState::PendingSignature {
+            template: serde_json::json!({"v":1,"op":"guest.destroy","host":"pve-a","guest":104}),
+        },
+        OpState::Refused {
+            code: "binding_mismatch".into(),
+            detail: "signed guest.destroy on 105; held guest.destroy on 104".into(),
+        },
+        OpState::Intent,
+        OpState::Dispatched {
+            upid: "UPID:pve-a:000A1B01:0012D687:6745A000:qmdestroy:104:steward@pve!admin:".into(),
+        },
+        OpState::Succeeded,
+        OpState::Failed {
+            failure: failures()[0].1.clone(),
+        },
+        OpState::Abandoned {
+            reason: "no task for it in the node's task list".into(),
+        },
+    ]
+}
+
+fn record(state: OpState) -> OpRecord {
+    OpRecord {
+        id: OpId(7),
+        guest: vmid(),
+        action: actions()[6].1.clone(),
+        class: Class::Destructive,
+        txn: Some(TxnId(3)),
+        scratch: false,
+        nonce: Some("k3J0c2Jq9yZ2Fh1mQ0xvUA".into()),
+        signer: Some(Signer {
+            principal: "alice@example.org".into(),
+            key_fingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            role: Role::Operational,
+        }),
+        history: vec![
+            Transition {
+                at_ms: 1_764_000_000_000,
+                state: OpState::Planned,
+            },
+            Transition {
+                at_ms: 1_764_000_000_250,
+                state,
+            },
+        ],
+    }
+}
+
+#[test]
+fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
+    assert_eq!(
+        SCHEMA_VERSION, 1,
+        "a new schema needs its own goldens and a v1 reader"
+    );
+    let mut problems = Vec::new();
+    for (name, a) in actions() {
+        problems.extend(check(&format!("action-{name}"), &a));
+    }
+    for state in states() {
+        problems.extend(check(
+            &format!("op-{}", state.name()),
+            &record(state.clone()),
+        ));
+    }
+    for (name, f) in failures() {
+        problems.extend(check(
+            &format!("failed-{name}"),
+            &OpState::Failed { failure: f },
+        ));
+    }
+    problems.extend(check(
+        "provenance",
+        &ProvenanceFact {
+            created_by: OpId(5),
+            txn: Some(TxnId(3)),
+            scratch: true,
+            at_ms: 1_764_000_000_000,
+        },
+    ));
+    problems.extend(check(
+        "nonce",
+        &NonceRecord {
+            op: Some(OpId(7)),
+            keep_until: 1_764_003_721,
+        },
+    ));
+    problems.extend(check(
+        "nonce-rotation",
+        &NonceRecord {
+            op: None,
+            keep_until: 1_764_003_721,
+        },
+    ));
+    let entry = AuditEntry::new(
+        1,
+        1_764_000_000_000,
+        GENESIS,
+        serde_json::json!({"type":"gate_decision","decision":"pending_signature","what":"guest.destroy","guest":104}),
+    );
+    problems.extend(check(
+        "audit-head",
+        &AuditHead {
+            seq: 1,
+            hash: entry.hash.clone(),
+        },
+    ));
+    problems.extend(check("audit-entry", &entry));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn every_action_variant_and_op_state_has_a_golden() {
+    // Exhaustive matches: a new variant fails to compile here until it gets a golden above.
+    for (_, a) in actions() {
+        match a {
+            Action::Create { .. }
+            | Action::Start { .. }
+            | Action::Stop { .. }
+            | Action::Shutdown { .. }
+            | Action::Reboot { .. }
+            | Action::SetConfig { .. }
+            | Action::Destroy { .. }
+            | Action::SnapshotRollback { .. }
+            | Action::RestoreOver { .. } => {}
+        }
+    }
+    let names: BTreeSet<&str> = actions().iter().map(|(n, _)| *n).collect();
+    assert_eq!(names.len(), 9);
+    let state_names: BTreeSet<&str> = states().iter().map(OpState::name).collect();
+    assert_eq!(state_names.len(), 8);
+    let kinds: BTreeSet<&str> = failures().iter().map(|(_, f)| f.code()).collect();
+    assert_eq!(kinds.len(), 7);
+    for (_, f) in failures() {
+        match f.kind {
+            FailureKind::Locked { .. }
+            | FailureKind::DigestMoved
+            | FailureKind::Transient { .. }
+            | FailureKind::Denied
+            | FailureKind::NotFound
+            | FailureKind::TaskFailed { .. }
+            | FailureKind::Other => {}
+        }
+    }
+}
