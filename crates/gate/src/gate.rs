@@ -216,17 +216,8 @@ impl Gate {
             Err(e) => Outcome::Failed(e),
             Ok(None) => Outcome::Succeeded,
             Ok(Some(upid)) => {
-                let u = upid.clone();
-                let journaled = self
-                    .off_worker(move |c| {
-                        c.journal
-                            .transition(op, OpState::Dispatched { upid: u })
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    })
-                    .await
-                    .and_then(|r| r);
-                if let Err(e) = journaled {
+                let dispatched = OpState::Dispatched { upid: upid.clone() };
+                if let Err(e) = self.transition(op, dispatched).await {
                     tracing::error!(target: "audit", %op, error = %e, "task dispatched but not journaled");
                 }
                 match self.executor.wait(&upid).await {
@@ -241,16 +232,7 @@ impl Gate {
                 failure: failure.clone(),
             },
         };
-        let journaled = self
-            .off_worker(move |c| {
-                c.journal
-                    .transition(op, terminal)
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .and_then(|r| r);
-        if let Err(e) = journaled {
+        if let Err(e) = self.transition(op, terminal).await {
             tracing::error!(target: "audit", %op, error = %e, "outcome not journaled");
         }
         Decision::Executed {
@@ -258,6 +240,17 @@ impl Gate {
             outcome,
             signed,
         }
+    }
+
+    /// One journal transition, off the async workers.
+    async fn transition(&self, op: OpId, to: OpState) -> Result<(), String> {
+        self.off_worker(move |c| {
+            c.journal
+                .transition(op, to)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await?
     }
 }
 
