@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use steward_model::{ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{
-    tls, ApiError, ApiToken, Endpoint, GuestRead, GuestWrite, PveWriter, Trust,
+    tls, ApiError, ApiToken, Endpoint, GuestRead, GuestWrite, PveWriter, TaskFilter, Trust,
 };
 use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 
@@ -113,9 +113,10 @@ async fn config_writes_carry_the_digest_and_stale_ones_are_refused() {
     .unwrap();
     let after = c.config(GuestKind::Qemu, v(101)).await.unwrap();
     assert_ne!(after.digest, before.digest, "every write moves the digest");
+    // QEMU reads a description back as written; LXC adds a newline to each line.
     assert_eq!(
         after.values.get("description").map(String::as_str),
-        Some("web\n")
+        Some("web")
     );
     assert!(!after.values.contains_key("tags"));
     let stale = c
@@ -168,12 +169,15 @@ async fn config_writes_carry_the_digest_and_stale_ones_are_refused() {
 async fn tasks_locks_and_lifecycle() {
     let s = sim(Faults::default(), 100).await;
     let c = client(&s);
+    // qemu-server checks "already running" in the worker: 200 + UPID, then the task fails.
+    let again = c.start(GuestKind::Qemu, v(100)).await.unwrap();
+    let e = c
+        .wait_task(&again, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(
-        matches!(
-            c.start(GuestKind::Qemu, v(100)).await,
-            Err(ApiError::Api { status: 500, .. })
-        ),
-        "already running"
+        matches!(&e, ApiError::TaskFailed { exitstatus, .. } if exitstatus == "VM 100 already running"),
+        "{e:?}"
     );
     let upid = c.shutdown(GuestKind::Qemu, v(100), 30, true).await.unwrap();
     assert_eq!(upid.kind, "qmshutdown");
@@ -189,11 +193,19 @@ async fn tasks_locks_and_lifecycle() {
     cfg.insert("memory".to_string(), "1024".to_string());
     cfg.insert("scsi0".to_string(), "local-lvm:8".to_string());
     let created = c.create(GuestKind::Qemu, v(900), &cfg).await.unwrap();
-    // While the create task runs, the guest is locked: a second call fails like Proxmox.
-    let locked = c.start(GuestKind::Qemu, v(900)).await;
-    assert!(
-        matches!(&locked, Err(ApiError::Locked { lock, .. }) if lock == "create"),
-        "{locked:?}"
+    // While the create task runs, the guest is locked: a start's task fails on the lock, and
+    // the client calls that failure Locked.
+    let locked = c.start(GuestKind::Qemu, v(900)).await.unwrap();
+    let e = c
+        .wait_task(&locked, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.failure().kind,
+        steward_model::FailureKind::Locked {
+            lock: "create".into()
+        },
+        "{e:?}"
     );
     c.wait_task(&created, Duration::from_secs(5)).await.unwrap();
     let destroyed = c
@@ -207,7 +219,7 @@ async fn tasks_locks_and_lifecycle() {
         c.config(GuestKind::Qemu, v(900)).await,
         Err(ApiError::NotFound(_))
     ));
-    let tasks = c.list_tasks(None).await.unwrap();
+    let tasks = c.list_tasks(&TaskFilter::default()).await.unwrap();
     for u in [&upid, &created, &destroyed] {
         assert!(
             tasks
@@ -216,8 +228,7 @@ async fn tasks_locks_and_lifecycle() {
             "{u}"
         );
     }
-    // Reboot of a running guest is a task; the asynchronous config POST finishes at once here
-    // (`null`, as Proxmox answers within `background_delay`).
+    // Reboot of a running guest is a task; the asynchronous config POST is a `qmconfig` task.
     let r = c.reboot(GuestKind::Qemu, v(104)).await.unwrap();
     assert_eq!(r.kind, "qmreboot");
     c.wait_task(&r, Duration::from_secs(5)).await.unwrap();
@@ -226,18 +237,31 @@ async fn tasks_locks_and_lifecycle() {
         .set_config_async(v(103), &change(&[("cores", "3")], &[], Some(d)))
         .await
         .unwrap();
-    assert_eq!(answer, None);
+    let answer = answer.expect("a qmconfig task");
+    assert_eq!(answer.kind, "qmconfig");
+    c.wait_task(&answer, Duration::from_secs(5)).await.unwrap();
     assert_eq!(
         c.config(GuestKind::Qemu, v(103)).await.unwrap().values["cores"],
         "3"
     );
-    s.with_node(|n| n.lock(101, "backup"));
-    let e = c.stop(GuestKind::Qemu, v(101)).await.unwrap_err();
+    // A QEMU stop of a locked VM: the task fails on the lock.
+    s.lock(101, Some("backup"));
+    let stop = c.stop(GuestKind::Qemu, v(101)).await.unwrap();
+    let e = c
+        .wait_task(&stop, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert_eq!(
         e,
-        ApiError::Locked {
-            lock: "backup".into(),
-            message: "VM is locked (backup)".into()
+        ApiError::TaskFailed {
+            upid: stop.to_string(),
+            exitstatus: "VM is locked (backup)".into()
+        }
+    );
+    assert_eq!(
+        e.failure().kind,
+        steward_model::FailureKind::Locked {
+            lock: "backup".into()
         }
     );
 }

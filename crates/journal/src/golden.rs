@@ -18,8 +18,12 @@ use std::path::PathBuf;
 use steward_authz::Role;
 use steward_model::{Action, ConfigChange, Failure, FailureKind, GuestKind, Vmid};
 
+/// `golden/` of this crate, found at run time (cargo and nextest set `CARGO_MANIFEST_DIR` for
+/// the test), so that a test binary built in another checkout reads this one's files.
 fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("golden")
 }
 
 /// Checks `value` against `golden/<name>.json`: the same bytes, and the same value read back.

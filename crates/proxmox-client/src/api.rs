@@ -63,10 +63,25 @@ pub struct TaskStatus {
     pub exitstatus: Option<String>,
 }
 
+/// Whether an exit status counts as success: `OK`, or `WARNINGS: n` (Proxmox counts warnings
+/// as success: pve-common `upid_status_is_error`).
+pub fn exit_ok(exitstatus: &str) -> bool {
+    exitstatus == "OK" || warnings_in(exitstatus).is_some()
+}
+
+fn warnings_in(exitstatus: &str) -> Option<u32> {
+    exitstatus.strip_prefix("WARNINGS: ")?.trim().parse().ok()
+}
+
 impl TaskStatus {
-    /// Stopped with `OK`.
+    /// Stopped with `OK` or `WARNINGS: n`.
     pub fn succeeded(&self) -> bool {
-        !self.running && self.exitstatus.as_deref() == Some("OK")
+        !self.running && self.exitstatus.as_deref().is_some_and(exit_ok)
+    }
+
+    /// The `n` of a task that ended `WARNINGS: n` (a success whose log says what went wrong).
+    pub fn warnings(&self) -> Option<u32> {
+        self.exitstatus.as_deref().and_then(warnings_in)
     }
 }
 
@@ -75,10 +90,78 @@ impl TaskStatus {
 pub struct TaskEntry {
     /// The task.
     pub upid: Upid,
-    /// Its status (`OK`, an error, or none while running).
+    /// Still running (the list says `RUNNING`).
+    pub running: bool,
+    /// Its exit status once ended (`OK`, `WARNINGS: n`, or the error).
     pub status: Option<String>,
     /// End time, if ended.
     pub endtime: Option<u64>,
+}
+
+/// Which tasks the node's archive or active list holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TaskSource {
+    /// Ended tasks (Proxmox's default).
+    Archive,
+    /// Running tasks.
+    Active,
+    /// Both.
+    #[default]
+    All,
+}
+
+/// Filters of `GET /nodes/{node}/tasks`, as Proxmox names them. Without `limit` the node
+/// returns 50 entries: a caller that must see everything since a time sets `since` and a
+/// `limit` of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskFilter {
+    /// Only this guest's tasks.
+    pub vmid: Option<Vmid>,
+    /// Only task types containing this (`qmdestroy`).
+    pub typefilter: Option<String>,
+    /// Only tasks of users containing this.
+    pub userfilter: Option<String>,
+    /// Started at or after (Unix seconds).
+    pub since: Option<u64>,
+    /// Started at or before (Unix seconds).
+    pub until: Option<u64>,
+    /// Skip this many.
+    pub start: Option<u64>,
+    /// At most this many (node default 50).
+    pub limit: Option<u64>,
+    /// Only failed tasks.
+    pub errors: bool,
+    /// Archive, active or all (default: all).
+    pub source: TaskSource,
+}
+
+impl TaskFilter {
+    /// The query parameters.
+    pub fn params(&self) -> Vec<(String, String)> {
+        let mut p = vec![(
+            "source".to_string(),
+            match self.source {
+                TaskSource::Archive => "archive",
+                TaskSource::Active => "active",
+                TaskSource::All => "all",
+            }
+            .to_string(),
+        )];
+        let mut add = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                p.push((k.to_string(), v));
+            }
+        };
+        add("vmid", self.vmid.map(|v| v.to_string()));
+        add("typefilter", self.typefilter.clone());
+        add("userfilter", self.userfilter.clone());
+        add("since", self.since.map(|v| v.to_string()));
+        add("until", self.until.map(|v| v.to_string()));
+        add("start", self.start.map(|v| v.to_string()));
+        add("limit", self.limit.map(|v| v.to_string()));
+        add("errors", self.errors.then(|| "1".to_string()));
+        p
+    }
 }
 
 /// Lenient number: a JSON number or a numeric string.
@@ -116,11 +199,11 @@ pub trait GuestRead: Send + Sync {
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
     /// One read of a task's status.
     async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
-    /// The node's recent tasks (running ones included), optionally since a Unix time.
-    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError>;
+    /// The node's tasks matching `filter`, newest first.
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError>;
 
     /// Polls a task until it stops or `deadline` passes (`Timeout`); a task that stops with
-    /// anything but `OK` is `TaskFailed`.
+    /// anything but `OK` or `WARNINGS: n` is `TaskFailed`.
     async fn wait_task(&self, upid: &Upid, deadline: Duration) -> Result<TaskStatus, ApiError> {
         let start = tokio::time::Instant::now();
         let mut delay = Duration::from_millis(50);

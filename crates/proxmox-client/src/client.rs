@@ -4,7 +4,8 @@
 //! (`docs/reference/pve-api.md`). A `PveClient` can never become a writer.
 
 use crate::api::{
-    num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskStatus,
+    num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskFilter,
+    TaskStatus,
 };
 use crate::error::ApiError;
 use crate::http::{Endpoint, Http};
@@ -190,13 +191,9 @@ impl GuestRead for PveClient {
         })
     }
 
-    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError> {
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {
         let path = format!("/nodes/{}/tasks", self.node);
-        let mut params = vec![("source".to_string(), "all".to_string())];
-        if let Some(s) = since {
-            params.push(("since".into(), s.to_string()));
-        }
-        let v = self.http.call(Method::GET, &path, &params).await?;
+        let v = self.http.call(Method::GET, &path, &filter.params()).await?;
         let arr = v
             .as_array()
             .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
@@ -208,9 +205,12 @@ impl GuestRead for PveClient {
             let upid: Upid = u
                 .parse()
                 .map_err(|e: crate::upid::UpidError| ApiError::Decode(e.to_string()))?;
+            let status = t.get("status").and_then(Value::as_str);
+            let running = status.is_none_or(|s| s == "RUNNING");
             out.push(TaskEntry {
                 upid,
-                status: t.get("status").and_then(Value::as_str).map(str::to_string),
+                running,
+                status: status.filter(|_| !running).map(str::to_string),
                 endtime: t.get("endtime").and_then(num),
             });
         }
@@ -261,8 +261,8 @@ impl GuestRead for PveWriter {
         self.read.task_status_once(u).await
     }
 
-    async fn list_tasks(&self, since: Option<u64>) -> Result<Vec<TaskEntry>, ApiError> {
-        self.read.list_tasks(since).await
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {
+        self.read.list_tasks(filter).await
     }
 }
 

@@ -23,7 +23,7 @@ pub enum ApiError {
     PermissionDenied(String),
     /// The config changed since it was read (stale `digest`).
     DigestMismatch(String),
-    /// 596: pveproxy could not reach the node that should answer.
+    /// 595 or 596: pveproxy could not reach the node that should answer.
     NodeUnreachable(String),
     /// No answer within the deadline.
     Timeout(String),
@@ -57,7 +57,7 @@ impl fmt::Display for ApiError {
             ApiError::Unauthorized => f.write_str("authentication failed (401)"),
             ApiError::PermissionDenied(m) => write!(f, "permission denied: {m}"),
             ApiError::DigestMismatch(m) => write!(f, "config changed since it was read: {m}"),
-            ApiError::NodeUnreachable(m) => write!(f, "node unreachable (596): {m}"),
+            ApiError::NodeUnreachable(m) => write!(f, "node unreachable: {m}"),
             ApiError::Timeout(m) => write!(f, "timeout: {m}"),
             ApiError::Transport(m) => write!(f, "transport: {m}"),
             ApiError::TaskFailed { upid, exitstatus } => {
@@ -89,12 +89,19 @@ impl ApiError {
             401 => ApiError::Unauthorized,
             403 => ApiError::PermissionDenied(reason.into()),
             404 => ApiError::NotFound(reason.into()),
-            596 => ApiError::NodeUnreachable(reason.into()),
+            // pveproxy could not connect to (595) or talk to (596) the node that should answer.
+            595 | 596 => ApiError::NodeUnreachable(reason.into()),
             _ if lock_in(reason).is_some() => ApiError::Locked {
                 lock: lock_in(reason).unwrap_or_default(),
                 message: reason.into(),
             },
-            _ if reason.contains("detected modified configuration") => {
+            // QEMU (pve-common `assert_if_modified`, qemu-server): "checksum mismatch (file
+            // change by other user?)", spelled "missmatch" before qemu-server 8.2.5; LXC:
+            // "detected modified configuration - file changed by other user? Try again."
+            _ if reason.contains("detected modified configuration")
+                || reason.contains("checksum mismatch")
+                || reason.contains("checksum missmatch") =>
+            {
                 ApiError::DigestMismatch(reason.into())
             }
             _ if reason.contains("does not exist") => ApiError::NotFound(reason.into()),
@@ -192,6 +199,19 @@ mod tests {
             ApiError::from_response(596, "Connection timed out", b""),
             ApiError::NodeUnreachable(_)
         ));
+        assert!(matches!(
+            ApiError::from_response(595, "Connection refused", b""),
+            ApiError::NodeUnreachable(_)
+        ));
+        for qemu in [
+            "checksum mismatch (file change by other user?)",
+            "checksum missmatch (file change by other user?)",
+        ] {
+            assert!(matches!(
+                ApiError::from_response(500, qemu, b""),
+                ApiError::DigestMismatch(_)
+            ));
+        }
         assert!(matches!(
             ApiError::from_response(
                 500,

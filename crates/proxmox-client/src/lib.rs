@@ -63,7 +63,8 @@ mod token;
 mod upid;
 
 pub use api::{
-    num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskStatus,
+    exit_ok, num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry,
+    TaskFilter, TaskSource, TaskStatus,
 };
 pub use client::{PveClient, PveWriter};
 pub use error::ApiError;

@@ -1,6 +1,8 @@
 //! `Upid`: a Proxmox task id, parsed and printed in its exact format
-//! `UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{type}:{id}:{user}:`. A malformed UPID
-//! is an error, never a panic; printing a parsed UPID gives back the same string.
+//! `UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{type}:{id}:{user}:`. `pstart` may have
+//! nine digits on a node up for more than ~497 days (pve-common `PVE::Tools::upid_decode`
+//! accepts 8 or 9). A malformed UPID is an error, never a panic; printing a parsed UPID gives
+//! back the same string.
 
 use std::fmt;
 use std::str::FromStr;
@@ -12,8 +14,8 @@ pub struct Upid {
     pub node: String,
     /// Worker process id.
     pub pid: u32,
-    /// Worker process start, in clock ticks.
-    pub pstart: u32,
+    /// Worker process start, in clock ticks (up to 9 hex digits).
+    pub pstart: u64,
     /// Task start, Unix seconds.
     pub starttime: u32,
     /// Task type (`qmstart`, `vzdestroy`, …).
@@ -36,17 +38,27 @@ impl fmt::Display for UpidError {
 
 impl std::error::Error for UpidError {}
 
+fn upper_hex(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+}
+
 fn hex8(field: &str, s: &str) -> Result<u32, UpidError> {
-    if s.len() != 8
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
-    {
+    if s.len() != 8 || !upper_hex(s) {
         return Err(UpidError(format!(
             "{field} {s:?} is not 8 upper-case hex digits"
         )));
     }
     u32::from_str_radix(s, 16).map_err(|e| UpidError(format!("{field}: {e}")))
+}
+
+fn hex_pstart(s: &str) -> Result<u64, UpidError> {
+    if !(8..=9).contains(&s.len()) || !upper_hex(s) {
+        return Err(UpidError(format!(
+            "pstart {s:?} is not 8 or 9 upper-case hex digits"
+        )));
+    }
+    u64::from_str_radix(s, 16).map_err(|e| UpidError(format!("pstart: {e}")))
 }
 
 impl FromStr for Upid {
@@ -72,7 +84,7 @@ impl FromStr for Upid {
         Ok(Upid {
             node: node.into(),
             pid: hex8("pid", pid)?,
-            pstart: hex8("pstart", pstart)?,
+            pstart: hex_pstart(pstart)?,
             starttime: hex8("starttime", starttime)?,
             kind: kind.into(),
             id: id.into(),
@@ -125,6 +137,16 @@ mod tests {
         ] {
             assert!(bad.parse::<Upid>().is_err(), "{bad:?}");
         }
+        // Nine pstart digits (a node up for more than ~497 days) parse and print back.
+        let long = "UPID:pve-a:000A1B2C:1012D6870:6740F3A1:qmstart:104:root@pam!steward:";
+        let u: Upid = long.parse().unwrap();
+        assert_eq!(u.pstart, 0x1_012D_6870);
+        assert_eq!(u.to_string(), long);
+        assert!(
+            "UPID:pve-a:000A1B2C:11012D6870:6740F3A1:qmstart:104:root@pam:"
+                .parse::<Upid>()
+                .is_err()
+        );
         // An empty id is allowed ("may be empty").
         assert!("UPID:pve-a:000A1B2C:0012D687:6740F3A1:vzdump::root@pam:"
             .parse::<Upid>()
@@ -133,7 +155,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn print_parse_round_trip(node in "[a-z][a-z0-9-]{0,10}", pid: u32, pstart: u32, st: u32,
+        fn print_parse_round_trip(node in "[a-z][a-z0-9-]{0,10}", pid: u32, pstart in 0u64..=0xF_FFFF_FFFF, st: u32,
                                   kind in "[a-z]{2,10}", id in "[0-9]{0,6}", user in "[a-z]{1,6}@(pam|pve)(![a-z]{1,6})?") {
             let u = Upid { node, pid, pstart, starttime: st, kind, id, user };
             prop_assert_eq!(u.to_string().parse::<Upid>().unwrap(), u);

@@ -67,16 +67,30 @@ impl Dice {
         Dice(Mutex::new(seed | 1))
     }
 
+    fn next(&self) -> u64 {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *s ^= *s >> 12;
+        *s ^= *s << 25;
+        *s ^= *s >> 27;
+        s.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
     /// True with probability `p`.
     pub fn roll(&self, p: f64) -> bool {
         if p <= 0.0 {
             return false;
         }
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *s ^= *s >> 12;
-        *s ^= *s << 25;
-        *s ^= *s >> 27;
-        let x = s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        let x = self.next() >> 11;
         (x as f64 / (1u64 << 53) as f64) < p
+    }
+
+    /// `N` pseudo-random bytes (MACs, UUIDs of simulated guests).
+    pub fn bytes<const N: usize>(&self) -> [u8; N] {
+        let mut out = [0u8; N];
+        for chunk in out.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        out
     }
 }

@@ -8,15 +8,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acl;
 mod faults;
+mod forms;
 mod node;
+mod ops;
 mod routes;
+mod schema;
 mod server;
+mod task;
 mod token;
 mod upid;
+mod view;
+mod volumes;
 
+pub use acl::{role, Grant, Privileges};
 pub use faults::Faults;
-pub use node::{Node, Privileges, SimGuest};
+pub use forms::Kind;
+pub use node::{Counters, Effect, Node, NodeState, Refusal, SimGuest, Snapshot};
 pub use server::{Sim, SimConfig};
 pub use token::SimToken;
 pub use upid::TaskId;

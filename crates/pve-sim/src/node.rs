@@ -1,177 +1,397 @@
-//! The simulated node: guests, tasks and locks, as Proxmox keeps them. Task effects apply when
-//! the task ends (checked lazily on every request); a locked guest refuses conflicting calls the
-//! way Proxmox does. Must never accept a stale digest or act on a locked guest.
+//! The simulated node: guests (config in Proxmox's stored forms, pending changes, snapshots,
+//! locks), volumes, tasks, and what every call does to them, with the texts and the moment of
+//! failure Proxmox has (some checks answer at once with a 500, others start a task that fails:
+//! qemu-server checks a QEMU guest's lock in the worker, pve-container answers at once). Task
+//! effects apply when the task ends (checked on every request). Written from Proxmox's sources
+//! and `docs/reference/pve-api.md`; it must never accept a stale digest, act on a locked guest,
+//! or let a token clear a lock.
 
 use crate::faults::{Dice, Faults};
-use crate::upid::TaskId as Upid;
+use crate::forms::{self, Kind};
+use crate::task::{Ending, Task};
+use crate::upid::TaskId;
+use crate::volumes::{self, Volumes};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// What a token may do (Proxmox privilege names).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Privileges(pub BTreeSet<String>);
-
-impl Privileges {
-    /// Every privilege the simulator checks.
-    pub fn all() -> Privileges {
-        Privileges(
-            [
-                "VM.Audit",
-                "VM.PowerMgmt",
-                "VM.Config.Options",
-                "VM.Config.Memory",
-                "VM.Config.CPU",
-                "VM.Config.Disk",
-                "VM.Allocate",
-                "Sys.Audit",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        )
-    }
-
-    /// Read-only: `VM.Audit` and `Sys.Audit`.
-    pub fn audit_only() -> Privileges {
-        Privileges(
-            ["VM.Audit", "Sys.Audit"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-        )
-    }
-
-    /// Whether it holds `p`.
-    pub fn has(&self, p: &str) -> bool {
-        self.0.contains(p)
-    }
-}
-
-/// One guest.
-#[derive(Clone, Debug)]
-pub struct SimGuest {
-    /// `qemu` or `lxc`.
-    pub kind: &'static str,
-    /// `running` or `stopped`.
-    pub status: String,
-    /// Config as stored (strings), pending values applied.
-    pub config: BTreeMap<String, String>,
-    /// Keys waiting for a restart: new value, or None for a pending deletion; with the value
-    /// that runs now.
-    pub pending: BTreeMap<String, (Option<String>, Option<String>)>,
-    /// The config lock, if any.
-    pub lock: Option<String>,
-}
-
-#[derive(Clone, Debug)]
-enum Effect {
-    Status(&'static str),
-    Created,
-    Destroyed,
-}
-
-#[derive(Clone, Debug)]
-struct Task {
-    upid: Upid,
-    vmid: Option<u32>,
-    ends: Option<Instant>,
-    outcome: Result<(), String>,
-    effect: Effect,
-    done: Option<String>,
-    endtime: Option<u64>,
-    holds_lock: bool,
+/// What a task does to the node when it ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Nothing (a task that fails in its worker, or one whose work was done at its start).
+    Nothing,
+    /// Start (applies pending changes).
+    Start,
+    /// Stop or shutdown.
+    Stop,
+    /// Reboot (applies pending changes).
+    Reboot,
+    /// Suspend (QEMU: paused).
+    Suspend,
+    /// Resume.
+    Resume,
+    /// A create whose guest exists, locked, from the task's start; a failure removes it.
+    Create,
+    /// The config write of a `qmconfig` task, done at its start.
+    Config,
+    /// Destroy the guest and its volumes (`destroy-unreferenced-disks`: also the volumes it
+    /// owns that no config references).
+    Destroy {
+        /// Also unreferenced volumes.
+        unreferenced: bool,
+    },
+    /// Take a snapshot.
+    Snapshot {
+        /// Name.
+        name: String,
+        /// Description.
+        description: String,
+        /// With RAM.
+        vmstate: bool,
+    },
+    /// Delete a snapshot.
+    DelSnapshot {
+        /// Name.
+        name: String,
+    },
+    /// Roll back to a snapshot.
+    Rollback {
+        /// Name.
+        name: String,
+    },
+    /// Restore a backup over the guest.
+    Restore {
+        /// The backup volume.
+        archive: String,
+    },
+    /// Grow a disk.
+    Resize {
+        /// The disk key.
+        disk: String,
+        /// New size, bytes.
+        bytes: u64,
+    },
 }
 
 /// An API error as Proxmox answers it: status, status-line reason, optional `errors`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Refusal {
     /// HTTP status.
     pub status: u16,
-    /// The status line reason.
+    /// The status line reason (and the body's `message`).
     pub reason: String,
     /// Per-parameter errors (400).
     pub errors: Option<Value>,
 }
 
-fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        reason: reason.into(),
-        errors: None,
+impl Refusal {
+    /// A refusal with no per-parameter errors.
+    pub fn new(status: u16, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+            errors: None,
+        }
+    }
+
+    /// 400 "Parameter verification failed." with `errors`.
+    pub fn param_errors(errors: Value) -> Refusal {
+        Refusal {
+            status: 400,
+            reason: "Parameter verification failed.".into(),
+            errors: Some(errors),
+        }
+    }
+
+    /// 400 for one parameter.
+    pub fn param(key: &str, msg: impl Into<String>) -> Refusal {
+        let mut m = Map::new();
+        m.insert(key.into(), Value::String(msg.into()));
+        Refusal::param_errors(Value::Object(m))
     }
 }
 
-/// Keys whose change on a running QEMU guest waits for a restart (no hotplug configured).
-const COLD_QEMU: &[&str] = &["memory", "cores", "sockets", "cpu"];
+/// A snapshot of a guest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The config at snapshot time.
+    pub config: BTreeMap<String, String>,
+    /// Description.
+    pub description: String,
+    /// Unix seconds.
+    pub snaptime: u64,
+    /// Parent snapshot.
+    pub parent: Option<String>,
+    /// With RAM.
+    pub vmstate: bool,
+}
 
-fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+/// One guest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimGuest {
+    /// QEMU or LXC.
+    pub kind: Kind,
+    /// `running` or `stopped`.
+    pub status: String,
+    /// A running QEMU guest that is suspended (`qmpstatus: paused`).
+    pub paused: bool,
+    /// The config in force (stored forms; `description` without trailing newline).
+    pub config: BTreeMap<String, String>,
+    /// Pending changes: a new value, or None for a pending deletion.
+    pub pending: BTreeMap<String, Option<String>>,
+    /// The config lock, if any.
+    pub lock: Option<String>,
+    /// Snapshots by name.
+    pub snapshots: BTreeMap<String, Snapshot>,
+    /// The snapshot the current state descends from.
+    pub parent: Option<String>,
+    /// Bumped on every change of the config file (the file view's mtime follows it).
+    pub version: u64,
+}
+
+impl SimGuest {
+    pub(crate) fn new(kind: Kind, config: BTreeMap<String, String>) -> SimGuest {
+        SimGuest {
+            kind,
+            status: "stopped".into(),
+            paused: false,
+            config,
+            pending: BTreeMap::new(),
+            lock: None,
+            snapshots: BTreeMap::new(),
+            parent: None,
+            version: 1,
+        }
+    }
+
+    /// The config with pending values applied (what `GET …/config` shows by default).
+    pub fn effective(&self) -> BTreeMap<String, String> {
+        let mut c = self.config.clone();
+        for (k, v) in &self.pending {
+            match v {
+                Some(v) => c.insert(k.clone(), v.clone()),
+                None => c.remove(k),
+            };
+        }
+        c
+    }
+
+    pub(crate) fn is_template(&self) -> bool {
+        self.config.get("template").map(String::as_str) == Some("1")
+    }
+
+    pub(crate) fn running(&self) -> bool {
+        self.status == "running"
+    }
+
+    pub(crate) fn touch(&mut self) {
+        self.version += 1;
+    }
+}
+
+/// Mutating calls that reached the node, by guest, call and token (for harnesses).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Counters {
+    /// `(vmid, call, token) → count`, e.g. `(104, "destroy", "steward@pve!admin")`.
+    pub calls: BTreeMap<String, u64>,
+}
+
+impl Counters {
+    pub(crate) fn count(&mut self, vmid: u32, call: &str, user: &str) {
+        *self
+            .calls
+            .entry(format!("{vmid} {call} {user}"))
+            .or_default() += 1;
+    }
+
+    /// The counts as JSON: `[{vmid, call, token, count}]`.
+    pub fn to_json(&self) -> Value {
+        Value::Array(
+            self.calls
+                .iter()
+                .filter_map(|(k, n)| {
+                    let mut it = k.splitn(3, ' ');
+                    let (v, c, t) = (it.next()?, it.next()?, it.next()?);
+                    Some(json!({"vmid": v.parse::<u32>().ok()?, "call": c, "token": t, "count": n}))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Everything the node keeps (persisted as one JSON document when a state directory is set).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Node name.
+    pub name: String,
+    /// Guests by VMID.
+    pub guests: BTreeMap<u32, SimGuest>,
+    /// Tasks, oldest first.
+    pub tasks: Vec<Task>,
+    /// Storages and volumes.
+    pub volumes: Volumes,
+    /// Calls that changed something.
+    pub counters: Counters,
+    next_pid: u32,
+    /// The next N tasks fail / hang / end with warnings (out-of-band actor).
+    pub fail_next: u32,
+    /// See `fail_next`.
+    pub hang_next: u32,
+    /// See `fail_next`.
+    pub warn_next: u32,
 }
 
 /// The node.
 #[derive(Debug)]
 pub struct Node {
-    /// Node name.
-    pub name: String,
-    /// Guests by VMID.
-    pub guests: BTreeMap<u32, SimGuest>,
-    tasks: Vec<Task>,
-    next_pid: u32,
-    task_time: Duration,
-    faults: Faults,
-    dice: Dice,
+    /// What it keeps.
+    pub st: NodeState,
+    pub(crate) task_time: Duration,
+    pub(crate) faults: Faults,
+    pub(crate) dice: Dice,
+    /// Bumped on every change (persistence writes when it moved).
+    pub generation: u64,
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> u64 {
+    now_ms() / 1000
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Keys applied at once on a running QEMU guest (qemu-server's "fast plug" options and the
+/// default `hotplug` of network, disk and usb); everything else waits in `[pending]`.
+pub(crate) fn qemu_hot(key: &str) -> bool {
+    let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    matches!(
+        key,
+        "name"
+            | "description"
+            | "tags"
+            | "onboot"
+            | "startup"
+            | "protection"
+            | "hotplug"
+            | "shares"
+            | "vmstate"
+            | "cpulimit"
+            | "cpuunits"
+            | "balloon"
+            | "lock"
+    ) || (base.len() < key.len()
+        && matches!(base, "net" | "scsi" | "virtio" | "sata" | "usb" | "unused"))
+}
+
+/// Keys pve-container applies at once on a running container.
+pub(crate) fn lxc_hot(key: &str) -> bool {
+    let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    matches!(
+        key,
+        "hostname"
+            | "description"
+            | "tags"
+            | "onboot"
+            | "startup"
+            | "protection"
+            | "memory"
+            | "swap"
+            | "cores"
+            | "cpulimit"
+            | "cpuunits"
+            | "nameserver"
+            | "searchdomain"
+    ) || (base.len() < key.len() && matches!(base, "net" | "unused"))
 }
 
 impl Node {
-    /// A node with `n` guests (two thirds QEMU, one third LXC, alternating running/stopped).
+    /// A node with `n` guests (two thirds QEMU, one third LXC, alternating running/stopped), one
+    /// backup each of the first two, and a container template.
     pub fn new(name: &str, n: usize, task_time: Duration, faults: Faults, seed: u64) -> Node {
+        let now = now_unix();
+        let dice = Dice::new(seed);
+        let mut vols = Volumes::new(now);
         let mut guests = BTreeMap::new();
         for i in 0..n {
             let vmid = 100 + u32::try_from(i).unwrap_or(u32::MAX - 100);
-            let qemu = i % 3 != 2;
+            let kind = if i % 3 != 2 { Kind::Qemu } else { Kind::Lxc };
             let mut config = BTreeMap::new();
-            let name_key = if qemu { "name" } else { "hostname" };
-            config.insert(name_key.into(), format!("guest-{vmid}"));
+            config.insert(kind.name_key().into(), format!("guest-{vmid}"));
             config.insert("memory".into(), "2048".into());
             config.insert("cores".into(), "2".into());
             config.insert("tags".into(), "fleet;sim".into());
-            if qemu {
-                config.insert(
-                    "scsi0".into(),
-                    format!("local-lvm:vm-{vmid}-disk-0,size=32G"),
-                );
+            let size = if kind == Kind::Qemu { 32 } else { 8 };
+            let volid = vols
+                .allocate("local-lvm", vmid, size << 30, kind, now)
+                .unwrap_or_default();
+            if kind == Kind::Qemu {
+                config.insert("scsi0".into(), format!("{volid},size={size}G"));
+                config.insert("scsihw".into(), "virtio-scsi-single".into());
                 config.insert("ostype".into(), "l26".into());
-            } else {
                 config.insert(
-                    "rootfs".into(),
-                    format!("local-lvm:subvol-{vmid}-disk-0,size=8G"),
+                    "net0".into(),
+                    forms::net_with_mac(kind, "virtio,bridge=vmbr0", &dice),
                 );
+                config.insert("smbios1".into(), format!("uuid={}", forms::uuid(&dice)));
+                config.insert("vmgenid".into(), forms::uuid(&dice));
+                config.insert("meta".into(), format!("creation-qemu=9.2.0,ctime={now}"));
+            } else {
+                config.insert("rootfs".into(), format!("{volid},size={size}G"));
                 config.insert("swap".into(), "512".into());
+                config.insert("arch".into(), "amd64".into());
+                config.insert("ostype".into(), "debian".into());
+                config.insert("unprivileged".into(), "1".into());
+                config.insert(
+                    "net0".into(),
+                    forms::net_with_mac(kind, "name=eth0,bridge=vmbr0,ip=dhcp", &dice),
+                );
             }
-            guests.insert(
-                vmid,
-                SimGuest {
-                    kind: if qemu { "qemu" } else { "lxc" },
-                    status: if i % 2 == 0 { "running" } else { "stopped" }.into(),
-                    config,
-                    pending: BTreeMap::new(),
-                    lock: None,
-                },
-            );
+            let mut g = SimGuest::new(kind, config);
+            g.status = if i % 2 == 0 { "running" } else { "stopped" }.into();
+            if i < 2 {
+                vols.add_backup(vmid, kind, g.config.clone(), now - 86_400);
+            }
+            guests.insert(vmid, g);
         }
         Node {
-            name: name.into(),
-            guests,
-            tasks: Vec::new(),
-            next_pid: 0x000A_1B00,
+            st: NodeState {
+                name: name.into(),
+                guests,
+                tasks: Vec::new(),
+                volumes: vols,
+                counters: Counters::default(),
+                next_pid: 0x000A_1B00,
+                fail_next: 0,
+                hang_next: 0,
+                warn_next: 0,
+            },
+            task_time,
+            faults,
+            dice,
+            generation: 0,
+        }
+    }
+
+    /// A node from persisted state.
+    pub fn from_state(st: NodeState, task_time: Duration, faults: Faults, seed: u64) -> Node {
+        Node {
+            st,
             task_time,
             faults,
             dice: Dice::new(seed),
+            generation: 0,
         }
+    }
+
+    /// Node name.
+    pub fn name(&self) -> &str {
+        &self.st.name
     }
 
     /// The fault settings.
@@ -184,7 +404,12 @@ impl Node {
         self.dice.roll(p)
     }
 
-    /// The digest of a config (the real one is SHA-1 of the file; any change moves it).
+    pub(crate) fn changed(&mut self) {
+        self.generation += 1;
+    }
+
+    /// The config digest: SHA-1 on a node (of the file); here 40 hex digits that move with
+    /// every change of the config or its pending section.
     pub fn digest(g: &SimGuest) -> String {
         let mut h = Sha256::new();
         for (k, v) in &g.config {
@@ -193,513 +418,330 @@ impl Node {
             h.update(v.as_bytes());
             h.update([0]);
         }
+        h.update(b"[pending]");
+        for (k, v) in &g.pending {
+            h.update(k.as_bytes());
+            h.update([1]);
+            h.update(v.as_deref().unwrap_or("\u{0}delete").as_bytes());
+        }
+        if let Some(l) = &g.lock {
+            h.update(b"lock");
+            h.update(l.as_bytes());
+        }
         h.finalize()[..20]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
     }
 
+    // ---- tasks ----
+
     /// Ends tasks whose time has come, applying their effects.
     pub fn tick(&mut self) {
-        let now = Instant::now();
-        for i in 0..self.tasks.len() {
-            let t = &self.tasks[i];
-            if t.done.is_some() || t.ends.is_none_or(|e| now < e) {
+        let now = now_ms();
+        for i in 0..self.st.tasks.len() {
+            let t = &self.st.tasks[i];
+            if t.done.is_some() || t.ends_ms.is_none_or(|e| now < e) {
                 continue;
             }
-            let t = self.tasks[i].clone();
-            let status = match &t.outcome {
-                Ok(()) => {
-                    if let Some(vmid) = t.vmid {
-                        match t.effect {
-                            Effect::Status(s) => {
-                                if let Some(g) = self.guests.get_mut(&vmid) {
-                                    g.status = s.into();
-                                    // A restart applies what was pending.
-                                    g.pending.clear();
-                                }
-                            }
-                            Effect::Destroyed => {
-                                self.guests.remove(&vmid);
-                            }
-                            Effect::Created => {}
-                        }
-                    }
-                    "OK".to_string()
-                }
-                Err(e) => {
-                    if let (Some(vmid), Effect::Created) = (t.vmid, &t.effect) {
-                        self.guests.remove(&vmid);
-                    }
-                    e.clone()
-                }
+            let t = t.clone();
+            let ending = match &t.ending {
+                Ending::Error(e) => Ending::Error(e.clone()),
+                ok => match self.apply(&t) {
+                    Ok(()) => ok.clone(),
+                    Err(e) => Ending::Error(e),
+                },
             };
+            if let Ending::Error(_) = &ending {
+                self.undo(&t);
+            }
             if t.holds_lock {
-                if let Some(g) = t.vmid.and_then(|v| self.guests.get_mut(&v)) {
+                if let Some(g) = t.vmid.and_then(|v| self.st.guests.get_mut(&v)) {
                     g.lock = None;
+                    g.touch();
                 }
             }
-            self.tasks[i].done = Some(status);
-            self.tasks[i].endtime = Some(now_unix());
+            let task = &mut self.st.tasks[i];
+            task.log.push(match &ending {
+                Ending::Ok => "TASK OK".into(),
+                Ending::Warnings(n) => format!("TASK WARNINGS: {n}"),
+                Ending::Error(e) => format!("TASK ERROR: {e}"),
+            });
+            task.done = Some(ending.exitstatus());
+            task.ending = ending;
+            task.endtime = Some(now / 1000);
+            self.changed();
         }
     }
 
     /// "Node restarted": running tasks are lost (they end as `unexpected status`, as Proxmox
-    /// marks tasks whose worker died), and their locks stay until cleared by hand, as on a node.
+    /// marks tasks whose worker died), and their locks stay, as on a node.
     pub fn restart(&mut self) {
-        for t in self.tasks.iter_mut().filter(|t| t.done.is_none()) {
+        for t in self.st.tasks.iter_mut().filter(|t| t.done.is_none()) {
             t.done = Some("unexpected status".into());
+            t.ending = Ending::Error("unexpected status".into());
             t.endtime = Some(now_unix());
         }
+        self.changed();
     }
 
-    fn start_task(
+    pub(crate) fn start_task(
         &mut self,
-        kind: &str,
+        ty: &str,
         vmid: Option<u32>,
         user: &str,
-        effect: Effect,
         lock: Option<&str>,
-    ) -> Upid {
-        self.next_pid += 1;
+        effect: Effect,
+    ) -> TaskId {
+        self.st.next_pid += 1;
         let starttime = u32::try_from(now_unix()).unwrap_or(u32::MAX);
-        let upid = Upid {
-            node: self.name.clone(),
-            pid: self.next_pid,
+        let upid = TaskId {
+            node: self.st.name.clone(),
+            pid: self.st.next_pid,
             pstart: 0x0012_D687,
             starttime,
-            kind: kind.into(),
+            kind: ty.into(),
             id: vmid.map(|v| v.to_string()).unwrap_or_default(),
             user: user.into(),
         };
-        let hang = self.dice.roll(self.faults.task_hang_rate);
-        let fail = self.dice.roll(self.faults.task_fail_rate);
-        if let (Some(l), Some(g)) = (lock, vmid.and_then(|v| self.guests.get_mut(&v))) {
+        let hang = self.take(|s| &mut s.hang_next) || self.dice.roll(self.faults.task_hang_rate);
+        let failing = self.take(|s| &mut s.fail_next) || self.dice.roll(self.faults.task_fail_rate);
+        let warn = self.take(|s| &mut s.warn_next);
+        if let (Some(l), Some(g)) = (lock, vmid.and_then(|v| self.st.guests.get_mut(&v))) {
             g.lock = Some(l.into());
+            g.touch();
         }
-        self.tasks.push(Task {
+        let ending = if failing {
+            Ending::Error("command failed (injected)".into())
+        } else if warn {
+            Ending::Warnings(1)
+        } else {
+            Ending::Ok
+        };
+        let mut log = vec![format!(
+            "{ty} {}: {upid}",
+            vmid.map(|v| v.to_string()).unwrap_or_default()
+        )];
+        if warn {
+            log.push("WARN: injected warning".into());
+        }
+        let duration = if matches!(effect, Effect::Config) {
+            Duration::ZERO
+        } else {
+            self.task_time
+        };
+        self.st.tasks.push(Task {
             upid: upid.clone(),
             vmid,
-            ends: if hang {
-                None
-            } else {
-                Some(Instant::now() + self.task_time)
-            },
-            outcome: if fail {
-                Err("command failed (injected)".into())
-            } else {
-                Ok(())
-            },
-            effect,
+            ends_ms: (!hang)
+                .then(|| now_ms() + u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)),
+            ending,
             done: None,
             endtime: None,
+            log,
+            effect,
             holds_lock: lock.is_some(),
         });
+        self.changed();
         upid
     }
 
-    fn guest(&self, kind: &str, vmid: u32) -> Result<&SimGuest, Refusal> {
-        match self.guests.get(&vmid) {
-            Some(g) if g.kind == kind => Ok(g),
-            _ => Err(refuse(
-                500,
-                format!(
-                    "Configuration file 'nodes/{}/{}/{vmid}.conf' does not exist",
-                    self.name,
-                    if kind == "qemu" { "qemu-server" } else { "lxc" }
-                ),
-            )),
-        }
-    }
-
-    fn unlocked(&self, kind: &str, vmid: u32) -> Result<&SimGuest, Refusal> {
-        let g = self.guest(kind, vmid)?;
-        if let Some(l) = &g.lock {
-            let who = if kind == "qemu" { "VM" } else { "CT" };
-            return Err(refuse(500, format!("{who} is locked ({l})")));
-        }
-        Ok(g)
-    }
-
-    /// A list entry (`GET /nodes/{node}/{kind}`), in Proxmox's forms: bytes for memory, LXC's
-    /// `vmid` as a string.
-    pub fn list(&self, kind: &str) -> Value {
-        let items: Vec<Value> = self
-            .guests
-            .iter()
-            .filter(|(_, g)| g.kind == kind)
-            .map(|(vmid, g)| self.entry(*vmid, g))
-            .collect();
-        Value::Array(items)
-    }
-
-    fn entry(&self, vmid: u32, g: &SimGuest) -> Value {
-        let mib: u64 = g
-            .config
-            .get("memory")
-            .and_then(|m| m.split(',').next())
-            .and_then(|m| m.trim_start_matches("current=").parse().ok())
-            .unwrap_or(512);
-        let name = g
-            .config
-            .get(if g.kind == "qemu" { "name" } else { "hostname" })
-            .cloned();
-        let running = g.status == "running";
-        let mut e = json!({
-            "vmid": if g.kind == "lxc" { json!(vmid.to_string()) } else { json!(vmid) },
-            "status": g.status,
-            "maxmem": mib * 1024 * 1024,
-            "mem": if running { mib * 1024 * 1024 / 2 } else { 0 },
-            "cpus": g.config.get("cores").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1),
-            "maxdisk": 34_359_738_368u64,
-            "uptime": if running { 3600 } else { 0 },
-            "tags": g.config.get("tags").cloned().unwrap_or_default(),
-            "template": if g.config.get("template").map(String::as_str) == Some("1") { 1 } else { 0 },
-        });
-        if let Some(n) = name {
-            e["name"] = json!(n);
-        }
-        if let Some(l) = &g.lock {
-            e["lock"] = json!(l);
-        }
-        if g.kind == "qemu" {
-            e["pid"] = if running {
-                json!(4242 + vmid)
-            } else {
-                Value::Null
-            };
-            e["qmpstatus"] = json!(g.status);
-        } else {
-            e["maxswap"] = json!(
-                g.config
-                    .get("swap")
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .unwrap_or(512)
-                    * 1024
-                    * 1024
-            );
-        }
-        e
-    }
-
-    /// `GET …/status/current`.
-    pub fn status(&self, kind: &str, vmid: u32) -> Result<Value, Refusal> {
-        let g = self.guest(kind, vmid)?;
-        let mut e = self.entry(vmid, g);
-        // Only the LXC *list* carries vmid as a string; status answers a number.
-        e["vmid"] = json!(vmid);
-        e["ha"] = json!({"managed": 0});
-        if kind == "qemu" {
-            e["agent"] = json!(0);
-        }
-        Ok(e)
-    }
-
-    /// `GET …/config` (pending applied unless `current`).
-    pub fn config(&self, kind: &str, vmid: u32, current: bool) -> Result<Value, Refusal> {
-        let g = self.guest(kind, vmid)?;
-        let mut m = Map::new();
-        let mut view = g.config.clone();
-        if current {
-            for (k, (_, running)) in &g.pending {
-                match running {
-                    Some(v) => view.insert(k.clone(), v.clone()),
-                    None => view.remove(k),
-                };
-            }
-        }
-        for (k, v) in &view {
-            // Numbers from the schema's integer keys come back as JSON numbers; property
-            // strings (qemu `memory`) and everything else as strings.
-            let numeric = [
-                "cores",
-                "sockets",
-                "cpuunits",
-                "onboot",
-                "swap",
-                "template",
-                "protection",
-            ]
-            .contains(&k.as_str())
-                || (kind == "lxc" && k == "memory");
-            let value = match (numeric, v.parse::<u64>()) {
-                (true, Ok(n)) => json!(n),
-                _ => json!(v),
-            };
-            m.insert(k.clone(), value);
-        }
-        if let Some(l) = &g.lock {
-            m.insert("lock".into(), json!(l));
-        }
-        m.insert("digest".into(), json!(Node::digest(g)));
-        Ok(Value::Object(m))
-    }
-
-    /// `GET …/pending`.
-    pub fn pending(&self, kind: &str, vmid: u32) -> Result<Value, Refusal> {
-        let g = self.guest(kind, vmid)?;
-        let mut out = Vec::new();
-        for (k, v) in &g.config {
-            let mut e = json!({"key": k});
-            match g.pending.get(k) {
-                Some((_, running)) => {
-                    if let Some(r) = running {
-                        e["value"] = json!(r);
-                    }
-                    e["pending"] = json!(v);
-                }
-                None => e["value"] = json!(v),
-            }
-            out.push(e);
-        }
-        for (k, (new, running)) in &g.pending {
-            if new.is_none() {
-                out.push(json!({"key": k, "value": running, "delete": 1}));
-            }
-        }
-        Ok(Value::Array(out))
-    }
-
-    /// `PUT/POST …/config`: digest check, lock check, validation, pending for cold keys.
-    pub fn set_config(
+    /// A task that fails in its worker with `error` (QEMU reports locks, "already running" and
+    /// the like this way: 200 + UPID, then the task fails).
+    pub(crate) fn failing_task(
         &mut self,
-        kind: &str,
+        ty: &str,
         vmid: u32,
-        params: &BTreeMap<String, String>,
-    ) -> Result<(), Refusal> {
-        let g = self.unlocked(kind, vmid)?;
-        if let Some(d) = params.get("digest") {
-            if *d != Node::digest(g) {
-                return Err(refuse(
-                    500,
-                    "detected modified configuration - file changed by other user? Try again.",
-                ));
-            }
+        user: &str,
+        error: String,
+    ) -> TaskId {
+        let upid = self.start_task(ty, Some(vmid), user, None, Effect::Nothing);
+        if let Some(t) = self.st.tasks.last_mut() {
+            t.ending = Ending::Error(error);
+            t.ends_ms = Some(now_ms());
         }
-        if let Some(m) = params.get("memory") {
-            let mib: Option<u64> = m
-                .trim_start_matches("current=")
-                .split(',')
-                .next()
-                .and_then(|x| x.parse().ok());
-            if mib.is_none_or(|x| x < 16) {
-                return Err(Refusal {
-                    status: 400,
-                    reason: "Parameter verification failed.".into(),
-                    errors: Some(json!({"memory": "value must have a minimum value of 16"})),
-                });
+        upid
+    }
+
+    /// What a task does when it ends successfully.
+    fn apply(&mut self, t: &Task) -> Result<(), String> {
+        let Some(vmid) = t.vmid else { return Ok(()) };
+        let now = now_unix();
+        let st = &mut self.st;
+        if let Effect::Destroy { unreferenced } = &t.effect {
+            if let Some(g) = st.guests.remove(&vmid) {
+                let mut vols: Vec<String> = g
+                    .config
+                    .iter()
+                    .filter(|(k, _)| volumes::is_disk_key(g.kind, k))
+                    .filter_map(|(_, v)| volumes::volid(v).map(str::to_string))
+                    .collect();
+                for s in g.snapshots.values() {
+                    vols.extend(
+                        s.config
+                            .iter()
+                            .filter(|(k, _)| volumes::is_disk_key(g.kind, k))
+                            .filter_map(|(_, v)| volumes::volid(v).map(str::to_string)),
+                    );
+                }
+                if *unreferenced {
+                    vols.extend(st.volumes.owned_by(vmid));
+                }
+                for v in vols {
+                    st.volumes.free(&v);
+                }
             }
+            return Ok(());
         }
-        let running = g.status == "running";
-        let Some(g) = self.guests.get_mut(&vmid) else {
-            return Err(refuse(500, "guest vanished"));
+        let Some(g) = st.guests.get_mut(&vmid) else {
+            return Err(format!(
+                "Configuration file 'nodes/{}/{}/{vmid}.conf' does not exist",
+                st.name, "qemu-server"
+            ));
         };
-        for (k, v) in params {
-            if ["digest", "delete", "skiplock", "revert", "background_delay"].contains(&k.as_str())
-            {
-                continue;
+        match &t.effect {
+            Effect::Nothing | Effect::Create | Effect::Config | Effect::Destroy { .. } => {}
+            Effect::Start | Effect::Reboot => {
+                g.config = g.effective();
+                g.pending.clear();
+                g.status = "running".into();
+                g.paused = false;
             }
-            let stored = match k.as_str() {
-                "tags" => v
-                    .split([';', ',', ' '])
-                    .filter(|t| !t.is_empty())
-                    .collect::<Vec<_>>()
-                    .join(";"),
-                // Stored as comment lines; each line reads back ended by a newline.
-                "description" => v.lines().map(|l| format!("{l}\n")).collect(),
-                _ => v.clone(),
-            };
-            if running && kind == "qemu" && COLD_QEMU.contains(&k.as_str()) {
-                let before = g.config.get(k).cloned();
-                g.pending.entry(k.clone()).or_insert((None, before)).0 = Some(stored.clone());
+            Effect::Stop => {
+                g.status = "stopped".into();
+                g.paused = false;
             }
-            g.config.insert(k.clone(), stored);
+            Effect::Suspend => g.paused = true,
+            Effect::Resume => g.paused = false,
+            Effect::Snapshot {
+                name,
+                description,
+                vmstate,
+            } => {
+                let snap = Snapshot {
+                    config: g.config.clone(),
+                    description: description.clone(),
+                    snaptime: now,
+                    parent: g.parent.clone(),
+                    vmstate: *vmstate,
+                };
+                g.snapshots.insert(name.clone(), snap);
+                g.parent = Some(name.clone());
+            }
+            Effect::DelSnapshot { name } => {
+                let gone = g
+                    .snapshots
+                    .remove(name)
+                    .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+                for s in g.snapshots.values_mut() {
+                    if s.parent.as_deref() == Some(name) {
+                        s.parent = gone.parent.clone();
+                    }
+                }
+                if g.parent.as_deref() == Some(name) {
+                    g.parent = gone.parent;
+                }
+            }
+            Effect::Rollback { name } => {
+                let snap = g
+                    .snapshots
+                    .get(name)
+                    .ok_or_else(|| format!("snapshot '{name}' does not exist"))?;
+                g.config = snap.config.clone();
+                g.pending.clear();
+                g.status = if snap.vmstate { "running" } else { "stopped" }.into();
+                g.paused = false;
+                g.parent = Some(name.clone());
+            }
+            Effect::Restore { archive } => {
+                let (kind, backup) = st
+                    .volumes
+                    .volumes
+                    .get(archive)
+                    .and_then(|v| v.backup_of.clone())
+                    .ok_or_else(|| {
+                        format!("unable to restore - backup '{archive}' does not exist")
+                    })?;
+                let old: Vec<String> = g
+                    .config
+                    .iter()
+                    .filter(|(k, _)| volumes::is_disk_key(g.kind, k))
+                    .filter_map(|(_, v)| volumes::volid(v).map(str::to_string))
+                    .collect();
+                for v in old {
+                    st.volumes.free(&v);
+                }
+                let mut config = BTreeMap::new();
+                for (k, v) in backup {
+                    if volumes::is_disk_key(kind, &k) && !k.starts_with("unused") {
+                        let size = v
+                            .split(',')
+                            .find_map(|p| p.strip_prefix("size="))
+                            .and_then(volumes::parse_size)
+                            .unwrap_or(1 << 30);
+                        let storage = v.split(':').next().unwrap_or("local-lvm").to_string();
+                        let volid = st.volumes.allocate(&storage, vmid, size, kind, now)?;
+                        config.insert(k, format!("{volid},size={}", volumes::format_size(size)));
+                    } else if !k.starts_with("unused") {
+                        config.insert(k, v);
+                    }
+                }
+                g.config = config;
+                g.pending.clear();
+                g.snapshots.clear();
+                g.parent = None;
+                g.status = "stopped".into();
+            }
+            Effect::Resize { disk, bytes } => {
+                let value = g
+                    .config
+                    .get(disk)
+                    .cloned()
+                    .ok_or_else(|| format!("disk '{disk}' does not exist"))?;
+                if let Some(volid) = volumes::volid(&value) {
+                    if let Some(v) = st.volumes.volumes.get_mut(volid) {
+                        v.size = *bytes;
+                    }
+                }
+                let parts: Vec<String> = value
+                    .split(',')
+                    .filter(|p| !p.starts_with("size="))
+                    .map(str::to_string)
+                    .chain(std::iter::once(format!(
+                        "size={}",
+                        volumes::format_size(*bytes)
+                    )))
+                    .collect();
+                g.config.insert(disk.clone(), parts.join(","));
+            }
         }
-        if let Some(del) = params.get("delete") {
-            for k in del.split(',').filter(|k| !k.is_empty()) {
-                g.config.remove(k);
-            }
-        }
+        g.touch();
         Ok(())
     }
 
-    /// `POST …/status/{what}`.
-    pub fn power(
-        &mut self,
-        kind: &str,
-        vmid: u32,
-        what: &str,
-        user: &str,
-    ) -> Result<Upid, Refusal> {
-        let g = self.unlocked(kind, vmid)?;
-        let who = if kind == "qemu" { "VM" } else { "CT" };
-        if what == "start" && g.status == "running" {
-            return Err(refuse(500, format!("{who} {vmid} already running")));
-        }
-        if what == "start" && g.config.get("template").map(String::as_str) == Some("1") {
-            return Err(refuse(
-                500,
-                format!(
-                    "you can't start a {} if it's a template",
-                    if kind == "qemu" { "vm" } else { "CT" }
-                ),
-            ));
-        }
-        if what == "reboot" && g.status != "running" {
-            return Err(refuse(500, format!("{who} {vmid} not running")));
-        }
-        let prefix = if kind == "qemu" { "qm" } else { "vz" };
-        let effect = match what {
-            "start" | "reboot" => Effect::Status("running"),
-            _ => Effect::Status("stopped"),
-        };
-        Ok(self.start_task(&format!("{prefix}{what}"), Some(vmid), user, effect, None))
-    }
-
-    /// `POST /nodes/{node}/{kind}` (create).
-    pub fn create(
-        &mut self,
-        kind: &'static str,
-        params: &BTreeMap<String, String>,
-        user: &str,
-    ) -> Result<Upid, Refusal> {
-        let vmid: u32 = params
-            .get("vmid")
-            .and_then(|v| v.parse().ok())
-            .filter(|v| (100..=999_999_999).contains(v))
-            .ok_or_else(|| Refusal {
-                status: 400,
-                reason: "Parameter verification failed.".into(),
-                errors: Some(
-                    json!({"vmid": "invalid format - value does not look like a valid VM ID"}),
-                ),
-            })?;
-        if self.guests.contains_key(&vmid) {
-            let who = if kind == "qemu" { "VM" } else { "CT" };
-            return Err(refuse(
-                500,
-                format!("{who} {vmid} already exists on node '{}'", self.name),
-            ));
-        }
-        if kind == "lxc" && !params.contains_key("ostemplate") {
-            return Err(Refusal {
-                status: 400,
-                reason: "Parameter verification failed.".into(),
-                errors: Some(json!({"ostemplate": "property is missing and it is not optional"})),
-            });
-        }
-        let config: BTreeMap<String, String> = params
-            .iter()
-            .filter(|(k, _)| !["vmid", "ostemplate"].contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        self.guests.insert(
-            vmid,
-            SimGuest {
-                kind,
-                status: "stopped".into(),
-                config,
-                pending: BTreeMap::new(),
-                lock: None,
-            },
-        );
-        let prefix = if kind == "qemu" { "qm" } else { "vz" };
-        Ok(self.start_task(
-            &format!("{prefix}create"),
-            Some(vmid),
-            user,
-            Effect::Created,
-            Some("create"),
-        ))
-    }
-
-    /// `DELETE …/{vmid}`.
-    pub fn destroy(&mut self, kind: &str, vmid: u32, user: &str) -> Result<Upid, Refusal> {
-        let g = self.unlocked(kind, vmid)?;
-        if g.status == "running" {
-            let who = if kind == "qemu" { "VM" } else { "CT" };
-            return Err(refuse(
-                500,
-                format!("{who} {vmid} is running - destroy failed"),
-            ));
-        }
-        if g.config.get("protection").map(String::as_str) == Some("1") {
-            return Err(refuse(500, "can't remove VM - protection mode enabled"));
-        }
-        let prefix = if kind == "qemu" { "qm" } else { "vz" };
-        Ok(self.start_task(
-            &format!("{prefix}destroy"),
-            Some(vmid),
-            user,
-            Effect::Destroyed,
-            Some("destroyed"),
-        ))
-    }
-
-    /// `GET /nodes/{node}/tasks/{upid}/status`.
-    pub fn task_status(&self, upid: &str) -> Result<Value, Refusal> {
-        let t = self
-            .tasks
-            .iter()
-            .find(|t| t.upid.to_string() == upid)
-            .ok_or_else(|| {
-                refuse(
-                    500,
-                    format!("unable to open file - No such file or directory ({upid})"),
-                )
-            })?;
-        let mut v = json!({
-            "upid": upid,
-            "node": t.upid.node,
-            "pid": t.upid.pid,
-            "pstart": t.upid.pstart,
-            "starttime": t.upid.starttime,
-            "type": t.upid.kind,
-            "id": t.upid.id,
-            "user": t.upid.user,
-            "status": if t.done.is_some() { "stopped" } else { "running" },
-        });
-        if let Some(d) = &t.done {
-            v["exitstatus"] = json!(d);
-        }
-        Ok(v)
-    }
-
-    /// `GET /nodes/{node}/tasks` (newest first, running included with `source=all`).
-    pub fn task_list(&self, since: Option<u64>, all: bool) -> Value {
-        let items: Vec<Value> = self
-            .tasks
-            .iter()
-            .rev()
-            .filter(|t| all || t.done.is_some())
-            .filter(|t| since.is_none_or(|s| u64::from(t.upid.starttime) >= s))
-            .map(|t| {
-                let mut v = json!({
-                    "upid": t.upid.to_string(),
-                    "type": t.upid.kind,
-                    "id": t.upid.id,
-                    "user": t.upid.user,
-                    "node": t.upid.node,
-                    "pid": t.upid.pid,
-                    "pstart": t.upid.pstart,
-                    "starttime": t.upid.starttime,
-                });
-                if let Some(d) = &t.done {
-                    v["status"] = json!(d);
+    /// What a failed task leaves: a failed create leaves nothing behind.
+    fn undo(&mut self, t: &Task) {
+        if let (Effect::Create, Some(vmid)) = (&t.effect, t.vmid) {
+            if let Some(g) = self.st.guests.remove(&vmid) {
+                for (k, v) in &g.config {
+                    if let Some(volid) = volumes::is_disk_key(g.kind, k)
+                        .then(|| volumes::volid(v))
+                        .flatten()
+                    {
+                        self.st.volumes.free(volid);
+                    }
                 }
-                if let Some(e) = t.endtime {
-                    v["endtime"] = json!(e);
-                }
-                v
-            })
-            .collect();
-        Value::Array(items)
+            }
+        }
     }
 
-    /// Test hook: lock a guest as a backup would.
-    pub fn lock(&mut self, vmid: u32, reason: &str) {
-        if let Some(g) = self.guests.get_mut(&vmid) {
-            g.lock = Some(reason.into());
+    fn take(&mut self, f: impl Fn(&mut NodeState) -> &mut u32) -> bool {
+        let n = f(&mut self.st);
+        if *n > 0 {
+            *n -= 1;
+            true
+        } else {
+            false
         }
     }
 }

@@ -1,9 +1,28 @@
-//! Routing `/api2/json/...` to the node, with the token and privilege checks Proxmox makes and
-//! its answer shapes: `{"data": …}` on success; errors with the reason in the status line.
+//! Routing `/api2/json/...` as pveproxy does: the token (`PVEAPIToken=…`), the endpoint found in
+//! the embedded schema, its parameters checked against it (unknown keys refused, root-only
+//! options refused for every token), its declared privilege check evaluated on the token's ACL,
+//! and the endpoints whose schema says `user: all` filtered or checked by hand as Proxmox's code
+//! does. Answers are `{"data": …}`; errors carry the reason in the status line and in `message`.
+//!
+//! Routes (below `/api2/json`): `GET /version`, `GET /nodes`, `GET /nodes/{node}/status`,
+//! `GET /cluster/resources`, `GET /cluster/status`, `GET /cluster/nextid`,
+//! `GET|POST /nodes/{node}/{qemu,lxc}`, `GET|DELETE …/{vmid}`, `GET …/status/current`,
+//! `POST …/status/{start,stop,shutdown,reboot,suspend,resume}`, `GET|PUT …/config`,
+//! `POST /nodes/{node}/qemu/{vmid}/config`, `GET …/pending`, `GET|POST …/snapshot`,
+//! `GET|DELETE …/snapshot/{snapname}`, `POST …/snapshot/{snapname}/rollback`,
+//! `PUT /nodes/{node}/qemu/{vmid}/unlink`, `PUT …/resize`, `GET /nodes/{node}/storage`,
+//! `GET /nodes/{node}/storage/{storage}/content`, `GET /nodes/{node}/tasks`,
+//! `GET /nodes/{node}/tasks/{upid}/status`, `GET /nodes/{node}/tasks/{upid}/log`,
+//! `GET /access/permissions`. Anything else the schema knows is a 501, as is anything it does
+//! not know.
 
-use crate::node::{Node, Privileges, Refusal};
+use crate::acl::Privileges;
+use crate::forms::Kind;
+use crate::node::{Node, Refusal};
+use crate::schema::{self, Check};
 use crate::token::SimToken;
-use serde_json::{json, Value};
+use crate::volumes;
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 /// A routed answer: status, reason, body.
@@ -24,8 +43,9 @@ fn ok(data: Value) -> Answer {
     }
 }
 
-fn err(r: Refusal) -> Answer {
-    let mut body = json!({"data": null});
+/// The answer for a refusal: status line, `{"data": null, "message": …}` (and `errors`).
+pub fn err(r: Refusal) -> Answer {
+    let mut body = json!({"data": null, "message": format!("{}\n", r.reason)});
     if let Some(e) = r.errors {
         body["errors"] = e;
     }
@@ -36,18 +56,114 @@ fn err(r: Refusal) -> Answer {
     }
 }
 
-fn denied(path: &str, privilege: &str) -> Answer {
-    err(Refusal {
-        status: 403,
-        reason: format!("Permission check failed ({path}, {privilege})"),
-        errors: None,
-    })
+fn denied(path: &str, privileges: &str) -> Refusal {
+    Refusal::new(
+        403,
+        format!("Permission check failed ({path}, {privileges})"),
+    )
+}
+
+/// Options only `root@pam` may use; a token never is root@pam.
+const ROOT_ONLY: &[&str] = &[
+    "skiplock",
+    "lock",
+    "keepActive",
+    "migratedfrom",
+    "stateuri",
+    "nocheck",
+];
+
+/// Who is asking: the token's id and its ACL.
+struct Caller<'a> {
+    user: String,
+    privs: &'a Privileges,
+}
+
+impl Caller<'_> {
+    fn require(&self, path: &str, privileges: &[&str], any: bool) -> Result<(), Refusal> {
+        let have = self.privs.at(path);
+        let ok = if any {
+            privileges.iter().any(|p| have.contains(*p))
+        } else {
+            privileges.iter().all(|p| have.contains(*p))
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(denied(path, &privileges.join("|")))
+        }
+    }
+
+    fn can_see(&self, vmid: u32) -> bool {
+        self.privs.has(&format!("/vms/{vmid}"), "VM.Audit")
+    }
+}
+
+/// The privileges a config key needs (qemu-server `check_vm_modify_config_perm`,
+/// pve-container's equivalent): (path, privilege) pairs.
+fn key_privileges(kind: Kind, key: &str, vmid: &str) -> Vec<(String, &'static str)> {
+    let vm = format!("/vms/{vmid}");
+    let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    let p = match key {
+        "memory" | "balloon" | "shares" | "swap" => "VM.Config.Memory",
+        "cores" | "sockets" | "cpulimit" | "cpuunits" | "cpu" | "vcpus" | "numa" | "affinity" => {
+            "VM.Config.CPU"
+        }
+        "hostname" | "nameserver" | "searchdomain" if kind == Kind::Lxc => "VM.Config.Network",
+        "ide2" if kind == Kind::Qemu => "VM.Config.CDROM",
+        "cicustom" | "cipassword" | "citype" | "ciupgrade" | "ciuser" | "sshkeys"
+        | "nameserver" | "searchdomain" => "VM.Config.Cloudinit",
+        _ if base == "net" => "VM.Config.Network",
+        _ if base == "ipconfig" => "VM.Config.Cloudinit",
+        _ if volumes::is_disk_key(kind, key) => "VM.Config.Disk",
+        _ if matches!(
+            base,
+            "hostpci" | "usb" | "serial" | "parallel" | "audio" | "rng" | "virtiofs"
+        ) || matches!(
+            key,
+            "vga"
+                | "scsihw"
+                | "bios"
+                | "machine"
+                | "tpmstate0"
+                | "efidisk0"
+                | "watchdog"
+                | "ivshmem"
+                | "features"
+                | "dev"
+        ) =>
+        {
+            "VM.Config.HWType"
+        }
+        _ => "VM.Config.Options",
+    };
+    let mut out = vec![(vm, p)];
+    if kind == Kind::Qemu && key == "startup" {
+        out.push(("/".into(), "Sys.Modify"));
+    }
+    out
+}
+
+/// Percent-decoded path segments below `/api2/json`.
+fn segments(path: &str) -> Option<Vec<String>> {
+    let rest = path.strip_prefix("/api2/json")?;
+    Some(
+        rest.split('/')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect(),
+    )
 }
 
 /// Routes one request. `auth` is the `Authorization` header.
 pub fn route(
     node: &mut Node,
     tokens: &[(SimToken, Privileges)],
+    fingerprint: &str,
     method: &str,
     path: &str,
     auth: Option<&str>,
@@ -55,142 +171,338 @@ pub fn route(
 ) -> Answer {
     let Some((token, privs)) = auth.and_then(|h| tokens.iter().find(|(t, _)| t.presented_by(h)))
     else {
-        return err(Refusal {
-            status: 401,
-            reason: "authentication failure".into(),
-            errors: None,
-        });
+        return err(Refusal::new(401, "authentication failure"));
     };
-    let user = token.id().to_string();
+    let caller = Caller {
+        user: token.id().to_string(),
+        privs,
+    };
     node.tick();
-    let Some(rest) = path.strip_prefix("/api2/json/nodes/") else {
-        return err(Refusal {
-            status: 501,
-            reason: format!("Method '{method} {path}' not implemented"),
-            errors: None,
-        });
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    if parts.first() != Some(&node.name.as_str()) {
-        return err(Refusal {
-            status: 596,
-            reason: "Connection refused".into(),
-            errors: None,
-        });
-    }
-    let need = |p: &str, vmid: Option<&str>| -> Option<Answer> {
-        (!privs.has(p)).then(|| {
-            denied(
-                &vmid.map_or("/nodes".to_string(), |v| format!("/vms/{v}")),
-                p,
-            )
-        })
-    };
-    let kind = |s: &str| -> Option<&'static str> {
-        match s {
-            "qemu" => Some("qemu"),
-            "lxc" => Some("lxc"),
-            _ => None,
-        }
-    };
-    let vmid_of = |s: &str| s.parse::<u32>().ok();
-    let result: Result<Value, Refusal> = match (method, &parts[1..]) {
-        ("GET", [k]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Audit", None) {
-                return a;
-            }
-            Ok(node.list(k))
-        }
-        ("POST", [k]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Allocate", params.get("vmid").map(String::as_str)) {
-                return a;
-            }
-            node.create(kind(k).unwrap_or("qemu"), params, &user)
-                .map(|u| json!(u.to_string()))
-        }
-        (_, [k, v, ..]) if kind(k).is_some() && vmid_of(v).is_none() => Err(Refusal {
-            status: 400,
-            reason: "Parameter verification failed.".into(),
-            errors: Some(
-                json!({"vmid": "invalid format - value does not look like a valid VM ID"}),
-            ),
-        }),
-        ("DELETE", [k, v]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Allocate", Some(v)) {
-                return a;
-            }
-            node.destroy(k, vmid_of(v).unwrap_or(0), &user)
-                .map(|u| json!(u.to_string()))
-        }
-        ("GET", [k, v, "status", "current"]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Audit", Some(v)) {
-                return a;
-            }
-            node.status(k, vmid_of(v).unwrap_or(0))
-        }
-        ("POST", [k, v, "status", what])
-            if kind(k).is_some() && ["start", "stop", "shutdown", "reboot"].contains(what) =>
-        {
-            if let Some(a) = need("VM.PowerMgmt", Some(v)) {
-                return a;
-            }
-            node.power(k, vmid_of(v).unwrap_or(0), what, &user)
-                .map(|u| json!(u.to_string()))
-        }
-        ("GET", [k, v, "config"]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Audit", Some(v)) {
-                return a;
-            }
-            node.config(
-                k,
-                vmid_of(v).unwrap_or(0),
-                params.get("current").map(String::as_str) == Some("1"),
-            )
-        }
-        ("GET", [k, v, "pending"]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Audit", Some(v)) {
-                return a;
-            }
-            node.pending(k, vmid_of(v).unwrap_or(0))
-        }
-        ("PUT", [k, v, "config"]) if kind(k).is_some() => {
-            if let Some(a) = need("VM.Config.Options", Some(v)) {
-                return a;
-            }
-            node.set_config(k, vmid_of(v).unwrap_or(0), params)
-                .map(|()| Value::Null)
-        }
-        ("POST", ["qemu", v, "config"]) => {
-            if let Some(a) = need("VM.Config.Options", Some(v)) {
-                return a;
-            }
-            let vmid = vmid_of(v).unwrap_or(0);
-            node.set_config("qemu", vmid, params).map(|()| Value::Null)
-        }
-        ("GET", ["tasks", upid, "status"]) => {
-            if let Some(a) = need("Sys.Audit", None) {
-                return a;
-            }
-            node.task_status(upid)
-        }
-        ("GET", ["tasks"]) => {
-            if let Some(a) = need("Sys.Audit", None) {
-                return a;
-            }
-            let since = params.get("since").and_then(|s| s.parse().ok());
-            Ok(node.task_list(
-                since,
-                params.get("source").map(String::as_str) == Some("all"),
-            ))
-        }
-        _ => Err(Refusal {
-            status: 501,
-            reason: format!("Method '{method} {path}' not implemented"),
-            errors: None,
-        }),
-    };
-    match result {
+    match handle(node, &caller, fingerprint, method, path, params) {
         Ok(v) => ok(v),
         Err(r) => err(r),
     }
+}
+
+fn handle(
+    node: &mut Node,
+    caller: &Caller<'_>,
+    fingerprint: &str,
+    method: &str,
+    path: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<Value, Refusal> {
+    let schema = schema::schema().map_err(|e| Refusal::new(500, e))?;
+    let segs = segments(path)
+        .ok_or_else(|| Refusal::new(501, format!("Method '{method} {path}' not implemented")))?;
+    let m = schema.lookup(method, path, &segs)?;
+    let mut all = params.clone();
+    all.extend(m.vars.clone());
+    schema::validate(m.info, &all)?;
+    for k in ROOT_ONLY {
+        if params.contains_key(*k) {
+            return Err(Refusal::param(k, "Only root may use this option."));
+        }
+    }
+    let var = |k: &str| m.vars.get(k).cloned().unwrap_or_default();
+    if m.vars.contains_key("node") && var("node") != node.name() {
+        return Err(Refusal::new(
+            595,
+            format!("no such node '{}' (connection refused)", var("node")),
+        ));
+    }
+    match schema::check_of(m.info) {
+        Check::Perm {
+            path: p,
+            privileges,
+            any,
+        } => {
+            let p = p
+                .replace("{vmid}", &var("vmid"))
+                .replace("{node}", &var("node"))
+                .replace("{storage}", &var("storage"));
+            let refs: Vec<&str> = privileges.iter().map(String::as_str).collect();
+            caller.require(&p, &refs, any)?;
+        }
+        Check::Handler => {}
+        Check::Unsupported(c) => {
+            return Err(Refusal::new(
+                403,
+                format!("Permission check failed (unsupported check {c})"),
+            ))
+        }
+    }
+    let kind = Kind::parse(segs.get(2).map_or("", String::as_str));
+    let vmid: u32 = var("vmid").parse().unwrap_or(0);
+    let user = caller.user.as_str();
+    let upid = |u: crate::upid::TaskId| json!(u.to_string());
+    let t = m
+        .template
+        .replace("/qemu", "/{kind}")
+        .replace("/lxc", "/{kind}");
+    match (method, t.as_str(), kind) {
+        ("GET", "/version", _) => Ok(crate::view::version()),
+        ("GET", "/nodes", _) => Ok(node.nodes(fingerprint)),
+        ("GET", "/nodes/{node}/status", _) => Ok(node.node_status()),
+        ("GET", "/cluster/status", _) => Ok(node.cluster_status()),
+        ("GET", "/cluster/resources", _) => {
+            let only_vms = params.get("type").is_some_and(|t| t == "vm");
+            Ok(node.resources(only_vms, &|v| caller.can_see(v)))
+        }
+        ("GET", "/cluster/nextid", _) => node
+            .nextid(params.get("vmid").and_then(|v| v.parse().ok()))
+            .map(|v| json!(v)),
+        ("GET", "/nodes/{node}/{kind}", Some(k)) => Ok(node.list(k, &|v| caller.can_see(v))),
+        ("POST", "/nodes/{node}/{kind}", Some(k)) => {
+            let id = params.get("vmid").cloned().unwrap_or_default();
+            let vm = format!("/vms/{id}");
+            let restoring =
+                params.contains_key("archive") || params.get("restore").is_some_and(|r| r == "1");
+            let exists = id
+                .parse::<u32>()
+                .is_ok_and(|v| node.st.guests.contains_key(&v));
+            if restoring && exists {
+                caller.require(&vm, &["VM.Backup", "VM.Allocate"], true)?;
+            } else {
+                caller.require(&vm, &["VM.Allocate"], false)?;
+            }
+            for (key, value) in params {
+                if volumes::is_disk_key(k, key) {
+                    if let Some((storage, _)) = volumes::new_allocation(value) {
+                        caller.require(
+                            &format!("/storage/{storage}"),
+                            &["Datastore.AllocateSpace"],
+                            false,
+                        )?;
+                    }
+                }
+            }
+            if k == Kind::Lxc && !restoring && params.get("unprivileged").is_none_or(|u| u != "1") {
+                caller.require("/", &["Sys.Modify"], false)?;
+            }
+            node.create(k, params, user).map(upid)
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}", Some(k)) => {
+            caller.require(&format!("/vms/{vmid}"), &["VM.Audit"], false)?;
+            node.guest(k, vmid)?;
+            Ok(
+                json!([{"subdir": "config"}, {"subdir": "pending"}, {"subdir": "status"}, {"subdir": "snapshot"}]),
+            )
+        }
+        ("DELETE", "/nodes/{node}/{kind}/{vmid}", Some(k)) => {
+            node.destroy(k, vmid, params, user).map(upid)
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/status/current", Some(k)) => node.status(k, vmid),
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/start", Some(k)) => {
+            node.power(k, vmid, "start", user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/stop", Some(k)) => {
+            node.power(k, vmid, "stop", user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/shutdown", Some(k)) => {
+            node.power(k, vmid, "shutdown", user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/reboot", Some(k)) => {
+            node.power(k, vmid, "reboot", user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/suspend", Some(k)) => {
+            node.power(k, vmid, "suspend", user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/resume", Some(k)) => {
+            node.power(k, vmid, "resume", user).map(upid)
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/config", Some(k)) => {
+            node.config(k, vmid, params.get("current").is_some_and(|c| c == "1"))
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/pending", Some(k)) => node.pending(k, vmid),
+        ("PUT", "/nodes/{node}/{kind}/{vmid}/config", Some(k))
+        | ("POST", "/nodes/{node}/{kind}/{vmid}/config", Some(k)) => {
+            config_write_checks(m.info, k, params, caller, &var("vmid"))?;
+            let sync = method == "PUT";
+            node.set_config(k, vmid, params, user, sync)
+                .map(|u| u.map_or(Value::Null, upid))
+        }
+        ("PUT", "/nodes/{node}/{kind}/{vmid}/unlink", Some(k)) => {
+            let mut p = BTreeMap::new();
+            p.insert(
+                "delete".to_string(),
+                params.get("idlist").cloned().unwrap_or_default(),
+            );
+            if let Some(f) = params.get("force") {
+                p.insert("force".to_string(), f.clone());
+            }
+            node.set_config(k, vmid, &p, user, true)
+                .map(|_| Value::Null)
+        }
+        ("PUT", "/nodes/{node}/{kind}/{vmid}/resize", Some(k)) => {
+            node.resize(k, vmid, params, user).map(upid)
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/snapshot", Some(k)) => node.snapshots(k, vmid),
+        ("POST", "/nodes/{node}/{kind}/{vmid}/snapshot", Some(k)) => {
+            node.snapshot(k, vmid, params, user).map(upid)
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}", Some(k)) => {
+            caller.require(&format!("/vms/{vmid}"), &["VM.Audit"], false)?;
+            let g = node.guest(k, vmid)?;
+            if !g.snapshots.contains_key(&var("snapname")) {
+                return Err(Refusal::new(
+                    500,
+                    format!("snapshot '{}' does not exist", var("snapname")),
+                ));
+            }
+            Ok(json!([{"cmd": "rollback"}, {"cmd": "config"}]))
+        }
+        ("DELETE", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}", Some(k)) => {
+            node.delsnapshot(k, vmid, &var("snapname"), user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}/rollback", Some(k)) => {
+            node.rollback(k, vmid, &var("snapname"), user).map(upid)
+        }
+        ("GET", "/nodes/{node}/storage", _) => Ok(Value::Array(
+            node.st
+                .volumes
+                .storage_list()
+                .into_iter()
+                .filter(|(name, _)| {
+                    let p = format!("/storage/{name}");
+                    caller.privs.has(&p, "Datastore.Audit")
+                        || caller.privs.has(&p, "Datastore.AllocateSpace")
+                })
+                .filter(|(name, _)| params.get("storage").is_none_or(|s| s == name))
+                .filter(|(_, v)| {
+                    params.get("content").is_none_or(|c| {
+                        v["content"]
+                            .as_str()
+                            .is_some_and(|have| have.split(',').any(|x| x == c))
+                    })
+                })
+                .map(|(_, v)| v)
+                .collect(),
+        )),
+        ("GET", "/nodes/{node}/storage/{storage}/content", _) => node
+            .st
+            .volumes
+            .content(
+                &var("storage"),
+                params.get("content").map(String::as_str),
+                params.get("vmid").and_then(|v| v.parse().ok()),
+            )
+            .ok_or_else(|| {
+                Refusal::new(500, format!("storage '{}' does not exist", var("storage")))
+            }),
+        ("GET", "/nodes/{node}/tasks", _) => {
+            let all = caller
+                .privs
+                .has(&format!("/nodes/{}", node.name()), "Sys.Audit");
+            Ok(crate::task::list(
+                node.st
+                    .tasks
+                    .iter()
+                    .filter(|t| all || t.upid.user == caller.user),
+                params,
+            ))
+        }
+        ("GET", "/nodes/{node}/tasks/{upid}/status", _)
+        | ("GET", "/nodes/{node}/tasks/{upid}/log", _) => {
+            let id = var("upid");
+            let t = node
+                .st
+                .tasks
+                .iter()
+                .find(|t| t.upid.to_string() == id)
+                .ok_or_else(|| Refusal::param("upid", "no such task"))?;
+            if t.upid.user != caller.user {
+                caller.require(&format!("/nodes/{}", node.name()), &["Sys.Audit"], false)?;
+            }
+            Ok(if m.template.ends_with("/log") {
+                crate::task::log(t, params)
+            } else {
+                t.status_json()
+            })
+        }
+        ("GET", "/access/permissions", _) => {
+            let mut out = Map::new();
+            let mut paths: Vec<String> = caller.privs.0.iter().map(|g| g.path.clone()).collect();
+            if let Some(p) = params.get("path") {
+                paths = vec![p.clone()];
+            }
+            for p in paths {
+                let privs: Map<String, Value> = caller
+                    .privs
+                    .at(&p)
+                    .into_iter()
+                    .map(|x| (x, json!(1)))
+                    .collect();
+                out.insert(p, Value::Object(privs));
+            }
+            Ok(Value::Object(out))
+        }
+        _ => Err(Refusal::new(
+            501,
+            format!("Method '{method} {path}' not implemented"),
+        )),
+    }
+}
+
+/// A config write's own checks: `delete`/`revert` name known keys, and every key touched has
+/// its privilege.
+fn config_write_checks(
+    info: &Value,
+    kind: Kind,
+    params: &BTreeMap<String, String>,
+    caller: &Caller<'_>,
+    vmid: &str,
+) -> Result<(), Refusal> {
+    let props = info["parameters"]["properties"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let meta = [
+        "node",
+        "vmid",
+        "digest",
+        "delete",
+        "revert",
+        "skiplock",
+        "force",
+        "background_delay",
+    ];
+    for list in ["delete", "revert"] {
+        for k in params
+            .get(list)
+            .into_iter()
+            .flat_map(|s| s.split([',', ';', ' ']))
+            .filter(|k| !k.is_empty())
+        {
+            if meta.contains(&k) || schema::property(&props, k).is_none() {
+                return Err(Refusal::param(list, format!("unknown option '{k}'")));
+            }
+        }
+    }
+    let touched = params
+        .keys()
+        .filter(|k| !meta.contains(&k.as_str()))
+        .map(String::as_str)
+        .chain(
+            params
+                .get("delete")
+                .into_iter()
+                .flat_map(|s| s.split([',', ';', ' ']))
+                .filter(|k| !k.is_empty()),
+        );
+    for key in touched {
+        for (path, p) in key_privileges(kind, key, vmid) {
+            caller.require(&path, &[p], false)?;
+        }
+        if let Some((storage, _)) = params.get(key).and_then(|v| volumes::new_allocation(v)) {
+            if volumes::is_disk_key(kind, key) {
+                caller.require(
+                    &format!("/storage/{storage}"),
+                    &["Datastore.AllocateSpace"],
+                    false,
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

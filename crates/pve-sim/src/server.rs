@@ -1,8 +1,9 @@
 //! The HTTPS server: a self-signed certificate made at start (its SHA-256 printed in `pvenode
 //! cert info` form), HTTP/1.1 with keep-alive, per-request faults, and the node behind a mutex.
 
+use crate::acl::Privileges;
 use crate::faults::Faults;
-use crate::node::{Node, Privileges};
+use crate::node::Node;
 use crate::routes::route;
 use crate::token::SimToken;
 use bytes::Bytes;
@@ -39,6 +40,7 @@ pub struct SimConfig {
 struct Shared {
     node: Mutex<Node>,
     tokens: Vec<(SimToken, Privileges)>,
+    fingerprint: String,
 }
 
 /// A running simulator.
@@ -94,6 +96,7 @@ impl Sim {
                 config.seed,
             )),
             tokens: config.tokens.clone(),
+            fingerprint: fingerprint.clone(),
         });
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let s = shared.clone();
@@ -135,11 +138,19 @@ impl Sim {
         self.with_node(Node::restart);
     }
 
+    /// Locks a guest as a backup (or another root tool) would; `None` unlocks (`qm unlock`).
+    pub fn lock(&self, vmid: u32, lock: Option<&str>) {
+        self.with_node(|n| n.lock(vmid, lock));
+    }
+
     /// Stops accepting connections.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
 }
+
+/// How long pveproxy waits before answering a failed authentication.
+const AUTH_FAILURE_DELAY: Duration = Duration::from_secs(3);
 
 /// An injected connection reset.
 #[derive(Debug)]
@@ -190,12 +201,24 @@ async fn handle(
         crate::routes::Answer {
             status: 500,
             reason: "Internal Server Error (injected)".into(),
-            body: serde_json::json!({"data": null}),
+            body: serde_json::json!({"data": null, "message": "Internal Server Error (injected)\n"}),
         }
     } else {
         let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
-        route(&mut n, &s.tokens, &method, &path, auth.as_deref(), &params)
+        route(
+            &mut n,
+            &s.tokens,
+            &s.fingerprint,
+            &method,
+            &path,
+            auth.as_deref(),
+            &params,
+        )
     };
+    if answer.status == 401 {
+        // pveproxy answers a failed authentication after a delay.
+        tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+    }
     let mut resp = Response::new(Full::new(Bytes::from(answer.body.to_string())));
     *resp.status_mut() = hyper::StatusCode::from_u16(answer.status)
         .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
@@ -206,6 +229,13 @@ async fn handle(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/json;charset=UTF-8"),
     );
+    if answer.status >= 400 {
+        // pveproxy closes the connection after an error.
+        resp.headers_mut().insert(
+            hyper::header::CONNECTION,
+            hyper::header::HeaderValue::from_static("close"),
+        );
+    }
     Ok(resp)
 }
 

@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// One task's id.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskId {
     /// Node name.
     pub node: String,

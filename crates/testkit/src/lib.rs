@@ -270,9 +270,26 @@ impl Keygen {
 }
 
 /// The workspace root, from which tests find the data the repository keeps for them
-/// (`crates/authz/tests/data/…`, `tests/data/…`). Nothing outside the checkout is read.
+/// (`crates/authz/tests/data/…`, `crates/pve-sim/data/…`). Nothing outside the checkout is
+/// read. Found at run time from the running test's `CARGO_MANIFEST_DIR` (cargo and nextest set
+/// it), walking up to the `Cargo.toml` that holds `[workspace]`: a path baked in at compile
+/// time would point into whichever checkout built this crate first when checkouts share a
+/// target directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    let mut dir = start.as_path();
+    loop {
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+        if manifest.lines().any(|l| l.trim() == "[workspace]") {
+            return dir.to_path_buf();
+        }
+        match dir.parent() {
+            Some(p) => dir = p,
+            None => return start,
+        }
+    }
 }
 
 /// OpenSSH's SSHSIG unit-test vectors, kept in the repository (see the README there).
