@@ -26,6 +26,7 @@ async fn sim(faults: Faults, task_ms: u64) -> Sim {
         task_time: Duration::from_millis(task_ms),
         faults,
         seed: 7,
+        ..SimConfig::default()
     })
     .await
     .unwrap()

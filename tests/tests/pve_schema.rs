@@ -104,6 +104,7 @@ async fn simulator_answers_fit_the_schema() {
         task_time: Duration::from_millis(10),
         faults: Faults::default(),
         seed: 1,
+        ..SimConfig::default()
     })
     .await
     .unwrap();

@@ -4,6 +4,7 @@
 
 mod bench;
 mod crash;
+mod interop;
 mod layers;
 mod matrix;
 mod matrix_gate;
@@ -31,6 +32,8 @@ enum Command {
     Matrix,
     /// Check the crate layering in docs/ARCHITECTURE.md against `cargo metadata`.
     Layers,
+    /// A third-party Proxmox client (proxmoxer, from PyPI) against the simulator binary.
+    Interop,
     /// Benchmarks, each a ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Matrix => matrix::run(),
         Command::Layers => layers::run(),
+        Command::Interop => interop::run(),
         Command::Bench {
             which,
             round_secs,

@@ -1,9 +1,12 @@
-//! A reference model of how Proxmox VE stores what a client writes, for the convergence tests
-//! (and the simulator): tags re-joined with `;` (optionally lower-cased and sorted, as datacenter
-//! settings may), descriptions read back with a trailing `\n`, memory kept as the property
-//! string written, digests that move on every write and refuse a stale one, changes to a
-//! running guest's memory/cores/sockets held as pending until it stops. It must never be used
-//! to talk to a real node.
+//! A reference model of how Proxmox VE stores what a client writes, for the convergence tests:
+//! tags de-duplicated (case-insensitively, pve-guest-common `get_unique_tags`) and re-joined with
+//! `;`, lower-cased and sorted as the datacenter's `tag-style` says; descriptions read back as
+//! written by QEMU and with a `\n` after each line by LXC; memory kept as the property string
+//! written; digests that move on every write and refuse a stale one with each kind's text; a
+//! running QEMU guest's memory/cores/sockets changes held as pending until it restarts (LXC
+//! applies them at once). Written from qemu-server and pve-container (see
+//! `docs/reference/pve-api.md`), not from the simulator. It must never be used to talk to a
+//! real node.
 
 use crate::actual::{ActualGuest, ActualState};
 use crate::normalize::split_tags;
@@ -32,21 +35,33 @@ pub struct PveModel {
     pub tags: TagStyle,
 }
 
-/// How Proxmox would store `value` under `key`.
-pub fn stored_form(key: &str, value: &str, tags: TagStyle) -> String {
+/// How Proxmox would store `value` under `key` of a `kind` guest, as `GET …/config` reads it
+/// back.
+pub fn stored_form(kind: GuestKind, key: &str, value: &str, tags: TagStyle) -> String {
     match key {
         "tags" => {
-            let mut t = split_tags(value);
-            if tags.lowercase {
-                t.iter_mut().for_each(|x| *x = x.to_ascii_lowercase());
+            let mut t: Vec<String> = Vec::new();
+            for x in split_tags(value) {
+                let x = if tags.lowercase {
+                    x.to_ascii_lowercase()
+                } else {
+                    x
+                };
+                if !t.iter().any(|have| have.eq_ignore_ascii_case(&x)) {
+                    t.push(x);
+                }
             }
             if tags.sorted {
                 t.sort();
             }
             t.join(";")
         }
-        // Stored as `#` comment lines; each line reads back ended by `\n`.
-        "description" => value.lines().map(|l| format!("{l}\n")).collect(),
+        // Stored as `#` comment lines; QEMU reads them back as written, LXC ends each line
+        // with `\n`.
+        "description" => match kind {
+            GuestKind::Qemu => value.trim_end_matches('\n').to_string(),
+            GuestKind::Lxc => value.lines().map(|l| format!("{l}\n")).collect(),
+        },
         _ => value.to_string(),
     }
 }
@@ -71,7 +86,7 @@ impl PveModel {
                 let config: BTreeMap<String, String> = config
                     .iter()
                     .filter(|(k, _)| !is_create_only(*kind, k))
-                    .map(|(k, v)| (k.clone(), stored_form(k, v, style)))
+                    .map(|(k, v)| (k.clone(), stored_form(*kind, k, v, style)))
                     .collect();
                 let digest = digest(&config);
                 self.guests.insert(
@@ -90,14 +105,18 @@ impl PveModel {
             Action::SetConfig { change, .. } => {
                 let g = self.guest(vmid)?;
                 if change.digest.as_deref().is_some_and(|d| d != g.digest) {
-                    return Err(
-                        "detected modified configuration - file changed by other user? Try again."
-                            .into(),
-                    );
+                    return Err(match g.kind {
+                        GuestKind::Qemu => "checksum mismatch (file change by other user?)",
+                        GuestKind::Lxc => {
+                            "detected modified configuration - file changed by other user? Try again."
+                        }
+                    }
+                    .into());
                 }
                 let running = g.status == "running";
+                let kind = g.kind;
                 for (k, v) in &change.set {
-                    g.config.insert(k.clone(), stored_form(k, v, style));
+                    g.config.insert(k.clone(), stored_form(kind, k, v, style));
                     if running && g.kind == GuestKind::Qemu && COLD_KEYS.contains(&k.as_str()) {
                         g.pending.insert(k.clone());
                     }

@@ -237,6 +237,20 @@ impl PveWriter {
     pub fn requests_sent(&self) -> u64 {
         self.read.requests_sent()
     }
+
+    /// Any call, by method and path (below `/api2/json`), returning `data` as sent: for tests
+    /// and tools that exercise the API beyond the typed methods. It widens nothing: the writer
+    /// already holds the node's power, and the reader has no such method.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Value, ApiError> {
+        let m = Method::from_bytes(method.as_bytes())
+            .map_err(|e| ApiError::Transport(format!("method {method:?}: {e}")))?;
+        self.read.http.call(m, path, params).await
+    }
 }
 
 #[async_trait]

@@ -9,10 +9,12 @@
 #![warn(missing_docs)]
 
 mod acl;
+mod control;
 mod faults;
 mod forms;
 mod node;
 mod ops;
+mod persist;
 mod routes;
 mod schema;
 mod server;
@@ -26,6 +28,7 @@ pub use acl::{role, Grant, Privileges};
 pub use faults::Faults;
 pub use forms::Kind;
 pub use node::{Counters, Effect, Node, NodeState, Refusal, SimGuest, Snapshot};
+pub use persist::conf_text;
 pub use server::{Sim, SimConfig};
 pub use token::SimToken;
 pub use upid::TaskId;

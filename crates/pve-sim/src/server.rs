@@ -1,9 +1,12 @@
 //! The HTTPS server: a self-signed certificate made at start (its SHA-256 printed in `pvenode
-//! cert info` form), HTTP/1.1 with keep-alive, per-request faults, and the node behind a mutex.
+//! cert info` form), HTTP/1.1 with keep-alive, per-request faults, and the node behind a mutex;
+//! optionally the out-of-band control listener, the persisted state and the config-file view,
+//! brought up to date after every request that changed the node.
 
 use crate::acl::Privileges;
 use crate::faults::Faults;
 use crate::node::Node;
+use crate::persist::{self, ConfView};
 use crate::routes::route;
 use crate::token::SimToken;
 use bytes::Bytes;
@@ -13,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -35,10 +39,62 @@ pub struct SimConfig {
     pub faults: Faults,
     /// Seed for the faults.
     pub seed: u64,
+    /// The out-of-band control listener (plain HTTP; loopback in tests), off when None.
+    pub control: Option<SocketAddr>,
+    /// Persist the node here (`state.json`), and start from it when present.
+    pub state_dir: Option<PathBuf>,
+    /// Keep a config-file view here (`qemu-server/<vmid>.conf`, `lxc/<vmid>.conf`).
+    pub conf_dir: Option<PathBuf>,
+}
+
+impl Default for SimConfig {
+    /// `pve-a` on 127.0.0.1 (any port), 6 guests, no tokens, 200 ms tasks, no faults, seed 1.
+    fn default() -> SimConfig {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            node: "pve-a".into(),
+            guests: 6,
+            tokens: Vec::new(),
+            task_time: Duration::from_millis(200),
+            faults: Faults::default(),
+            seed: 1,
+            control: None,
+            state_dir: None,
+            conf_dir: None,
+        }
+    }
+}
+
+/// What the node's changes must reach after each request.
+struct Outside {
+    state_dir: Option<PathBuf>,
+    conf: Option<ConfView>,
+    saved: u64,
+}
+
+impl Outside {
+    /// Brings the state file and the config-file view up to date with `node`.
+    fn sync(&mut self, node: &Node) {
+        if node.generation == self.saved {
+            return;
+        }
+        if let Some(d) = &self.state_dir {
+            if let Err(e) = persist::save(d, &node.st) {
+                eprintln!("steward-pve-sim: cannot save state: {e}");
+            }
+        }
+        if let Some(v) = &mut self.conf {
+            if let Err(e) = v.sync(&node.st.guests) {
+                eprintln!("steward-pve-sim: cannot write the config-file view: {e}");
+            }
+        }
+        self.saved = node.generation;
+    }
 }
 
 struct Shared {
     node: Mutex<Node>,
+    outside: Mutex<Outside>,
     tokens: Vec<(SimToken, Privileges)>,
     fingerprint: String,
 }
@@ -49,6 +105,8 @@ pub struct Sim {
     pub addr: SocketAddr,
     /// Its certificate's SHA-256, `AB:CD:…`.
     pub fingerprint: String,
+    /// Where the control listener listens, if it was asked for.
+    pub control_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -87,14 +145,31 @@ impl Sim {
             .await
             .map_err(|e| format!("{}: {e}", config.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let shared = Arc::new(Shared {
-            node: Mutex::new(Node::new(
+        let node = match config
+            .state_dir
+            .as_deref()
+            .map(persist::load)
+            .transpose()?
+            .flatten()
+        {
+            Some(st) => Node::from_state(st, config.task_time, config.faults.clone(), config.seed),
+            None => Node::new(
                 &config.node,
                 config.guests,
                 config.task_time,
                 config.faults.clone(),
                 config.seed,
-            )),
+            ),
+        };
+        let mut outside = Outside {
+            state_dir: config.state_dir.clone(),
+            conf: config.conf_dir.clone().map(ConfView::new),
+            saved: u64::MAX,
+        };
+        outside.sync(&node);
+        let shared = Arc::new(Shared {
+            node: Mutex::new(node),
+            outside: Mutex::new(outside),
             tokens: config.tokens.clone(),
             fingerprint: fingerprint.clone(),
         });
@@ -119,9 +194,14 @@ impl Sim {
                 });
             }
         });
+        let control_addr = match config.control {
+            Some(at) => Some(serve_control(at, shared.clone(), stop.subscribe()).await?),
+            None => None,
+        };
         Ok(Sim {
             addr,
             fingerprint,
+            control_addr,
             shared,
             stop,
         })
@@ -130,7 +210,9 @@ impl Sim {
     /// Runs `f` on the node (tests: lock a guest, look at state).
     pub fn with_node<T>(&self, f: impl FnOnce(&mut Node) -> T) -> T {
         let mut n = self.shared.node.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut n)
+        let out = f(&mut n);
+        self.shared.sync_outside(&n);
+        out
     }
 
     /// "Node restarted": running tasks are lost.
@@ -147,6 +229,65 @@ impl Sim {
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
     }
+}
+
+impl Shared {
+    fn sync_outside(&self, node: &Node) {
+        self.outside
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sync(node);
+    }
+}
+
+/// Serves the out-of-band control interface on `at` (plain HTTP).
+async fn serve_control(
+    at: SocketAddr,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<SocketAddr, String> {
+    let listener = TcpListener::bind(at)
+        .await
+        .map_err(|e| format!("control {at}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                _ = stopped.changed() => return,
+            };
+            let s = shared.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let s = s.clone();
+                    async move {
+                        let method = req.method().as_str().to_string();
+                        let path = req.uri().path().to_string();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let (status, v) = {
+                            let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
+                            let answer = crate::control::handle(&mut n, &method, &path, &body);
+                            s.sync_outside(&n);
+                            answer
+                        };
+                        let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
+                        *resp.status_mut() = hyper::StatusCode::from_u16(status)
+                            .unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
 }
 
 /// How long pveproxy waits before answering a failed authentication.
@@ -205,7 +346,7 @@ async fn handle(
         }
     } else {
         let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
-        route(
+        let answer = route(
             &mut n,
             &s.tokens,
             &s.fingerprint,
@@ -213,7 +354,9 @@ async fn handle(
             &path,
             auth.as_deref(),
             &params,
-        )
+        );
+        s.sync_outside(&n);
+        answer
     };
     if answer.status == 401 {
         // pveproxy answers a failed authentication after a delay.

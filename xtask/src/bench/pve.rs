@@ -57,6 +57,7 @@ pub fn run(round_secs: f64, rounds: usize) -> Result<bool> {
             task_time: Duration::from_millis(100),
             faults: Faults::default(),
             seed: 1,
+            ..SimConfig::default()
         })
         .await
         .map_err(anyhow::Error::msg)?;

@@ -1,0 +1,142 @@
+//! The out-of-band actor: what a human or another tool does to a node behind the agent's back,
+//! on a listener of its own (plain HTTP on loopback, off unless asked for) that is clearly not
+//! the PVE API. Harnesses use it to edit a config, lock or unlock a guest, create or remove a
+//! guest, leave a dead worker's lock, take a backup or a snapshot, fail, hang or warn the next
+//! tasks, restart the node, and read the simulator's counters of mutating calls per guest, call
+//! and token. Routes (JSON bodies and answers):
+//!
+//! - `GET /counters` → `[{vmid, call, token, count}]`
+//! - `GET /guests` → `{vmid: {kind, status, lock, version, config, pending}}`
+//! - `POST /guests` `{vmid, kind, config, running}`; `DELETE /guests/{vmid}`
+//! - `POST /guests/{vmid}/config` `{set: {…}, delete: […]}`
+//! - `POST /guests/{vmid}/lock` `{lock}`; `DELETE /guests/{vmid}/lock`
+//! - `POST /guests/{vmid}/leftover` `{kind, lock}` (a config holding only the lock)
+//! - `POST /guests/{vmid}/backup` → `{volid}`; `POST /guests/{vmid}/snapshot` `{name}`
+//! - `POST /tasks/fail-next|hang-next|warn-next` `{n}`
+//! - `POST /node/restart`
+//!
+//! It must never listen anywhere but where it is told, and never be reachable through the PVE
+//! API's port.
+
+use crate::forms::Kind;
+use crate::node::Node;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Handles one control request; returns (status, body).
+pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    node.tick();
+    let body: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return (400, json!({"error": format!("body: {e}")})),
+        }
+    };
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let vmid = |s: &str| s.parse::<u32>().ok();
+    let kind = |v: &Value| v.as_str().and_then(Kind::parse);
+    let n = body["n"]
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1);
+    let strings = |v: &Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect()
+    };
+    let result: Result<Value, String> = match (method, parts.as_slice()) {
+        ("GET", ["counters"]) => Ok(node.st.counters.to_json()),
+        ("GET", ["guests"]) => Ok(Value::Object(
+            node.st
+                .guests
+                .iter()
+                .map(|(v, g)| {
+                    (
+                        v.to_string(),
+                        json!({"kind": g.kind, "status": g.status, "lock": g.lock, "version": g.version, "config": g.config, "pending": g.pending}),
+                    )
+                })
+                .collect(),
+        )),
+        ("POST", ["guests"]) => match (body["vmid"].as_u64().and_then(|v| u32::try_from(v).ok()), kind(&body["kind"])) {
+            (Some(v), Some(k)) => {
+                node.add_guest(v, k, strings(&body["config"]), body["running"].as_bool() == Some(true));
+                Ok(json!({"vmid": v}))
+            }
+            _ => Err("need vmid and kind (qemu or lxc)".into()),
+        },
+        ("DELETE", ["guests", v]) => match vmid(v) {
+            Some(v) if node.remove_guest(v) => Ok(json!({})),
+            _ => Err(format!("no guest {v}")),
+        },
+        ("POST", ["guests", v, "config"]) => {
+            let delete: Vec<String> = body["delete"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str().map(str::to_string))
+                .collect();
+            vmid(v)
+                .ok_or_else(|| format!("bad vmid {v}"))
+                .and_then(|v| node.edit(v, &strings(&body["set"]), &delete))
+                .map(|()| json!({}))
+        }
+        ("POST", ["guests", v, "lock"]) => match (vmid(v), body["lock"].as_str()) {
+            (Some(v), Some(l)) => {
+                node.lock(v, Some(l));
+                Ok(json!({}))
+            }
+            _ => Err("need a vmid and {\"lock\": NAME}".into()),
+        },
+        ("DELETE", ["guests", v, "lock"]) => vmid(v).ok_or_else(|| format!("bad vmid {v}")).map(|v| {
+            node.lock(v, None);
+            json!({})
+        }),
+        ("POST", ["guests", v, "leftover"]) => match (vmid(v), kind(&body["kind"]), body["lock"].as_str()) {
+            (Some(v), Some(k), Some(l)) => {
+                node.leftover(v, k, l);
+                Ok(json!({}))
+            }
+            _ => Err("need a vmid, kind and lock".into()),
+        },
+        ("POST", ["guests", v, "backup"]) => vmid(v)
+            .ok_or_else(|| format!("bad vmid {v}"))
+            .and_then(|v| node.backup(v))
+            .map(|volid| json!({"volid": volid})),
+        ("POST", ["guests", v, "snapshot"]) => match (vmid(v), body["name"].as_str()) {
+            (Some(v), Some(name)) => node.add_snapshot(v, name).map(|()| json!({})),
+            _ => Err("need a vmid and {\"name\": NAME}".into()),
+        },
+        ("POST", ["tasks", "fail-next"]) => {
+            node.st.fail_next = n;
+            Ok(json!({}))
+        }
+        ("POST", ["tasks", "hang-next"]) => {
+            node.st.hang_next = n;
+            Ok(json!({}))
+        }
+        ("POST", ["tasks", "warn-next"]) => {
+            node.st.warn_next = n;
+            Ok(json!({}))
+        }
+        ("POST", ["node", "restart"]) => {
+            node.restart();
+            Ok(json!({}))
+        }
+        _ => return (404, json!({"error": format!("no control route {method} {path}")})),
+    };
+    node.changed();
+    match result {
+        Ok(v) => (200, v),
+        Err(e) => (400, json!({"error": e})),
+    }
+}

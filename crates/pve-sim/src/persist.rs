@@ -1,0 +1,149 @@
+//! State that outlives the processes around it: the node as one JSON document in a state
+//! directory (written to a temporary file, synced and renamed over the old one, so a killed
+//! simulator leaves the last whole state), and the config-file view — each guest's config as
+//! `<dir>/qemu-server/<vmid>.conf` or `<dir>/lxc/<vmid>.conf` in the layout of `/etc/pve`,
+//! rewritten only when that guest changed, so its mtime moves exactly when the config does.
+//! It must never leave a half-written state file in place of a whole one.
+
+use crate::forms::Kind;
+use crate::node::{NodeState, SimGuest};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const STATE: &str = "state.json";
+
+/// Reads a persisted node, if the directory holds one.
+pub fn load(dir: &Path) -> Result<Option<NodeState>, String> {
+    let path = dir.join(STATE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Writes `bytes` to `path` atomically: temp file, fsync, rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Saves the node.
+pub fn save(dir: &Path, st: &NodeState) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let bytes = serde_json::to_vec(st).map_err(|e| e.to_string())?;
+    write_atomically(&dir.join(STATE), &bytes)
+}
+
+/// The config file of a guest as a node writes it: description as `#` lines, `key: value`
+/// lines, then `[pending]` (with `delete:`) and one section per snapshot.
+pub fn conf_text(g: &SimGuest) -> String {
+    let mut out = String::new();
+    let body = |config: &BTreeMap<String, String>, out: &mut String| {
+        if let Some(d) = config.get("description") {
+            for line in d.lines() {
+                out.push('#');
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        for (k, v) in config.iter().filter(|(k, _)| *k != "description") {
+            out.push_str(&format!("{k}: {v}\n"));
+        }
+    };
+    let mut config = g.config.clone();
+    if let Some(l) = &g.lock {
+        config.insert("lock".into(), l.clone());
+    }
+    if let Some(p) = &g.parent {
+        config.insert("parent".into(), p.clone());
+    }
+    body(&config, &mut out);
+    if !g.pending.is_empty() {
+        out.push_str("\n[pending]\n");
+        let set: BTreeMap<String, String> = g
+            .pending
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        body(&set, &mut out);
+        let deleted: Vec<&str> = g
+            .pending
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if !deleted.is_empty() {
+            out.push_str(&format!("delete: {}\n", deleted.join(",")));
+        }
+    }
+    for (name, s) in &g.snapshots {
+        out.push_str(&format!("\n[{name}]\n"));
+        let mut c = s.config.clone();
+        c.insert("snaptime".into(), s.snaptime.to_string());
+        if let Some(p) = &s.parent {
+            c.insert("parent".into(), p.clone());
+        }
+        body(&c, &mut out);
+    }
+    out
+}
+
+/// The config-file view: keeps `<dir>/{qemu-server,lxc}/<vmid>.conf` in step with the node.
+#[derive(Debug)]
+pub struct ConfView {
+    dir: PathBuf,
+    written: BTreeMap<u32, (Kind, u64)>,
+}
+
+impl ConfView {
+    /// A view rooted at `dir` (created if missing).
+    pub fn new(dir: PathBuf) -> ConfView {
+        ConfView {
+            dir,
+            written: BTreeMap::new(),
+        }
+    }
+
+    fn path(&self, kind: Kind, vmid: u32) -> PathBuf {
+        self.dir.join(kind.conf_dir()).join(format!("{vmid}.conf"))
+    }
+
+    /// Rewrites the files of guests whose config changed and removes those of guests gone.
+    pub fn sync(&mut self, guests: &BTreeMap<u32, SimGuest>) -> Result<(), String> {
+        for kind in [Kind::Qemu, Kind::Lxc] {
+            let d = self.dir.join(kind.conf_dir());
+            std::fs::create_dir_all(&d).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
+        for (vmid, g) in guests {
+            if self.written.get(vmid) == Some(&(g.kind, g.version)) {
+                continue;
+            }
+            if let Some((old, _)) = self.written.get(vmid) {
+                if *old != g.kind {
+                    let _ = std::fs::remove_file(self.path(*old, *vmid));
+                }
+            }
+            write_atomically(&self.path(g.kind, *vmid), conf_text(g).as_bytes())?;
+            self.written.insert(*vmid, (g.kind, g.version));
+        }
+        let gone: Vec<(u32, Kind)> = self
+            .written
+            .iter()
+            .filter(|(v, _)| !guests.contains_key(v))
+            .map(|(v, (k, _))| (*v, *k))
+            .collect();
+        for (vmid, kind) in gone {
+            let _ = std::fs::remove_file(self.path(kind, vmid));
+            self.written.remove(&vmid);
+        }
+        Ok(())
+    }
+}
