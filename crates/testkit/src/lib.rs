@@ -134,8 +134,14 @@ fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Result<std::process::Output> 
             ))
         })?;
     if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(data)
-            .map_err(|e| KeygenError(format!("{shown}: writing stdin: {e}")))?;
+        // ssh-keygen may decide (a malformed signature, say) and exit before reading its
+        // input: a broken pipe then is its verdict arriving early, not a failure to run it.
+        match pipe.write_all(data) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                return Err(KeygenError(format!("{shown}: writing stdin: {e}")));
+            }
+            _ => {}
+        }
     }
     child
         .wait_with_output()
