@@ -102,6 +102,7 @@ fn set(pairs: &[(&str, &str)], delete: &[&str]) -> ConfigChange {
             .collect(),
         delete: delete.iter().map(|k| k.to_string()).collect(),
         digest: None,
+        removes: BTreeMap::new(),
     }
 }
 

@@ -84,6 +84,17 @@ fn destroy(n: u32) -> Result<Action> {
     })
 }
 
+/// A destroy of referenced volumes only, as the agent's own compensation and scratch clean-up
+/// send it.
+fn own_destroy(n: u32) -> Result<Action> {
+    Ok(Action::Destroy {
+        vmid: vmid(n)?,
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    })
+}
+
 fn held(d: &Decision) -> Result<(steward_journal::OpId, String)> {
     match d {
         Decision::PendingSignature { op, template } => Ok((*op, serde_json::to_string(template)?)),
@@ -302,19 +313,23 @@ async fn cases() -> Result<Vec<GateRow>> {
     row!("second presentation", "replay", &d);
     let ran_once = l.exec.ran.load(Ordering::SeqCst) - before;
 
-    // Provenance.
+    // Provenance: it names the guest (kind and identity), and covers only what the agent made.
     let txn = TxnId(7);
+    let id900 = "11111111-2222-4333-8444-555555555900";
+    let id901 = "11111111-2222-4333-8444-555555555901";
+    let seen = |id: &str| Some(format!("vmgenid:{id}"));
     let sub = Submission {
         txn: Some(txn),
         scratch: false,
+        identity: seen(id900),
     };
     let create = Action::Create {
         vmid: vmid(900)?,
         kind: GuestKind::Qemu,
-        config: Default::default(),
+        config: [("vmgenid".to_string(), id900.to_string())].into(),
     };
-    l.gate.submit(create, sub, None, l.now).await;
-    let d = l.gate.submit(destroy(900)?, sub, None, l.now).await;
+    l.gate.submit(create, sub.clone(), None, l.now).await;
+    let d = l.gate.submit(own_destroy(900)?, sub, None, l.now).await;
     row!(
         "same-transaction rollback of the agent's own create",
         "executed",
@@ -323,16 +338,52 @@ async fn cases() -> Result<Vec<GateRow>> {
     let scratch = Submission {
         txn: None,
         scratch: true,
+        identity: seen(id901),
     };
     let create = Action::Create {
         vmid: vmid(901)?,
         kind: GuestKind::Qemu,
-        config: Default::default(),
+        config: [("vmgenid".to_string(), id901.to_string())].into(),
     };
     l.gate.submit(create, scratch, None, l.now).await;
+    let reused = Submission {
+        identity: seen("99999999-2222-4333-8444-555555555901"),
+        ..Submission::default()
+    };
+    let d = l.gate.submit(own_destroy(901)?, reused, None, l.now).await;
+    row!(
+        "agent scratch VMID now held by another guest (identity differs)",
+        "pending_signature",
+        &d
+    );
     let d = l
         .gate
-        .submit(destroy(901)?, Submission::default(), None, l.now)
+        .submit(
+            destroy(901)?,
+            Submission {
+                identity: seen(id901),
+                ..Submission::default()
+            },
+            None,
+            l.now,
+        )
+        .await;
+    row!(
+        "agent scratch guest destroyed with destroy-unreferenced-disks",
+        "pending_signature",
+        &d
+    );
+    let d = l
+        .gate
+        .submit(
+            own_destroy(901)?,
+            Submission {
+                identity: seen(id901),
+                ..Submission::default()
+            },
+            None,
+            l.now,
+        )
         .await;
     row!("agent scratch guest destroyed", "executed", &d);
     let unknown = Action::SetConfig {
@@ -342,6 +393,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             set: [("hookscript".to_string(), "local:snippets/x.sh".to_string())].into(),
             delete: Default::default(),
             digest: None,
+            removes: Default::default(),
         },
     };
     let d = l

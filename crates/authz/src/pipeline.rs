@@ -88,11 +88,14 @@ pub struct VerifiedOp {
     pub key_fingerprint: String,
     /// The trust-store line that admitted the signer.
     pub trust_line: usize,
+    /// `SHA256:…` of that line's key: the signing key itself, or for a certificate the
+    /// certificate authority's key. What identifies the admission across a reloaded store.
+    pub admitted_by: String,
     /// The payload that passed, parsed from the exact signed bytes: op, host (equal to the
     /// configured host), guest, params as signed, nonce and window.
     pub payload: OpPayload,
     /// Until when the nonce must be remembered (Unix seconds, inclusive): past the last instant
-    /// at which the window, with skew, still admits the op.
+    /// at which any verifier (any skew up to [`MAX_SKEW_SECS`]) still admits the op.
     pub nonce_keep_until: i64,
 }
 
@@ -211,16 +214,21 @@ impl Verifier {
                 format!("op expired at {}", fmt_time(p.not_after)),
             ));
         }
-        // Kept until the window can no longer admit the op: the end rounded up, plus a second.
-        let nonce_keep_until = end
+        // Kept until no verifier could still admit the op, whatever skew it is configured
+        // with: `not_after` plus the largest skew a configuration may set, rounded up, plus a
+        // second. A skew raised later (or another node's larger one) cannot revive the nonce.
+        let nonce_keep_until = p
+            .not_after
             .unix_timestamp()
-            .saturating_add(i64::from(end.nanosecond() > 0))
+            .saturating_add(i64::from(p.not_after.nanosecond() > 0))
+            .saturating_add(MAX_SKEW_SECS)
             .saturating_add(1);
         Ok(VerifiedOp {
             principal: admission.principal,
             role: admission.role,
             key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
             trust_line: admission.entry.line,
+            admitted_by: admission.entry.fingerprint(),
             nonce_keep_until,
             payload: p,
         })

@@ -411,3 +411,29 @@ fn the_nonce_is_kept_past_the_last_admitting_instant() {
         v.nonce_keep_until
     );
 }
+
+#[test]
+fn the_nonce_outlives_every_skew_a_verifier_may_be_configured_with() {
+    let w = world();
+    // A verifier configured with no skew at all still keeps the nonce for the largest skew any
+    // configuration may set: a skew raised later must not revive it.
+    let strict = Verifier::new(
+        w.verifier.trust_store().clone(),
+        VerifyConfig {
+            skew_secs: 0,
+            ..w.verifier.config().clone()
+        },
+    )
+    .unwrap();
+    let p = doc().to_bytes();
+    let sig = w.sign(&w.op, OP_NAMESPACE, &p);
+    let v = strict.verify_offline(&p, &sig, NOW).unwrap();
+    let not_after = v.payload.not_after.unix_timestamp();
+    assert!(
+        v.nonce_keep_until > not_after + steward_authz::MAX_SKEW_SECS,
+        "{} <= {} + {}",
+        v.nonce_keep_until,
+        not_after,
+        steward_authz::MAX_SKEW_SECS
+    );
+}

@@ -104,7 +104,9 @@ pub fn is_benign_key(kind: GuestKind, key: &str) -> bool {
 }
 
 /// Keys that only shape a new guest at create time and touch no data.
-const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine"];
+/// `vmgenid` is the identity the agent gives a VM it creates (`steward_model::guest_identity`):
+/// a new VM has no generation to preserve, so setting it at create destroys nothing.
+const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid"];
 
 /// Whether `key` is benign in a create call only.
 pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {

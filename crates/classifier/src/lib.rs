@@ -65,7 +65,10 @@ pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Ver
             Verdict::Benign("power off: disks are kept".into())
         }
         Action::SetConfig { kind, change, .. } => config(*kind, change),
-        Action::Destroy { .. } => destroy(provenance, ctx),
+        Action::Destroy {
+            destroy_unreferenced_disks,
+            ..
+        } => destroy(*destroy_unreferenced_disks, provenance, ctx),
         Action::SnapshotRollback { .. } => {
             Verdict::Destructive("snapshot rollback discards everything written since".into())
         }
@@ -125,7 +128,15 @@ fn create(kind: GuestKind, config: &std::collections::BTreeMap<String, String>) 
     Verdict::Benign("creating a guest with new, empty volumes destroys nothing".into())
 }
 
-fn destroy(provenance: &[Provenance], ctx: Context) -> Verdict {
+/// Provenance covers only what the agent made: a destroy that also removes volumes no config
+/// references (`destroy-unreferenced-disks`) can take data the agent never created, so it is
+/// destructive whatever the provenance.
+fn destroy(unreferenced: bool, provenance: &[Provenance], ctx: Context) -> Verdict {
+    if unreferenced {
+        return Verdict::Destructive(
+            "destroy-unreferenced-disks removes volumes no config references, which the agent did not create".into(),
+        );
+    }
     if let Some(txn) = ctx.txn {
         if provenance.iter().any(|p| p.created_in_txn == Some(txn)) {
             return Verdict::Benign(format!(

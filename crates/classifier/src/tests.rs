@@ -17,16 +17,18 @@ fn set(kind: GuestKind, pairs: &[(&str, &str)], delete: &[&str]) -> Action {
                 .collect(),
             delete: delete.iter().map(|k| k.to_string()).collect(),
             digest: None,
+            removes: Default::default(),
         },
     }
 }
 
+/// A destroy as the agent's own compensation sends it: referenced volumes only.
 fn destroy() -> Action {
     Action::Destroy {
         vmid: v(),
         kind: GuestKind::Qemu,
         purge: true,
-        destroy_unreferenced_disks: true,
+        destroy_unreferenced_disks: false,
     }
 }
 
@@ -143,6 +145,22 @@ fn provenance_exceptions_come_only_from_the_journal() {
     assert!(!classify(&destroy(), &scratch, Context::default()).is_destructive());
     // No facts (a hub's "scratch" tag never becomes one): destructive.
     assert!(classify(&destroy(), &[], Context::default()).is_destructive());
+}
+
+#[test]
+fn provenance_never_covers_unreferenced_disks() {
+    let sweeping = Action::Destroy {
+        vmid: v(),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: true,
+    };
+    let mine = [Provenance {
+        created_in_txn: Some(7),
+        scratch: true,
+    }];
+    assert!(classify(&sweeping, &mine, Context { txn: Some(7) }).is_destructive());
+    assert!(classify(&sweeping, &mine, Context::default()).is_destructive());
 }
 
 proptest! {

@@ -1,11 +1,28 @@
 //! Op-to-action binding: the one mapping between an `Action` and the (op kind, guest, params)
 //! an operator signs. The gate compares the verified op with the binding of the action it holds,
 //! field by field, exactly; a signed job is turned into an action by the inverse mapping. Must
-//! never let a field the operator did not sign influence what runs (a config `digest` is
-//! excluded because Proxmox, not the operator, owns it; the executor still sends it).
+//! never let a field the operator did not sign influence what runs.
+//!
+//! A config change that deletes or replaces a data-bearing key binds the volumes it removes
+//! (`removes`: key → volume id, read from the config it was planned against) and the config
+//! `digest` it was planned against: the signature names the data, not a slot such as `unused0`,
+//! and the write cannot land on a config that changed since (Proxmox refuses a stale digest). A
+//! signed job that touches data-bearing keys without both is refused. Other config changes bind
+//! neither (their digest is Proxmox's business; the executor still sends it).
 
 use serde_json::{json, Map, Value};
+use steward_classifier::is_data_bearing_key;
 use steward_model::{Action, ConfigChange, GuestKind, Vmid};
+
+/// The data-bearing keys a change deletes or replaces.
+fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
+    change
+        .set
+        .keys()
+        .chain(change.delete.iter())
+        .filter(|k| is_data_bearing_key(kind, k))
+        .collect()
+}
 
 /// What an operator signs for an action.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,8 +55,15 @@ pub fn binding_of(action: &Action) -> Binding {
         }
         Action::SnapshotRollback { snapshot, .. } => json!({"kind": kind, "snapshot": snapshot}),
         Action::RestoreOver { archive, .. } => json!({"kind": kind, "archive": archive}),
-        Action::SetConfig { change, .. } => {
-            json!({"kind": kind, "set": change.set, "delete": change.delete})
+        Action::SetConfig {
+            kind: k, change, ..
+        } => {
+            let mut p = json!({"kind": kind, "set": change.set, "delete": change.delete});
+            if !data_keys(*k, change).is_empty() {
+                p["removes"] = json!(change.removes);
+                p["digest"] = json!(change.digest);
+            }
+            p
         }
         Action::Create { config, .. } => json!({"kind": kind, "config": config}),
         Action::Shutdown {
@@ -104,9 +128,27 @@ pub fn action_from_op(
             let change: ConfigChange = serde_json::from_value(json!({
                 "set": params.get("set").cloned().unwrap_or(json!({})),
                 "delete": params.get("delete").cloned().unwrap_or(json!([])),
-                "digest": null,
+                "digest": params.get("digest").cloned().unwrap_or(Value::Null),
+                "removes": params.get("removes").cloned().unwrap_or(json!({})),
             }))
-            .map_err(|e| format!("params.set/delete: {e}"))?;
+            .map_err(|e| format!("params.set/delete/digest/removes: {e}"))?;
+            let data = data_keys(kind, &change);
+            if !data.is_empty() {
+                if change.digest.is_none() {
+                    return Err(format!(
+                        "a change to data-bearing keys ({}) must carry params.digest, the config it was planned against",
+                        data.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                    ));
+                }
+                if let Some(k) = data
+                    .iter()
+                    .find(|k| !change.removes.contains_key(k.as_str()))
+                {
+                    return Err(format!(
+                        "params.removes must name the volume {k} holds (the data the signature destroys)"
+                    ));
+                }
+            }
             Action::SetConfig { vmid, kind, change }
         }
         other => return Err(format!("op {other:?} is not a signed job Steward runs")),
@@ -147,13 +189,60 @@ mod tests {
                 change: ConfigChange {
                     set: [("scsi1".into(), "local:8".into())].into(),
                     delete: ["unused0".into()].into(),
-                    digest: None,
+                    digest: Some("3f2a9c0d1e".into()),
+                    removes: [
+                        ("scsi1".to_string(), "local-lvm:vm-104-disk-1".to_string()),
+                        ("unused0".to_string(), "local-lvm:vm-104-disk-2".to_string()),
+                    ]
+                    .into(),
                 },
             },
         ] {
             let b = binding_of(&a);
             assert_eq!(action_from_op(b.op, Some(b.guest.get()), &b.params), Ok(a));
         }
+    }
+
+    #[test]
+    fn a_data_bearing_change_binds_its_volumes_and_its_digest() {
+        let v = Vmid::new(104).unwrap();
+        let change = ConfigChange {
+            delete: ["scsi1".into()].into(),
+            digest: Some("3f2a".into()),
+            removes: [("scsi1".to_string(), "local-lvm:vm-104-disk-1".to_string())].into(),
+            ..ConfigChange::default()
+        };
+        let a = Action::SetConfig {
+            vmid: v,
+            kind: GuestKind::Qemu,
+            change: change.clone(),
+        };
+        let b = binding_of(&a);
+        assert_eq!(b.params["removes"]["scsi1"], "local-lvm:vm-104-disk-1");
+        assert_eq!(b.params["digest"], "3f2a");
+        // A job deleting a disk without the digest, or without naming the volume, is refused.
+        let mut p = b.params.clone();
+        p["digest"] = Value::Null;
+        assert!(action_from_op(b.op, Some(104), &p)
+            .unwrap_err()
+            .contains("digest"));
+        let mut p = b.params.clone();
+        p["removes"] = json!({});
+        assert!(action_from_op(b.op, Some(104), &p)
+            .unwrap_err()
+            .contains("removes"));
+        // A benign change binds neither.
+        let benign = Action::SetConfig {
+            vmid: v,
+            kind: GuestKind::Qemu,
+            change: ConfigChange {
+                set: [("cores".into(), "2".into())].into(),
+                digest: Some("3f2a".into()),
+                ..ConfigChange::default()
+            },
+        };
+        let b = binding_of(&benign);
+        assert!(!b.params.contains_key("digest") && !b.params.contains_key("removes"));
     }
 
     #[test]

@@ -31,12 +31,16 @@ pub struct GateConfig {
 }
 
 /// The engine-side facts about a submission (agent-internal; never from a hub).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Submission {
     /// The journaled transaction the action runs in.
     pub txn: Option<TxnId>,
     /// The agent creates this guest as its own scratch space.
     pub scratch: bool,
+    /// The identity of the guest that holds the VMID now, as the engine just read it from the
+    /// node (`steward_model::guest_identity`); None when it has none or was not seen. A
+    /// provenance fact counts only for the guest it names.
+    pub identity: Option<String>,
 }
 
 /// The reversibility gate. It owns its executor: nothing else can reach it.
@@ -137,7 +141,7 @@ impl Gate {
         let step = self
             .off_worker(move |c| {
                 let signed = signed.as_ref().map(|(p, s)| (p.as_slice(), s.as_slice()));
-                c.begin_submit(&a, sub, signed, now)
+                c.begin_submit(&a, &sub, signed, now)
             })
             .await
             .unwrap_or_else(|e| Step::Answer(refused(None, GateReason::Journal, e)));
@@ -276,12 +280,17 @@ impl Core {
     }
 
     /// Classifies with the journal's provenance; a provenance read failure means no exception.
-    fn classify(&self, action: &Action, sub: Submission) -> Verdict {
+    /// A fact counts only if it names the guest that holds the VMID now: the same kind and the
+    /// same identity (a guest without one matches nothing).
+    fn classify(&self, action: &Action, sub: &Submission) -> Verdict {
         let facts: Vec<Provenance> = self
             .journal
             .provenance(action.vmid())
             .unwrap_or_default()
             .iter()
+            .filter(|f| {
+                f.kind == action.kind() && f.identity.is_some() && f.identity == sub.identity
+            })
             .map(|f| Provenance {
                 created_in_txn: f.txn.map(|t| t.0),
                 scratch: f.scratch,
@@ -296,7 +305,7 @@ impl Core {
         )
     }
 
-    fn new_op(action: &Action, class: Class, sub: Submission) -> NewOp {
+    fn new_op(action: &Action, class: Class, sub: &Submission) -> NewOp {
         NewOp {
             action: action.clone(),
             class,
@@ -309,11 +318,23 @@ impl Core {
     fn begin_submit(
         &self,
         action: &Action,
-        sub: Submission,
+        sub: &Submission,
         signed: Option<(&[u8], &[u8])>,
         now: OffsetDateTime,
     ) -> Step {
-        match self.classify(action, sub) {
+        let verdict = self.classify(action, sub);
+        // A presented signature is always settled on the signed path, even for an action that
+        // would be benign without it: verified, bound, and its nonce spent, or refused. Otherwise
+        // the same bytes could run again.
+        if let Some((payload, sig)) = signed {
+            let class = if verdict.is_destructive() {
+                Class::Destructive
+            } else {
+                Class::Benign
+            };
+            return self.authorize(None, action, class, sub, payload, sig, now);
+        }
+        match verdict {
             Verdict::Benign(_) => {
                 let rec = match self
                     .journal
@@ -355,7 +376,7 @@ impl Core {
                         },
                     )
                 }
-                Some((payload, sig)) => self.authorize(None, action, sub, payload, sig, now),
+                Some(_) => unreachable_signed(),
             },
         }
     }
@@ -409,8 +430,9 @@ impl Core {
         let sub = Submission {
             txn: rec.txn,
             scratch: rec.scratch,
+            identity: None,
         };
-        let step = self.authorize(Some(op), &rec.action, sub, payload, sig, now);
+        let step = self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sig, now);
         (step, Some((rec.action.op_kind(), rec.guest.get())))
     }
 
@@ -461,17 +483,19 @@ impl Core {
     }
 
     /// The signed path: verify → role → binding → nonce consumed with the intent, durably.
+    #[allow(clippy::too_many_arguments)]
     fn authorize(
         &self,
         existing: Option<OpId>,
         action: &Action,
-        sub: Submission,
+        class: Class,
+        sub: &Submission,
         payload: &[u8],
         sig: &[u8],
         now: OffsetDateTime,
     ) -> Step {
         Step::Answer(
-            match self.authorize_inner(existing, action, sub, payload, sig, now) {
+            match self.authorize_inner(existing, action, class, sub, payload, sig, now) {
                 Ok(op) => {
                     return Step::Run {
                         op,
@@ -485,11 +509,13 @@ impl Core {
     }
 
     /// `Ok(op)`: the op is durably in `intent` with its nonce consumed; `Err`: the answer.
+    #[allow(clippy::too_many_arguments)]
     fn authorize_inner(
         &self,
         existing: Option<OpId>,
         action: &Action,
-        sub: Submission,
+        class: Class,
+        sub: &Submission,
         payload: &[u8],
         sig: &[u8],
         now: OffsetDateTime,
@@ -506,7 +532,7 @@ impl Core {
             };
             let op = self
                 .journal
-                .record(Self::new_op(action, Class::Destructive, sub), state)
+                .record(Self::new_op(action, class, sub), state)
                 .ok()
                 .map(|r| r.id);
             refused(op, reason, detail)
@@ -552,10 +578,10 @@ impl Core {
         // 4. the nonce, consumed durably in the same step that moves the op to intent.
         let op = match existing {
             Some(op) => op,
-            None => match self.journal.record(
-                Self::new_op(action, Class::Destructive, sub),
-                OpState::Planned,
-            ) {
+            None => match self
+                .journal
+                .record(Self::new_op(action, class, sub), OpState::Planned)
+            {
                 Ok(r) => r.id,
                 Err(e) => return Err(refused(None, GateReason::Journal, e.to_string())),
             },
@@ -603,17 +629,18 @@ impl Core {
         let Ok(_rotating) = self.rotating.lock() else {
             return refused(None, GateReason::Journal, "rotation lock poisoned");
         };
+        // The line that admitted the signer (its key, or for a certificate its CA's key) must
+        // still be in the current store, with the same role, and valid now.
         if let Ok(g) = self.verifier.read() {
-            let still_admitted = g
-                .trust_store()
-                .entries()
-                .iter()
-                .any(|e| e.fingerprint() == v.key_fingerprint && e.role == v.role);
+            let at = now.unix_timestamp();
+            let still_admitted = g.trust_store().entries().iter().any(|e| {
+                e.fingerprint() == v.admitted_by && e.role == v.role && rotation::valid_at(e, at)
+            });
             if !still_admitted {
                 return refused(
                     None,
                     GateReason::Authz(Reason::UnknownSigner),
-                    "the signing key left the trust store",
+                    "the line that admitted the signer left the trust store or is no longer valid",
                 );
             }
         }
@@ -681,4 +708,13 @@ impl Core {
         }
         Decision::Rotated { entries }
     }
+}
+
+/// The signed case returns before the verdict is matched.
+fn unreachable_signed() -> Step {
+    Step::Answer(refused(
+        None,
+        GateReason::Journal,
+        "internal: a signed submission reached the unsigned path",
+    ))
 }

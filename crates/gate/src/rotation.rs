@@ -57,7 +57,8 @@ fn census(store: &TrustStore) -> BTreeMap<String, (Role, usize)> {
 
 /// Whether a line's valid-after/valid-before window holds at `now` (Unix seconds; inclusive, as
 /// OpenSSH).
-fn valid_at(e: &TrustEntry, now: i64) -> bool {
+/// Whether a trust line's `valid-after`/`valid-before` window holds at `now` (Unix seconds).
+pub(crate) fn valid_at(e: &TrustEntry, now: i64) -> bool {
     e.options.valid_after.is_none_or(|a| now >= a)
         && e.options.valid_before.is_none_or(|b| now <= b)
 }

@@ -258,20 +258,29 @@ async fn provenance_exceptions_and_hub_labels() {
     drop(j);
     // The agent creates a scratch guest in a transaction, then rolls it back: benign.
     let txn = steward_journal::TxnId(42);
+    let gen = "0badc0de-0000-4000-8000-000000000900";
     let create = Action::Create {
         vmid: vmid(900),
         kind: GuestKind::Qemu,
-        config: Default::default(),
+        config: [("vmgenid".to_string(), gen.to_string())].into(),
     };
     let sub = Submission {
         txn: Some(txn),
         scratch: false,
+        identity: Some(format!("vmgenid:{gen}")),
     };
     assert!(matches!(
-        l.gate.submit(create, sub, None, now()).await,
+        l.gate.submit(create, sub.clone(), None, now()).await,
         Decision::Executed { .. }
     ));
-    let d = l.gate.submit(destroy(900), sub, None, now()).await;
+    // The compensation destroys the referenced volumes only.
+    let own = Action::Destroy {
+        vmid: vmid(900),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    };
+    let d = l.gate.submit(own, sub, None, now()).await;
     assert!(
         matches!(d, Decision::Executed { signed: false, .. }),
         "same-transaction rollback: {d:?}"
@@ -442,4 +451,191 @@ async fn key_rotation_rules() {
         matches!(d, Decision::Executed { signed: true, .. }),
         "bob's new key works: {d:?}"
     );
+}
+
+// ---- fixes from the gate's security review (each test failed before its fix) ----
+
+#[tokio::test]
+async fn provenance_names_the_guest_not_the_vmid() {
+    let l = lab();
+    let gen = "0badc0de-0000-4000-8000-000000000950";
+    let create = Action::Create {
+        vmid: vmid(950),
+        kind: GuestKind::Qemu,
+        config: [("vmgenid".to_string(), gen.to_string())].into(),
+    };
+    let mine = Submission {
+        scratch: true,
+        identity: Some(format!("vmgenid:{gen}")),
+        ..Submission::default()
+    };
+    assert!(matches!(
+        l.gate.submit(create, mine, None, now()).await,
+        Decision::Executed { .. }
+    ));
+    let own = |kind| Action::Destroy {
+        vmid: vmid(950),
+        kind,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    };
+    // The VMID now held by another guest (another identity), or by a guest of the other kind,
+    // or a guest the engine could not identify: no provenance, so a signature is needed.
+    for (kind, identity) in [
+        (
+            GuestKind::Qemu,
+            Some("vmgenid:0badc0de-0000-4000-8000-00000000ffff".to_string()),
+        ),
+        (GuestKind::Lxc, Some(format!("vmgenid:{gen}"))),
+        (GuestKind::Qemu, None),
+    ] {
+        let sub = Submission {
+            identity,
+            ..Submission::default()
+        };
+        let d = l.gate.submit(own(kind), sub, None, now()).await;
+        assert!(
+            matches!(d, Decision::PendingSignature { .. }),
+            "{kind}: {d:?}"
+        );
+    }
+    assert_eq!(l.ran(), 1, "only the create ran");
+}
+
+#[tokio::test]
+async fn a_presented_signature_is_settled_even_for_a_benign_action() {
+    let l = lab();
+    let start = Action::Start {
+        vmid: vmid(104),
+        kind: GuestKind::Qemu,
+    };
+    let t = now();
+    let fmt = |t: OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let payload = serde_json::to_vec(&serde_json::json!({
+        "v": 1, "op": "guest.start", "host": HOST, "guest": 104, "params": {"kind": "qemu"},
+        "nonce": steward_testkit::nonce(),
+        "not_before": fmt(t - time::Duration::minutes(1)),
+        "not_after": fmt(t + time::Duration::minutes(30)),
+    }))
+    .unwrap();
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    let d = l
+        .gate
+        .submit(
+            start.clone(),
+            Submission::default(),
+            Some((&payload, &sig)),
+            now(),
+        )
+        .await;
+    assert!(
+        matches!(d, Decision::Executed { signed: true, .. }),
+        "{d:?}"
+    );
+    // The same bytes again: a replay, not a second run.
+    let d = l
+        .gate
+        .submit(
+            start.clone(),
+            Submission::default(),
+            Some((&payload, &sig)),
+            now(),
+        )
+        .await;
+    assert!(matches!(d, Decision::Replay { .. }), "{d:?}");
+    assert_eq!(l.ran(), 1);
+    // A bad signature on a benign action is refused, not run unsigned.
+    let mut bad = sig.clone();
+    let i = bad.len() / 2;
+    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
+    let d = l
+        .gate
+        .submit(start, Submission::default(), Some((&payload, &bad)), now())
+        .await;
+    assert!(matches!(d, Decision::Refused { .. }), "{d:?}");
+    assert_eq!(l.ran(), 1);
+}
+
+#[tokio::test]
+async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
+    let l = lab();
+    let change = steward_model::ConfigChange {
+        delete: ["scsi1".into()].into(),
+        digest: Some("3f2a9c0d1e".into()),
+        removes: [("scsi1".to_string(), "local-lvm:vm-104-disk-1".to_string())].into(),
+        ..Default::default()
+    };
+    let held = l
+        .gate
+        .submit(
+            Action::SetConfig {
+                vmid: vmid(104),
+                kind: GuestKind::Qemu,
+                change,
+            },
+            Submission::default(),
+            None,
+            now(),
+        )
+        .await;
+    let Decision::PendingSignature { template, .. } = &held else {
+        panic!("{held:?}");
+    };
+    assert_eq!(
+        template["params"]["removes"]["scsi1"],
+        "local-lvm:vm-104-disk-1"
+    );
+    assert_eq!(template["params"]["digest"], "3f2a9c0d1e");
+    let (op, payload) = template_bytes(&held);
+    let d = l
+        .gate
+        .sign_pending(op, &payload, &l.sign(&l.op, "op@steward", &payload), now())
+        .await;
+    assert!(
+        matches!(d, Decision::Executed { signed: true, .. }),
+        "{d:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotation_signed_with_a_certificate_is_admitted_by_its_ca_line() {
+    let kg = Keygen::new().unwrap();
+    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let ca = kg.key(KeyType::Ed25519, "recovery-ca").unwrap();
+    let vault = kg.key(KeyType::Ed25519, "vault").unwrap();
+    let cert = kg
+        .certify(
+            &ca,
+            &vault,
+            &steward_testkit::CertSpec {
+                identity: "vault",
+                principals: &["vault@steward.test"],
+                validity: "-5m:+1h",
+                host: false,
+                options: &[],
+            },
+        )
+        .unwrap();
+    let text = format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\n*@steward.test cert-authority,namespaces=\"recovery@steward\" {}\n",
+        op.public_line, ca.public_line
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("allowed_signers");
+    std::fs::write(&path, &text).unwrap();
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let gate = gate_over(&text, journal, FakeExecutor::default(), path.clone());
+    let bob = kg.key(KeyType::Ed25519, "bob").unwrap();
+    let new_text = format!(
+        "{text}bob@steward.test namespaces=\"op@steward\" {}\n",
+        bob.public_line
+    );
+    let p = rotate_payload(&new_text);
+    let sig = kg.sign(&cert, "recovery@steward", &p).unwrap();
+    let d = gate.run_signed_job(&p, &sig, now()).await;
+    assert!(matches!(d, Decision::Rotated { entries: 3 }), "{d:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), new_text);
 }

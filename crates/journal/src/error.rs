@@ -41,6 +41,14 @@ pub enum JournalError {
     },
     /// A destructive op may reach `intent` only by consuming its signed op's nonce.
     NeedsNonce(OpId),
+    /// Nonces are never pruned with a clock earlier than the last prune's: the clock went back
+    /// (or the last prune ran ahead), and pruning now could forget nonces still in force.
+    ClockBehind {
+        /// The last prune's time (Unix seconds).
+        last: i64,
+        /// The time this prune was asked to use.
+        now: i64,
+    },
 }
 
 impl JournalError {
@@ -77,6 +85,10 @@ impl fmt::Display for JournalError {
             JournalError::NeedsNonce(id) => write!(
                 f,
                 "op {id} is destructive: it reaches intent only by consuming its signed op's nonce"
+            ),
+            JournalError::ClockBehind { last, now } => write!(
+                f,
+                "refusing to prune nonces at {now}: the last prune ran at {last}, later than now"
             ),
         }
     }

@@ -101,6 +101,7 @@ fn actions() -> Vec<(&'static str, Action)> {
                     set: BTreeMap::from([("cores".to_string(), "4".to_string())]),
                     delete: BTreeSet::from(["tags".to_string()]),
                     digest: Some("3f2a9c0d1e".into()),
+                    removes: BTreeMap::new(),
                 },
             },
         ),
@@ -264,6 +265,8 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
         "provenance",
         &ProvenanceFact {
             created_by: OpId(5),
+            kind: GuestKind::Qemu,
+            identity: Some("vmgenid:c0ffee00-1111-4222-8333-444455556666".into()),
             txn: Some(TxnId(3)),
             scratch: true,
             at_ms: 1_764_000_000_000,

@@ -25,6 +25,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 const TREE: &str = "journal";
 const META_SCHEMA: &[u8] = b"m/schema";
 const META_AUDIT_HEAD: &[u8] = b"m/audit_head";
+const META_LAST_PRUNE: &[u8] = b"m/last_prune";
 const OPS: &[u8] = b"o/";
 const INFLIGHT: &[u8] = b"i/";
 const NONCES: &[u8] = b"n/";
@@ -543,9 +544,38 @@ impl Journal {
         }
     }
 
-    /// Forgets nonces whose `keep_until` (Unix seconds) is before `now_secs`; never earlier.
+    /// Forgets what the agent established about `vmid`: the engine saw the VMID absent from
+    /// the node, so whatever holds it next is not the guest the agent created. Audited.
+    pub fn forget_provenance(&self, vmid: Vmid) -> Result<bool, JournalError> {
+        let key = k(PROVENANCE, &u64::from(vmid.get()).to_be_bytes());
+        let mut w = self.write()?;
+        if w.get(&key)?.is_none() {
+            return Ok(false);
+        }
+        w.batch.remove(key);
+        w.audit(
+            now_ms(),
+            serde_json::json!({"type": "provenance_forgotten", "guest": vmid, "why": "seen absent from the node"}),
+        )?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(true)
+    }
+
+    /// Forgets nonces whose `keep_until` (Unix seconds) is before `now_secs`; never earlier,
+    /// and never with a clock earlier than the last prune's (`ClockBehind`, nothing pruned).
     pub fn prune_nonces(&self, now_secs: i64) -> Result<usize, JournalError> {
         let mut w = self.write()?;
+        if let Some(b) = w.get(META_LAST_PRUNE)? {
+            let last: i64 = decode("last prune", &b)?;
+            if now_secs < last {
+                return Err(JournalError::ClockBehind {
+                    last,
+                    now: now_secs,
+                });
+            }
+        }
+        w.put(META_LAST_PRUNE.to_vec(), &now_secs)?;
         let mut n = 0;
         for item in self.tree.scan_prefix(NONCES) {
             let (key, v) = item?;
@@ -643,8 +673,16 @@ impl Journal {
 /// create of a VMID describes the guest that has it now.
 fn set_provenance(w: &mut Write<'_>, rec: &OpRecord, at_ms: i64) -> Result<(), JournalError> {
     let key = k(PROVENANCE, &u64::from(rec.guest.get()).to_be_bytes());
+    let (kind, identity) = match &rec.action {
+        Action::Create { kind, config, .. } => {
+            (*kind, steward_model::guest_identity(*kind, config))
+        }
+        other => (other.kind(), None),
+    };
     let facts = vec![ProvenanceFact {
         created_by: rec.id,
+        kind,
+        identity,
         txn: rec.txn,
         scratch: rec.scratch,
         at_ms,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use steward_authz::Role;
-use steward_model::{Action, Failure, Vmid};
+use steward_model::{Action, Failure, GuestKind, Vmid};
 
 /// A stable op id (sled's monotonic id generator; never reused, across restarts too).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -169,11 +169,16 @@ impl OpRecord {
     }
 }
 
-/// A fact the agent itself established about a guest (never taken from a hub).
+/// A fact the agent itself established about a guest (never taken from a hub). It names the
+/// guest, not the number: its kind and identity (`steward_model::guest_identity`) as created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvenanceFact {
     /// The op that created the guest.
     pub created_by: OpId,
+    /// The kind created.
+    pub kind: GuestKind,
+    /// The identity it was created with; None: it has none, and the fact proves nothing.
+    pub identity: Option<String>,
     /// Its transaction, if it ran in one.
     pub txn: Option<TxnId>,
     /// Created as agent scratch.

@@ -331,6 +331,30 @@ fn nonces_are_pruned_after_their_window_never_before() {
 }
 
 #[test]
+fn pruning_never_runs_with_a_clock_behind_the_last_prune() {
+    let (dir, j) = fresh();
+    j.consume(&nonce(6), 1_500).unwrap();
+    assert_eq!(j.prune_nonces(1_200).unwrap(), 0);
+    // The clock went back: refused, nothing pruned, also after a reopen.
+    let e = j.prune_nonces(1_100).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            JournalError::ClockBehind {
+                last: 1_200,
+                now: 1_100
+            }
+        ),
+        "{e}"
+    );
+    drop(j);
+    let j = Journal::open(dir.path().join("journal")).unwrap();
+    assert!(j.prune_nonces(1_199).is_err());
+    assert!(j.is_consumed(&nonce(6)).unwrap());
+    assert_eq!(j.prune_nonces(1_600).unwrap(), 1);
+}
+
+#[test]
 fn compaction_drops_old_terminal_ops_and_keeps_the_rest() {
     let (_d, j) = fresh();
     let done = j.record(start(104), OpState::Planned).unwrap();
@@ -356,4 +380,37 @@ fn a_journal_held_open_elsewhere_is_refused_with_a_clear_error() {
     drop(j);
     // Once released, it opens (sled's threads let go of the lock shortly after the drop).
     Journal::open(dir.path().join("journal")).unwrap();
+}
+
+#[test]
+fn provenance_names_the_guest_and_is_forgotten_when_the_vmid_is_seen_absent() {
+    let (_d, j) = fresh();
+    let create = NewOp {
+        action: Action::Create {
+            vmid: Vmid::new(300).unwrap(),
+            kind: GuestKind::Lxc,
+            config: [(
+                "net0".to_string(),
+                "name=eth0,hwaddr=BC:24:11:00:00:01,bridge=vmbr0".to_string(),
+            )]
+            .into(),
+        },
+        class: Class::Benign,
+        txn: None,
+        scratch: true,
+    };
+    let op = j.record(create, OpState::Planned).unwrap();
+    j.transition(op.id, OpState::Intent).unwrap();
+    j.transition(op.id, OpState::Succeeded).unwrap();
+    let facts = j.provenance(Vmid::new(300).unwrap()).unwrap();
+    assert_eq!(facts.len(), 1);
+    assert_eq!(facts[0].kind, GuestKind::Lxc);
+    assert_eq!(
+        facts[0].identity.as_deref(),
+        Some("hwaddr:BC:24:11:00:00:01")
+    );
+    assert!(j.forget_provenance(Vmid::new(300).unwrap()).unwrap());
+    assert!(j.provenance(Vmid::new(300).unwrap()).unwrap().is_empty());
+    assert!(!j.forget_provenance(Vmid::new(300).unwrap()).unwrap());
+    assert!(j.verify_audit_chain().is_ok());
 }

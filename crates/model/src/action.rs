@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A config write: the exact keys set and deleted, and the digest it was planned against.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigChange {
     /// Keys to set, with their Proxmox property-string values.
     pub set: BTreeMap<String, String>,
@@ -16,6 +16,11 @@ pub struct ConfigChange {
     pub delete: BTreeSet<String>,
     /// The config `digest` read when planning; Proxmox refuses the write if it moved.
     pub digest: Option<String>,
+    /// For each data-bearing key this change deletes or replaces, the volume it holds now (read
+    /// from the config the change was planned against): what a signature over the change
+    /// names, so that it names the data and not a slot such as `unused0`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub removes: BTreeMap<String, String>,
 }
 
 /// One thing the engine can do to one guest.
@@ -163,6 +168,7 @@ mod tests {
                 set: [("memory".to_string(), "4096".to_string())].into(),
                 delete: ["tags".to_string()].into(),
                 digest: Some("abc".into()),
+                removes: Default::default(),
             },
         };
         let j = serde_json::to_string(&a).unwrap();

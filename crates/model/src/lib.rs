@@ -8,11 +8,13 @@
 mod action;
 mod failure;
 mod guest;
+mod identity;
 mod size;
 mod vmid;
 
 pub use action::{Action, ConfigChange};
 pub use failure::{Failure, FailureKind};
 pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
+pub use identity::guest_identity;
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};

@@ -287,6 +287,7 @@ pub fn config_change(spec: &GuestSpec, actual: &ActualGuest) -> Option<ConfigCha
             set: BTreeMap::new(),
             delete: BTreeSet::new(),
             digest: Some(actual.digest.clone()),
+            removes: Default::default(),
         });
         match want() {
             Want::Set(v) => {

@@ -1,0 +1,71 @@
+//! Which guest holds a VMID now. A VMID is reused after a destroy, so a fact the agent recorded
+//! about "guest 104" must name the guest, not the number: an identity Proxmox keeps per guest
+//! and that a new guest cannot inherit. QEMU: `vmgenid`, a UUID Proxmox generates at create (or
+//! the agent sets, when it creates); LXC: the MAC of `net0` (`hwaddr`), generated at create in
+//! Proxmox's range (the agent sets it when it creates). A guest without one has no identity,
+//! and a fact about it proves nothing. It must never derive an identity from anything a hub
+//! can set on an existing guest (names, tags, descriptions).
+
+use crate::GuestKind;
+use std::collections::BTreeMap;
+
+/// The identity of a guest of `kind` with `config`, if it has one (`vmgenid:<uuid>`,
+/// `hwaddr:<MAC>`).
+pub fn guest_identity(kind: GuestKind, config: &BTreeMap<String, String>) -> Option<String> {
+    match kind {
+        GuestKind::Qemu => config
+            .get("vmgenid")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .filter(|v| v.len() == 36 && v.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+            .filter(|v| v != "00000000-0000-0000-0000-000000000000")
+            .map(|v| format!("vmgenid:{v}")),
+        GuestKind::Lxc => config
+            .get("net0")?
+            .split(',')
+            .find_map(|p| p.strip_prefix("hwaddr="))
+            .map(|m| m.trim().to_ascii_uppercase())
+            .filter(|m| m.len() == 17)
+            .map(|m| format!("hwaddr:{m}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn identities_come_from_per_guest_values_only() {
+        let q = cfg(&[
+            ("vmgenid", "C0FFEE00-1111-4222-8333-444455556666"),
+            ("name", "x"),
+        ]);
+        assert_eq!(
+            guest_identity(GuestKind::Qemu, &q).as_deref(),
+            Some("vmgenid:c0ffee00-1111-4222-8333-444455556666")
+        );
+        assert_eq!(
+            guest_identity(GuestKind::Qemu, &cfg(&[("vmgenid", "1")])),
+            None
+        );
+        assert_eq!(
+            guest_identity(GuestKind::Qemu, &cfg(&[("name", "x")])),
+            None
+        );
+        let c = cfg(&[("net0", "name=eth0,hwaddr=bc:24:11:aa:bb:cc,bridge=vmbr0")]);
+        assert_eq!(
+            guest_identity(GuestKind::Lxc, &c).as_deref(),
+            Some("hwaddr:BC:24:11:AA:BB:CC")
+        );
+        assert_eq!(
+            guest_identity(GuestKind::Lxc, &cfg(&[("net0", "name=eth0")])),
+            None
+        );
+    }
+}
