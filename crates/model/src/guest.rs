@@ -151,8 +151,8 @@ impl GuestSpec {
 }
 
 /// The whole desired state of one node: every managed guest, by VMID. Guests not named are
-/// unmanaged and left alone.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// unmanaged and left alone. The default is empty: nothing is managed.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DesiredState {
     /// Document schema version (1).
     pub version: u32,

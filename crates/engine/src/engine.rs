@@ -1,0 +1,601 @@
+//! The engine: `new` wires it, `recover` must run before `run` (nothing mutates before
+//! recovery), `run` is the reconcile loop until shutdown. The loop is a `match` over a closed
+//! set of wake-ups: a tick of the interval, a new desired state, the end of an action the
+//! engine started, "reconcile now", and shutdown. Each pass observes (constant cost), then
+//! plans each managed guest from the newest snapshot and hands at most one action per guest to
+//! the gate, with at most `concurrency` in flight. Level-triggered: a lost wake-up only delays.
+//! Signed jobs and signatures for held ops go through the same per-guest lock, so one guest
+//! never has two ops in flight.
+
+use crate::backoff::Backoff;
+use crate::held::{self, HeldOp};
+use crate::observe::{Observer, PassReport};
+use crate::policy::{self, Requeue};
+use crate::recover::{self, RecoverError, Recovery};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use steward_gate::{Decision, Gate, Submission};
+use steward_journal::{Journal, OpId, OpState};
+use steward_model::{Action, DesiredState, GuestKind, GuestSpec, Vmid};
+use steward_proxmox_client::GuestRead;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How the engine runs.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Time between passes when nothing else wakes the loop (default 30 s).
+    pub interval: Duration,
+    /// Actions in flight at once, across guests (default 4).
+    pub concurrency: usize,
+    /// Every managed guest's config is re-read within this (default 5 min).
+    pub sweep_period: Duration,
+    /// How long one Proxmox task may take.
+    pub task_deadline: Duration,
+    /// `/etc/pve/nodes/<node>` (or the simulator's view), for config-file mtimes.
+    pub conf_dir: Option<PathBuf>,
+    /// Our token's id as Proxmox writes it in UPIDs (`steward@pve!admin`): recovery looks for
+    /// our tasks by it.
+    pub token_user: String,
+    /// First retry delay.
+    pub backoff_base: Duration,
+    /// Longest retry delay.
+    pub backoff_cap: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            interval: Duration::from_secs(30),
+            concurrency: 4,
+            sweep_period: Duration::from_secs(300),
+            task_deadline: Duration::from_secs(600),
+            conf_dir: None,
+            token_user: String::new(),
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Why the loop woke up (logged and counted, never passed to reconcile).
+#[derive(Debug)]
+pub enum Trigger {
+    /// A new desired state from a provider.
+    Desired(Arc<DesiredState>),
+    /// Someone asked for a pass now.
+    ReconcileNow,
+}
+
+/// A guest parked until something changes, and why.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Parked {
+    /// The guest.
+    pub vmid: u32,
+    /// Why.
+    pub why: String,
+}
+
+/// What the engine reports about itself.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    /// Passes so far.
+    pub passes: u64,
+    /// Unix ms of the last pass.
+    pub last_pass_ms: i64,
+    /// Guests the desired state names.
+    pub managed: usize,
+    /// Of those, with nothing to do.
+    pub converged: usize,
+    /// Of those, with something to do.
+    pub drifting: usize,
+    /// Actions in flight.
+    pub in_flight: usize,
+    /// Ops held for a signature.
+    pub held: usize,
+    /// Guests parked, with the reason.
+    pub parked: Vec<Parked>,
+    /// API requests made by observation so far.
+    pub observe_requests: u64,
+    /// The last observation error, if the last pass failed.
+    pub last_error: Option<String>,
+    /// Whether recovery has run.
+    pub recovered: bool,
+}
+
+/// One guest's place in the queue.
+#[derive(Debug)]
+struct Slot {
+    due: Instant,
+    backoff: Backoff,
+    parked: Option<String>,
+    in_flight: bool,
+}
+
+/// The reconcile engine.
+pub struct Engine {
+    cfg: EngineConfig,
+    api: Arc<dyn GuestRead>,
+    gate: Arc<Gate>,
+    journal: Arc<Journal>,
+    observer: tokio::sync::Mutex<Observer>,
+    desired: Mutex<Arc<DesiredState>>,
+    guest_locks: Mutex<BTreeMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
+    status: Mutex<Status>,
+    held_identity: Mutex<BTreeMap<OpId, Option<String>>>,
+    recovered: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `run` was called before `recover`.
+#[derive(Debug)]
+pub struct NotRecovered;
+
+impl std::fmt::Display for NotRecovered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the engine must recover before it runs")
+    }
+}
+
+impl std::error::Error for NotRecovered {}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A fresh UUID for a QEMU guest the agent creates (its `vmgenid`, the guest's identity).
+fn random_uuid() -> String {
+    let mut b = [0u8; 16];
+    let _ = getrandom::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn random_mac() -> String {
+    let mut b = [0u8; 3];
+    let _ = getrandom::fill(&mut b);
+    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
+}
+
+/// The agent gives every guest it creates an identity of its own choosing: QEMU `vmgenid`,
+/// LXC `net0`'s `hwaddr`. What the hub sent for those is replaced.
+fn with_identity(action: Action) -> Action {
+    match action {
+        Action::Create {
+            vmid,
+            kind,
+            mut config,
+        } => {
+            match kind {
+                GuestKind::Qemu => {
+                    config.insert("vmgenid".into(), random_uuid());
+                }
+                GuestKind::Lxc => {
+                    if let Some(net) = config.get("net0").cloned() {
+                        let kept: Vec<&str> = net
+                            .split(',')
+                            .filter(|p| !p.starts_with("hwaddr="))
+                            .collect();
+                        let mut parts: Vec<String> = kept.iter().map(|p| p.to_string()).collect();
+                        parts.push(format!("hwaddr={}", random_mac()));
+                        config.insert("net0".into(), parts.join(","));
+                    }
+                }
+            }
+            Action::Create { vmid, kind, config }
+        }
+        other => other,
+    }
+}
+
+impl Engine {
+    /// An engine over the read half of the API (observation and recovery), the gate (which
+    /// owns the only executor), and the journal.
+    pub fn new(
+        cfg: EngineConfig,
+        api: Arc<dyn GuestRead>,
+        gate: Gate,
+        journal: Arc<Journal>,
+    ) -> Engine {
+        let observer = Observer::new(api.clone(), cfg.sweep_period, cfg.conf_dir.clone());
+        Engine {
+            cfg,
+            api,
+            gate: Arc::new(gate),
+            journal,
+            observer: tokio::sync::Mutex::new(observer),
+            desired: Mutex::new(Arc::new(DesiredState::default())),
+            guest_locks: Mutex::new(BTreeMap::new()),
+            status: Mutex::new(Status::default()),
+            held_identity: Mutex::new(BTreeMap::new()),
+            recovered: AtomicBool::new(false),
+        }
+    }
+
+    /// Resolves every op the journal holds in flight (see `recover.rs`). Must run, and
+    /// succeed, before `run`.
+    pub async fn recover(&self) -> Result<Recovery, RecoverError> {
+        let (r, waiters) = recover::recover(
+            &self.journal,
+            &self.api,
+            &self.cfg.token_user,
+            self.cfg.task_deadline,
+        )
+        .await?;
+        // Tasks still running are followed in the background; their guests stay busy until then.
+        for w in waiters {
+            tokio::spawn(w);
+        }
+        self.recovered.store(true, Ordering::SeqCst);
+        self.status().recovered = true;
+        Ok(r)
+    }
+
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A copy of the status.
+    pub fn status_now(&self) -> Status {
+        self.status().clone()
+    }
+
+    /// Replaces the desired state (a provider's last good document).
+    pub fn set_desired(&self, d: Arc<DesiredState>) {
+        *self.desired.lock().unwrap_or_else(|e| e.into_inner()) = d;
+    }
+
+    fn guest_lock(&self, vmid: Vmid) -> Arc<tokio::sync::Mutex<()>> {
+        self.guest_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(vmid)
+            .or_default()
+            .clone()
+    }
+
+    /// Held ops with their summaries, from the newest snapshot.
+    pub async fn held(&self) -> Vec<HeldOp> {
+        let ops = self.journal.all_ops().unwrap_or_default();
+        let obs = self.observer.lock().await;
+        ops.iter()
+            .filter_map(|r| held::held_op(r, obs.snapshot()))
+            .collect()
+    }
+
+    /// Releases a held op with its signed op (the operator signed the template).
+    pub async fn sign_pending(&self, op: OpId, payload: &[u8], sig: &[u8]) -> Decision {
+        let guest = self.journal.get(op).ok().flatten().map(|r| r.guest);
+        let lock = guest.map(|g| self.guest_lock(g));
+        let _held = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let d = self
+            .gate
+            .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
+            .await;
+        if let Some(g) = guest {
+            self.observer.lock().await.mark_dirty(g);
+        }
+        d
+    }
+
+    /// Runs a signed job (op bytes + signature from a provider or the local API).
+    pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        // The guest is read from the unverified payload only to pick the lock to hold.
+        let guest = serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
+            .and_then(|g| Vmid::new(g).ok());
+        let lock = guest.map(|g| self.guest_lock(g));
+        let _held = match &lock {
+            Some(l) => Some(l.lock().await),
+            None => None,
+        };
+        let d = self
+            .gate
+            .run_signed_job(payload, sig, OffsetDateTime::now_utc())
+            .await;
+        if let Some(g) = guest {
+            self.observer.lock().await.mark_dirty(g);
+        }
+        d
+    }
+
+    /// One observation pass, the housekeeping it drives (forget provenance of vanished VMIDs,
+    /// supersede held ops whose guest changed), and the status counts.
+    async fn observe(&self, managed: &BTreeSet<Vmid>) -> Option<PassReport> {
+        let mut obs = self.observer.lock().await;
+        match obs.pass(managed, self.cfg.interval).await {
+            Ok(report) => {
+                for v in &report.vanished {
+                    if let Err(e) = self.journal.forget_provenance(*v) {
+                        tracing::warn!(guest = %v, error = %e, "provenance of a vanished guest not forgotten");
+                    }
+                }
+                let snap = obs.snapshot().clone();
+                drop(obs);
+                let ids = self
+                    .held_identity
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for rec in self.journal.all_ops().unwrap_or_default() {
+                    if !matches!(rec.state(), OpState::PendingSignature { .. }) {
+                        continue;
+                    }
+                    let was = ids.get(&rec.id).cloned().flatten();
+                    if let Some(why) = held::superseded(&rec, &snap, was.as_deref()) {
+                        let to = OpState::Refused {
+                            code: "superseded".into(),
+                            detail: why.clone(),
+                        };
+                        if self.journal.transition(rec.id, to).is_ok() {
+                            tracing::info!(target: "audit", op = %rec.id, guest = %rec.guest, why = %why, "held op superseded");
+                        }
+                    }
+                }
+                Some(report)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "observation failed; next pass will try again");
+                self.status().last_error = Some(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// The reconcile loop, until `shutdown` turns true: then it takes no new action and waits
+    /// for those in flight (each records its outcome) up to `drain`.
+    pub async fn run(
+        self: Arc<Self>,
+        mut triggers: mpsc::UnboundedReceiver<Trigger>,
+        mut shutdown: watch::Receiver<bool>,
+        drain: Duration,
+    ) -> Result<(), NotRecovered> {
+        if !self.recovered.load(Ordering::SeqCst) {
+            return Err(NotRecovered);
+        }
+        let mut slots: BTreeMap<Vmid, Slot> = BTreeMap::new();
+        let mut running: JoinSet<(Vmid, Decision)> = JoinSet::new();
+        let mut next_pass = Instant::now();
+        let mut fingerprints: BTreeMap<Vmid, String> = BTreeMap::new();
+        loop {
+            if Instant::now() >= next_pass {
+                self.pass(&mut slots, &mut running, &mut fingerprints).await;
+                next_pass = Instant::now() + self.cfg.interval;
+            }
+            let soonest = slots
+                .values()
+                .filter(|s| !s.in_flight && s.parked.is_none())
+                .map(|s| s.due)
+                .filter(|d| *d > Instant::now())
+                .min()
+                .map_or(next_pass, |d| d.min(next_pass));
+            tokio::select! {
+                Some(done) = running.join_next(), if !running.is_empty() => {
+                    if let Ok((vmid, decision)) = done {
+                        let slot = slots.entry(vmid).or_insert_with(|| self.slot());
+                        slot.in_flight = false;
+                        if let Decision::PendingSignature { op, .. } = &decision {
+                            let id = self.observer.lock().await.snapshot().guests.get(&vmid).and_then(|o| o.identity.clone());
+                            self.held_identity.lock().unwrap_or_else(|e| e.into_inner()).insert(*op, id);
+                        }
+                        match policy::requeue(&decision, &mut slot.backoff) {
+                            Requeue::Now => slot.due = Instant::now(),
+                            Requeue::After(d) => slot.due = Instant::now() + d,
+                            Requeue::Park(why) => slot.parked = Some(why),
+                        }
+                        self.observer.lock().await.mark_dirty(vmid);
+                        tracing::debug!(%vmid, decision = %decision.label(), "action ended");
+                    }
+                    next_pass = Instant::now();
+                }
+                t = triggers.recv() => {
+                    match t {
+                        Some(Trigger::Desired(d)) => {
+                            tracing::info!(reason = "desired", guests = d.guests.len(), "pass");
+                            self.set_desired(d);
+                        }
+                        Some(Trigger::ReconcileNow) => tracing::info!(reason = "reconcile-now", "pass"),
+                        None => {}
+                    }
+                    next_pass = Instant::now();
+                }
+                _ = tokio::time::sleep_until(soonest) => {}
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() {
+                        let deadline = Instant::now() + drain;
+                        while !running.is_empty() {
+                            if tokio::time::timeout_at(deadline, running.join_next()).await.is_err() {
+                                tracing::warn!(left = running.len(), "shutdown: actions still in flight after the drain deadline");
+                                break;
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn slot(&self) -> Slot {
+        Slot {
+            due: Instant::now(),
+            backoff: Backoff::new(self.cfg.backoff_base, self.cfg.backoff_cap),
+            parked: None,
+            in_flight: false,
+        }
+    }
+
+    /// Observe, then start an action for each guest whose turn it is.
+    async fn pass(
+        self: &Arc<Self>,
+        slots: &mut BTreeMap<Vmid, Slot>,
+        running: &mut JoinSet<(Vmid, Decision)>,
+        fingerprints: &mut BTreeMap<Vmid, String>,
+    ) {
+        let desired = self
+            .desired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let specs: BTreeMap<Vmid, &GuestSpec> =
+            desired.guests.iter().map(|g| (g.vmid, g)).collect();
+        let managed: BTreeSet<Vmid> = specs.keys().copied().collect();
+        let report = self.observe(&managed).await;
+        let snap = self.observer.lock().await.snapshot().clone();
+        let (mut converged, mut drifting) = (0, 0);
+        for (vmid, spec) in &specs {
+            let observed = snap.guests.get(vmid);
+            // A parked guest waits until its desired spec or its observed state changes.
+            let print = format!(
+                "{:?}|{:?}",
+                serde_json::to_string(spec).unwrap_or_default(),
+                observed.map(|o| (
+                    o.entry.status.clone(),
+                    o.entry.lock.clone(),
+                    o.actual.as_ref().map(|a| a.digest.clone())
+                ))
+            );
+            let changed = fingerprints
+                .insert(*vmid, print.clone())
+                .is_some_and(|p| p != print);
+            let slot = slots.entry(*vmid).or_insert_with(|| self.slot());
+            if changed && slot.parked.is_some() {
+                slot.parked = None;
+                slot.due = Instant::now();
+            }
+            if observed.is_some_and(|o| o.actual.is_none()) {
+                continue; // listed but its config could not be read yet
+            }
+            let plan = steward_planner::plan_guest(spec, snap.actual(*vmid));
+            if plan.actions.is_empty() {
+                converged += 1;
+                slot.backoff.reset();
+                continue;
+            }
+            drifting += 1;
+            if slot.in_flight || slot.parked.is_some() || slot.due > Instant::now() {
+                continue;
+            }
+            // A locked guest is not submitted: it waits (or, for a lock no token can clear,
+            // is parked for an administrator).
+            if let Some(lock) = observed.and_then(|o| o.entry.lock.clone()) {
+                if policy::needs_admin(&lock) || !self.task_running(*vmid).await {
+                    // `create`/`destroyed` are left by a dead worker; any other lock with no
+                    // task running for the guest (a backup that died) will not lift either.
+                    slot.parked = Some(format!(
+                        "locked ({lock}) with no task running for it: an administrator must unlock it (qm unlock / pct unlock)"
+                    ));
+                } else {
+                    slot.due = Instant::now() + slot.backoff.next().unwrap_or(self.cfg.backoff_cap);
+                }
+                continue;
+            }
+            if running.len() >= self.cfg.concurrency {
+                continue;
+            }
+            let Some(action) = plan.actions.into_iter().next() else {
+                continue;
+            };
+            let action = with_identity(action);
+            let sub = Submission {
+                identity: observed.and_then(|o| o.identity.clone()),
+                ..Submission::default()
+            };
+            slot.in_flight = true;
+            let (engine, lock) = (self.clone(), self.guest_lock(*vmid));
+            let vmid = *vmid;
+            running.spawn(async move {
+                let _held = lock.lock().await;
+                let d = engine
+                    .gate
+                    .submit(action, sub, None, OffsetDateTime::now_utc())
+                    .await;
+                (vmid, d)
+            });
+        }
+        let held = self
+            .journal
+            .all_ops()
+            .map(|ops| {
+                ops.iter()
+                    .filter(|r| matches!(r.state(), OpState::PendingSignature { .. }))
+                    .count()
+            })
+            .unwrap_or(0);
+        let mut st = self.status();
+        st.passes += 1;
+        st.last_pass_ms = now_ms();
+        st.managed = specs.len();
+        st.converged = converged;
+        st.drifting = drifting;
+        st.in_flight = running.len();
+        st.held = held;
+        st.parked = slots
+            .iter()
+            .filter_map(|(v, s)| s.parked.clone().map(|why| Parked { vmid: v.get(), why }))
+            .collect();
+        if let Some(r) = report {
+            st.observe_requests += r.requests;
+            st.last_error = None;
+        }
+    }
+
+    /// Whether the node runs a task for `vmid` now (a lock with none behind it will not lift).
+    /// When the node cannot say, assume one runs: waiting is the safe side.
+    async fn task_running(&self, vmid: Vmid) -> bool {
+        let filter = steward_proxmox_client::TaskFilter {
+            vmid: Some(vmid),
+            source: steward_proxmox_client::TaskSource::Active,
+            ..Default::default()
+        };
+        self.api.list_tasks(&filter).await.map_or(true, |t| !t.is_empty())
+    }
+
+    /// Observation requests and config reads of one pass without acting (for the bench).
+    pub async fn observe_once(&self) -> Option<PassReport> {
+        let desired = self
+            .desired
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let managed: BTreeSet<Vmid> = desired.guests.iter().map(|g| g.vmid).collect();
+        self.observe(&managed).await
+    }
+
+    /// The identity of `vmid` as last observed.
+    pub async fn observed_identity(&self, vmid: Vmid) -> Option<String> {
+        self.observer
+            .lock()
+            .await
+            .snapshot()
+            .guests
+            .get(&vmid)
+            .and_then(|o| o.identity.clone())
+    }
+}

@@ -1,0 +1,157 @@
+//! The only `Executor`, and so the only holder of the API's write half: what each `Action` is on
+//! the node. Benign: create, start, stop, shutdown (timeout, then stop), reboot, config writes
+//! (synchronous `PUT` with the planned digest). Destructive, reached only after the gate's
+//! signed path: destroy (stopping a running guest first, `purge`), a config change that deletes
+//! or detaches a disk (the `delete`, then the volume it left as `unusedN` is removed, guarded by
+//! the digest), snapshot rollback, restore over an existing guest. Each waits for its task;
+//! failures are typed. It must never be handed to anything but the gate, and never send
+//! `skiplock`.
+
+use async_trait::async_trait;
+use std::time::Duration;
+use steward_gate::{Executor, Failure, FailureKind};
+use steward_model::{Action, ConfigChange, GuestKind};
+use steward_proxmox_client::{ApiError, GuestWrite, Upid};
+
+/// Runs actions on the node through the write half of its API.
+pub struct NodeExecutor {
+    node: Box<dyn GuestWrite>,
+    task_deadline: Duration,
+}
+
+impl std::fmt::Debug for NodeExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeExecutor")
+            .field("task_deadline", &self.task_deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failure(e: ApiError) -> Failure {
+    e.failure()
+}
+
+impl NodeExecutor {
+    /// An executor over `node` (the admin token's writer), waiting up to `task_deadline` for
+    /// each task.
+    pub fn new(node: Box<dyn GuestWrite>, task_deadline: Duration) -> NodeExecutor {
+        NodeExecutor {
+            node,
+            task_deadline,
+        }
+    }
+
+    async fn finish(&self, upid: &Upid) -> Result<(), Failure> {
+        self.node
+            .wait_task(upid, self.task_deadline)
+            .await
+            .map(|_| ())
+            .map_err(failure)
+    }
+
+    /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
+    /// refuses to destroy a running guest.
+    async fn stop_if_running(
+        &self,
+        kind: GuestKind,
+        vmid: steward_model::Vmid,
+    ) -> Result<(), Failure> {
+        let status = self.node.status(kind, vmid).await.map_err(failure)?;
+        if status.get("status").and_then(|s| s.as_str()) == Some("running") {
+            let upid = self.node.stop(kind, vmid).await.map_err(failure)?;
+            self.finish(&upid).await?;
+        }
+        Ok(())
+    }
+
+    /// A config write; for each disk it deleted, the volume that became `unusedN` is removed
+    /// too, and only if it is the volume the change was signed for.
+    async fn set_config(
+        &self,
+        kind: GuestKind,
+        vmid: steward_model::Vmid,
+        change: &ConfigChange,
+    ) -> Result<(), Failure> {
+        self.node
+            .set_config(kind, vmid, change)
+            .await
+            .map_err(failure)?;
+        if change.removes.is_empty() {
+            return Ok(());
+        }
+        let after = self.node.config(kind, vmid).await.map_err(failure)?;
+        let mut unused = ConfigChange {
+            digest: Some(after.digest.clone()),
+            ..ConfigChange::default()
+        };
+        for volume in change.removes.values() {
+            if let Some((slot, _)) = after.values.iter().find(|(k, v)| {
+                k.starts_with("unused") && v.split(',').next() == Some(volume.as_str())
+            }) {
+                unused.delete.insert(slot.clone());
+            }
+        }
+        if unused.delete.is_empty() {
+            return Ok(());
+        }
+        self.node
+            .set_config(kind, vmid, &unused)
+            .await
+            .map_err(failure)
+    }
+}
+
+#[async_trait]
+impl Executor for NodeExecutor {
+    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
+        let n = &self.node;
+        let upid = match action {
+            Action::Create { vmid, kind, config } => n.create(*kind, *vmid, config).await,
+            Action::Start { vmid, kind } => n.start(*kind, *vmid).await,
+            Action::Stop { vmid, kind } => n.stop(*kind, *vmid).await,
+            Action::Shutdown {
+                vmid,
+                kind,
+                timeout_secs,
+                force_stop,
+            } => n.shutdown(*kind, *vmid, *timeout_secs, *force_stop).await,
+            Action::Reboot { vmid, kind } => n.reboot(*kind, *vmid).await,
+            Action::SetConfig { vmid, kind, change } => {
+                return self.set_config(*kind, *vmid, change).await.map(|()| None);
+            }
+            Action::Destroy {
+                vmid,
+                kind,
+                purge,
+                destroy_unreferenced_disks,
+            } => {
+                self.stop_if_running(*kind, *vmid).await?;
+                n.destroy(*kind, *vmid, *purge, *destroy_unreferenced_disks)
+                    .await
+            }
+            Action::SnapshotRollback {
+                vmid,
+                kind,
+                snapshot,
+            } => n.rollback(*kind, *vmid, snapshot).await,
+            Action::RestoreOver {
+                vmid,
+                kind,
+                archive,
+            } => {
+                self.stop_if_running(*kind, *vmid).await?;
+                n.restore_over(*kind, *vmid, archive).await
+            }
+        };
+        upid.map(|u| Some(u.to_string())).map_err(failure)
+    }
+
+    async fn wait(&self, upid: &str) -> Result<(), Failure> {
+        let u: Upid = upid
+            .parse()
+            .map_err(|e: steward_proxmox_client::UpidError| {
+                Failure::new(FailureKind::Other, e.to_string())
+            })?;
+        self.finish(&u).await
+    }
+}

@@ -1,0 +1,155 @@
+//! Held ops (`pending_signature`), as an operator must see them before signing: the exact bytes
+//! to sign, and a human summary of exactly what would be destroyed — the guest's name and kind
+//! and every volume the action removes, with its size — taken from the newest observation.
+//! A held op whose guest changed under it (another identity, gone, or, for a config change,
+//! the digest it was planned against moved) is superseded, never executed with a stale
+//! meaning. It must never summarize from anything but the node's own config.
+
+use crate::observe::Snapshot;
+use serde::Serialize;
+use steward_journal::{OpId, OpRecord, OpState};
+use steward_model::Action;
+
+/// A held op, ready to show and to sign.
+#[derive(Clone, Debug, Serialize)]
+pub struct HeldOp {
+    /// The journal op.
+    pub op: OpId,
+    /// The guest.
+    pub guest: u32,
+    /// `guest.destroy`, …
+    pub op_kind: String,
+    /// The ready-to-sign payload (sign exactly these bytes: `serde_json` compact form).
+    pub template: serde_json::Value,
+    /// What it destroys, for a human.
+    pub summary: String,
+    /// The volumes it removes: (volume id, size as Proxmox writes it, if known).
+    pub volumes: Vec<(String, Option<String>)>,
+    /// The template's `not_after`.
+    pub expires: Option<String>,
+}
+
+/// The volume a disk config value names, and its `size=`.
+fn volume(value: &str) -> Option<(String, Option<String>)> {
+    let mut parts = value.split(',');
+    let first = parts.next()?;
+    if !first.contains(':') || first.ends_with(":cloudinit") || first == "none" {
+        return None;
+    }
+    let size = value
+        .split(',')
+        .find_map(|p| p.strip_prefix("size="))
+        .map(str::to_string);
+    Some((first.to_string(), size))
+}
+
+fn is_disk(key: &str) -> bool {
+    let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
+    (base.len() < key.len() && matches!(base, "scsi" | "virtio" | "sata" | "ide" | "unused" | "mp"))
+        || matches!(key, "efidisk0" | "tpmstate0" | "rootfs")
+}
+
+/// The summary of `rec` (a held op) against `snap`.
+pub fn held_op(rec: &OpRecord, snap: &Snapshot) -> Option<HeldOp> {
+    let OpState::PendingSignature { template } = rec.state() else {
+        return None;
+    };
+    let observed = snap.guests.get(&rec.guest);
+    let config = observed.and_then(|o| o.actual.as_ref()).map(|a| &a.config);
+    let name = observed
+        .and_then(|o| o.entry.name.clone())
+        .unwrap_or_else(|| "(unnamed)".into());
+    let kind = rec.action.kind();
+    let mut volumes: Vec<(String, Option<String>)> = Vec::new();
+    let what = match &rec.action {
+        Action::Destroy {
+            destroy_unreferenced_disks,
+            ..
+        } => {
+            if let Some(c) = config {
+                volumes.extend(
+                    c.iter()
+                        .filter(|(k, _)| is_disk(k))
+                        .filter_map(|(_, v)| volume(v)),
+                );
+            }
+            if *destroy_unreferenced_disks {
+                "destroy the guest, every disk its config names, and every volume it owns that no config references"
+            } else {
+                "destroy the guest and every disk its config names"
+            }
+        }
+        Action::SetConfig { change, .. } => {
+            for (key, vol) in &change.removes {
+                let size = config
+                    .and_then(|c| c.get(key))
+                    .and_then(|v| volume(v))
+                    .and_then(|(_, s)| s);
+                volumes.push((vol.clone(), size));
+            }
+            "change the config, removing the disks named"
+        }
+        Action::SnapshotRollback { .. } => {
+            "roll back to the snapshot, discarding everything written since"
+        }
+        Action::RestoreOver { .. } => {
+            if let Some(c) = config {
+                volumes.extend(
+                    c.iter()
+                        .filter(|(k, _)| is_disk(k))
+                        .filter_map(|(_, v)| volume(v)),
+                );
+            }
+            "restore the backup over the guest, overwriting every disk"
+        }
+        _ => "an action classified destructive",
+    };
+    let vols = if volumes.is_empty() {
+        String::from("no volumes")
+    } else {
+        volumes
+            .iter()
+            .map(|(v, s)| format!("{v} ({})", s.as_deref().unwrap_or("size unknown")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(HeldOp {
+        op: rec.id,
+        guest: rec.guest.get(),
+        op_kind: rec.action.op_kind().into(),
+        template: template.clone(),
+        summary: format!(
+            "{} {} {} ({kind}): {what}: {vols}",
+            rec.action.op_kind(),
+            rec.guest,
+            name
+        ),
+        volumes,
+        expires: template
+            .get("not_after")
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+    })
+}
+
+/// Why a held op no longer means what it meant when it was held, if it does not.
+pub fn superseded(rec: &OpRecord, snap: &Snapshot, held_identity: Option<&str>) -> Option<String> {
+    let observed = snap.guests.get(&rec.guest);
+    let Some(o) = observed else {
+        return Some(format!("guest {} is gone from the node", rec.guest));
+    };
+    if o.entry.kind != rec.action.kind() {
+        return Some(format!("guest {} is now a {}", rec.guest, o.entry.kind));
+    }
+    if let (Some(was), Some(a)) = (held_identity, &o.actual) {
+        if o.identity.as_deref() != Some(was) && a.vmid == rec.guest {
+            return Some(format!("VMID {} is now held by another guest", rec.guest));
+        }
+    }
+    if let (Action::SetConfig { change, .. }, Some(a)) = (&rec.action, &o.actual) {
+        if change.digest.as_deref().is_some_and(|d| d != a.digest) {
+            return Some("the config changed since the op was held (digest moved)".into());
+        }
+    }
+    None
+}

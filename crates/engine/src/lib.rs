@@ -1,0 +1,32 @@
+//! `steward-engine`: the reconcile engine. It observes the node at constant cost, plans each
+//! managed guest from the newest snapshot, hands at most one action per guest (and at most K
+//! across guests) to the gate, and records and retries by one policy. Signed jobs and
+//! signatures for held ops take the same per-guest lock. `Engine::recover` resolves every op
+//! the journal holds in flight before the first mutation.
+//!
+//! What it must never do: mutate the node except through the gate; run before recovery;
+//! destroy anything because it is absent from the desired state (only `state = "absent"` asks,
+//! and the gate decides); send `skiplock`.
+//!
+//! **Invariant:** the only door to mutating calls is the gate, and only `exec.rs` holds the
+//! API's write half. Enforced by: `Engine::new` takes the read half (`GuestRead`) and a `Gate`;
+//! `NodeExecutor` (the only `Executor`) is built around a `GuestWrite` and handed to the gate
+//! by value.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+mod engine;
+mod exec;
+mod held;
+mod observe;
+mod policy;
+mod recover;
+
+pub use backoff::Backoff;
+pub use engine::{Engine, EngineConfig, NotRecovered, Parked, Status, Trigger};
+pub use exec::NodeExecutor;
+pub use held::HeldOp;
+pub use observe::{Observed, PassReport, Snapshot};
+pub use policy::{needs_admin, Requeue};
+pub use recover::{task_type, RecoverError, Recovery};

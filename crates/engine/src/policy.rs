@@ -1,0 +1,114 @@
+//! All retry behaviour in one place: what the engine does next with a guest after a decision,
+//! as a `Requeue`. Locked: back off and look again (never `skiplock`); a lock no token can
+//! clear (a dead worker's `create` or `destroyed`, a backup lock with no backup running):
+//! park it and say an administrator is needed. Digest moved: re-read and re-plan now.
+//! Transient: jittered backoff. Denied: park. Held for a signature: nothing to retry until it is
+//! signed or the state changes. It must never turn a failure into a blind retry of the same
+//! write.
+
+use std::time::Duration;
+use steward_gate::{Decision, FailureKind, Outcome};
+
+/// When to look at a guest again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// At the next pass (progress was made, or the config must be re-read now).
+    Now,
+    /// After this long (backoff).
+    After(Duration),
+    /// Not until something changes (desired state, the guest on the node, or an operator).
+    Park(String),
+}
+
+/// Locks that no API token can clear: only `qm unlock` as root can.
+pub fn needs_admin(lock: &str) -> bool {
+    matches!(lock, "create" | "destroyed")
+}
+
+/// The next step for a guest after `decision`; `backoff` is that guest's delay source.
+pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Requeue {
+    let mut later = || Requeue::After(backoff.next().unwrap_or(Duration::from_secs(60)));
+    match decision {
+        Decision::Executed {
+            outcome: Outcome::Succeeded,
+            ..
+        } => {
+            backoff.reset();
+            Requeue::Now
+        }
+        Decision::Executed {
+            outcome: Outcome::Failed(f),
+            ..
+        } => match &f.kind {
+            FailureKind::Locked { lock } if needs_admin(lock) => Requeue::Park(format!(
+                "locked ({lock}) by a worker that is gone: an administrator must run `qm unlock`/`pct unlock`"
+            )),
+            FailureKind::Locked { .. } | FailureKind::Transient { .. } | FailureKind::TaskFailed { .. } => later(),
+            FailureKind::DigestMoved | FailureKind::NotFound => Requeue::Now,
+            FailureKind::Denied => Requeue::Park(format!("the token was refused: {}", f.detail)),
+            FailureKind::Other => later(),
+        },
+        Decision::PendingSignature { .. } => Requeue::Park("held for an operator's signature".into()),
+        Decision::Refused { reason, detail, .. } => Requeue::Park(format!("refused ({reason}): {detail}")),
+        Decision::Replay { .. } | Decision::Rotated { .. } => Requeue::Now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::Backoff;
+    use steward_gate::Failure;
+    use steward_journal::OpId;
+
+    fn failed(kind: FailureKind) -> Decision {
+        Decision::Executed {
+            op: OpId(1),
+            outcome: Outcome::Failed(Failure::new(kind, "x")),
+            signed: false,
+        }
+    }
+
+    #[test]
+    fn each_failure_gets_its_requeue() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let lock = |l: &str| FailureKind::Locked { lock: l.into() };
+        assert!(matches!(
+            requeue(&failed(lock("backup")), &mut b),
+            Requeue::After(_)
+        ));
+        assert!(matches!(
+            requeue(&failed(lock("create")), &mut b),
+            Requeue::Park(_)
+        ));
+        assert!(matches!(
+            requeue(&failed(lock("destroyed")), &mut b),
+            Requeue::Park(_)
+        ));
+        assert_eq!(
+            requeue(&failed(FailureKind::DigestMoved), &mut b),
+            Requeue::Now
+        );
+        assert!(matches!(
+            requeue(
+                &failed(FailureKind::Transient {
+                    cause: "status 503".into()
+                }),
+                &mut b
+            ),
+            Requeue::After(_)
+        ));
+        assert!(matches!(
+            requeue(&failed(FailureKind::Denied), &mut b),
+            Requeue::Park(_)
+        ));
+        assert!(b.attempts() >= 2);
+        let ok = Decision::Executed {
+            op: OpId(1),
+            outcome: Outcome::Succeeded,
+            signed: false,
+        };
+        assert_eq!(requeue(&ok, &mut b), Requeue::Now);
+        assert_eq!(b.attempts(), 0, "progress resets the backoff");
+    }
+}

@@ -1,0 +1,243 @@
+//! Crash recovery, before the first mutation of every start: every op the journal holds in
+//! flight gets its real outcome from the node, or is abandoned fail-safe. An op with a UPID is
+//! read once (ended: its outcome is recorded; still running: it is waited for in the
+//! background, holding its guest). An op that reached `intent` without a UPID (the crash fell
+//! between the intent and the POST's answer) is looked for in the node's task list (its task
+//! type, its guest, our token's user, started no earlier than the intent); found, it is adopted;
+//! not found, abandoned. Nothing is ever dispatched here: a destructive op never runs twice, and
+//! a benign one is simply planned again by the next pass. Running it twice is harmless: every
+//! step is a journal transition that is legal only once.
+
+use std::sync::Arc;
+use std::time::Duration;
+use steward_gate::Failure;
+use steward_journal::{Journal, JournalError, OpRecord, OpState};
+use steward_model::{Action, GuestKind};
+use steward_proxmox_client::{ApiError, GuestRead, TaskFilter, TaskSource, Upid};
+
+/// What recovery did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Ops whose task had ended: outcome recorded.
+    pub settled: usize,
+    /// Ops without a UPID whose task was found in the task list.
+    pub adopted: usize,
+    /// Ops with no trace on the node: abandoned.
+    pub abandoned: usize,
+    /// Ops whose task still runs: waited for in the background.
+    pub waiting: usize,
+}
+
+/// A recovery step that could not be done (the journal or the node did not answer): the agent
+/// must not start mutating.
+#[derive(Debug)]
+pub enum RecoverError {
+    /// The journal failed.
+    Journal(JournalError),
+    /// The node failed.
+    Api(ApiError),
+}
+
+impl std::fmt::Display for RecoverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecoverError::Journal(e) => write!(f, "recovery: {e}"),
+            RecoverError::Api(e) => write!(f, "recovery: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RecoverError {}
+
+impl From<JournalError> for RecoverError {
+    fn from(e: JournalError) -> Self {
+        RecoverError::Journal(e)
+    }
+}
+
+impl From<ApiError> for RecoverError {
+    fn from(e: ApiError) -> Self {
+        RecoverError::Api(e)
+    }
+}
+
+/// The task type an action's POST starts (`None`: a synchronous write, no task).
+pub fn task_type(action: &Action) -> Option<String> {
+    let p = match action.kind() {
+        GuestKind::Qemu => "qm",
+        GuestKind::Lxc => "vz",
+    };
+    let t = match action {
+        Action::Create { .. } => "create",
+        Action::Start { .. } => "start",
+        Action::Stop { .. } => "stop",
+        Action::Shutdown { .. } => "shutdown",
+        Action::Reboot { .. } => "reboot",
+        Action::Destroy { .. } => "destroy",
+        Action::SnapshotRollback { .. } => "rollback",
+        Action::RestoreOver { .. } => "restore",
+        Action::SetConfig { .. } => return None,
+    };
+    Some(format!("{p}{t}"))
+}
+
+fn ended(exitstatus: &str) -> OpState {
+    if steward_proxmox_client::exit_ok(exitstatus) {
+        OpState::Succeeded
+    } else {
+        let failure: Failure = ApiError::TaskFailed {
+            upid: String::new(),
+            exitstatus: exitstatus.to_string(),
+        }
+        .failure();
+        OpState::Failed { failure }
+    }
+}
+
+/// Records the outcome of a task that may still run: ended → recorded now; running → a
+/// background waiter records it (returned, so the caller can hold the guest).
+async fn settle(
+    journal: &Arc<Journal>,
+    api: &Arc<dyn GuestRead>,
+    rec: &OpRecord,
+    upid: &Upid,
+    deadline: Duration,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RecoverError> {
+    match api.task_status_once(upid).await {
+        Ok(st) if !st.running => {
+            journal.transition(
+                rec.id,
+                ended(st.exitstatus.as_deref().unwrap_or("unexpected status")),
+            )?;
+            Ok(None)
+        }
+        Ok(_) => {
+            let (journal, api, upid, id) = (journal.clone(), api.clone(), upid.clone(), rec.id);
+            Ok(Some(tokio::spawn(async move {
+                let to = match api.wait_task(&upid, deadline).await {
+                    Ok(_) => OpState::Succeeded,
+                    Err(ApiError::TaskFailed { exitstatus, .. }) => ended(&exitstatus),
+                    Err(e) => OpState::Abandoned {
+                        reason: format!("recovery could not follow task {upid}: {e}"),
+                    },
+                };
+                if let Err(e) = journal.transition(id, to) {
+                    tracing::error!(target: "audit", op = %id, error = %e, "recovered outcome not journaled");
+                }
+            })))
+        }
+        // The node has no such task (a 400 for an unknown UPID): nothing can say it ran.
+        Err(ApiError::Api { status: 400, .. }) | Err(ApiError::NotFound(_)) => {
+            journal.transition(
+                rec.id,
+                OpState::Abandoned {
+                    reason: format!("task {upid} unknown to the node"),
+                },
+            )?;
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Resolves every in-flight op. `user` is our token's id as it appears in UPIDs.
+pub async fn recover(
+    journal: &Arc<Journal>,
+    api: &Arc<dyn GuestRead>,
+    user: &str,
+    deadline: Duration,
+) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>), RecoverError> {
+    let mut out = Recovery::default();
+    let mut waiters = Vec::new();
+    for rec in journal.in_flight()? {
+        match rec.state().clone() {
+            OpState::Dispatched { upid } => {
+                let Ok(u) = upid.parse::<Upid>() else {
+                    journal.transition(
+                        rec.id,
+                        OpState::Abandoned {
+                            reason: format!("unreadable UPID {upid}"),
+                        },
+                    )?;
+                    out.abandoned += 1;
+                    continue;
+                };
+                match settle(journal, api, &rec, &u, deadline).await? {
+                    Some(w) => {
+                        waiters.push(w);
+                        out.waiting += 1;
+                    }
+                    None => out.settled += 1,
+                }
+            }
+            OpState::Intent => {
+                let since_ms = rec
+                    .history
+                    .iter()
+                    .rev()
+                    .find(|t| t.state == OpState::Intent)
+                    .map_or(0, |t| t.at_ms);
+                let Some(ty) = task_type(&rec.action) else {
+                    journal.transition(
+                        rec.id,
+                        OpState::Abandoned {
+                            reason: "a synchronous write whose answer was lost; observation decides what holds".into(),
+                        },
+                    )?;
+                    out.abandoned += 1;
+                    continue;
+                };
+                let since = u64::try_from(since_ms / 1000)
+                    .unwrap_or(0)
+                    .saturating_sub(1);
+                let tasks = api
+                    .list_tasks(&TaskFilter {
+                        vmid: Some(rec.guest),
+                        typefilter: Some(ty.clone()),
+                        since: Some(since),
+                        limit: Some(1000),
+                        source: TaskSource::All,
+                        ..TaskFilter::default()
+                    })
+                    .await?;
+                let found = tasks
+                    .into_iter()
+                    .filter(|t| {
+                        t.upid.kind == ty
+                            && t.upid.user == user
+                            && u64::from(t.upid.starttime) >= since
+                    })
+                    .min_by_key(|t| t.upid.starttime);
+                match found {
+                    Some(t) => {
+                        journal.transition(
+                            rec.id,
+                            OpState::Dispatched {
+                                upid: t.upid.to_string(),
+                            },
+                        )?;
+                        out.adopted += 1;
+                        if let Some(w) = settle(journal, api, &rec, &t.upid, deadline).await? {
+                            waiters.push(w);
+                            out.waiting += 1;
+                        }
+                    }
+                    None => {
+                        journal.transition(
+                            rec.id,
+                            OpState::Abandoned {
+                                reason: format!(
+                                    "no {ty} task for guest {} by {user} in the node's task list",
+                                    rec.guest
+                                ),
+                            },
+                        )?;
+                        out.abandoned += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((out, waiters))
+}

@@ -1,0 +1,497 @@
+//! The engine against the simulator over real TLS, with real `ssh-keygen` signatures: converge
+//! from nothing, idempotence, drift healed by the sweep, locks waited out or parked, a digest
+//! race re-planned, a held destroy summarized, signed, run once and replayed, and recovery after
+//! a crash between intent and POST and between POST and outcome.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use steward_authz::{TrustStore, Verifier, VerifyConfig};
+use steward_engine::{Engine, EngineConfig, NodeExecutor, Trigger};
+use steward_gate::{Decision, Gate, GateConfig, Outcome};
+use steward_journal::{Journal, NewOp, OpState};
+use steward_model::{Action, GuestKind, Vmid};
+use steward_proxmox_client::{tls, ApiToken, Endpoint, GuestWrite, PveClient, PveWriter, Trust};
+use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
+use steward_testkit::{Key, KeyType, Keygen};
+use tokio::sync::{mpsc, watch};
+
+const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+const USER: &str = "steward@pve!admin";
+const TEMPLATE: &str = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
+
+struct Lab {
+    sim: Sim,
+    engine: Arc<Engine>,
+    journal: Arc<Journal>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    stop: watch::Sender<bool>,
+    kg: Keygen,
+    op: Key,
+    _dir: tempfile::TempDir,
+}
+
+fn endpoint(s: &Sim) -> Endpoint {
+    Endpoint {
+        addr: s.addr.to_string(),
+        server_name: "localhost".into(),
+        trust: Trust::Fingerprint(tls::parse_fingerprint(&s.fingerprint).unwrap()),
+        timeout: Duration::from_secs(5),
+        keep_alive: true,
+    }
+}
+
+async fn lab_with(guests: usize, sweep: Duration, concurrency: usize) -> Lab {
+    let sim = Sim::start(SimConfig {
+        guests,
+        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        task_time: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kg = Keygen::new().unwrap();
+    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let text = format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\n",
+        op.public_line
+    );
+    let verifier = Verifier::new(
+        TrustStore::parse("allowed_signers", text.as_bytes()).unwrap(),
+        VerifyConfig::new("pve-a"),
+    )
+    .unwrap();
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let writer = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let exec = NodeExecutor::new(Box::new(writer), Duration::from_secs(10));
+    let gate = Gate::new(
+        verifier,
+        journal.clone(),
+        Box::new(exec),
+        GateConfig::default(),
+    );
+    let reader = PveClient::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let cfg = EngineConfig {
+        interval: Duration::from_millis(150),
+        concurrency,
+        sweep_period: sweep,
+        task_deadline: Duration::from_secs(10),
+        token_user: USER.into(),
+        backoff_base: Duration::from_millis(50),
+        backoff_cap: Duration::from_millis(400),
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal.clone()));
+    engine.recover().await.unwrap();
+    let (triggers, rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(engine.clone().run(rx, stopped, Duration::from_secs(5)));
+    Lab {
+        sim,
+        engine,
+        journal,
+        triggers,
+        stop,
+        kg,
+        op,
+        _dir: dir,
+    }
+}
+
+impl Lab {
+    fn desire(&self, doc: Value) {
+        let d = steward_planner::document::parse_json("test", &doc.to_string()).unwrap();
+        self.triggers.send(Trigger::Desired(Arc::new(d))).unwrap();
+    }
+
+    async fn until(&self, what: &str, mut f: impl FnMut(&Lab) -> bool) {
+        let end = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !f(self) {
+            assert!(
+                tokio::time::Instant::now() < end,
+                "timed out waiting for {what}: {:?}",
+                self.engine.status_now()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn writes(&self, vmid: u32) -> u64 {
+        self.sim.with_node(|n| {
+            n.st.counters
+                .calls
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{vmid} ")))
+                .map(|(_, c)| *c)
+                .sum()
+        })
+    }
+
+    fn all_writes(&self) -> u64 {
+        self.sim.with_node(|n| n.st.counters.calls.values().sum())
+    }
+}
+
+fn mixed(n: u32) -> Value {
+    let guests: Vec<Value> = (0..n)
+        .map(|i| {
+            let vmid = 200 + i;
+            if i % 3 == 2 {
+                json!({"vmid": vmid, "kind": "lxc", "state": "stopped", "memory": 256, "tags": ["ct"],
+                       "create": {"ostemplate": TEMPLATE, "rootfs": "local-lvm:1", "net0": "name=eth0,bridge=vmbr0"}})
+            } else {
+                json!({"vmid": vmid, "kind": "qemu", "state": "running", "name": format!("vm{vmid}"), "memory": "1 GiB",
+                       "cores": 2, "tags": ["web", "prod"], "description": "managed",
+                       "create": {"scsi0": "local-lvm:1", "net0": "virtio,bridge=vmbr0"}})
+            }
+        })
+        .collect();
+    json!({"version": 1, "generation": 1, "guests": guests})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_fifty_guests_from_nothing_then_writes_nothing() {
+    let l = lab_with(0, Duration::from_secs(2), 8).await;
+    l.desire(mixed(50));
+    l.until("50 converged", |l| l.engine.status_now().converged == 50)
+        .await;
+    let created = l.sim.with_node(|n| n.st.guests.len());
+    assert_eq!(created, 50);
+    // Created guests carry the identity the agent gave them, and the journal knows it.
+    let facts = l.journal.provenance(Vmid::new(200).unwrap()).unwrap();
+    assert!(facts[0]
+        .identity
+        .as_deref()
+        .is_some_and(|i| i.starts_with("vmgenid:")));
+    // Idempotence: passes go on, and nothing more is written.
+    let before = l.all_writes();
+    let passes = l.engine.status_now().passes;
+    l.until("three more passes", |l| {
+        l.engine.status_now().passes >= passes + 3
+    })
+    .await;
+    assert_eq!(l.all_writes(), before, "a converged node gets no writes");
+    let _ = l.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out() {
+    let l = lab_with(6, Duration::from_millis(900), 4).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "description": "ours", "cores": 2},
+        {"vmid": 103, "kind": "qemu", "state": "stopped", "memory": 2048}
+    ]}));
+    l.until("converged", |l| l.engine.status_now().converged == 2)
+        .await;
+    // Another tool edits a key no list field shows: only the sweep can see it.
+    l.sim.with_node(|n| {
+        n.edit(
+            101,
+            &[("description".to_string(), "theirs".to_string())].into(),
+            &[],
+        )
+        .unwrap()
+    });
+    let t0 = std::time::Instant::now();
+    l.until("drift healed", |l| {
+        l.sim.with_node(|n| {
+            n.st.guests[&101]
+                .config
+                .get("description")
+                .map(String::as_str)
+                == Some("ours")
+        })
+    })
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "healed in {:?}",
+        t0.elapsed()
+    );
+    // A guest locked by a running backup is not written while locked, then converges.
+    l.sim.with_node(|n| n.st.hang_next = 1);
+    let w = PveWriter::new(endpoint(&l.sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    // A task that runs (and changes nothing: 103 is stopped already) stands for the backup.
+    let _backup = w.stop(GuestKind::Qemu, Vmid::new(103).unwrap()).await.unwrap();
+    l.sim.lock(103, Some("backup"));
+    let writes = l.writes(103);
+    l.desire(json!({"version": 1, "generation": 2, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "description": "ours", "cores": 2},
+        {"vmid": 103, "kind": "qemu", "state": "stopped", "memory": 4096}
+    ]}));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(l.writes(103), writes, "never forced past a lock");
+    assert!(
+        !l.engine.status_now().parked.iter().any(|p| p.vmid == 103),
+        "a lock with a task behind it is waited for, not parked"
+    );
+    l.sim.lock(103, None);
+    l.sim.with_node(|n| {
+        for t in n.st.tasks.iter_mut().filter(|t| t.ends_ms.is_none()) {
+            t.ends_ms = Some(0);
+        }
+    });
+    l.until("memory set after unlock", |l| {
+        l.sim.with_node(|n| {
+            n.st.guests[&103].config.get("memory").map(String::as_str) == Some("4096")
+        })
+    })
+    .await;
+    // A backup lock with no task behind it (the backup died) is parked, not retried forever.
+    l.sim.lock(104, Some("backup"));
+    l.desire(json!({"version": 1, "generation": 3, "guests": [
+        {"vmid": 104, "kind": "qemu", "state": "running", "memory": 1024}
+    ]}));
+    l.until("dead backup lock parked", |l| l.engine.status_now().parked.iter().any(|p| p.vmid == 104)).await;
+    assert_eq!(l.writes(104), 0);
+    // A lock no token can clear is parked for an administrator, not retried.
+    l.sim
+        .with_node(|n| n.leftover(150, steward_pve_sim::Kind::Qemu, "create"));
+    l.desire(json!({"version": 1, "generation": 4, "guests": [
+        {"vmid": 150, "kind": "qemu", "state": "stopped", "memory": 1024}
+    ]}));
+    l.until("parked", |l| {
+        l.engine
+            .status_now()
+            .parked
+            .iter()
+            .any(|p| p.vmid == 150 && p.why.contains("administrator"))
+    })
+    .await;
+    assert_eq!(l.writes(150), 0);
+    let _ = l.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_race_is_replanned_not_retried_blindly() {
+    // A long sweep: the engine does not see the out-of-band edit before it writes.
+    let l = lab_with(6, Duration::from_secs(3600), 4).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "cores": 2}
+    ]}));
+    l.until("converged", |l| l.engine.status_now().converged == 1)
+        .await;
+    // Another tool changes an unmanaged key the list does not show: the digest moves silently.
+    l.sim.with_node(|n| {
+        n.edit(
+            101,
+            &[("boot".to_string(), "order=net0".to_string())].into(),
+            &[],
+        )
+        .unwrap()
+    });
+    l.desire(json!({"version": 1, "generation": 2, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "cores": 4}
+    ]}));
+    l.until("cores 4", |l| {
+        l.sim
+            .with_node(|n| n.st.guests[&101].config.get("cores").map(String::as_str) == Some("4"))
+    })
+    .await;
+    let ops = l.journal.all_ops().unwrap();
+    let moved = ops.iter().any(
+        |r| matches!(r.state(), OpState::Failed { failure } if failure.code() == "digest_moved"),
+    );
+    assert!(moved, "the first write met the moved digest: {ops:#?}");
+    // The other tool's change survived: the write was re-planned against the new config.
+    assert_eq!(
+        l.sim
+            .with_node(|n| n.st.guests[&101].config.get("boot").cloned()),
+        Some("order=net0".into())
+    );
+    let _ = l.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
+    let l = lab_with(6, Duration::from_secs(5), 4).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "absent"}
+    ]}));
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let held = l.engine.held().await;
+    assert_eq!(held.len(), 1);
+    let h = &held[0];
+    assert!(
+        h.summary.contains("local-lvm:vm-101-disk-0 (32G)"),
+        "{}",
+        h.summary
+    );
+    assert!(h.summary.contains("guest-101"), "{}", h.summary);
+    assert_eq!(l.writes(101), 0, "nothing ran unsigned");
+    let bytes = serde_json::to_vec(&h.template).unwrap();
+    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
+    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                signed: true,
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(l.sim.with_node(|n| !n.st.guests.contains_key(&101)));
+    let destroys = l.sim.with_node(|n| {
+        n.st.counters
+            .calls
+            .iter()
+            .filter(|(k, _)| k.starts_with("101 destroy"))
+            .map(|(_, c)| *c)
+            .sum::<u64>()
+    });
+    assert_eq!(destroys, 1);
+    // The same signed bytes again, as a job: a replay, and the sim sees no second destroy.
+    let again = l.engine.signed_job(&bytes, &sig).await;
+    assert!(
+        matches!(again, Decision::Replay { first: Some(_) }),
+        "{again:?}"
+    );
+    assert_eq!(l.writes(101), 1);
+    let _ = l.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
+    let sim = Sim::start(SimConfig {
+        guests: 6,
+        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        task_time: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let destroy = |n: u32| Action::Destroy {
+        vmid: Vmid::new(u64::from(n)).unwrap(),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    };
+    let intent = |a: Action, nonce: &str| {
+        let rec = journal
+            .record(
+                NewOp {
+                    action: a,
+                    class: steward_journal::Class::Destructive,
+                    txn: None,
+                    scratch: false,
+                },
+                OpState::Planned,
+            )
+            .unwrap();
+        let signer = steward_journal::Signer {
+            principal: "alice@steward.test".into(),
+            key_fingerprint: "SHA256:x".into(),
+            role: steward_authz::Role::Operational,
+        };
+        journal
+            .consume_nonce_into_intent(
+                rec.id,
+                &steward_authz::Nonce::parse(nonce).unwrap(),
+                i64::MAX,
+                signer,
+            )
+            .unwrap();
+        rec.id
+    };
+    // Crash between intent and POST: the destroy of 101 never reached the node.
+    let lost = intent(destroy(101), &steward_testkit::nonce());
+    // Crash between POST and outcome: the destroy of 103 was sent, its UPID never journaled.
+    let sent = intent(destroy(103), &steward_testkit::nonce());
+    let w = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    w.destroy(GuestKind::Qemu, Vmid::new(103).unwrap(), true, false)
+        .await
+        .unwrap();
+    // Crash after the UPID was journaled: the stop of 100 is followed to its end.
+    let stop = journal
+        .record(
+            NewOp {
+                action: Action::Stop {
+                    vmid: Vmid::new(100).unwrap(),
+                    kind: GuestKind::Qemu,
+                },
+                class: steward_journal::Class::Benign,
+                txn: None,
+                scratch: false,
+            },
+            OpState::Planned,
+        )
+        .unwrap();
+    journal.transition(stop.id, OpState::Intent).unwrap();
+    let u = w
+        .stop(GuestKind::Qemu, Vmid::new(100).unwrap())
+        .await
+        .unwrap();
+    journal
+        .transition(
+            stop.id,
+            OpState::Dispatched {
+                upid: u.to_string(),
+            },
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let reader = PveClient::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let exec = NodeExecutor::new(Box::new(w), Duration::from_secs(10));
+    let kg = Keygen::new().unwrap();
+    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let text = format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\n",
+        op.public_line
+    );
+    let verifier = Verifier::new(
+        TrustStore::parse("s", text.as_bytes()).unwrap(),
+        VerifyConfig::new("pve-a"),
+    )
+    .unwrap();
+    let gate = Gate::new(
+        verifier,
+        journal.clone(),
+        Box::new(exec),
+        GateConfig::default(),
+    );
+    let engine = Engine::new(
+        EngineConfig {
+            token_user: USER.into(),
+            task_deadline: Duration::from_secs(10),
+            ..EngineConfig::default()
+        },
+        Arc::new(reader),
+        gate,
+        journal.clone(),
+    );
+    let r = engine.recover().await.unwrap();
+    assert_eq!((r.abandoned, r.adopted, r.settled), (1, 1, 1), "{r:?}");
+    assert!(matches!(
+        journal.get(lost).unwrap().unwrap().state(),
+        OpState::Abandoned { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let adopted = journal.get(sent).unwrap().unwrap();
+    assert!(adopted.history.iter().any(
+        |t| matches!(&t.state, OpState::Dispatched { upid } if upid.contains(":qmdestroy:103:"))
+    ));
+    assert_eq!(adopted.state(), &OpState::Succeeded);
+    assert_eq!(
+        journal.get(stop.id).unwrap().unwrap().state(),
+        &OpState::Succeeded
+    );
+    // Recovery again is a no-op, and nothing was dispatched by it: 101 still exists, 103 was
+    // destroyed exactly once.
+    let again = engine.recover().await.unwrap();
+    assert_eq!(again, steward_engine::Recovery::default());
+    let calls: BTreeMap<String, u64> = sim.with_node(|n| n.st.counters.calls.clone());
+    assert!(sim.with_node(|n| n.st.guests.contains_key(&101)));
+    assert_eq!(calls.get(&format!("103 destroy {USER}")), Some(&1));
+    assert_eq!(calls.get(&format!("101 destroy {USER}")), None);
+}
