@@ -217,7 +217,10 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
     l.sim.with_node(|n| n.st.hang_next = 1);
     let w = PveWriter::new(endpoint(&l.sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
     // A task that runs (and changes nothing: 103 is stopped already) stands for the backup.
-    let _backup = w.stop(GuestKind::Qemu, Vmid::new(103).unwrap()).await.unwrap();
+    let _backup = w
+        .stop(GuestKind::Qemu, Vmid::new(103).unwrap())
+        .await
+        .unwrap();
     l.sim.lock(103, Some("backup"));
     let writes = l.writes(103);
     l.desire(json!({"version": 1, "generation": 2, "guests": [
@@ -247,7 +250,10 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
     l.desire(json!({"version": 1, "generation": 3, "guests": [
         {"vmid": 104, "kind": "qemu", "state": "running", "memory": 1024}
     ]}));
-    l.until("dead backup lock parked", |l| l.engine.status_now().parked.iter().any(|p| p.vmid == 104)).await;
+    l.until("dead backup lock parked", |l| {
+        l.engine.status_now().parked.iter().any(|p| p.vmid == 104)
+    })
+    .await;
     assert_eq!(l.writes(104), 0);
     // A lock no token can clear is parked for an administrator, not retried.
     l.sim

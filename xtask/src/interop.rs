@@ -15,7 +15,7 @@ const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
 const AUDIT: &str = "audit@pve!ro=5f1e3c2a-0000-4000-8000-0000000a0d17";
 
 /// Kills the child on every way out.
-struct Reaped(Child);
+pub struct Reaped(pub Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -65,9 +65,8 @@ fn venv(root: &Path) -> Result<PathBuf> {
     Ok(python)
 }
 
-/// Runs the interop script; Ok(true) when it passed.
-pub fn run() -> Result<bool> {
-    let root = root();
+/// Builds the simulator binary (release).
+pub fn build_sim() -> Result<()> {
     let ok = Command::new(cargo())
         .args([
             "build",
@@ -78,12 +77,59 @@ pub fn run() -> Result<bool> {
             "--bin",
             "steward-pve-sim",
         ])
-        .current_dir(&root)
+        .current_dir(root())
         .status()?
         .success();
     if !ok {
         bail!("building steward-pve-sim failed");
     }
+    Ok(())
+}
+
+/// Starts the simulator binary on an ephemeral loopback port; returns it (killed on drop),
+/// its `host:port` and its certificate fingerprint.
+pub fn spawn_sim(tokens: &Path, guests: usize) -> Result<(Reaped, String, String)> {
+    let child = Command::new(root().join("target/release/steward-pve-sim"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--task-ms",
+            "50",
+            "--node",
+            "pve-a",
+        ])
+        .args(["--guests", &guests.to_string()])
+        .arg("--token-file")
+        .arg(tokens)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting steward-pve-sim")?;
+    let mut sim = Reaped(child);
+    let stdout = sim.0.stdout.take().context("simulator stdout")?;
+    let mut out = BufReader::new(stdout);
+    let (mut line, mut fp) = (String::new(), String::new());
+    out.read_line(&mut line)?;
+    out.read_line(&mut fp)?;
+    // Keep draining: a closed pipe would kill the simulator at its next line.
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let addr = line
+        .trim()
+        .strip_prefix("listening on https://")
+        .and_then(|r| r.split('/').next())
+        .with_context(|| format!("unexpected first line from the simulator: {line:?}"))?
+        .to_string();
+    let fingerprint = fp
+        .trim()
+        .strip_prefix("fingerprint ")
+        .with_context(|| format!("unexpected second line from the simulator: {fp:?}"))?
+        .to_string();
+    Ok((sim, addr, fingerprint))
+}
+
+/// Runs the interop script; Ok(true) when it passed.
+pub fn run() -> Result<bool> {
+    let root = root();
+    build_sim()?;
     let python = venv(&root)?;
     let dir = tempfile::tempdir()?;
     let tokens = dir.path().join("tokens");
@@ -91,34 +137,11 @@ pub fn run() -> Result<bool> {
     writeln!(f, "{ADMIN}")?;
     writeln!(f, "{AUDIT} PVEAuditor@/")?;
     drop(f);
-    let child = Command::new(root.join("target/release/steward-pve-sim"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--guests",
-            "8",
-            "--task-ms",
-            "50",
-            "--node",
-            "pve-a",
-        ])
-        .arg("--token-file")
-        .arg(&tokens)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting steward-pve-sim")?;
-    let mut sim = Reaped(child);
-    let stdout = sim.0.stdout.take().context("simulator stdout")?;
-    let mut out = BufReader::new(stdout);
-    let mut line = String::new();
-    out.read_line(&mut line)?;
-    // Keep draining: a closed pipe would kill the simulator at its next line.
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let port = line
-        .trim()
-        .strip_prefix("listening on https://127.0.0.1:")
-        .and_then(|r| r.split('/').next())
-        .with_context(|| format!("unexpected first line from the simulator: {line:?}"))?
+    let (_sim, addr, _) = spawn_sim(&tokens, 8)?;
+    let port = addr
+        .rsplit(':')
+        .next()
+        .context("simulator address")?
         .to_string();
     let status = Command::new(python)
         .arg(root.join("xtask/interop/proxmoxer_smoke.py"))

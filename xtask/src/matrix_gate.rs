@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
 use steward_gate::{Decision, Executor, Failure, Gate, GateConfig, Submission};
-use steward_journal::{Journal, TxnId};
+use steward_journal::Journal;
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
@@ -314,7 +314,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let ran_once = l.exec.ran.load(Ordering::SeqCst) - before;
 
     // Provenance: it names the guest (kind and identity), and covers only what the agent made.
-    let txn = TxnId(7);
+    let txn = l.gate.begin_txn().await.map_err(anyhow::Error::msg)?;
     let id900 = "11111111-2222-4333-8444-555555555900";
     let id901 = "11111111-2222-4333-8444-555555555901";
     let seen = |id: &str| Some(format!("vmgenid:{id}"));

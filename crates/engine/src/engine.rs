@@ -8,6 +8,7 @@
 //! never has two ops in flight.
 
 use crate::backoff::Backoff;
+use crate::blocking;
 use crate::held::{self, HeldOp};
 use crate::observe::{Observer, PassReport};
 use crate::policy::{self, Requeue};
@@ -278,7 +279,9 @@ impl Engine {
 
     /// Held ops with their summaries, from the newest snapshot.
     pub async fn held(&self) -> Vec<HeldOp> {
-        let ops = self.journal.all_ops().unwrap_or_default();
+        let ops = blocking::journal(&self.journal, |j| j.all_ops())
+            .await
+            .unwrap_or_default();
         let obs = self.observer.lock().await;
         ops.iter()
             .filter_map(|r| held::held_op(r, obs.snapshot()))
@@ -287,7 +290,11 @@ impl Engine {
 
     /// Releases a held op with its signed op (the operator signed the template).
     pub async fn sign_pending(&self, op: OpId, payload: &[u8], sig: &[u8]) -> Decision {
-        let guest = self.journal.get(op).ok().flatten().map(|r| r.guest);
+        let guest = blocking::journal(&self.journal, move |j| j.get(op))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.guest);
         let lock = guest.map(|g| self.guest_lock(g));
         let _held = match &lock {
             Some(l) => Some(l.lock().await),
@@ -332,7 +339,10 @@ impl Engine {
         match obs.pass(managed, self.cfg.interval).await {
             Ok(report) => {
                 for v in &report.vanished {
-                    if let Err(e) = self.journal.forget_provenance(*v) {
+                    let vmid = *v;
+                    if let Err(e) =
+                        blocking::journal(&self.journal, move |j| j.forget_provenance(vmid)).await
+                    {
                         tracing::warn!(guest = %v, error = %e, "provenance of a vanished guest not forgotten");
                     }
                 }
@@ -343,7 +353,10 @@ impl Engine {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .clone();
-                for rec in self.journal.all_ops().unwrap_or_default() {
+                let ops = blocking::journal(&self.journal, |j| j.all_ops())
+                    .await
+                    .unwrap_or_default();
+                for rec in ops {
                     if !matches!(rec.state(), OpState::PendingSignature { .. }) {
                         continue;
                     }
@@ -353,7 +366,11 @@ impl Engine {
                             code: "superseded".into(),
                             detail: why.clone(),
                         };
-                        if self.journal.transition(rec.id, to).is_ok() {
+                        let id = rec.id;
+                        if blocking::journal(&self.journal, move |j| j.transition(id, to))
+                            .await
+                            .is_ok()
+                        {
                             tracing::info!(target: "audit", op = %rec.id, guest = %rec.guest, why = %why, "held op superseded");
                         }
                     }
@@ -574,7 +591,10 @@ impl Engine {
             source: steward_proxmox_client::TaskSource::Active,
             ..Default::default()
         };
-        self.api.list_tasks(&filter).await.map_or(true, |t| !t.is_empty())
+        self.api
+            .list_tasks(&filter)
+            .await
+            .map_or(true, |t| !t.is_empty())
     }
 
     /// Observation requests and config reads of one pass without acting (for the bench).

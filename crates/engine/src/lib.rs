@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod blocking;
 mod engine;
 mod exec;
 mod held;

@@ -8,6 +8,7 @@
 //! a benign one is simply planned again by the next pass. Running it twice is harmless: every
 //! step is a journal transition that is legal only once.
 
+use crate::blocking;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_gate::Failure;
@@ -81,6 +82,15 @@ pub fn task_type(action: &Action) -> Option<String> {
     Some(format!("{p}{t}"))
 }
 
+/// One journal transition, off the async workers.
+async fn transition(
+    journal: &Arc<Journal>,
+    id: steward_journal::OpId,
+    to: OpState,
+) -> Result<(), JournalError> {
+    blocking::journal(journal, move |j| j.transition(id, to).map(|_| ())).await
+}
+
 fn ended(exitstatus: &str) -> OpState {
     if steward_proxmox_client::exit_ok(exitstatus) {
         OpState::Succeeded
@@ -105,10 +115,12 @@ async fn settle(
 ) -> Result<Option<tokio::task::JoinHandle<()>>, RecoverError> {
     match api.task_status_once(upid).await {
         Ok(st) if !st.running => {
-            journal.transition(
+            transition(
+                journal,
                 rec.id,
                 ended(st.exitstatus.as_deref().unwrap_or("unexpected status")),
-            )?;
+            )
+            .await?;
             Ok(None)
         }
         Ok(_) => {
@@ -121,19 +133,22 @@ async fn settle(
                         reason: format!("recovery could not follow task {upid}: {e}"),
                     },
                 };
-                if let Err(e) = journal.transition(id, to) {
+                if let Err(e) = blocking::journal(&journal, move |j| j.transition(id, to)).await {
                     tracing::error!(target: "audit", op = %id, error = %e, "recovered outcome not journaled");
                 }
             })))
         }
         // The node has no such task (a 400 for an unknown UPID): nothing can say it ran.
         Err(ApiError::Api { status: 400, .. }) | Err(ApiError::NotFound(_)) => {
-            journal.transition(
-                rec.id,
-                OpState::Abandoned {
-                    reason: format!("task {upid} unknown to the node"),
-                },
-            )?;
+            {
+                let (id, to) = (
+                    rec.id,
+                    OpState::Abandoned {
+                        reason: format!("task {upid} unknown to the node"),
+                    },
+                );
+                blocking::journal(journal, move |j| j.transition(id, to)).await?;
+            }
             Ok(None)
         }
         Err(e) => Err(e.into()),
@@ -149,16 +164,19 @@ pub async fn recover(
 ) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>), RecoverError> {
     let mut out = Recovery::default();
     let mut waiters = Vec::new();
-    for rec in journal.in_flight()? {
+    for rec in blocking::journal(journal, |j| j.in_flight()).await? {
         match rec.state().clone() {
             OpState::Dispatched { upid } => {
                 let Ok(u) = upid.parse::<Upid>() else {
-                    journal.transition(
-                        rec.id,
-                        OpState::Abandoned {
-                            reason: format!("unreadable UPID {upid}"),
-                        },
-                    )?;
+                    {
+                        let (id, to) = (
+                            rec.id,
+                            OpState::Abandoned {
+                                reason: format!("unreadable UPID {upid}"),
+                            },
+                        );
+                        blocking::journal(journal, move |j| j.transition(id, to)).await?;
+                    }
                     out.abandoned += 1;
                     continue;
                 };
@@ -178,12 +196,12 @@ pub async fn recover(
                     .find(|t| t.state == OpState::Intent)
                     .map_or(0, |t| t.at_ms);
                 let Some(ty) = task_type(&rec.action) else {
-                    journal.transition(
+                    transition(journal,
                         rec.id,
                         OpState::Abandoned {
                             reason: "a synchronous write whose answer was lost; observation decides what holds".into(),
                         },
-                    )?;
+                    ).await?;
                     out.abandoned += 1;
                     continue;
                 };
@@ -210,12 +228,14 @@ pub async fn recover(
                     .min_by_key(|t| t.upid.starttime);
                 match found {
                     Some(t) => {
-                        journal.transition(
+                        transition(
+                            journal,
                             rec.id,
                             OpState::Dispatched {
                                 upid: t.upid.to_string(),
                             },
-                        )?;
+                        )
+                        .await?;
                         out.adopted += 1;
                         if let Some(w) = settle(journal, api, &rec, &t.upid, deadline).await? {
                             waiters.push(w);
@@ -223,15 +243,18 @@ pub async fn recover(
                         }
                     }
                     None => {
-                        journal.transition(
-                            rec.id,
-                            OpState::Abandoned {
-                                reason: format!(
+                        {
+                            let (id, to) = (
+                                rec.id,
+                                OpState::Abandoned {
+                                    reason: format!(
                                     "no {ty} task for guest {} by {user} in the node's task list",
                                     rec.guest
                                 ),
-                            },
-                        )?;
+                                },
+                            );
+                            blocking::journal(journal, move |j| j.transition(id, to)).await?;
+                        }
                         out.abandoned += 1;
                     }
                 }

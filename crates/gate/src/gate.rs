@@ -127,6 +127,13 @@ impl Gate {
         }
     }
 
+    /// Opens a journaled transaction (a create and its compensation run in one): the only way
+    /// to get a `TxnId` to put in a `Submission`.
+    pub async fn begin_txn(&self) -> Result<TxnId, String> {
+        self.off_worker(|c| c.journal.new_txn().map_err(|e| e.to_string()))
+            .await?
+    }
+
     /// Submits an action (a desired-state delta, or an engine step), with the signed op that
     /// authorizes it if the caller has one.
     pub async fn submit(
@@ -292,7 +299,7 @@ impl Core {
                 f.kind == action.kind() && f.identity.is_some() && f.identity == sub.identity
             })
             .map(|f| Provenance {
-                created_in_txn: f.txn.map(|t| t.0),
+                created_in_txn: f.txn.map(TxnId::get),
                 scratch: f.scratch,
             })
             .collect();
@@ -300,7 +307,7 @@ impl Core {
             action,
             &facts,
             Context {
-                txn: sub.txn.map(|t| t.0),
+                txn: sub.txn.map(TxnId::get),
             },
         )
     }

@@ -257,7 +257,7 @@ async fn provenance_exceptions_and_hub_labels() {
     let j = Journal::open_or_create(l.dir.path().join("unused")).unwrap();
     drop(j);
     // The agent creates a scratch guest in a transaction, then rolls it back: benign.
-    let txn = steward_journal::TxnId(42);
+    let txn = l.gate.begin_txn().await.unwrap();
     let gen = "0badc0de-0000-4000-8000-000000000900";
     let create = Action::Create {
         vmid: vmid(900),

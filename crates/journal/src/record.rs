@@ -18,9 +18,18 @@ impl fmt::Display for OpId {
 }
 
 /// A journaled transaction: ops the agent runs as one unit (a create and its compensation).
+/// Only the journal mints one (`Journal::new_txn`, through `Gate::begin_txn`): a caller cannot
+/// name a transaction it did not open, so it cannot borrow another's compensation exception.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct TxnId(pub u64);
+pub struct TxnId(pub(crate) u64);
+
+impl TxnId {
+    /// The number, for logs and the classifier's context.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
 
 /// The classifier's verdict, as recorded when the op was planned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -205,8 +205,11 @@ pub trait GuestRead: Send + Sync {
     /// Polls a task until it stops or `deadline` passes (`Timeout`); a task that stops with
     /// anything but `OK` or `WARNINGS: n` is `TaskFailed`.
     async fn wait_task(&self, upid: &Upid, deadline: Duration) -> Result<TaskStatus, ApiError> {
+        // Polled every 25 ms for the first half second (most guest tasks end within a few
+        // hundred milliseconds, and the engine's next step waits on this), then backing off by
+        // half again each time to one poll a second.
         let start = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(50);
+        let mut delay = Duration::from_millis(25);
         loop {
             let s = self.task_status_once(upid).await?;
             if !s.running {
@@ -225,7 +228,9 @@ pub trait GuestRead: Send + Sync {
                 )));
             }
             tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(1));
+            if start.elapsed() >= Duration::from_millis(500) {
+                delay = delay.mul_f64(1.5).min(Duration::from_secs(1));
+            }
         }
     }
 }

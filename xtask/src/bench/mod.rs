@@ -2,6 +2,7 @@
 //! interleaved rounds, and reports the median rates and their ratio: machines here are noisy, so
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
+mod engine;
 mod gate;
 mod journal;
 mod measure;
@@ -24,6 +25,8 @@ pub enum Which {
     Gate,
     /// Client requests per second against the simulator, keep-alive vs fresh connections.
     Pve,
+    /// The engine against the simulator: convergence, idle cost, memory, drift detection.
+    Engine,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
@@ -38,5 +41,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> R
         Which::Journal => journal::run(round_secs.max(0.5), rounds, open_records),
         Which::Gate => gate::run(300),
         Which::Pve => pve::run(round_secs, rounds),
+        Which::Engine => engine::run(),
     }
 }
