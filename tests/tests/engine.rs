@@ -390,6 +390,7 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
                     class: steward_journal::Class::Destructive,
                     txn: None,
                     scratch: false,
+                    identity: None,
                 },
                 OpState::Planned,
             )
@@ -428,6 +429,7 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
                 class: steward_journal::Class::Benign,
                 txn: None,
                 scratch: false,
+                identity: None,
             },
             OpState::Planned,
         )
@@ -500,4 +502,97 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
     assert!(sim.with_node(|n| n.st.guests.contains_key(&101)));
     assert_eq!(calls.get(&format!("103 destroy {USER}")), Some(&1));
     assert_eq!(calls.get(&format!("101 destroy {USER}")), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
+    let l = lab_with(6, Duration::from_secs(3600), 4).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "absent"}
+    ]}));
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let h = l.engine.held().await.remove(0);
+    let identity = h.template["params"]["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(identity.starts_with("vmgenid:"), "{identity}");
+    let bytes = serde_json::to_vec(&h.template).unwrap();
+    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
+    // Before the operator's signature arrives, 101 is destroyed some other way and a customer's
+    // guest takes the VMID. The engine stops managing 101 meanwhile (a long sweep: it has not
+    // looked at the new guest's config yet).
+    l.desire(json!({"version": 1, "generation": 2, "guests": []}));
+    l.sim.with_node(|n| {
+        n.remove_guest(101);
+        n.add_guest(
+            101,
+            steward_pve_sim::Kind::Qemu,
+            [(
+                "vmgenid".to_string(),
+                "0badc0de-0000-4000-8000-00000000c057".to_string(),
+            )]
+            .into(),
+            false,
+        );
+    });
+    // The signature, presented for the held op and again as a job: the customer's guest is
+    // never destroyed.
+    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    assert!(
+        !matches!(
+            d,
+            Decision::Executed {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let again = l.engine.signed_job(&bytes, &sig).await;
+    assert!(
+        !matches!(
+            again,
+            Decision::Executed {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{again:?}"
+    );
+    assert!(
+        l.sim.with_node(|n| n.st.guests.contains_key(&101)),
+        "the customer's guest is still there"
+    );
+    let destroys = l.sim.with_node(|n| {
+        n.st.counters
+            .calls
+            .iter()
+            .filter(|(k, _)| k.starts_with("101 destroy"))
+            .map(|(_, c)| *c)
+            .sum::<u64>()
+    });
+    assert_eq!(destroys, 0);
+    let _ = l.stop.send(true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_create_stays_held_until_something_takes_its_vmid() {
+    let l = lab_with(6, Duration::from_secs(5), 4).await;
+    // A create that attaches another guest's existing volume is held for a signature.
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 950, "kind": "qemu", "state": "stopped", "create": {"scsi0": "local-lvm:vm-100-disk-0"}}
+    ]}));
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let passes = l.engine.status_now().passes;
+    l.until("more passes", |l| {
+        l.engine.status_now().passes >= passes + 3
+    })
+    .await;
+    assert_eq!(
+        l.engine.status_now().held,
+        1,
+        "a create is not superseded for its guest being absent"
+    );
+    let _ = l.stop.send(true);
 }

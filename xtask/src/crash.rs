@@ -191,6 +191,7 @@ pub fn child(dir: &Path, seed: u64) -> Result<()> {
                     class,
                     txn: None,
                     scratch: false,
+                    identity: None,
                 },
                 initial,
             )?;

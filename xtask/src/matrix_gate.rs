@@ -25,7 +25,11 @@ pub struct CountingExecutor {
 
 #[async_trait]
 impl Executor for CountingExecutor {
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
+    async fn dispatch(
+        &self,
+        action: &Action,
+        _guard: &steward_gate::Guard,
+    ) -> Result<Option<String>, Failure> {
         self.ran.fetch_add(1, Ordering::SeqCst);
         Ok(Some(format!(
             "UPID:{HOST}:00000001:00000001:00000001:{}:{}:root@pam!steward:",

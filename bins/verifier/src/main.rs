@@ -68,6 +68,14 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let verifier = Verifier::new(store, config).map_err(|e| format!("--skew/--max-ttl: {e}"))?;
     let verdict = verifier.verify_offline(&payload, &sig, now);
     let ok = verdict.is_ok();
-    println!("{}", output::render(&verdict, args.json));
+    // A closed or broken stdout is a usage error (exit 2), not a panic (exit 101): the exit
+    // code is the contract, and nothing else may be mistaken for a verdict.
+    use std::io::Write as _;
+    writeln!(
+        std::io::stdout().lock(),
+        "{}",
+        output::render(&verdict, args.json)
+    )
+    .map_err(|e| format!("writing the verdict to stdout: {e}"))?;
     Ok(ExitCode::from(if ok { 0 } else { 1 }))
 }

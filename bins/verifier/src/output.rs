@@ -1,7 +1,7 @@
 //! How `steward-verify` prints a verdict: the first line is the contract
 //! (`verified: …` / `rejected: REASON: detail`); `--json` prints the same facts as one object.
 
-use steward_authz::fmt_time;
+use steward_authz::{escape_controls, fmt_time};
 use steward_authz::{Rejection, VerifiedOp};
 
 /// The text or JSON for a verdict.
@@ -11,7 +11,9 @@ pub fn render(verdict: &Result<VerifiedOp, Rejection>, json: bool) -> String {
             "verified: principal={} role={} op={} host={} guest={}\n\
              key={} trust-line={} nonce={} window={}..{}\n\
              note: offline check; the nonce was not checked for replay",
-            v.principal,
+            // A certificate's principal is the certificate holder's text: escaped like any
+            // detail, so it cannot draw on the terminal.
+            escape_controls(&v.principal),
             v.role,
             v.payload.op,
             v.payload.host,

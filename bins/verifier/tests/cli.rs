@@ -158,3 +158,29 @@ fn usage_and_file_errors_exit_two_naming_the_place() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn a_closed_stdout_exits_two_not_with_a_panic() {
+    let s = setup();
+    // A pipe whose reading end is closed before the verifier writes: writing fails (EPIPE).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-verify"))
+        .arg("--signers")
+        .arg(&s.signers)
+        .args(["--host", "pve-a", "--at", AT])
+        .arg(&s.op)
+        .arg(&s.sig)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let _ = &s.kg;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("writing the verdict"));
+}

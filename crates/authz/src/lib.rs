@@ -21,12 +21,12 @@ pub mod sig;
 mod signers;
 
 pub use nonce::{Consumed, MemoryNonceStore, NonceStore, NonceStoreError};
-pub use op::{Nonce, OpPayload};
+pub use op::{Nonce, OpPayload, MAX_PAYLOAD_BYTES};
 pub use pipeline::{
     fmt_time, ConfigError, VerifiedOp, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS,
     DEFAULT_SKEW_SECS, MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS,
 };
-pub use reason::{Reason, Rejection};
+pub use reason::{escape_controls, Reason, Rejection};
 pub use role::{Role, OP_NAMESPACE, RECOVERY_NAMESPACE};
 pub use signers::{Admission, LineOptions, LoadError, TrustEntry, TrustStore};
 

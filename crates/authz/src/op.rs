@@ -78,13 +78,23 @@ struct Wire {
     v: u32,
     op: String,
     host: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     guest: Option<u32>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     params: Option<StrictObject>,
     nonce: String,
     not_before: String,
     not_after: String,
+}
+
+/// An optional field that, when present, must hold a value: `"guest": null` is not "no guest"
+/// but a malformed op (a signer who wrote null meant something; nothing is guessed).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Proxmox VE's VMID range.
@@ -132,10 +142,11 @@ impl OpPayload {
         if not_after <= not_before {
             return Err(bad("not_after is not later than not_before".into()));
         }
-        let ttl = (not_after - not_before).whole_seconds();
-        if ttl > max_ttl_secs {
+        // Exact: a 24 h limit admits 24 h, not 24 h and 999 ms.
+        let ttl = not_after - not_before;
+        if ttl > time::Duration::seconds(max_ttl_secs) {
             return Err(bad(format!(
-                "window of {ttl} s is longer than the allowed {max_ttl_secs} s"
+                "window of {ttl} is longer than the allowed {max_ttl_secs} s"
             )));
         }
         Ok(OpPayload {

@@ -177,7 +177,19 @@ impl Verifier {
         // 2. allow-list
         let now_unix = now.unix_timestamp();
         let admission = self.store.admit(sig.public_key(), namespace, now_unix)?;
-        // 3. crypto, over the exact payload bytes
+        // 3. crypto, over the exact payload bytes. A payload over the size limit is refused
+        // before it is hashed: its size is all that needs knowing, and hashing it is work an
+        // attacker chooses.
+        if payload.len() > crate::op::MAX_PAYLOAD_BYTES {
+            return Err(Rejection::new(
+                Reason::MalformedOp,
+                format!(
+                    "payload is {} bytes, at most {} allowed",
+                    payload.len(),
+                    crate::op::MAX_PAYLOAD_BYTES
+                ),
+            ));
+        }
         sig::verify_crypto(
             &sig,
             admission.subject,

@@ -89,13 +89,32 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    /// A rejection with the given reason and detail.
+    /// A rejection with the given reason and detail. Details often quote what an unverified
+    /// signature or payload said (an algorithm name, a namespace): every control character is
+    /// escaped here, once, so that no detail can move a terminal's cursor, start a new log line,
+    /// or print a fake `verified:` over a rejection.
     pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
         Rejection {
             reason,
-            detail: detail.into(),
+            detail: escape_controls(&detail.into()),
         }
     }
+}
+
+/// `text` with every control character written as an escape (`\u{1b}`, `\r`, …).
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 impl fmt::Display for Rejection {
@@ -118,5 +137,19 @@ mod tests {
             assert_eq!(Reason::from_code(r.code()), Some(r));
         }
         assert_eq!(Reason::from_code("other"), None);
+    }
+
+    #[test]
+    fn untrusted_text_cannot_draw_on_a_terminal() {
+        let r = Rejection::new(
+            Reason::UnsupportedAlgorithm,
+            "signature algorithm x\r\x1b[2Kverified: principal=alice\n is not supported",
+        );
+        let shown = r.to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert!(
+            shown.contains("\\r") && shown.contains("\\u{1b}"),
+            "{shown}"
+        );
     }
 }

@@ -437,3 +437,16 @@ fn the_nonce_outlives_every_skew_a_verifier_may_be_configured_with() {
         steward_authz::MAX_SKEW_SECS
     );
 }
+
+#[test]
+fn an_oversized_payload_is_refused_before_it_is_hashed() {
+    let w = world();
+    // Signed bytes over the limit, with a signature over *other* bytes: if the size were checked
+    // only after the crypto step, this would be `bad_signature`.
+    let big = vec![b' '; steward_authz::MAX_PAYLOAD_BYTES + 1];
+    let sig = w.sign(&w.op, OP_NAMESPACE, b"something else");
+    assert_eq!(
+        w.reason(&big, &sig, NOW),
+        steward_authz::Reason::MalformedOp
+    );
+}

@@ -116,18 +116,52 @@ pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
     }
 }
 
-/// Whether a disk value allocates a new, empty volume: `STORAGE:SIZE[,options]` (Proxmox's
-/// allocation form), never a volume id (`STORAGE:vm-104-disk-0`) or a path.
+/// Whether a disk value allocates a new, empty volume: `STORAGE:SIZE[,options]` with SIZE
+/// exactly `\d+(\.\d+)?` (qemu-server's `NEW_DISK_RE`), never a volume id
+/// (`STORAGE:vm-104-disk-0`), a path, or a size Proxmox would read another way.
 pub fn is_new_volume(value: &str) -> bool {
     let first = value.split(',').next().unwrap_or("");
     let Some((storage, size)) = first.split_once(':') else {
         return false;
     };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let size_ok = match size.split_once('.') {
+        Some((int, frac)) => digits(int) && digits(frac),
+        None => digits(size),
+    };
     !storage.is_empty()
         && storage
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        && !size.is_empty()
-        && size.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && size_ok
         && !value.contains("import-from")
+}
+
+#[cfg(test)]
+mod new_volume_tests {
+    use super::is_new_volume;
+
+    #[test]
+    fn only_proxmox_allocation_syntax_is_a_new_volume() {
+        for ok in [
+            "local-lvm:32",
+            "local-lvm:0.5",
+            "local-lvm:4,ssd=1",
+            "ceph_pool.1:10",
+        ] {
+            assert!(is_new_volume(ok), "{ok}");
+        }
+        for bad in [
+            "local-lvm:1.2.3",
+            "local-lvm:.5",
+            "local-lvm:5.",
+            "local-lvm:",
+            "local-lvm:vm-104-disk-0",
+            "/dev/sdb",
+            ":32",
+            "local-lvm:32,import-from=local:iso/x.img",
+        ] {
+            assert!(!is_new_volume(bad), "{bad}");
+        }
+    }
 }

@@ -151,7 +151,18 @@ fn destroy(unreferenced: bool, provenance: &[Provenance], ctx: Context) -> Verdi
 }
 
 fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
+    // The executor removes the volumes `removes` names: only a signature may ask for that.
+    if !change.removes.is_empty() {
+        return Verdict::Destructive("the change removes volumes".into());
+    }
     for (key, value) in &change.set {
+        // An LXC's net0 MAC is its identity (`steward_model::guest_identity`): changing it
+        // would let the guest pass for another.
+        if kind == GuestKind::Lxc && key == "net0" && value.contains("hwaddr=") {
+            return Verdict::Destructive(
+                "setting net0's hwaddr changes the container's identity".into(),
+            );
+        }
         if key == "protection" {
             if value == "1" {
                 continue; // setting protection only guards more

@@ -148,6 +148,31 @@ fn provenance_exceptions_come_only_from_the_journal() {
 }
 
 #[test]
+fn removing_volumes_or_rewriting_an_lxc_identity_is_destructive() {
+    let mut change = ConfigChange {
+        set: [("cores".to_string(), "2".to_string())].into(),
+        ..ConfigChange::default()
+    };
+    change
+        .removes
+        .insert("unused0".into(), "local-lvm:vm-104-disk-1".into());
+    let a = Action::SetConfig {
+        vmid: v(),
+        kind: GuestKind::Qemu,
+        change,
+    };
+    assert!(classify(&a, &[], Context::default()).is_destructive());
+    let mac = set(
+        GuestKind::Lxc,
+        &[("net0", "name=eth0,hwaddr=BC:24:11:00:00:02,bridge=vmbr0")],
+        &[],
+    );
+    assert!(classify(&mac, &[], Context::default()).is_destructive());
+    let plain = set(GuestKind::Lxc, &[("net0", "name=eth0,bridge=vmbr0")], &[]);
+    assert!(!classify(&plain, &[], Context::default()).is_destructive());
+}
+
+#[test]
 fn provenance_never_covers_unreferenced_disks() {
     let sweeping = Action::Destroy {
         vmid: v(),

@@ -129,7 +129,6 @@ pub struct Engine {
     desired: Mutex<Arc<DesiredState>>,
     guest_locks: Mutex<BTreeMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
     status: Mutex<Status>,
-    held_identity: Mutex<BTreeMap<OpId, Option<String>>>,
     recovered: AtomicBool,
 }
 
@@ -157,32 +156,34 @@ fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-/// A fresh UUID for a QEMU guest the agent creates (its `vmgenid`, the guest's identity).
-fn random_uuid() -> String {
+/// A fresh UUID for a QEMU guest the agent creates (its `vmgenid`, the guest's identity). No
+/// randomness, no create: a predictable identity would let another guest pass for this one.
+fn random_uuid() -> Result<String, String> {
     let mut b = [0u8; 16];
-    let _ = getrandom::fill(&mut b);
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness for an identity: {e}"))?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
+    Ok(format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    )
+    ))
 }
 
-fn random_mac() -> String {
+/// A MAC in Proxmox's range for an LXC guest the agent creates (24 random bits: the range's).
+fn random_mac() -> Result<String, String> {
     let mut b = [0u8; 3];
-    let _ = getrandom::fill(&mut b);
-    format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2])
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness for an identity: {e}"))?;
+    Ok(format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2]))
 }
 
 /// The agent gives every guest it creates an identity of its own choosing: QEMU `vmgenid`,
 /// LXC `net0`'s `hwaddr`. What the hub sent for those is replaced.
-fn with_identity(action: Action) -> Action {
+fn with_identity(action: Action) -> Result<Action, String> {
     match action {
         Action::Create {
             vmid,
@@ -191,7 +192,7 @@ fn with_identity(action: Action) -> Action {
         } => {
             match kind {
                 GuestKind::Qemu => {
-                    config.insert("vmgenid".into(), random_uuid());
+                    config.insert("vmgenid".into(), random_uuid()?);
                 }
                 GuestKind::Lxc => {
                     if let Some(net) = config.get("net0").cloned() {
@@ -200,14 +201,14 @@ fn with_identity(action: Action) -> Action {
                             .filter(|p| !p.starts_with("hwaddr="))
                             .collect();
                         let mut parts: Vec<String> = kept.iter().map(|p| p.to_string()).collect();
-                        parts.push(format!("hwaddr={}", random_mac()));
+                        parts.push(format!("hwaddr={}", random_mac()?));
                         config.insert("net0".into(), parts.join(","));
                     }
                 }
             }
-            Action::Create { vmid, kind, config }
+            Ok(Action::Create { vmid, kind, config })
         }
-        other => other,
+        other => Ok(other),
     }
 }
 
@@ -230,7 +231,6 @@ impl Engine {
             desired: Mutex::new(Arc::new(DesiredState::default())),
             guest_locks: Mutex::new(BTreeMap::new()),
             status: Mutex::new(Status::default()),
-            held_identity: Mutex::new(BTreeMap::new()),
             recovered: AtomicBool::new(false),
         }
     }
@@ -245,9 +245,14 @@ impl Engine {
             self.cfg.task_deadline,
         )
         .await?;
-        // Tasks still running are followed in the background; their guests stay busy until then.
-        for w in waiters {
-            tokio::spawn(w);
+        // Tasks still running are followed in the background; their guests stay busy (their
+        // lock is held) until the outcome is recorded.
+        for (vmid, w) in waiters {
+            let guard = self.guest_lock(vmid).lock_owned().await;
+            tokio::spawn(async move {
+                let _ = w.await;
+                drop(guard);
+            });
         }
         self.recovered.store(true, Ordering::SeqCst);
         self.status().recovered = true;
@@ -348,11 +353,6 @@ impl Engine {
                 }
                 let snap = obs.snapshot().clone();
                 drop(obs);
-                let ids = self
-                    .held_identity
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
                 let ops = blocking::journal(&self.journal, |j| j.all_ops())
                     .await
                     .unwrap_or_default();
@@ -360,8 +360,7 @@ impl Engine {
                     if !matches!(rec.state(), OpState::PendingSignature { .. }) {
                         continue;
                     }
-                    let was = ids.get(&rec.id).cloned().flatten();
-                    if let Some(why) = held::superseded(&rec, &snap, was.as_deref()) {
+                    if let Some(why) = held::superseded(&rec, &snap) {
                         let to = OpState::Refused {
                             code: "superseded".into(),
                             detail: why.clone(),
@@ -398,11 +397,13 @@ impl Engine {
         }
         let mut slots: BTreeMap<Vmid, Slot> = BTreeMap::new();
         let mut running: JoinSet<(Vmid, Decision)> = JoinSet::new();
+        let mut tasks: BTreeMap<tokio::task::Id, Vmid> = BTreeMap::new();
         let mut next_pass = Instant::now();
         let mut fingerprints: BTreeMap<Vmid, String> = BTreeMap::new();
         loop {
             if Instant::now() >= next_pass {
-                self.pass(&mut slots, &mut running, &mut fingerprints).await;
+                self.pass(&mut slots, &mut running, &mut tasks, &mut fingerprints)
+                    .await;
                 next_pass = Instant::now() + self.cfg.interval;
             }
             let soonest = slots
@@ -413,15 +414,20 @@ impl Engine {
                 .min()
                 .map_or(next_pass, |d| d.min(next_pass));
             tokio::select! {
-                Some(done) = running.join_next(), if !running.is_empty() => {
-                    if let Ok((vmid, decision)) = done {
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    if let Err(e) = &done {
+                        // A task that panicked must not leave its guest in flight for ever.
+                        if let Some(vmid) = tasks.remove(&e.id()) {
+                            let slot = slots.entry(vmid).or_insert_with(|| self.slot());
+                            slot.in_flight = false;
+                            slot.parked = Some(format!("internal error while acting on it: {e}"));
+                        }
+                    }
+                    if let Ok((id, (vmid, decision))) = done {
+                        tasks.remove(&id);
                         let slot = slots.entry(vmid).or_insert_with(|| self.slot());
                         slot.in_flight = false;
-                        if let Decision::PendingSignature { op, .. } = &decision {
-                            let id = self.observer.lock().await.snapshot().guests.get(&vmid).and_then(|o| o.identity.clone());
-                            self.held_identity.lock().unwrap_or_else(|e| e.into_inner()).insert(*op, id);
-                        }
-                        match policy::requeue(&decision, &mut slot.backoff) {
+                                                match policy::requeue(&decision, &mut slot.backoff) {
                             Requeue::Now => slot.due = Instant::now(),
                             Requeue::After(d) => slot.due = Instant::now() + d,
                             Requeue::Park(why) => slot.parked = Some(why),
@@ -473,6 +479,7 @@ impl Engine {
         self: &Arc<Self>,
         slots: &mut BTreeMap<Vmid, Slot>,
         running: &mut JoinSet<(Vmid, Decision)>,
+        tasks: &mut BTreeMap<tokio::task::Id, Vmid>,
         fingerprints: &mut BTreeMap<Vmid, String>,
     ) {
         let desired = self
@@ -539,7 +546,13 @@ impl Engine {
             let Some(action) = plan.actions.into_iter().next() else {
                 continue;
             };
-            let action = with_identity(action);
+            let action = match with_identity(action) {
+                Ok(a) => a,
+                Err(why) => {
+                    slot.parked = Some(why);
+                    continue;
+                }
+            };
             let sub = Submission {
                 identity: observed.and_then(|o| o.identity.clone()),
                 ..Submission::default()
@@ -547,7 +560,7 @@ impl Engine {
             slot.in_flight = true;
             let (engine, lock) = (self.clone(), self.guest_lock(*vmid));
             let vmid = *vmid;
-            running.spawn(async move {
+            let handle = running.spawn(async move {
                 let _held = lock.lock().await;
                 let d = engine
                     .gate
@@ -555,6 +568,7 @@ impl Engine {
                     .await;
                 (vmid, d)
             });
+            tasks.insert(handle.id(), vmid);
         }
         let held = self
             .journal

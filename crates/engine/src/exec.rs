@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use std::time::Duration;
-use steward_gate::{Executor, Failure, FailureKind};
+use steward_gate::{Executor, Failure, FailureKind, Guard};
 use steward_model::{Action, ConfigChange, GuestKind};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
@@ -101,9 +101,46 @@ impl NodeExecutor {
     }
 }
 
+impl NodeExecutor {
+    /// Checks `guard` against a fresh read of the guest, just before the call.
+    async fn check(&self, action: &Action, guard: &Guard) -> Result<(), Failure> {
+        let Guard::Identity(expected) = guard else {
+            return Ok(());
+        };
+        let (kind, vmid) = (action.kind(), action.vmid());
+        let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
+        let now = steward_model::guest_identity(kind, &cfg.values);
+        if &now != expected {
+            return Err(Failure::new(
+                FailureKind::NotFound,
+                format!(
+                    "{kind} {vmid} is not the guest this op was made for (identity {} now, {} then): nothing was done",
+                    now.as_deref().unwrap_or("none"),
+                    expected.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Executor for NodeExecutor {
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
+    async fn dispatch(&self, action: &Action, guard: &Guard) -> Result<Option<String>, Failure> {
+        self.check(action, guard).await?;
+        if let Action::SetConfig { change, .. } = action {
+            if let Some(k) = change
+                .set
+                .keys()
+                .chain(change.delete.iter())
+                .find(|k| !steward_model::is_config_key(k))
+            {
+                return Err(Failure::new(
+                    FailureKind::Other,
+                    format!("{k:?} is not a config key: not sent"),
+                ));
+            }
+        }
         let n = &self.node;
         let upid = match action {
             Action::Create { vmid, kind, config } => n.create(*kind, *vmid, config).await,

@@ -132,19 +132,24 @@ pub fn held_op(rec: &OpRecord, snap: &Snapshot) -> Option<HeldOp> {
     })
 }
 
-/// Why a held op no longer means what it meant when it was held, if it does not.
-pub fn superseded(rec: &OpRecord, snap: &Snapshot, held_identity: Option<&str>) -> Option<String> {
+/// Why a held op no longer means what it meant when it was held, if it does not. The identity
+/// it was held for is in its journal record, so this holds across restarts too (and the
+/// executor checks the identity again just before any call).
+pub fn superseded(rec: &OpRecord, snap: &Snapshot) -> Option<String> {
     let observed = snap.guests.get(&rec.guest);
+    if let Action::Create { .. } = rec.action {
+        // A held create waits for a guest that does not exist yet; something else taking the
+        // VMID is what changes its meaning.
+        return observed.map(|_| format!("VMID {} was taken by another guest", rec.guest));
+    }
     let Some(o) = observed else {
         return Some(format!("guest {} is gone from the node", rec.guest));
     };
     if o.entry.kind != rec.action.kind() {
         return Some(format!("guest {} is now a {}", rec.guest, o.entry.kind));
     }
-    if let (Some(was), Some(a)) = (held_identity, &o.actual) {
-        if o.identity.as_deref() != Some(was) && a.vmid == rec.guest {
-            return Some(format!("VMID {} is now held by another guest", rec.guest));
-        }
+    if o.actual.is_some() && o.identity != rec.identity {
+        return Some(format!("VMID {} is now held by another guest", rec.guest));
     }
     if let (Action::SetConfig { change, .. }, Some(a)) = (&rec.action, &o.actual) {
         if change.digest.as_deref().is_some_and(|d| d != a.digest) {

@@ -161,7 +161,13 @@ pub async fn recover(
     api: &Arc<dyn GuestRead>,
     user: &str,
     deadline: Duration,
-) -> Result<(Recovery, Vec<tokio::task::JoinHandle<()>>), RecoverError> {
+) -> Result<
+    (
+        Recovery,
+        Vec<(steward_model::Vmid, tokio::task::JoinHandle<()>)>,
+    ),
+    RecoverError,
+> {
     let mut out = Recovery::default();
     let mut waiters = Vec::new();
     for rec in blocking::journal(journal, |j| j.in_flight()).await? {
@@ -182,7 +188,7 @@ pub async fn recover(
                 };
                 match settle(journal, api, &rec, &u, deadline).await? {
                     Some(w) => {
-                        waiters.push(w);
+                        waiters.push((rec.guest, w));
                         out.waiting += 1;
                     }
                     None => out.settled += 1,
@@ -238,7 +244,7 @@ pub async fn recover(
                         .await?;
                         out.adopted += 1;
                         if let Some(w) = settle(journal, api, &rec, &t.upid, deadline).await? {
-                            waiters.push(w);
+                            waiters.push((rec.guest, w));
                             out.waiting += 1;
                         }
                     }

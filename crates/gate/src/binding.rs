@@ -42,8 +42,22 @@ fn obj(v: Value) -> Map<String, Value> {
     }
 }
 
-/// The binding of `action`.
-pub fn binding_of(action: &Action) -> Binding {
+/// Whether an action's binding names the guest's identity: everything that destroys or
+/// overwrites data on an existing guest.
+pub fn binds_identity(action: &Action) -> bool {
+    match action {
+        Action::Destroy { .. } | Action::SnapshotRollback { .. } | Action::RestoreOver { .. } => {
+            true
+        }
+        Action::SetConfig { kind, change, .. } => !data_keys(*kind, change).is_empty(),
+        _ => false,
+    }
+}
+
+/// The binding of `action` on the guest with `identity` (`steward_model::guest_identity`, as
+/// observed when the op was made): destructive bindings carry it, so a signature names a
+/// guest, not a VMID that another guest may hold by the time the op runs.
+pub fn binding_of(action: &Action, identity: Option<&str>) -> Binding {
     let kind = action.kind().as_str();
     let params = match action {
         Action::Destroy {
@@ -73,20 +87,25 @@ pub fn binding_of(action: &Action) -> Binding {
         } => json!({"kind": kind, "timeout_secs": timeout_secs, "force_stop": force_stop}),
         Action::Start { .. } | Action::Stop { .. } | Action::Reboot { .. } => json!({"kind": kind}),
     };
+    let mut params = obj(params);
+    if binds_identity(action) {
+        params.insert("identity".into(), json!(identity));
+    }
     Binding {
         op: action.op_kind(),
         guest: action.vmid(),
-        params: obj(params),
+        params,
     }
 }
 
-/// The action a signed job asks for (the inverse of [`binding_of`]); re-binding the result must
-/// give back exactly the signed params, or the job is refused.
+/// The action a signed job asks for and the identity it names (the inverse of
+/// [`binding_of`]); re-binding the result must give back exactly the signed params, or the job
+/// is refused.
 pub fn action_from_op(
     op: &str,
     guest: Option<u32>,
     params: &Map<String, Value>,
-) -> Result<Action, String> {
+) -> Result<(Action, Option<String>), String> {
     let guest = guest.ok_or("the op names no guest")?;
     let vmid = Vmid::new(u64::from(guest)).map_err(|e| e.to_string())?;
     let kind = match params.get("kind").and_then(Value::as_str) {
@@ -153,10 +172,35 @@ pub fn action_from_op(
         }
         other => return Err(format!("op {other:?} is not a signed job Steward runs")),
     };
-    if binding_of(&action).params != *params {
+    if let Action::SetConfig { change, .. } = &action {
+        if let Some(k) = change
+            .set
+            .keys()
+            .chain(change.delete.iter())
+            .find(|k| !steward_model::is_config_key(k))
+        {
+            return Err(format!("{k:?} is not a config key Steward sends"));
+        }
+    }
+    let identity = match params.get("identity") {
+        None => None,
+        Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            return Err(format!(
+                "params.identity must be a string or null, not {other}"
+            ))
+        }
+    };
+    if binds_identity(&action) && !params.contains_key("identity") {
+        return Err(
+            "params.identity must name the guest (or be null for a guest without one)".into(),
+        );
+    }
+    if binding_of(&action, identity.as_deref()).params != *params {
         return Err("params carry fields the op does not use".into());
     }
-    Ok(action)
+    Ok((action, identity))
 }
 
 #[cfg(test)]
@@ -198,8 +242,12 @@ mod tests {
                 },
             },
         ] {
-            let b = binding_of(&a);
-            assert_eq!(action_from_op(b.op, Some(b.guest.get()), &b.params), Ok(a));
+            let id = Some("vmgenid:0badc0de-0000-4000-8000-000000000104");
+            let b = binding_of(&a, id);
+            assert_eq!(
+                action_from_op(b.op, Some(b.guest.get()), &b.params),
+                Ok((a, id.map(str::to_string)))
+            );
         }
     }
 
@@ -217,7 +265,7 @@ mod tests {
             kind: GuestKind::Qemu,
             change: change.clone(),
         };
-        let b = binding_of(&a);
+        let b = binding_of(&a, None);
         assert_eq!(b.params["removes"]["scsi1"], "local-lvm:vm-104-disk-1");
         assert_eq!(b.params["digest"], "3f2a");
         // A job deleting a disk without the digest, or without naming the volume, is refused.
@@ -241,7 +289,7 @@ mod tests {
                 ..ConfigChange::default()
             },
         };
-        let b = binding_of(&benign);
+        let b = binding_of(&benign, None);
         assert!(!b.params.contains_key("digest") && !b.params.contains_key("removes"));
     }
 
@@ -251,7 +299,21 @@ mod tests {
             obj(json!({"kind": "qemu", "purge": true, "destroy_unreferenced_disks": true, "x": 1}));
         assert!(action_from_op("guest.destroy", Some(104), &p).is_err());
         p.remove("x");
+        assert!(
+            action_from_op("guest.destroy", Some(104), &p).is_err(),
+            "a destroy must name the guest's identity (or null)"
+        );
+        p.insert("identity".into(), Value::Null);
         assert!(action_from_op("guest.destroy", Some(104), &p).is_ok());
+        // Keys that are not config keys, or that are the call's own parameters, never reach
+        // the wire through a signed change.
+        for bad in ["tags,unused0", "delete", "skiplock", "Digest"] {
+            let q = obj(json!({"kind": "qemu", "set": {}, "delete": [bad]}));
+            assert!(
+                action_from_op("guest.config", Some(104), &q).is_err(),
+                "{bad}"
+            );
+        }
         p.remove("purge");
         assert!(action_from_op("guest.destroy", Some(104), &p).is_err());
         assert!(action_from_op("guest.destroy", None, &p).is_err());

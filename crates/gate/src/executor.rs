@@ -6,13 +6,25 @@
 use async_trait::async_trait;
 use steward_model::{Action, Failure};
 
+/// What must still hold on the node when an action is dispatched, checked by the executor
+/// against a fresh read just before the call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Guard {
+    /// Nothing beyond the action itself (benign actions).
+    Nothing,
+    /// The guest at the action's VMID must have this identity (`None`: it must have none): a
+    /// signature, or a provenance exception, names a guest, and another guest that took the
+    /// VMID since must not receive the action.
+    Identity(Option<String>),
+}
+
 /// Runs actions against the node. Failures are typed ([`Failure`]) so that the journal records,
 /// and the engine's retry policy matches, what kind of failure it was.
 #[async_trait]
 pub trait Executor: Send + Sync {
-    /// Starts the action; returns the Proxmox task's UPID when it runs as a task, `None` when
-    /// it completed synchronously.
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure>;
+    /// Starts the action, once `guard` holds; returns the Proxmox task's UPID when it runs as a
+    /// task, `None` when it completed synchronously.
+    async fn dispatch(&self, action: &Action, guard: &Guard) -> Result<Option<String>, Failure>;
 
     /// Waits for the task `upid` to end; `Err` carries its failure.
     async fn wait(&self, upid: &str) -> Result<(), Failure>;

@@ -8,9 +8,9 @@
 //! anything: a slow disk delays the op it belongs to, not the runtime.
 
 use crate::audit;
-use crate::binding::{action_from_op, binding_of};
+use crate::binding::{action_from_op, binding_of, binds_identity};
 use crate::decision::{Decision, GateReason, Outcome};
-use crate::executor::Executor;
+use crate::executor::{Executor, Guard};
 use crate::rotation::{self, RotationError};
 use crate::template::pending_template;
 use std::path::PathBuf;
@@ -73,6 +73,7 @@ enum Step {
         op: OpId,
         action: Action,
         signed: bool,
+        guard: Guard,
     },
     Answer(Decision),
 }
@@ -81,8 +82,9 @@ enum Step {
 enum JobStep {
     /// Already answered and audited (a rejection, a rotation, an op that names no action).
     Answered(Decision),
-    /// The verified job names this action: submit it with its signed op.
-    Submit(Action),
+    /// The verified job names this action on the guest with this identity: submit it with
+    /// its signed op.
+    Submit(Action, Option<String>),
 }
 
 fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
@@ -196,9 +198,12 @@ impl Gate {
             .unwrap_or_else(|e| JobStep::Answered(refused(None, GateReason::Journal, e)));
         match step {
             JobStep::Answered(d) => d,
-            JobStep::Submit(action) => {
-                self.submit(action, Submission::default(), Some((payload, sig)), now)
-                    .await
+            JobStep::Submit(action, identity) => {
+                let sub = Submission {
+                    identity,
+                    ..Submission::default()
+                };
+                self.submit(action, sub, Some((payload, sig)), now).await
             }
         }
     }
@@ -216,14 +221,19 @@ impl Gate {
     async fn finish(&self, step: Step) -> Decision {
         match step {
             Step::Answer(d) => d,
-            Step::Run { op, action, signed } => self.execute(op, &action, signed).await,
+            Step::Run {
+                op,
+                action,
+                signed,
+                guard,
+            } => self.execute(op, &action, signed, &guard).await,
         }
     }
 
     /// Runs an op that is durably in `intent`: the executor on this task, each journal step off
     /// it.
-    async fn execute(&self, op: OpId, action: &Action, signed: bool) -> Decision {
-        let outcome = match self.executor.dispatch(action).await {
+    async fn execute(&self, op: OpId, action: &Action, signed: bool, guard: &Guard) -> Decision {
+        let outcome = match self.executor.dispatch(action, guard).await {
             Err(e) => Outcome::Failed(e),
             Ok(None) => Outcome::Succeeded,
             Ok(Some(upid)) => {
@@ -279,6 +289,18 @@ impl Core {
         sig: &[u8],
         now: OffsetDateTime,
     ) -> Result<VerifiedOp, Rejection> {
+        // Nonces were pruned by a clock later than ours: the store may have forgotten nonces
+        // this clock would still admit. Fail closed until the clock catches up.
+        match self.journal.last_prune() {
+            Ok(Some(last)) if now.unix_timestamp() < last => {
+                return Err(Rejection::new(
+                    Reason::NonceStore,
+                    format!("the clock is behind the last nonce prune ({last}): refusing until it catches up"),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Rejection::new(Reason::NonceStore, e.to_string())),
+        }
         let v = self
             .verifier
             .read()
@@ -318,6 +340,7 @@ impl Core {
             class,
             txn: sub.txn,
             scratch: sub.scratch,
+            identity: sub.identity.clone(),
         }
     }
 
@@ -355,15 +378,27 @@ impl Core {
                 if let Err(e) = self.journal.transition(rec.id, OpState::Intent) {
                     return Step::Answer(refused(Some(rec.id), GateReason::Journal, e.to_string()));
                 }
+                // A destroy that is benign by provenance names the guest the fact names: the
+                // executor checks it is still that guest before it calls Proxmox.
+                let guard = match action {
+                    Action::Destroy { .. } => Guard::Identity(sub.identity.clone()),
+                    _ => Guard::Nothing,
+                };
                 Step::Run {
                     op: rec.id,
                     action: action.clone(),
                     signed: false,
+                    guard,
                 }
             }
             Verdict::Destructive(why) => match signed {
                 None => {
-                    let template = match pending_template(action, &self.host(), now) {
+                    let template = match pending_template(
+                        action,
+                        sub.identity.as_deref(),
+                        &self.host(),
+                        now,
+                    ) {
                         Ok(t) => t,
                         Err(e) => return Step::Answer(refused(None, GateReason::Journal, e)),
                     };
@@ -417,10 +452,21 @@ impl Core {
         {
             // Presented again after it ran: if the signature holds up to the nonce step, a
             // replay, answered with the first outcome; nothing is told to an unverified caller.
-            if let Err(r) = self.verify(payload, sig, now) {
-                if r.reason == Reason::Replay {
+            // A valid signature for an op that is no longer held (superseded, refused) is
+            // spent here: it must not run later as a job on whatever holds the VMID then.
+            match self.verify(payload, sig, now) {
+                Err(r) if r.reason == Reason::Replay => {
                     return (Step::Answer(self.rejection(Some(op), payload, r)), None);
                 }
+                Ok(v) => {
+                    if let Err(e) = self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
+                        return (
+                            Step::Answer(refused(Some(op), GateReason::Journal, e.to_string())),
+                            None,
+                        );
+                    }
+                }
+                Err(_) => {}
             }
             return (
                 Step::Answer(refused(
@@ -437,7 +483,7 @@ impl Core {
         let sub = Submission {
             txn: rec.txn,
             scratch: rec.scratch,
-            identity: None,
+            identity: rec.identity.clone(),
         };
         let step = self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sig, now);
         (step, Some((rec.action.op_kind(), rec.guest.get())))
@@ -463,7 +509,7 @@ impl Core {
             verified.payload.guest,
             &verified.payload.params,
         ) {
-            Ok(a) => JobStep::Submit(a),
+            Ok((a, identity)) => JobStep::Submit(a, identity),
             Err(e) => {
                 let d = refused(None, GateReason::BindingMismatch, e);
                 audit::decision(
@@ -504,11 +550,18 @@ impl Core {
         Step::Answer(
             match self.authorize_inner(existing, action, class, sub, payload, sig, now) {
                 Ok(op) => {
+                    // The signature named the guest: the executor checks it still is that one.
+                    let guard = if binds_identity(action) {
+                        Guard::Identity(sub.identity.clone())
+                    } else {
+                        Guard::Nothing
+                    };
                     return Step::Run {
                         op,
                         action: action.clone(),
                         signed: true,
-                    }
+                        guard,
+                    };
                 }
                 Err(d) => d,
             },
@@ -564,7 +617,7 @@ impl Core {
             ));
         }
         // 3. binding: op kind, guest and params exactly those of the held action.
-        let b = binding_of(action);
+        let b = binding_of(action, sub.identity.as_deref());
         if verified.payload.op != b.op
             || verified.payload.guest != Some(b.guest.get())
             || verified.payload.params != b.params

@@ -25,7 +25,7 @@ pub mod rotation;
 mod template;
 
 pub use decision::{Decision, GateReason, Outcome};
-pub use executor::Executor;
+pub use executor::{Executor, Guard};
 pub use gate::{Gate, GateConfig, Submission};
 pub use steward_model::{Failure, FailureKind};
 pub use template::pending_template;

@@ -10,9 +10,15 @@ use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 /// The suggested validity window of a template.
 pub const TEMPLATE_WINDOW: Duration = Duration::hours(1);
 
-/// A payload template for `action` on `host`, valid from `now` for [`TEMPLATE_WINDOW`].
-pub fn pending_template(action: &Action, host: &str, now: OffsetDateTime) -> Result<Value, String> {
-    let b = binding_of(action);
+/// A payload template for `action` on the guest with `identity`, on `host`, valid from `now`
+/// for [`TEMPLATE_WINDOW`].
+pub fn pending_template(
+    action: &Action,
+    identity: Option<&str>,
+    host: &str,
+    now: OffsetDateTime,
+) -> Result<Value, String> {
+    let b = binding_of(action, identity);
     let mut nonce = [0u8; 16];
     getrandom::fill(&mut nonce).map_err(|e| format!("no randomness for a nonce: {e}"))?;
     let fmt = |t: OffsetDateTime| t.format(&Rfc3339).map_err(|e| e.to_string());

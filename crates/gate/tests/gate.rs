@@ -23,7 +23,11 @@ struct FakeExecutor {
 
 #[async_trait]
 impl Executor for FakeExecutor {
-    async fn dispatch(&self, action: &Action) -> Result<Option<String>, Failure> {
+    async fn dispatch(
+        &self,
+        action: &Action,
+        _guard: &steward_gate::Guard,
+    ) -> Result<Option<String>, Failure> {
         self.ran.lock().unwrap().push(action.clone());
         Ok(Some(format!(
             "UPID:pve-a:00000001:00000001:00000001:{}:{}:root@pam!steward:",
@@ -638,4 +642,38 @@ async fn a_rotation_signed_with_a_certificate_is_admitted_by_its_ca_line() {
     let d = gate.run_signed_job(&p, &sig, now()).await;
     assert!(matches!(d, Decision::Rotated { entries: 3 }), "{d:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), new_text);
+}
+
+#[tokio::test]
+async fn signed_ops_are_refused_while_the_clock_is_behind_the_last_nonce_prune() {
+    let kg = Keygen::new().unwrap();
+    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let recovery = kg.key(KeyType::Ed25519, "vault").unwrap();
+    let text = signers(&op, &recovery);
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let gate = gate_over(
+        &text,
+        journal.clone(),
+        FakeExecutor::default(),
+        dir.path().join("s"),
+    );
+    // A prune ran with a clock an hour ahead (it was wrong, then corrected).
+    journal.prune_nonces(now().unix_timestamp() + 3600).unwrap();
+    let held = gate
+        .submit(destroy(104), Submission::default(), None, now())
+        .await;
+    let (op_id, payload) = template_bytes(&held);
+    let sig = kg.sign(&op.private, "op@steward", &payload).unwrap();
+    let d = gate.sign_pending(op_id, &payload, &sig, now()).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Refused {
+                reason: GateReason::Authz(Reason::NonceStore),
+                ..
+            }
+        ),
+        "{d:?}"
+    );
 }

@@ -24,7 +24,11 @@ struct Scripted {
 
 #[async_trait]
 impl Executor for Scripted {
-    async fn dispatch(&self, _action: &Action) -> Result<Option<String>, Failure> {
+    async fn dispatch(
+        &self,
+        _action: &Action,
+        _guard: &steward_gate::Guard,
+    ) -> Result<Option<String>, Failure> {
         self.result.clone()
     }
     async fn wait(&self, _upid: &str) -> Result<(), Failure> {

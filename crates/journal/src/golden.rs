@@ -220,6 +220,7 @@ fn record(state: OpState) -> OpRecord {
         class: Class::Destructive,
         txn: Some(TxnId(3)),
         scratch: false,
+        identity: None,
         nonce: Some("k3J0c2Jq9yZ2Fh1mQ0xvUA".into()),
         signer: Some(Signer {
             principal: "alice@example.org".into(),

@@ -357,6 +357,7 @@ impl Journal {
             class: new.class,
             txn: new.txn,
             scratch: new.scratch,
+            identity: new.identity,
             nonce: None,
             signer: None,
             history: vec![Transition {
@@ -560,6 +561,15 @@ impl Journal {
         let token = w.commit()?;
         self.sync(token)?;
         Ok(true)
+    }
+
+    /// When nonces were last pruned (Unix seconds), if ever. A verifier whose clock reads
+    /// earlier must not trust the nonce store: nonces that clock would still admit may be gone.
+    pub fn last_prune(&self) -> Result<Option<i64>, JournalError> {
+        match self.tree.get(META_LAST_PRUNE)? {
+            Some(b) => decode("last prune", &b).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Forgets nonces whose `keep_until` (Unix seconds) is before `now_secs`; never earlier,

@@ -144,6 +144,10 @@ pub struct NewOp {
     pub txn: Option<TxnId>,
     /// The agent creates this guest as its own scratch space (agent-internal provenance).
     pub scratch: bool,
+    /// The identity of the guest the op was made for (`steward_model::guest_identity`), as the
+    /// engine observed it; a signature for a destructive op binds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// An op and everything that happened to it. History is append-only: no earlier state or its
@@ -162,6 +166,9 @@ pub struct OpRecord {
     pub txn: Option<TxnId>,
     /// Agent scratch creation.
     pub scratch: bool,
+    /// The identity of the guest the op was made for (see [`NewOp::identity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
     /// The signed op's nonce, once consumed.
     pub nonce: Option<String>,
     /// Who signed.

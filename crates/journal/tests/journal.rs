@@ -22,6 +22,7 @@ fn start(n: u32) -> NewOp {
         class: Class::Benign,
         txn: None,
         scratch: false,
+        identity: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn destroy(n: u32) -> NewOp {
         class: Class::Destructive,
         txn: None,
         scratch: false,
+        identity: None,
     }
 }
 
@@ -202,6 +204,7 @@ fn provenance_is_recorded_by_the_agents_own_create() {
         class: Class::Benign,
         txn: Some(txn),
         scratch: true,
+        identity: None,
     };
     let op = j.record(create, OpState::Planned).unwrap();
     assert!(j.provenance(vmid(900)).unwrap().is_empty());
@@ -398,6 +401,7 @@ fn provenance_names_the_guest_and_is_forgotten_when_the_vmid_is_seen_absent() {
         class: Class::Benign,
         txn: None,
         scratch: true,
+        identity: None,
     };
     let op = j.record(create, OpState::Planned).unwrap();
     j.transition(op.id, OpState::Intent).unwrap();

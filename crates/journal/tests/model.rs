@@ -106,6 +106,7 @@ proptest! {
                         class,
                         txn: None,
                         scratch: false,
+                        identity: None,
                     };
                     let st = state(initial);
                     let rec = j.record(new, st.clone()).unwrap();

@@ -23,6 +23,30 @@ pub struct ConfigChange {
     pub removes: BTreeMap<String, String>,
 }
 
+/// Whether `key` can be a config key in a change Steward sends: lower-case letters, digits, `_`
+/// and `-`, starting with a letter, and none of the config call's own parameters (`delete`,
+/// `digest`, `revert`, `skiplock`, …). Anything else would change what the call does (Proxmox
+/// splits `delete` on `,`, `;` and spaces) rather than set or delete one key.
+pub fn is_config_key(key: &str) -> bool {
+    const CALL_PARAMS: &[&str] = &[
+        "delete",
+        "digest",
+        "revert",
+        "skiplock",
+        "force",
+        "vmid",
+        "node",
+        "background_delay",
+        "skip_cloud_init",
+        "lock",
+    ];
+    key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        && !CALL_PARAMS.contains(&key)
+}
+
 /// One thing the engine can do to one guest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]

@@ -12,7 +12,7 @@ mod identity;
 mod size;
 mod vmid;
 
-pub use action::{Action, ConfigChange};
+pub use action::{is_config_key, Action, ConfigChange};
 pub use failure::{Failure, FailureKind};
 pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
 pub use identity::guest_identity;

@@ -20,6 +20,7 @@ fn start_op() -> Result<NewOp> {
         class: Class::Benign,
         txn: None,
         scratch: false,
+        identity: None,
     })
 }
 

@@ -118,3 +118,28 @@ fn field_shapes() {
     reject(b"not json");
     reject(b"");
 }
+
+#[test]
+fn an_explicit_null_guest_or_params_is_malformed_not_absent() {
+    reject(
+        doc("")
+            .replace(r#""guest":104"#, r#""guest":null"#)
+            .as_bytes(),
+    );
+    reject(
+        doc("")
+            .replace(r#""params":{"purge":true}"#, r#""params":null"#)
+            .as_bytes(),
+    );
+}
+
+#[test]
+fn the_window_limit_is_exact_to_the_nanosecond() {
+    let day = doc("").replace("2026-11-22T15:30:00Z", "2026-11-23T15:00:00Z");
+    assert!(
+        OpPayload::parse(day.as_bytes(), 86400).is_ok(),
+        "exactly 24 h is allowed"
+    );
+    let over = doc("").replace("2026-11-22T15:30:00Z", "2026-11-23T15:00:00.999Z");
+    reject(over.as_bytes());
+}
