@@ -308,7 +308,7 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<TrustEntry>, String> {
     }
     check_principals(&principals)?;
     let rest = rest.trim_start_matches(FIELD_SEPARATORS);
-    let (options, key) = match PublicKey::from_openssh(rest) {
+    let (options, key) = match PublicKey::from_openssh(&key_text(rest)) {
         Ok(key) => (LineOptions::default(), key),
         Err(key_err) => {
             let (token, after) = split_options_token(rest);
@@ -325,7 +325,7 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<TrustEntry>, String> {
             if let Some(ns) = &options.namespaces {
                 pattern::check_list(ns).map_err(|e| format!("namespaces: {e}"))?;
             }
-            let key = PublicKey::from_openssh(after.trim_start_matches([' ', '\t']))
+            let key = PublicKey::from_openssh(&key_text(after.trim_start_matches([' ', '\t'])))
                 .map_err(|e| format!("cannot parse key: {e}"))?;
             (options, key)
         }
@@ -347,6 +347,23 @@ fn parse_line(raw: &str, line: usize) -> Result<Option<TrustEntry>, String> {
         role,
         key,
     }))
+}
+
+/// `type blob [comment]` with the run of spaces and tabs between type and blob (and between
+/// blob and comment) made one space, as OpenSSH's `sshkey_read` skips any whitespace there;
+/// the comment itself is kept as written.
+fn key_text(s: &str) -> String {
+    let mut parts = s.splitn(2, [' ', '\t']);
+    let ty = parts.next().unwrap_or("");
+    let rest = parts.next().unwrap_or("").trim_start_matches([' ', '\t']);
+    let mut parts = rest.splitn(2, [' ', '\t']);
+    let blob = parts.next().unwrap_or("");
+    let comment = parts.next().unwrap_or("").trim_start_matches([' ', '\t']);
+    match (blob.is_empty(), comment.is_empty()) {
+        (true, _) => ty.to_string(),
+        (false, true) => format!("{ty} {blob}"),
+        (false, false) => format!("{ty} {blob} {comment}"),
+    }
 }
 
 /// Separators between fields, as OpenSSH's `strdelim` splits them.
@@ -394,20 +411,52 @@ fn split_options_token(s: &str) -> (&str, &str) {
 /// Refuses a principals list that cannot admit anybody: OpenSSH would never match it, so a
 /// line Steward admits by key alone must not carry one.
 fn check_principals(list: &str) -> Result<(), String> {
+    // OpenSSH's line reader stops at a NUL and its matching never sees control characters in
+    // a name a certificate could carry: such a line cannot mean what it says.
+    if list.chars().any(char::is_control) {
+        return Err(format!(
+            "principals {:?}: a control character",
+            crate::reason::escape_controls(list)
+        ));
+    }
     pattern::check_list(list).map_err(|e| format!("principals: {e}"))?;
     let positives: Vec<&str> = list.split(',').filter(|p| !p.starts_with('!')).collect();
     if positives.is_empty() {
         return Err(format!("principals {list:?} has no positive pattern"));
     }
-    let literal = |p: &&str| !p.contains(['*', '?']);
-    if positives.iter().all(literal)
-        && positives
-            .iter()
-            .all(|p| match_list(p, list) != ListMatch::Yes)
+    // A list whose negations cover every positive pattern admits nobody (`*,!*`, `x*,!x*`):
+    // refused, as a line that can never match is a mistake. Each positive pattern is tried
+    // with witnesses (its wildcards filled a few ways); a list none of them passes is dead.
+    if !positives
+        .iter()
+        .flat_map(|p| witnesses(p))
+        .any(|w| match_list(&w, list) == ListMatch::Yes)
     {
-        return Err(format!("principals {list:?}: every name is negated"));
+        return Err(format!(
+            "principals {list:?}: every name is negated (its negations cover every name it admits)"
+        ));
     }
     Ok(())
+}
+
+/// Strings a glob matches, for the dead-list check: `*` as nothing, as `z`, as `~9`, and `?`
+/// as `z` or `~`.
+fn witnesses(pattern: &str) -> Vec<String> {
+    ["", "z", "~9"]
+        .iter()
+        .flat_map(|star| {
+            ["z", "~"].iter().map(move |q| {
+                pattern
+                    .chars()
+                    .map(|c| match c {
+                        '*' => star.to_string(),
+                        '?' => q.to_string(),
+                        c => c.to_string(),
+                    })
+                    .collect::<String>()
+            })
+        })
+        .collect()
 }
 
 fn role_of(options: &LineOptions) -> Result<Role, String> {

@@ -70,6 +70,19 @@ fn reads_the_forms_openssh_reads() {
 }
 
 #[test]
+fn whitespace_between_key_type_and_blob_is_as_openssh_reads_it() {
+    let k = keys();
+    // Two spaces, and a tab, where OpenSSH's sshkey_read skips any run of whitespace.
+    let (ty, blob) = k.a.split_once(' ').unwrap();
+    let text = format!(
+        "alice@steward.test {OP} {ty}  {blob}  laptop key\nbob@steward.test {OP} {ty}\t{blob}\n"
+    );
+    let store = load(&text).unwrap();
+    assert_eq!(store.entries().len(), 2);
+    assert_eq!(store.entries()[0].key.comment().as_bytes(), b"laptop key");
+}
+
+#[test]
 fn every_load_error_names_file_line_and_cause() {
     let k = keys();
     let a = &k.a;
@@ -128,6 +141,17 @@ fn every_load_error_names_file_line_and_cause() {
             "every name is negated",
         ),
         (format!("al\"ice {OP} {a}\n"), 1, "quote inside"),
+        // Negations that cover every positive pattern admit nobody.
+        (format!("*,!* {OP} {a}\n"), 1, "every name is negated"),
+        (format!("x*,!x* {OP} {a}\n"), 1, "every name is negated"),
+        (format!("a?c,!a* {OP} {a}\n"), 1, "every name is negated"),
+        // A control character in the principals field.
+        (format!("\"ali\u{0}ce\" {OP} {a}\n"), 1, "control character"),
+        (
+            format!("\"ali\u{1b}ce\" {OP} {a}\n"),
+            1,
+            "control character",
+        ),
         (format!("{} {OP} {a}\n", "x".repeat(1100)), 1, "1100 bytes"),
         (
             format!("x namespaces=\"op@steward,{}\" {a}\n", "y".repeat(1100)),
