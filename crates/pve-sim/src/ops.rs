@@ -24,8 +24,8 @@ fn locked(kind: Kind, lock: &str) -> String {
     format!("{} is locked ({lock})", kind.who())
 }
 
-/// Parameters that are not config keys.
-const META: &[&str] = &[
+/// Parameters of a config call that are not config keys.
+pub(crate) const META: &[&str] = &[
     "node",
     "vmid",
     "digest",
@@ -560,23 +560,16 @@ impl Node {
         name: &str,
         user: &str,
     ) -> Result<TaskId, Refusal> {
-        let g = self.guest(kind, vmid)?;
-        if !g.snapshots.contains_key(name) {
-            return Err(fail(format!("snapshot '{name}' does not exist")));
-        }
-        let lock = g.lock.clone();
-        let ty = format!("{}delsnapshot", kind.task_prefix());
-        self.st.counters.count(vmid, "delsnapshot", user);
-        if let Some(l) = lock {
-            return self.lock_refusal(kind, vmid, &ty, user, &l);
-        }
-        Ok(self.start_task(
-            &ty,
-            Some(vmid),
+        let effect = Effect::DelSnapshot { name: name.into() };
+        self.on_snapshot(
+            kind,
+            vmid,
+            name,
             user,
-            Some("snapshot-delete"),
-            Effect::DelSnapshot { name: name.into() },
-        ))
+            "delsnapshot",
+            "snapshot-delete",
+            effect,
+        )
     }
 
     /// `POST …/snapshot/{snapname}/rollback`.
@@ -587,23 +580,33 @@ impl Node {
         name: &str,
         user: &str,
     ) -> Result<TaskId, Refusal> {
+        let effect = Effect::Rollback { name: name.into() };
+        self.on_snapshot(kind, vmid, name, user, "rollback", "rollback", effect)
+    }
+
+    /// A task on an existing snapshot (`call`: `delsnapshot` or `rollback`), holding `lock`.
+    #[allow(clippy::too_many_arguments)]
+    fn on_snapshot(
+        &mut self,
+        kind: Kind,
+        vmid: u32,
+        name: &str,
+        user: &str,
+        call: &str,
+        lock: &str,
+        effect: Effect,
+    ) -> Result<TaskId, Refusal> {
         let g = self.guest(kind, vmid)?;
         if !g.snapshots.contains_key(name) {
             return Err(fail(format!("snapshot '{name}' does not exist")));
         }
-        let lock = g.lock.clone();
-        let ty = format!("{}rollback", kind.task_prefix());
-        self.st.counters.count(vmid, "rollback", user);
-        if let Some(l) = lock {
+        let held = g.lock.clone();
+        let ty = format!("{}{call}", kind.task_prefix());
+        self.st.counters.count(vmid, call, user);
+        if let Some(l) = held {
             return self.lock_refusal(kind, vmid, &ty, user, &l);
         }
-        Ok(self.start_task(
-            &ty,
-            Some(vmid),
-            user,
-            Some("rollback"),
-            Effect::Rollback { name: name.into() },
-        ))
+        Ok(self.start_task(&ty, Some(vmid), user, Some(lock), effect))
     }
 
     /// `PUT …/resize`: grow only.

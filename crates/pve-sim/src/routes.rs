@@ -457,16 +457,7 @@ fn config_write_checks(
         .as_object()
         .cloned()
         .unwrap_or_default();
-    let meta = [
-        "node",
-        "vmid",
-        "digest",
-        "delete",
-        "revert",
-        "skiplock",
-        "force",
-        "background_delay",
-    ];
+    let meta = crate::ops::META;
     for list in ["delete", "revert"] {
         for k in params
             .get(list)
