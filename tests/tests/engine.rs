@@ -596,3 +596,44 @@ async fn a_held_create_stays_held_until_something_takes_its_vmid() {
     );
     let _ = l.stop.send(true);
 }
+
+#[tokio::test]
+async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_guest() {
+    use steward_gate::{Executor, Guard};
+    let sim = Sim::start(SimConfig {
+        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        task_time: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let w = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let exec = NodeExecutor::new(Box::new(w), Duration::from_secs(10));
+    let create = Action::Create {
+        vmid: Vmid::new(101).unwrap(),
+        kind: GuestKind::Qemu,
+        config: [
+            ("archive".to_string(), "local:backup/x".to_string()),
+            ("force".to_string(), "1".to_string()),
+        ]
+        .into(),
+    };
+    assert!(
+        exec.dispatch(&create, &Guard::Absent).await.is_err(),
+        "101 exists"
+    );
+    let destroy = Action::Destroy {
+        vmid: Vmid::new(101).unwrap(),
+        kind: GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    };
+    let other = Guard::Identity(Some("vmgenid:0badc0de-0000-4000-8000-00000000ffff".into()));
+    assert!(exec.dispatch(&destroy, &other).await.is_err());
+    assert!(sim.with_node(|n| n.st.guests.contains_key(&101)));
+    assert_eq!(
+        sim.with_node(|n| n.st.counters.calls.len()),
+        0,
+        "nothing reached the node"
+    );
+}

@@ -101,14 +101,23 @@ impl Rejection {
     }
 }
 
-/// `text` with every control character written as an escape (`\u{1b}`, `\r`, …).
+/// Characters that change how a terminal shows the text around them: control characters, and
+/// the Unicode bidirectional and invisible format characters (a U+202E can make a rejection
+/// read backwards).
+fn hides(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// `text` with every control and bidirectional/format character written as an escape
+/// (`\u{1b}`, `\r`, `\u{202e}`, …).
 pub fn escape_controls(text: &str) -> String {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(hides) {
         return text.to_string();
     }
     text.chars()
         .map(|c| {
-            if c.is_control() {
+            if hides(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()
@@ -147,6 +156,8 @@ mod tests {
         );
         let shown = r.to_string();
         assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        let bidi = Rejection::new(Reason::Namespace, "namespace \u{202e}dellorter");
+        assert!(bidi.to_string().contains("\\u{202e}"), "{bidi}");
         assert!(
             shown.contains("\\r") && shown.contains("\\u{1b}"),
             "{shown}"

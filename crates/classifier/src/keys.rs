@@ -68,8 +68,9 @@ const LXC_BENIGN: &[(&str, &str)] = &[
 /// (`hostpci`/`usb` pass host devices through: not listed, so they need a signature.)
 /// (`serialN`/`parallelN` can name host devices: not listed either.)
 const QEMU_BENIGN_INDEXED: &[&str] = &["net", "ipconfig", "numa"];
-/// Indexed LXC keys that touch no data.
-const LXC_BENIGN_INDEXED: &[&str] = &["net"];
+/// Indexed LXC keys that touch no data on an existing container: none. (`netN` carries the
+/// container's identity, its MAC: benign only when the container is created.)
+const LXC_BENIGN_INDEXED: &[&str] = &[];
 
 /// Data-bearing keys: QEMU `scsi[n]`, `virtio[n]`, `sata[n]`, `ide[n]`, `efidisk0`,
 /// `tpmstate0`, `unused[n]`, `virtiofs[n]`, `vmstate`; LXC `rootfs`, `mp[n]`, `unused[n]`,
@@ -112,7 +113,12 @@ const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid"];
 pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
     match kind {
         GuestKind::Qemu => QEMU_CREATE_ONLY.contains(&key),
-        GuestKind::Lxc => key == "arch",
+        GuestKind::Lxc => {
+            key == "arch"
+                || key
+                    .strip_prefix("net")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        }
     }
 }
 

@@ -150,18 +150,25 @@ fn destroy(unreferenced: bool, provenance: &[Provenance], ctx: Context) -> Verdi
     Verdict::Destructive("destroying a guest destroys its disks".into())
 }
 
+/// `net0` … `netN`.
+fn is_net(key: &str) -> bool {
+    key.strip_prefix("net")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
     // The executor removes the volumes `removes` names: only a signature may ask for that.
     if !change.removes.is_empty() {
         return Verdict::Destructive("the change removes volumes".into());
     }
     for (key, value) in &change.set {
-        // An LXC's net0 MAC is its identity (`steward_model::guest_identity`): changing it
-        // would let the guest pass for another.
-        if kind == GuestKind::Lxc && key == "net0" && value.contains("hwaddr=") {
-            return Verdict::Destructive(
-                "setting net0's hwaddr changes the container's identity".into(),
-            );
+        // An LXC's network MACs are its identity (`steward_model::guest_identity`), and
+        // Proxmox makes up a new MAC for a device written without one: any change would let the
+        // guest pass for another.
+        if kind == GuestKind::Lxc && is_net(key) {
+            return Verdict::Destructive(format!(
+                "{key} carries the container's identity (its MAC)"
+            ));
         }
         if key == "protection" {
             if value == "1" {
@@ -181,6 +188,11 @@ fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
         }
     }
     for key in &change.delete {
+        if kind == GuestKind::Lxc && is_net(key) {
+            return Verdict::Destructive(format!(
+                "deleting {key} removes the container's identity (its MAC)"
+            ));
+        }
         if key == "protection" {
             return Verdict::Destructive("deleting protection clears it".into());
         }

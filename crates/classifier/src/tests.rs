@@ -168,8 +168,14 @@ fn removing_volumes_or_rewriting_an_lxc_identity_is_destructive() {
         &[],
     );
     assert!(classify(&mac, &[], Context::default()).is_destructive());
+    // Without a MAC, Proxmox makes up a new one: the identity changes all the same.
     let plain = set(GuestKind::Lxc, &[("net0", "name=eth0,bridge=vmbr0")], &[]);
-    assert!(!classify(&plain, &[], Context::default()).is_destructive());
+    assert!(classify(&plain, &[], Context::default()).is_destructive());
+    let gone = set(GuestKind::Lxc, &[], &["net1"]);
+    assert!(classify(&gone, &[], Context::default()).is_destructive());
+    // A QEMU NIC is not an identity.
+    let qemu = set(GuestKind::Qemu, &[("net0", "virtio,bridge=vmbr0")], &[]);
+    assert!(!classify(&qemu, &[], Context::default()).is_destructive());
 }
 
 #[test]

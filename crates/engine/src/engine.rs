@@ -317,9 +317,11 @@ impl Engine {
 
     /// Runs a signed job (op bytes + signature from a provider or the local API).
     pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
-        // The guest is read from the unverified payload only to pick the lock to hold.
-        let guest = serde_json::from_slice::<serde_json::Value>(payload)
-            .ok()
+        // The guest is read from the unverified payload only to pick the lock to hold, and only
+        // from a payload of a size the verifier would read at all.
+        let guest = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
+            .then(|| serde_json::from_slice::<serde_json::Value>(payload).ok())
+            .flatten()
             .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
             .and_then(|g| Vmid::new(g).ok());
         let lock = guest.map(|g| self.guest_lock(g));

@@ -104,10 +104,29 @@ impl NodeExecutor {
 impl NodeExecutor {
     /// Checks `guard` against a fresh read of the guest, just before the call.
     async fn check(&self, action: &Action, guard: &Guard) -> Result<(), Failure> {
-        let Guard::Identity(expected) = guard else {
-            return Ok(());
-        };
         let (kind, vmid) = (action.kind(), action.vmid());
+        let expected = match guard {
+            Guard::Nothing => return Ok(()),
+            Guard::Absent => {
+                let taken = self
+                    .node
+                    .list_guests()
+                    .await
+                    .map_err(failure)?
+                    .iter()
+                    .any(|g| g.vmid == vmid);
+                if taken {
+                    return Err(Failure::new(
+                        FailureKind::Other,
+                        format!(
+                            "VMID {vmid} was taken since the create was planned: nothing was done"
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+            Guard::Identity(expected) => expected,
+        };
         let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
         let now = steward_model::guest_identity(kind, &cfg.values);
         if &now != expected {
@@ -163,6 +182,8 @@ impl Executor for NodeExecutor {
                 destroy_unreferenced_disks,
             } => {
                 self.stop_if_running(*kind, *vmid).await?;
+                // Stopping took a while: it must still be the same guest.
+                self.check(action, guard).await?;
                 n.destroy(*kind, *vmid, *purge, *destroy_unreferenced_disks)
                     .await
             }
@@ -177,6 +198,7 @@ impl Executor for NodeExecutor {
                 archive,
             } => {
                 self.stop_if_running(*kind, *vmid).await?;
+                self.check(action, guard).await?;
                 n.restore_over(*kind, *vmid, archive).await
             }
         };

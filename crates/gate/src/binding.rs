@@ -49,7 +49,9 @@ pub fn binds_identity(action: &Action) -> bool {
         Action::Destroy { .. } | Action::SnapshotRollback { .. } | Action::RestoreOver { .. } => {
             true
         }
-        Action::SetConfig { kind, change, .. } => !data_keys(*kind, change).is_empty(),
+        // A signed config change is destructive for a reason (a disk, protection, an unknown
+        // key, an identity): whatever it is, it names the guest.
+        Action::SetConfig { .. } => true,
         _ => false,
     }
 }
@@ -73,7 +75,7 @@ pub fn binding_of(action: &Action, identity: Option<&str>) -> Binding {
             kind: k, change, ..
         } => {
             let mut p = json!({"kind": kind, "set": change.set, "delete": change.delete});
-            if !data_keys(*k, change).is_empty() {
+            if !data_keys(*k, change).is_empty() || !change.removes.is_empty() {
                 p["removes"] = json!(change.removes);
                 p["digest"] = json!(change.digest);
             }

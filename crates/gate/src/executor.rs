@@ -16,6 +16,9 @@ pub enum Guard {
     /// signature, or a provenance exception, names a guest, and another guest that took the
     /// VMID since must not receive the action.
     Identity(Option<String>),
+    /// No guest may hold the VMID (a create): a create that restores with `force` must not
+    /// land on a guest that took the VMID since it was held.
+    Absent,
 }
 
 /// Runs actions against the node. Failures are typed ([`Failure`]) so that the journal records,

@@ -382,6 +382,7 @@ impl Core {
                 // executor checks it is still that guest before it calls Proxmox.
                 let guard = match action {
                     Action::Destroy { .. } => Guard::Identity(sub.identity.clone()),
+                    Action::Create { .. } => Guard::Absent,
                     _ => Guard::Nothing,
                 };
                 Step::Run {
@@ -459,10 +460,30 @@ impl Core {
                     return (Step::Answer(self.rejection(Some(op), payload, r)), None);
                 }
                 Ok(v) => {
-                    if let Err(e) = self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
-                        return (
-                            Step::Answer(refused(Some(op), GateReason::Journal, e.to_string())),
-                            None,
+                    // Only a signature for this very op is spent: one for another op (still
+                    // held, or a key rotation) presented here must not be burnt.
+                    let b = binding_of(&rec.action, rec.identity.as_deref());
+                    let this_op = v.payload.op == b.op
+                        && v.payload.guest == Some(b.guest.get())
+                        && v.payload.params == b.params;
+                    if this_op {
+                        if let Err(e) = self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
+                            return (
+                                Step::Answer(refused(Some(op), GateReason::Journal, e.to_string())),
+                                None,
+                            );
+                        }
+                        audit::decision(
+                            &self.journal,
+                            rec.action.op_kind(),
+                            Some(rec.guest.get()),
+                            &refused(
+                                Some(op),
+                                GateReason::BindingMismatch,
+                                format!(
+                                    "signature for op {op}, no longer held: its nonce is spent"
+                                ),
+                            ),
                         );
                     }
                 }
@@ -553,6 +574,8 @@ impl Core {
                     // The signature named the guest: the executor checks it still is that one.
                     let guard = if binds_identity(action) {
                         Guard::Identity(sub.identity.clone())
+                    } else if matches!(action, Action::Create { .. }) {
+                        Guard::Absent
                     } else {
                         Guard::Nothing
                     };

@@ -677,3 +677,38 @@ async fn signed_ops_are_refused_while_the_clock_is_behind_the_last_nonce_prune()
         "{d:?}"
     );
 }
+
+#[tokio::test]
+async fn a_signature_for_another_op_is_not_burnt_when_presented_for_a_finished_one() {
+    let l = lab();
+    // Op A ran (benign start); op B (a destroy) is held.
+    let a = l
+        .gate
+        .submit(
+            Action::Start {
+                vmid: vmid(104),
+                kind: GuestKind::Qemu,
+            },
+            Submission::default(),
+            None,
+            now(),
+        )
+        .await;
+    let Decision::Executed { op: finished, .. } = a else {
+        panic!("{a:?}");
+    };
+    let held = l
+        .gate
+        .submit(destroy(105), Submission::default(), None, now())
+        .await;
+    let (op_b, payload) = template_bytes(&held);
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    // B's signature presented under A's id: refused, and not spent.
+    let d = l.gate.sign_pending(finished, &payload, &sig, now()).await;
+    assert!(matches!(d, Decision::Refused { .. }), "{d:?}");
+    let d = l.gate.sign_pending(op_b, &payload, &sig, now()).await;
+    assert!(
+        matches!(d, Decision::Executed { signed: true, .. }),
+        "{d:?}"
+    );
+}

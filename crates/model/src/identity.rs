@@ -1,10 +1,12 @@
 //! Which guest holds a VMID now. A VMID is reused after a destroy, so a fact the agent recorded
 //! about "guest 104" must name the guest, not the number: an identity Proxmox keeps per guest
 //! and that a new guest cannot inherit. QEMU: `vmgenid`, a UUID Proxmox generates at create (or
-//! the agent sets, when it creates); LXC: the MAC of `net0` (`hwaddr`), generated at create in
-//! Proxmox's range (the agent sets it when it creates). A guest without one has no identity,
-//! and a fact about it proves nothing. It must never derive an identity from anything a hub
-//! can set on an existing guest (names, tags, descriptions).
+//! the agent sets, when it creates), else the `smbios1` UUID Proxmox also generates; LXC: the
+//! MAC (`hwaddr`) of its first network device, generated in Proxmox's range (the agent sets
+//! `net0`'s when it creates). A guest without any has no identity, and a fact about it proves
+//! nothing. It must never derive an identity from anything a hub can set on an existing guest
+//! unsigned (names, tags, descriptions; the classifier holds `vmgenid`, `smbios1` and LXC
+//! `netN` for a signature).
 
 use crate::GuestKind;
 use std::collections::BTreeMap;
@@ -13,19 +15,33 @@ use std::collections::BTreeMap;
 /// `hwaddr:<MAC>`).
 pub fn guest_identity(kind: GuestKind, config: &BTreeMap<String, String>) -> Option<String> {
     match kind {
-        GuestKind::Qemu => config
-            .get("vmgenid")
-            .map(|v| v.trim().to_ascii_lowercase())
-            .filter(|v| v.len() == 36 && v.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
-            .filter(|v| v != "00000000-0000-0000-0000-000000000000")
-            .map(|v| format!("vmgenid:{v}")),
-        GuestKind::Lxc => config
-            .get("net0")?
-            .split(',')
-            .find_map(|p| p.strip_prefix("hwaddr="))
-            .map(|m| m.trim().to_ascii_uppercase())
-            .filter(|m| m.len() == 17)
-            .map(|m| format!("hwaddr:{m}")),
+        GuestKind::Qemu => {
+            let uuid = |v: &str| {
+                let v = v.trim().to_ascii_lowercase();
+                (v.len() == 36
+                    && v.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
+                    && v != "00000000-0000-0000-0000-000000000000")
+                    .then_some(v)
+            };
+            if let Some(v) = config.get("vmgenid").and_then(|v| uuid(v)) {
+                return Some(format!("vmgenid:{v}"));
+            }
+            config
+                .get("smbios1")?
+                .split(',')
+                .find_map(|p| p.strip_prefix("uuid="))
+                .and_then(uuid)
+                .map(|v| format!("smbios1:{v}"))
+        }
+        GuestKind::Lxc => (0..32).find_map(|i| {
+            config
+                .get(&format!("net{i}"))?
+                .split(',')
+                .find_map(|p| p.strip_prefix("hwaddr="))
+                .map(|m| m.trim().to_ascii_uppercase())
+                .filter(|m| m.len() == 17)
+                .map(|m| format!("hwaddr:{m}"))
+        }),
     }
 }
 
@@ -66,6 +82,19 @@ mod tests {
         assert_eq!(
             guest_identity(GuestKind::Lxc, &cfg(&[("net0", "name=eth0")])),
             None
+        );
+        let old = cfg(&[(
+            "smbios1",
+            "uuid=C0FFEE00-1111-4222-8333-444455556667,manufacturer=x",
+        )]);
+        assert_eq!(
+            guest_identity(GuestKind::Qemu, &old).as_deref(),
+            Some("smbios1:c0ffee00-1111-4222-8333-444455556667")
+        );
+        let second = cfg(&[("net1", "name=eth1,hwaddr=BC:24:11:00:00:09")]);
+        assert_eq!(
+            guest_identity(GuestKind::Lxc, &second).as_deref(),
+            Some("hwaddr:BC:24:11:00:00:09")
         );
     }
 }

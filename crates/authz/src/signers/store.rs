@@ -439,13 +439,14 @@ fn check_principals(list: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Strings a glob matches, for the dead-list check: `*` as nothing, as `z`, as `~9`, and `?`
-/// as `z` or `~`.
+/// Strings a glob matches, for the dead-list check: `*` as nothing or a few strings, `?` as a
+/// few characters (letters, digits, punctuation, non-ASCII), so that a live list is not
+/// mistaken for a dead one because its negations happen to cover one filling.
 fn witnesses(pattern: &str) -> Vec<String> {
-    ["", "z", "~9"]
+    ["", "z", "~9", "Q.0", "\u{e9}"]
         .iter()
         .flat_map(|star| {
-            ["z", "~"].iter().map(move |q| {
+            ["z", "~", "Q", "0", "\u{e9}"].iter().map(move |q| {
                 pattern
                     .chars()
                     .map(|c| match c {
