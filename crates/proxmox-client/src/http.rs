@@ -33,6 +33,41 @@ pub struct Endpoint {
     pub keep_alive: bool,
 }
 
+impl Endpoint {
+    /// An endpoint for `url` (`https://HOST[:PORT]`, port 8006 by default), as Proxmox serves
+    /// its API: the TLS name is the URL's host. Only `https` is accepted: there is no clear-text
+    /// or unverified mode.
+    pub fn from_url(url: &str, trust: Trust, timeout: Duration) -> Result<Endpoint, String> {
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!(
+                "{url:?}: the Proxmox API is reached over https only"
+            ));
+        }
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("{url:?} names no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(8006);
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Endpoint {
+            addr,
+            server_name: host,
+            trust,
+            timeout,
+            keep_alive: true,
+        })
+    }
+}
+
 /// The transport.
 pub struct Http {
     endpoint: Endpoint,

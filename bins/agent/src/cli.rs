@@ -1,0 +1,60 @@
+//! The command line, each option defined once with its help. `run` is the daemon; the other
+//! subcommands check the configuration or print what an administrator runs.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// steward-agent: reconciles this Proxmox VE node's guests towards the desired state, through
+/// the node's own API. Benign changes (power, memory, CPUs, names, tags, …) are applied; anything
+/// that destroys or overwrites data is held until an operator signs it with `ssh-keygen -Y sign`.
+///
+/// First steps: `steward-agent setup-token` prints the `pveum` commands for the agent's two
+/// API tokens; `steward-agent check-config --config /etc/steward/agent.toml` checks the
+/// configuration; `steward-agent run --config …` starts the daemon (systemd runs it for you).
+#[derive(Parser, Debug)]
+#[command(name = "steward-agent", version, verbatim_doc_comment)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: human-readable text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Least severe level logged: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info", global = true)]
+    pub log_level: tracing::Level,
+}
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Text for a terminal or the journal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon: load and check the configuration, open the journal, load the trust
+    /// store, recover every operation a crash left in flight, then reconcile until SIGTERM.
+    Run {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/steward/agent.toml")]
+        config: PathBuf,
+    },
+    /// Check the configuration and print every error with file, line and key (exit 0 when it
+    /// is good, 2 when not).
+    CheckConfig {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/steward/agent.toml")]
+        config: PathBuf,
+    },
+    /// Print the `pveum` commands that create the agent's two least-privilege API tokens.
+    SetupToken {
+        /// The Proxmox user the tokens belong to.
+        #[arg(long, default_value = "steward@pve")]
+        user: String,
+    },
+}

@@ -1,0 +1,262 @@
+//! The agent's configuration (TOML), loaded without side effects: every error is reported with
+//! file, line and key, unknown keys are errors, and nothing is opened or connected here (that is
+//! `run.rs`'s job, in a fixed order). `check-config` is exactly this.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+fn default_url() -> String {
+    "https://127.0.0.1:8006".into()
+}
+fn default_signers() -> PathBuf {
+    "/etc/steward/allowed_signers".into()
+}
+fn default_journal() -> PathBuf {
+    "/var/lib/steward".into()
+}
+fn default_timeout() -> u64 {
+    30
+}
+fn default_poll() -> u64 {
+    2
+}
+fn default_interval() -> u64 {
+    30
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_sweep() -> u64 {
+    300
+}
+fn default_deadline() -> u64 {
+    600
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This node's name, as Proxmox and signed ops name it.
+    pub node: String,
+    /// How to reach the node's API.
+    pub proxmox: Proxmox,
+    /// The operators' keys.
+    #[serde(default)]
+    pub trust: Trust,
+    /// The journal.
+    #[serde(default)]
+    pub journal: JournalSection,
+    /// Where the desired state comes from.
+    pub provider: Provider,
+    /// The reconcile loop.
+    #[serde(default)]
+    pub engine: EngineSection,
+}
+
+/// `[proxmox]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proxmox {
+    /// The API (default `https://127.0.0.1:8006`).
+    #[serde(default = "default_url")]
+    pub url: String,
+    /// The everyday token's file (`user@realm!agent=SECRET`, mode 0600).
+    pub token_file: PathBuf,
+    /// The admin token's file (mode 0600).
+    pub admin_token_file: PathBuf,
+    /// The node certificate's SHA-256 as `pvenode cert info` prints it.
+    pub fingerprint: Option<String>,
+    /// Or a CA certificate file to trust instead.
+    pub ca_file: Option<PathBuf>,
+    /// Per-request timeout, seconds.
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+/// `[trust]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trust {
+    /// The allowed_signers file.
+    #[serde(default = "default_signers")]
+    pub allowed_signers: PathBuf,
+}
+
+impl Default for Trust {
+    fn default() -> Self {
+        Trust {
+            allowed_signers: default_signers(),
+        }
+    }
+}
+
+/// `[journal]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSection {
+    /// Its directory.
+    #[serde(default = "default_journal")]
+    pub dir: PathBuf,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        JournalSection {
+            dir: default_journal(),
+        }
+    }
+}
+
+/// `[provider]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// A desired-state file (`.json`, or TOML).
+    pub file: PathBuf,
+    /// How often it is checked for changes, seconds.
+    #[serde(default = "default_poll")]
+    pub poll_secs: u64,
+}
+
+/// `[engine]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineSection {
+    /// Seconds between passes when nothing else wakes the loop.
+    #[serde(default = "default_interval")]
+    pub interval_secs: u64,
+    /// Actions in flight at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Every managed guest's config is re-read within this many seconds.
+    #[serde(default = "default_sweep")]
+    pub sweep_secs: u64,
+    /// How long one Proxmox task may take, seconds.
+    #[serde(default = "default_deadline")]
+    pub task_deadline_secs: u64,
+    /// `/etc/pve/nodes/<node>`, for config-file mtimes as a change hint.
+    pub conf_dir: Option<PathBuf>,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        EngineSection {
+            interval_secs: default_interval(),
+            concurrency: default_concurrency(),
+            sweep_secs: default_sweep(),
+            task_deadline_secs: default_deadline(),
+            conf_dir: None,
+        }
+    }
+}
+
+/// The line (1-based) where `key = …` first appears, for errors found after parsing.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map_or(1, |i| i + 1)
+}
+
+/// Loads and checks `path`; `Err` holds every problem, each `file:line: key: what`.
+pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    let cfg: Config = toml::from_str(&text).map_err(|e| {
+        let line = e.span().map_or(1, |s| {
+            text[..s.start.min(text.len())].matches('\n').count() + 1
+        });
+        vec![format!("{shown}:{line}: {}", e.message())]
+    })?;
+    let mut errors = Vec::new();
+    let at = |key: &str| format!("{shown}:{}: {key}", line_of(&text, key));
+    if cfg.node.trim().is_empty() {
+        errors.push(format!("{}: must name this node", at("node")));
+    }
+    match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
+        (Some(_), Some(_)) => errors.push(format!(
+            "{}: give fingerprint or ca_file, not both",
+            at("fingerprint")
+        )),
+        (None, None) => errors.push(format!(
+            "{shown}: [proxmox]: give fingerprint (as `pvenode cert info` prints it) or ca_file: there is no unverified mode"
+        )),
+        (Some(f), None) => {
+            if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
+                errors.push(format!("{}: {e}", at("fingerprint")));
+            }
+        }
+        (None, Some(_)) => {}
+    }
+    if !cfg.proxmox.url.starts_with("https://") {
+        errors.push(format!(
+            "{}: the Proxmox API is reached over https only",
+            at("url")
+        ));
+    }
+    if cfg.engine.concurrency == 0 {
+        errors.push(format!("{}: must be at least 1", at("concurrency")));
+    }
+    if cfg.engine.interval_secs == 0 {
+        errors.push(format!("{}: must be at least 1", at("interval_secs")));
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "node = \"pve-a\"\n\n[proxmox]\ntoken_file = \"/etc/steward/token\"\nadmin_token_file = \"/etc/steward/admin-token\"\nfingerprint = \"AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89\"\n\n[provider]\nfile = \"/etc/steward/desired.toml\"\n";
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("agent.toml");
+        std::fs::write(&p, text).unwrap();
+        (d, p)
+    }
+
+    #[test]
+    fn a_good_file_loads_with_its_defaults() {
+        let (_d, p) = write(GOOD);
+        let c = load(&p).unwrap();
+        assert_eq!(c.proxmox.url, "https://127.0.0.1:8006");
+        assert_eq!(c.engine.concurrency, 4);
+        assert_eq!(c.journal.dir, PathBuf::from("/var/lib/steward"));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let (_d, p) = write(&GOOD.replace("[provider]", "[provider]\ncolour = \"blue\""));
+        let e = load(&p).unwrap_err();
+        assert!(
+            e[0].contains("agent.toml:9") && e[0].contains("colour"),
+            "{e:?}"
+        );
+        let (_d, p) = write(&GOOD.replace("fingerprint = \"AB", "fingerprint = \"ZZ"));
+        let e = load(&p).unwrap_err();
+        assert!(e[0].contains("agent.toml:6: fingerprint"), "{e:?}");
+        let no_trust = GOOD
+            .lines()
+            .filter(|l| !l.starts_with("fingerprint"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (_d, p) = write(&no_trust);
+        let e = load(&p).unwrap_err();
+        assert!(e[0].contains("no unverified mode"), "{e:?}");
+    }
+
+    #[test]
+    fn the_shipped_example_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        load(&example).unwrap();
+    }
+}

@@ -1,0 +1,71 @@
+//! `steward-agent`: parses the command line, sets up logging, dispatches, and maps the result
+//! to an exit code (0 done, 2 configuration or start-up error). It holds no logic: the
+//! configuration is `config.rs`, the daemon's wiring `run.rs`, and everything it does lives in
+//! the library crates.
+
+mod cli;
+mod config;
+mod run;
+mod setup_token;
+
+use clap::Parser;
+use cli::{Cli, Command, LogFormat};
+use std::process::ExitCode;
+
+fn logging(cli: &Cli) {
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(cli.log_level)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging(&cli);
+    match cli.command {
+        Command::SetupToken { user } => {
+            print!("{}", setup_token::commands(&user));
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig { config } => match config::load(&config) {
+            Ok(_) => {
+                println!("{}: ok", config.display());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in errors {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let cfg = match config::load(&config) {
+                Ok(c) => c,
+                Err(errors) => {
+                    for e in errors {
+                        eprintln!("{e}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            let rt = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match rt.block_on(run::run(cfg)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

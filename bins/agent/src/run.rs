@@ -1,0 +1,132 @@
+//! The daemon, built in a fixed order: configuration (already checked) → journal → trust store
+//! (missing or invalid: nothing destructive can ever execute, said loudly) → API clients →
+//! gate and engine → recovery of whatever a crash left in flight → reconcile until SIGTERM or
+//! SIGINT, when new actions stop and those in flight get a bounded time to record their
+//! outcome.
+
+use crate::config::Config;
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::Duration;
+use steward_authz::{TrustStore, Verifier, VerifyConfig};
+use steward_engine::{Engine, EngineConfig, NodeExecutor, Trigger};
+use steward_gate::{Gate, GateConfig};
+use steward_journal::Journal;
+use steward_providers::{FileProvider, Update};
+use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, Trust};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+
+/// How long in-flight actions get to finish after SIGTERM.
+const DRAIN: Duration = Duration::from_secs(30);
+
+fn trust_store(cfg: &Config) -> TrustStore {
+    let path = &cfg.trust.allowed_signers;
+    let loaded = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|text| {
+            TrustStore::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+        });
+    match loaded {
+        Ok(store) => {
+            tracing::info!(signers = store.entries().len(), path = %path.display(), "trust store loaded");
+            store
+        }
+        Err(e) => {
+            tracing::error!(
+                target: "audit",
+                error = %e,
+                "NO TRUST STORE: the agent runs, but NOTHING DESTRUCTIVE CAN EXECUTE until a valid allowed_signers file is in place"
+            );
+            // An empty store admits no signer: every destructive action stays held.
+            TrustStore::parse("(no trust store)", b"").unwrap_or_else(|_| unreachable_empty())
+        }
+    }
+}
+
+/// An empty trust store always parses; this is never reached.
+fn unreachable_empty() -> TrustStore {
+    std::process::exit(2)
+}
+
+fn endpoint(cfg: &Config) -> Result<Endpoint> {
+    let trust = match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
+        (Some(f), _) => Trust::Fingerprint(tls::parse_fingerprint(f).map_err(anyhow::Error::msg)?),
+        (None, Some(ca)) => Trust::CaFile(ca.clone()),
+        (None, None) => anyhow::bail!("no fingerprint or ca_file (check-config says so)"),
+    };
+    Endpoint::from_url(
+        &cfg.proxmox.url,
+        trust,
+        Duration::from_secs(cfg.proxmox.timeout_secs),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Runs the daemon until a signal; Ok when it stopped cleanly.
+pub async fn run(cfg: Config) -> Result<()> {
+    let journal = Arc::new(
+        Journal::open_or_create(&cfg.journal.dir)
+            .with_context(|| format!("journal {}", cfg.journal.dir.display()))?,
+    );
+    let verifier = Verifier::new(trust_store(&cfg), VerifyConfig::new(cfg.node.as_str()))?;
+    let everyday = ApiToken::from_file(&cfg.proxmox.token_file).map_err(anyhow::Error::msg)?;
+    let admin = ApiToken::from_file(&cfg.proxmox.admin_token_file).map_err(anyhow::Error::msg)?;
+    let token_user = admin.id().to_string();
+    let ep = endpoint(&cfg)?;
+    let reader = PveClient::new(ep.clone(), everyday, &cfg.node).map_err(anyhow::Error::msg)?;
+    let writer = PveWriter::new(ep, admin, &cfg.node).map_err(anyhow::Error::msg)?;
+    let deadline = Duration::from_secs(cfg.engine.task_deadline_secs);
+    let gate = Gate::new(
+        verifier,
+        journal.clone(),
+        Box::new(NodeExecutor::new(Box::new(writer), deadline)),
+        GateConfig {
+            trust_store_path: Some(cfg.trust.allowed_signers.clone()),
+        },
+    );
+    let engine = Arc::new(Engine::new(
+        EngineConfig {
+            interval: Duration::from_secs(cfg.engine.interval_secs),
+            concurrency: cfg.engine.concurrency,
+            sweep_period: Duration::from_secs(cfg.engine.sweep_secs),
+            task_deadline: deadline,
+            conf_dir: cfg.engine.conf_dir.clone(),
+            token_user,
+            ..EngineConfig::default()
+        },
+        Arc::new(reader),
+        gate,
+        journal.clone(),
+    ));
+    let recovery = engine.recover().await.context("recovery")?;
+    tracing::info!(?recovery, "recovered; reconciling");
+    let (triggers, rx) = mpsc::unbounded_channel();
+    let (stop, stopped) = watch::channel(false);
+    let loop_task = tokio::spawn(engine.clone().run(rx, stopped, DRAIN));
+    let mut provider = FileProvider::new(&cfg.provider.file);
+    let mut every = tokio::time::interval(Duration::from_secs(cfg.provider.poll_secs.max(1)));
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = every.tick() => match provider.poll() {
+                Update::New(d) => {
+                    tracing::info!(generation = d.generation, guests = d.guests.len(), "new desired state");
+                    let _ = triggers.send(Trigger::Desired(d));
+                }
+                Update::Refused(why) => {
+                    tracing::warn!(%why, "desired state refused; the last good one stays in force");
+                }
+                Update::Unchanged => {}
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("stopping: no new actions; waiting for those in flight");
+    let _ = stop.send(true);
+    loop_task.await??;
+    tracing::info!(status = ?engine.status_now(), "stopped");
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! The commands an administrator runs to give the agent its two tokens. Why two: Proxmox
+//! grants destroy, rollback and restore-over to any token with `VM.Allocate`, `VM.Snapshot` or
+//! `VM.Backup`. The everyday token (observation, power, the config keys the classifier calls
+//! benign) has none of them, so even a classifier bug on the everyday path meets a 403 from
+//! Proxmox. The admin token is used only to create guests and by destructive executors after
+//! the gate's signed path. Neither is ever given to the hub.
+
+/// The commands, as text.
+pub fn commands(user: &str) -> String {
+    format!(
+        "# The agent's Proxmox user (no password: it authenticates with API tokens only).
+pveum user add {user} --comment 'Steward agent'
+
+# Everyday: observe, power, and benign config keys. No VM.Allocate, VM.Config.Disk,
+# VM.Snapshot, VM.Backup: destroy, disk changes, rollback and restore are refused by Proxmox.
+pveum role add StewardEveryday --privs 'VM.Audit VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options Sys.Audit Datastore.Audit'
+pveum user token add {user} agent --privsep 1
+pveum acl modify / --tokens '{user}!agent' --roles StewardEveryday
+
+# Admin: creates, and destructive actions only after an operator's signature.
+pveum role add StewardAdmin --privs 'VM.Audit VM.Allocate VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options VM.Config.Disk VM.Config.Network VM.Config.HWType VM.Snapshot VM.Snapshot.Rollback VM.Backup Datastore.AllocateSpace Datastore.Audit Sys.Audit SDN.Use'
+pveum user token add {user} admin --privsep 1
+pveum acl modify / --tokens '{user}!admin' --roles StewardAdmin
+
+# Each `token add` prints the secret once: store them as
+#   /etc/steward/token        {user}!agent=SECRET   (chmod 600, owned by the agent's user)
+#   /etc/steward/admin-token  {user}!admin=SECRET   (chmod 600)
+"
+    )
+}

@@ -1,0 +1,191 @@
+//! `steward-agent` as an administrator runs it: the real binary against the simulator over
+//! TLS. It converges a desired-state file, keeps the last good document when the file turns to
+//! garbage, holds a destroy when it has no trust store, stops cleanly on SIGTERM, and refuses a
+//! bad configuration with file and line. The child is always killed.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
+
+const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
+const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+
+/// Kills the agent on every way out.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn secret_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
+    secret_file(&dir.join("token"), EVERYDAY);
+    secret_file(&dir.join("admin-token"), ADMIN);
+    let cfg = format!(
+        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n",
+        port = sim.addr.port(),
+        d = dir.display(),
+        fp = sim.fingerprint
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_on_sigterm() {
+    let sim = Sim::start(SimConfig {
+        tokens: vec![
+            (
+                SimToken::parse(EVERYDAY).unwrap(),
+                Privileges::role_on("PVEAuditor", "/").unwrap().and(
+                    "/vms",
+                    &[
+                        "VM.Audit",
+                        "VM.PowerMgmt",
+                        "VM.Config.Memory",
+                        "VM.Config.CPU",
+                        "VM.Config.Options",
+                    ],
+                ),
+            ),
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+        ],
+        task_time: Duration::from_millis(20),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim);
+    // No allowed_signers file: the agent must run, and hold every destructive action.
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nstate = \"stopped\"\nmemory = \"3 GiB\"\n\n[[guests]]\nvmid = 900\nkind = \"qemu\"\nstate = \"running\"\nmemory = 512\ncreate = { scsi0 = \"local-lvm:1\" }\n\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n",
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut agent = Agent(child);
+    let memory = |vmid: u32| {
+        sim.with_node(|n| {
+            n.st.guests
+                .get(&vmid)
+                .and_then(|g| g.config.get("memory").cloned())
+        })
+    };
+    until(
+        "101 has 3 GiB and 900 runs",
+        Duration::from_secs(30),
+        || {
+            memory(101).as_deref() == Some("3072")
+                && sim.with_node(|n| n.st.guests.get(&900).is_some_and(|g| g.status == "running"))
+        },
+    );
+    // Without a trust store the destroy of 103 is held, never run.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(sim.with_node(|n| n.st.guests.contains_key(&103)));
+    // Garbage in the file: refused, and the last good state stays in force (101 keeps 3 GiB).
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "version = 1\n[[guests]]\nvmid = = 101\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    sim.with_node(|n| {
+        n.edit(
+            101,
+            &[("memory".to_string(), "1024".to_string())].into(),
+            &[],
+        )
+        .unwrap()
+    });
+    until(
+        "drift healed under the last good state",
+        Duration::from_secs(20),
+        || memory(101).as_deref() == Some("3072"),
+    );
+    // SIGTERM: a clean stop, exit 0.
+    let pid = agent.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    use std::io::Read;
+    agent
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("NO TRUST STORE"), "{log}");
+    assert!(
+        log.contains("desired state refused") && log.contains("desired.toml:3"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_bad_configuration_exits_two_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("agent.toml");
+    std::fs::write(&cfg, "node = \"pve-a\"\n[proxmox]\ntoken_file = \"t\"\nadmin_token_file = \"a\"\nfingerprint = \"AB\"\ncolour = 1\n[provider]\nfile = \"d\"\n").unwrap();
+    for sub in ["check-config", "run"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+            .args([sub, "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{sub}: {err}");
+        assert!(
+            err.contains("agent.toml:6") && err.contains("colour"),
+            "{sub}: {err}"
+        );
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .arg("setup-token")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("pveum user token add steward@pve agent --privsep 1"));
+}
