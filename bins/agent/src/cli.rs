@@ -25,6 +25,19 @@ pub struct Cli {
     pub log_level: tracing::Level,
 }
 
+/// `pending show`.
+#[derive(Subcommand, Debug)]
+pub enum PendingShow {
+    /// One held op.
+    Show {
+        /// Its id.
+        id: u64,
+        /// Print only the exact bytes to sign (redirect them to op.json).
+        #[arg(long)]
+        template: bool,
+    },
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -50,6 +63,39 @@ pub enum Command {
         /// The configuration file.
         #[arg(long, default_value = "/etc/steward/agent.toml")]
         config: PathBuf,
+    },
+    /// What the running agent is doing: last pass, guests managed/converged/drifting, ops in
+    /// flight and held, guests parked and why.
+    Status {
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Ops held for a signature, with what each would destroy.
+    Pending {
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET, global = true)]
+        socket: PathBuf,
+        /// `show ID --template`: print the exact bytes to sign for held op ID.
+        #[command(subcommand)]
+        show: Option<PendingShow>,
+    },
+    /// Hand a signed op to the running agent (`ssh-keygen -Y sign -n op@steward -f KEY op.json`
+    /// writes op.json.sig) and print the gate's decision.
+    Submit {
+        /// The op, exactly as signed.
+        op: PathBuf,
+        /// Its armored signature.
+        sig: PathBuf,
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Ask the running agent for a pass now.
+    Reconcile {
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
     },
     /// Print the `pveum` commands that create the agent's two least-privilege API tokens.
     SetupToken {

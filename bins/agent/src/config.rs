@@ -32,6 +32,11 @@ fn default_sweep() -> u64 {
 fn default_deadline() -> u64 {
     600
 }
+/// Where the local API listens unless the configuration says otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/steward/agent.sock";
+fn default_socket() -> PathBuf {
+    DEFAULT_SOCKET.into()
+}
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -52,6 +57,26 @@ pub struct Config {
     /// The reconcile loop.
     #[serde(default)]
     pub engine: EngineSection,
+    /// The local API.
+    #[serde(default)]
+    pub api: Api,
+}
+
+/// `[api]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// The Unix socket (mode 0660) the CLI talks to.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+}
+
+impl Default for Api {
+    fn default() -> Self {
+        Api {
+            socket: default_socket(),
+        }
+    }
 }
 
 /// `[proxmox]`.

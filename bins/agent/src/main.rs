@@ -7,10 +7,33 @@ mod cli;
 mod config;
 mod run;
 mod setup_token;
+mod talk;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat, PendingShow};
 use std::process::ExitCode;
+
+/// Runs a subcommand that talks to the agent: exit 0 done, 1 refused, 2 could not ask.
+fn talk<F: std::future::Future<Output = anyhow::Result<bool>>>(f: F) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(f) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
 
 fn logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
@@ -26,6 +49,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging(&cli);
     match cli.command {
+        Command::Status { socket } => talk(talk::status(&socket)),
+        Command::Pending { socket, show } => {
+            let show = show.map(|PendingShow::Show { id, template }| (id, template));
+            talk(talk::pending(&socket, show))
+        }
+        Command::Submit { op, sig, socket } => talk(talk::submit(&socket, &op, &sig)),
+        Command::Reconcile { socket } => talk(talk::reconcile(&socket)),
         Command::SetupToken { user } => {
             print!("{}", setup_token::commands(&user));
             ExitCode::SUCCESS

@@ -103,6 +103,15 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(?recovery, "recovered; reconciling");
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
+    let api = steward_control::serve(
+        &cfg.api.socket,
+        engine.clone(),
+        triggers.clone(),
+        stopped.clone(),
+    )
+    .await
+    .with_context(|| format!("local API socket {}", cfg.api.socket.display()))?;
+    tracing::info!(socket = %cfg.api.socket.display(), "local API listening");
     let loop_task = tokio::spawn(engine.clone().run(rx, stopped, DRAIN));
     let mut provider = FileProvider::new(&cfg.provider.file);
     let mut every = tokio::time::interval(Duration::from_secs(cfg.provider.poll_secs.max(1)));
@@ -127,6 +136,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!("stopping: no new actions; waiting for those in flight");
     let _ = stop.send(true);
     loop_task.await??;
+    api.abort();
+    let _ = std::fs::remove_file(&cfg.api.socket);
     tracing::info!(status = ?engine.status_now(), "stopped");
     Ok(())
 }

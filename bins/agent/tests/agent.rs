@@ -34,7 +34,7 @@ fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
     secret_file(&dir.join("token"), EVERYDAY);
     secret_file(&dir.join("admin-token"), ADMIN);
     let cfg = format!(
-        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n",
+        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\n",
         port = sim.addr.port(),
         d = dir.display(),
         fp = sim.fingerprint
@@ -106,9 +106,60 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
                 && sim.with_node(|n| n.st.guests.get(&900).is_some_and(|g| g.status == "running"))
         },
     );
-    // Without a trust store the destroy of 103 is held, never run.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Without a trust store the destroy of 103 is held, never run: the CLI shows it held with
+    // what it would destroy, and a real operator signature is refused (no signer admitted).
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+            .args(args)
+            .arg("--socket")
+            .arg(dir.path().join("agent.sock"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    until("103 held", Duration::from_secs(20), || {
+        cli(&["pending"]).1.contains("guest.destroy 103")
+    });
+    let (_, listed) = cli(&["pending"]);
+    assert!(listed.contains("local-lvm:vm-103-disk-0 (32G)"), "{listed}");
+    let id: String = listed
+        .strip_prefix("op ")
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (code, template) = cli(&["pending", "show", &id, "--template"]);
+    assert_eq!(code, Some(0));
+    let op_file = dir.path().join("op.json");
+    std::fs::write(&op_file, &template).unwrap();
+    let kg = steward_testkit::Keygen::new().unwrap();
+    let key = kg.key(steward_testkit::KeyType::Ed25519, "alice").unwrap();
+    let sig = kg
+        .sign(&key.private, "op@steward", template.as_bytes())
+        .unwrap();
+    let sig_file = dir.path().join("op.json.sig");
+    std::fs::write(&sig_file, sig).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .arg("submit")
+        .arg(&op_file)
+        .arg(&sig_file)
+        .arg("--socket")
+        .arg(dir.path().join("agent.sock"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("refused:unknown_signer"), "{said}");
     assert!(sim.with_node(|n| n.st.guests.contains_key(&103)));
+    let (code, status) = cli(&["status"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        status.contains("held 1") && status.contains("recovered true"),
+        "{status}"
+    );
     // Garbage in the file: refused, and the last good state stays in force (101 keeps 3 GiB).
     std::fs::write(
         dir.path().join("desired.toml"),

@@ -1,0 +1,122 @@
+//! The subcommands that talk to the running agent over its local API (they never open the
+//! journal): status, pending, submit, reconcile. Exit codes: 0 done, 1 the gate refused, 2 the
+//! agent could not be asked.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::Path;
+use steward_control::Client;
+
+async fn get(client: &Client, path: &str) -> Result<Value> {
+    let (status, body) = client.call("GET", path, Vec::new()).await?;
+    if status != 200 {
+        bail!("{path}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// `status`.
+pub async fn status(socket: &Path) -> Result<bool> {
+    let s = get(&Client::new(socket), "/status").await?;
+    println!(
+        "passes {}  managed {}  converged {}  drifting {}  in flight {}  held {}  recovered {}",
+        s["passes"],
+        s["managed"],
+        s["converged"],
+        s["drifting"],
+        s["in_flight"],
+        s["held"],
+        s["recovered"]
+    );
+    for p in s["parked"].as_array().into_iter().flatten() {
+        println!("parked {}: {}", p["vmid"], p["why"].as_str().unwrap_or(""));
+    }
+    if let Some(e) = s["last_error"].as_str() {
+        println!("last error: {e}");
+    }
+    Ok(true)
+}
+
+/// `pending` and `pending show ID [--template]`.
+pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
+    let client = Client::new(socket);
+    match show {
+        Some((id, true)) => {
+            let (status, body) = client
+                .call("GET", &format!("/pending/{id}/template"), Vec::new())
+                .await?;
+            if status != 200 {
+                bail!("{}", String::from_utf8_lossy(&body));
+            }
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(&body)
+                .context("writing the template")?;
+        }
+        Some((id, false)) => {
+            let all = get(&client, "/pending").await?;
+            let op = all
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|h| h["op"].as_u64() == Some(id))
+                .with_context(|| format!("no held op {id}"))?;
+            println!("{}", serde_json::to_string_pretty(op)?);
+        }
+        None => {
+            let all = get(&client, "/pending").await?;
+            let list = all.as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("nothing held");
+            }
+            for h in list {
+                println!(
+                    "op {}  expires {}\n  {}",
+                    h["op"],
+                    h["expires"].as_str().unwrap_or("-"),
+                    h["summary"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// `submit op.json op.json.sig`: true when the gate did not refuse.
+pub async fn submit(socket: &Path, op: &Path, sig: &Path) -> Result<bool> {
+    let payload = std::fs::read_to_string(op).with_context(|| op.display().to_string())?;
+    let signature = std::fs::read_to_string(sig).with_context(|| sig.display().to_string())?;
+    let body =
+        serde_json::to_vec(&serde_json::json!({"payload": payload, "signature": signature}))?;
+    let (status, answer) = Client::new(socket).call("POST", "/submit", body).await?;
+    if status != 200 {
+        bail!("{}", String::from_utf8_lossy(&answer));
+    }
+    let d: Value = serde_json::from_slice(&answer)?;
+    let label = d["decision"].as_str().unwrap_or("?");
+    let mut line = label.to_string();
+    for k in ["op", "signed", "outcome", "detail"] {
+        if !d[k].is_null() {
+            line.push_str(&format!(
+                " {k}={}",
+                d[k].as_str()
+                    .map_or_else(|| d[k].to_string(), str::to_string)
+            ));
+        }
+    }
+    println!("{line}");
+    Ok(!label.starts_with("refused"))
+}
+
+/// `reconcile`.
+pub async fn reconcile(socket: &Path) -> Result<bool> {
+    let (status, body) = Client::new(socket)
+        .call("POST", "/reconcile", Vec::new())
+        .await?;
+    if status != 200 {
+        bail!("{}", String::from_utf8_lossy(&body));
+    }
+    println!("pass requested");
+    Ok(true)
+}
