@@ -4,6 +4,7 @@
 
 mod bench;
 mod crash;
+mod demo;
 mod interop;
 mod layers;
 mod matrix;
@@ -30,6 +31,8 @@ enum CrashTarget {
 enum Command {
     /// Mint every adversarial case with ssh-keygen and run it through the real verifier.
     Matrix,
+    /// The whole story on a simulated node, with real processes, each step checked.
+    Demo,
     /// Check the crate layering in docs/ARCHITECTURE.md against `cargo metadata`.
     Layers,
     /// A third-party Proxmox client (proxmoxer, from PyPI) against the simulator binary.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Matrix => matrix::run(),
+        Command::Demo => demo::run(),
         Command::Layers => layers::run(),
         Command::Interop => interop::run(),
         Command::Bench {

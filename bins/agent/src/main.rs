@@ -38,6 +38,8 @@ fn talk<F: std::future::Future<Output = anyhow::Result<bool>>>(f: F) -> ExitCode
 fn logging(cli: &Cli) {
     let builder = tracing_subscriber::fmt()
         .with_max_level(cli.log_level)
+        // Colour only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),

@@ -528,6 +528,11 @@ impl Engine {
             if slot.in_flight || slot.parked.is_some() || slot.due > Instant::now() {
                 continue;
             }
+            // Someone else holds the guest (a signed job, a recovered task still running): its
+            // state is about to change, so it is planned again once they are done.
+            if self.guest_lock(*vmid).try_lock().is_err() {
+                continue;
+            }
             // A locked guest is not submitted: it waits (or, for a lock no token can clear,
             // is parked for an administrator).
             if let Some(lock) = observed.and_then(|o| o.entry.lock.clone()) {
