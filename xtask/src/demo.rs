@@ -1,15 +1,16 @@
 //! `cargo xtask demo`: the whole story on a simulated node, with real processes — the
-//! `steward-pve-sim` binary, the `steward-agent` daemon and its CLI, and `ssh-keygen` — each step
-//! narrated and checked (any deviation exits non-zero). Every child is killed on the way out.
+//! `steward-pve-sim` binary, the `steward-hub-stub` binary, the `steward-agent` daemon and its
+//! CLI, and `ssh-keygen` — each step narrated and checked (any deviation exits non-zero). Every
+//! child is killed on the way out.
 //!
-//! 1. converge a handful of guests from a desired-state file;
-//! 2. the desired state asks for a destroy: held, with what it would destroy;
-//! 3. another tool relabels the guest "scratch": still held (labels are not provenance);
+//! 1. converge a handful of guests from the hub's desired state;
+//! 2. the hub asks for a destroy: held, with what it would destroy, and reported to the hub;
+//! 3. the hub relabels the guest "scratch": still held (labels are not provenance);
 //! 4. an operator signs the template with `ssh-keygen -Y sign`, submits: it runs, once;
-//! 5. the same signature again: a replay, nothing runs;
+//! 5. the same signature again, through the hub as a signed job: a replay, nothing runs;
 //! 6. kill -9 the agent while a task runs, restart it: recovery follows the task, nothing runs
 //!    twice;
-//! 7. the final status, and the journal's audit chain verified.
+//! 7. the final status, a few metrics, and the journal's audit chain verified.
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
@@ -64,9 +65,27 @@ fn control(addr: &str, method: &str, path: &str, body: &str) -> Result<Value> {
     Ok(serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
+/// `GET url` (`http://127.0.0.1:PORT/metrics`): the body.
+fn scrape(url: &str) -> Result<String> {
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .context("metrics URL")?;
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    tcp.read_to_string(&mut out)?;
+    ensure!(out.starts_with("HTTP/1.1 200"), "metrics: {out}");
+    Ok(out)
+}
+
 struct Demo {
     dir: tempfile::TempDir,
     control: String,
+    hub: String,
 }
 
 impl Demo {
@@ -115,12 +134,39 @@ impl Demo {
         }
     }
 
+    /// The hub's operators set pve-a's desired state (written here in TOML, served as JSON).
     fn desire(&self, generation: u32, guests: &str) -> Result<()> {
-        std::fs::write(
-            self.path("desired.toml"),
-            format!("version = 1\ngeneration = {generation}\n{guests}"),
-        )?;
+        let doc: Value =
+            toml::from_str(&format!("version = 1\ngeneration = {generation}\n{guests}"))?;
+        control(&self.hub, "PUT", "/nodes/pve-a/desired", &doc.to_string())?;
         Ok(())
+    }
+
+    /// Prints the `/metrics` lines starting with each of `wanted` (each must be there).
+    fn metrics(&self, wanted: &[&str]) -> Result<()> {
+        let status = self.status()?;
+        let url = status
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .context("metrics URL in status")?;
+        let metrics = scrape(url)?;
+        for want in wanted {
+            let line = metrics
+                .lines()
+                .find(|l| l.starts_with(want))
+                .with_context(|| format!("no {want} in /metrics"))?;
+            println!("{line}");
+        }
+        Ok(())
+    }
+
+    /// What pve-a reported to the hub last.
+    fn last_report(&self) -> Result<Value> {
+        let all = control(&self.hub, "GET", "/nodes/pve-a/reports", "")?;
+        Ok(all
+            .as_array()
+            .and_then(|a| a.last().cloned())
+            .unwrap_or(Value::Null))
     }
 
     fn start_agent(&self) -> Result<Reaped> {
@@ -189,7 +235,7 @@ create = { ostemplate = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 
 /// Runs the demo; false when a step did not go as told.
 pub fn run() -> Result<bool> {
     let t0 = Instant::now();
-    say("building steward-pve-sim and steward-agent");
+    say("building steward-pve-sim, steward-hub-stub and steward-agent");
     let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "build",
@@ -199,6 +245,8 @@ pub fn run() -> Result<bool> {
             "steward-pve-sim",
             "-p",
             "steward-agent",
+            "-p",
+            "steward-hub-stub",
         ])
         .current_dir(root())
         .status()?
@@ -258,6 +306,27 @@ pub fn run() -> Result<bool> {
         &fingerprint[..23]
     );
 
+    // The hub: the stub binary, with the bearer token the agent presents.
+    secret(&d.join("hub-token"), "demo-hub-token-4b1e")?;
+    let child = Command::new(bin("steward-hub-stub"))
+        .arg("--token-file")
+        .arg(d.join("hub-token"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting steward-hub-stub")?;
+    let mut hub = Reaped(child);
+    let mut line = String::new();
+    BufReader::new(hub.0.stdout.take().context("hub stdout")?).read_line(&mut line)?;
+    let hub_info: Value = serde_json::from_str(&line).context("hub stub's first line")?;
+    let (Some(hub_url), Some(hub_fp), Some(hub_control)) = (
+        hub_info["hub"].as_str(),
+        hub_info["fingerprint"].as_str(),
+        hub_info["control"].as_str(),
+    ) else {
+        bail!("hub stub said {line}");
+    };
+    println!("hub at {hub_url} (certificate {}…)", &hub_fp[..23]);
+
     // The operator's key, and the trust store that admits it for op@steward.
     let kg = steward_testkit::Keygen::new()?;
     let alice = kg.key(steward_testkit::KeyType::Ed25519, "alice")?;
@@ -273,16 +342,17 @@ pub fn run() -> Result<bool> {
     std::fs::write(
         d.join("agent.toml"),
         format!(
-            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fingerprint}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 2\nsweep_secs = 20\n[api]\nsocket = \"{d}/agent.sock\"\n",
+            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fingerprint}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nhub = \"{hub_url}\"\nhub_token_file = \"{d}/hub-token\"\nhub_fingerprint = \"{hub_fp}\"\npoll_secs = 1\nreport_secs = 2\n[engine]\ninterval_secs = 2\nsweep_secs = 20\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
             d = d.display()
         ),
     )?;
     let demo = Demo {
         dir,
         control: control_addr,
+        hub: hub_control.to_string(),
     };
 
-    say("1. converge a handful of guests from a desired-state file");
+    say("1. converge a handful of guests from the hub's desired state");
     demo.desire(1, GUESTS)?;
     let mut agent = demo.start_agent()?;
     demo.until("4 guests converged", Duration::from_secs(60), |d| {
@@ -300,7 +370,7 @@ pub fn run() -> Result<bool> {
         "900/901 created: {g}"
     );
 
-    say("2. the desired state asks for a destroy of 103: held, with what it would destroy");
+    say("2. the hub asks for a destroy of 103: held, with what it would destroy");
     demo.desire(
         2,
         &format!("{GUESTS}\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n"),
@@ -315,8 +385,18 @@ pub fn run() -> Result<bool> {
         "the summary names the disk"
     );
     ensure!(demo.counter(103, "destroy")? == 0, "nothing ran unsigned");
+    demo.until("the hub hears of it", Duration::from_secs(20), |d| {
+        Ok(d.last_report()?["held"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|o| o["guest"] == 103)))
+    })?;
+    println!("reported to the hub: held guest.destroy 103, with its template to sign");
 
-    say("3. another tool labels 103 \"scratch\": still held (labels are not provenance)");
+    say("3. the hub relabels 103 \"scratch\": still held (labels are not provenance)");
+    demo.desire(
+        3,
+        &format!("{GUESTS}\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\ntags = [\"scratch\"]\n"),
+    )?;
     control(
         &demo.control,
         "POST",
@@ -358,19 +438,38 @@ pub fn run() -> Result<bool> {
     ensure!(demo.guests()?.get("103").is_none(), "103 destroyed");
     ensure!(demo.counter(103, "destroy")? == 1, "one destroy");
 
-    say("5. the same signature again: a replay, nothing runs");
-    let (_, said) = demo.cli(&[
-        "submit",
-        &op.display().to_string(),
-        &demo.path("op.json.sig").display().to_string(),
-    ])?;
-    print!("{said}");
-    ensure!(said.starts_with("replay"), "replay");
+    say("5. the same signed op again, as a job from the hub: a replay, nothing runs");
+    let job = serde_json::json!({
+        "id": "job-7",
+        "payload": template,
+        "signatures": [String::from_utf8_lossy(&sig)],
+    });
+    control(&demo.hub, "POST", "/nodes/pve-a/jobs", &job.to_string())?;
+    demo.until(
+        "the hub hears job-7's decision",
+        Duration::from_secs(20),
+        |d| {
+            let all = control(&d.hub, "GET", "/nodes/pve-a/reports", "")?;
+            Ok(all.as_array().into_iter().flatten().any(|r| {
+                r["results"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|j| j["job"] == "job-7" && j["decision"]["decision"] == "replay")
+            }))
+        },
+    )?;
+    println!("reported to the hub: job-7 → replay");
     ensure!(demo.counter(103, "destroy")? == 1, "still one destroy");
+    demo.metrics(&[
+        "steward_actions_total{kind=\"guest.destroy\",outcome=\"pending_signature\"}",
+        "steward_gate_decisions_total{reason=\"executed\"}",
+        "steward_gate_decisions_total{reason=\"replay\"}",
+    ])?;
 
     say("6. kill -9 the agent while a task runs; restart: recovery follows it, nothing runs twice");
     demo.desire(
-        3,
+        4,
         &GUESTS.replacen(
             "vmid = 105\nkind = \"lxc\"\nstate = \"stopped\"",
             "vmid = 105\nkind = \"lxc\"\nstate = \"running\"",
@@ -412,8 +511,21 @@ pub fn run() -> Result<bool> {
         "recovery resolved the start: {recovery}"
     );
 
-    say("7. final status, and the journal's audit chain");
-    print!("{}", demo.status()?);
+    say("7. final status, a few metrics, and the journal's audit chain");
+    let status = demo.status()?;
+    print!("{status}");
+    demo.metrics(&[
+        "steward_passes_total ",
+        "steward_guests{state=\"converged\"}",
+        "steward_api_requests_total{method=\"GET\",outcome=\"ok\"}",
+        "steward_journal_barrier_seconds_count ",
+    ])?;
+    let counts = control(&demo.hub, "GET", "/counts", "")?;
+    println!("hub: {counts}");
+    ensure!(
+        counts["desired_not_modified"].as_u64().unwrap_or(0) > 0,
+        "unchanged polls are 304s"
+    );
     let pid = agent.0.id().to_string();
     ensure!(
         Command::new("kill")
@@ -436,6 +548,7 @@ pub fn run() -> Result<bool> {
     let ops = journal.all_ops()?;
     println!("journal: {} ops", ops.len());
     let _ = sim.0.kill();
+    let _ = hub.0.kill();
     println!(
         "\ndemo: every step as told; {:.1} s after the build ({:.1} s in all)",
         built.elapsed().as_secs_f64(),

@@ -5,6 +5,7 @@
 mod bench;
 mod crash;
 mod demo;
+mod dist;
 mod interop;
 mod layers;
 mod matrix;
@@ -33,6 +34,9 @@ enum Command {
     Matrix,
     /// The whole story on a simulated node, with real processes, each step checked.
     Demo,
+    /// Build the .deb (binaries, hardened systemd unit, man pages, completions) and check the
+    /// unit's exposure with systemd-analyze.
+    Dist,
     /// Check the crate layering in docs/ARCHITECTURE.md against `cargo metadata`.
     Layers,
     /// A third-party Proxmox client (proxmoxer, from PyPI) against the simulator binary.
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Matrix => matrix::run(),
         Command::Demo => demo::run(),
+        Command::Dist => dist::run_dist(),
         Command::Layers => layers::run(),
         Command::Interop => interop::run(),
         Command::Bench {

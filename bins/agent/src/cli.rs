@@ -103,4 +103,10 @@ pub enum Command {
         #[arg(long, default_value = "steward@pve")]
         user: String,
     },
+    /// Write man pages and shell completions into DIR (for packagers).
+    #[command(hide = true)]
+    Generate {
+        /// Where to write them.
+        dir: PathBuf,
+    },
 }

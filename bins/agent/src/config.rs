@@ -62,6 +62,12 @@ pub struct Config {
     pub api: Api,
 }
 
+/// Where `/metrics` is served unless the configuration says otherwise.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9184";
+fn default_metrics() -> String {
+    DEFAULT_METRICS.into()
+}
+
 /// `[api]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,13 +75,31 @@ pub struct Api {
     /// The Unix socket (mode 0660) the CLI talks to.
     #[serde(default = "default_socket")]
     pub socket: PathBuf,
+    /// The group that owns the socket (its members may use the CLI); the agent's own group
+    /// when absent.
+    pub socket_group: Option<String>,
+    /// `host:port` on loopback for `/metrics` (Prometheus text), or `off`.
+    #[serde(default = "default_metrics")]
+    pub metrics: String,
 }
 
 impl Default for Api {
     fn default() -> Self {
         Api {
             socket: default_socket(),
+            socket_group: None,
+            metrics: default_metrics(),
         }
+    }
+}
+
+impl Api {
+    /// The metrics address, `None` when `off` (checked by `load`).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        if self.metrics == "off" {
+            return None;
+        }
+        self.metrics.parse().ok()
     }
 }
 
@@ -133,15 +157,30 @@ impl Default for JournalSection {
     }
 }
 
-/// `[provider]`.
+fn default_report() -> u64 {
+    30
+}
+
+/// `[provider]`: a file, or a hub (exactly one).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Provider {
     /// A desired-state file (`.json`, or TOML).
-    pub file: PathBuf,
-    /// How often it is checked for changes, seconds.
+    pub file: Option<PathBuf>,
+    /// A hub's base URL (`https://hub.example.org:8443`).
+    pub hub: Option<String>,
+    /// The hub's bearer token file (mode 0600).
+    pub hub_token_file: Option<PathBuf>,
+    /// The hub certificate's SHA-256 (`AB:CD:…`).
+    pub hub_fingerprint: Option<String>,
+    /// Or a CA certificate file to trust for the hub.
+    pub hub_ca_file: Option<PathBuf>,
+    /// How often the source is asked for changes (and jobs), seconds.
     #[serde(default = "default_poll")]
     pub poll_secs: u64,
+    /// A hub hears the agent's status and held ops at least this often, seconds.
+    #[serde(default = "default_report")]
+    pub report_secs: u64,
 }
 
 /// `[engine]`.
@@ -223,11 +262,69 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             at("url")
         ));
     }
+    let p = &cfg.provider;
+    match (&p.file, &p.hub) {
+        (Some(_), Some(_)) => errors.push(format!("{}: give file or hub, not both", at("hub"))),
+        (None, None) => errors.push(format!(
+            "{shown}: [provider]: give file (a desired-state document) or hub (a hub's URL)"
+        )),
+        (Some(_), None) => {
+            for key in ["hub_token_file", "hub_fingerprint", "hub_ca_file"] {
+                let set = match key {
+                    "hub_token_file" => p.hub_token_file.is_some(),
+                    "hub_fingerprint" => p.hub_fingerprint.is_some(),
+                    _ => p.hub_ca_file.is_some(),
+                };
+                if set {
+                    errors.push(format!("{}: only for a hub provider", at(key)));
+                }
+            }
+        }
+        (None, Some(url)) => {
+            if !url.starts_with("https://") {
+                errors.push(format!("{}: the hub is reached over https only", at("hub")));
+            }
+            if p.hub_token_file.is_none() {
+                errors.push(format!(
+                    "{shown}: [provider]: a hub needs hub_token_file (the bearer token, mode 0600)"
+                ));
+            }
+            match (&p.hub_fingerprint, &p.hub_ca_file) {
+                (Some(_), Some(_)) => errors.push(format!(
+                    "{}: give hub_fingerprint or hub_ca_file, not both",
+                    at("hub_fingerprint")
+                )),
+                (None, None) => errors.push(format!(
+                    "{shown}: [provider]: give hub_fingerprint or hub_ca_file: there is no unverified mode"
+                )),
+                (Some(f), None) => {
+                    if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
+                        errors.push(format!("{}: {e}", at("hub_fingerprint")));
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+        }
+    }
     if cfg.engine.concurrency == 0 {
         errors.push(format!("{}: must be at least 1", at("concurrency")));
     }
     if cfg.engine.interval_secs == 0 {
         errors.push(format!("{}: must be at least 1", at("interval_secs")));
+    }
+    if cfg.api.metrics != "off" {
+        match cfg.api.metrics.parse::<std::net::SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => {}
+            Ok(a) => errors.push(format!(
+                "{}: {a} is not a loopback address: metrics are served on loopback only (scrape through a proxy, or `off`)",
+                at("metrics")
+            )),
+            Err(_) => errors.push(format!(
+                "{}: {:?} is not `host:port` (such as {DEFAULT_METRICS}) or `off`",
+                at("metrics"),
+                cfg.api.metrics
+            )),
+        }
     }
     if errors.is_empty() {
         Ok(cfg)
@@ -277,6 +374,42 @@ mod tests {
         let (_d, p) = write(&no_trust);
         let e = load(&p).unwrap_err();
         assert!(e[0].contains("no unverified mode"), "{e:?}");
+        let (_d, p) = write(&format!("{GOOD}\n[api]\nmetrics = \"0.0.0.0:9184\"\n"));
+        let e = load(&p).unwrap_err();
+        assert!(
+            e[0].contains("agent.toml:12: metrics") && e[0].contains("loopback"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_provider_is_a_file_or_a_hub_with_its_token_and_trust() {
+        let (_d, p) = write(&GOOD.replace(
+            "file = \"/etc/steward/desired.toml\"",
+            "hub = \"https://hub.example.org\"\nhub_token_file = \"/etc/steward/hub-token\"\nhub_ca_file = \"/etc/steward/hub-ca.pem\"",
+        ));
+        let c = load(&p).unwrap();
+        assert_eq!(c.provider.hub.as_deref(), Some("https://hub.example.org"));
+        let (_d, p) = write(&GOOD.replace(
+            "file = \"/etc/steward/desired.toml\"",
+            "hub = \"http://hub.example.org\"",
+        ));
+        let e = load(&p).unwrap_err().join("\n");
+        assert!(
+            e.contains("agent.toml:9: hub: the hub is reached over https only"),
+            "{e}"
+        );
+        assert!(e.contains("needs hub_token_file"), "{e}");
+        assert!(e.contains("no unverified mode"), "{e}");
+        let (_d, p) = write(&GOOD.replace(
+            "[provider]\n",
+            "[provider]\nhub = \"https://hub.example.org\"\n",
+        ));
+        let e = load(&p).unwrap_err().join("\n");
+        assert!(
+            e.contains("agent.toml:9: hub: give file or hub, not both"),
+            "{e}"
+        );
     }
 
     #[test]

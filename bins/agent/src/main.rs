@@ -5,8 +5,11 @@
 
 mod cli;
 mod config;
+mod generate;
+mod providers;
 mod run;
 mod setup_token;
+mod systemd;
 mod talk;
 
 use clap::Parser;
@@ -62,6 +65,18 @@ fn main() -> ExitCode {
             print!("{}", setup_token::commands(&user));
             ExitCode::SUCCESS
         }
+        Command::Generate { dir } => match generate::all(&dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", dir.display());
+                ExitCode::from(2)
+            }
+        },
         Command::CheckConfig { config } => match config::load(&config) {
             Ok(_) => {
                 println!("{}: ok", config.display());

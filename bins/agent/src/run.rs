@@ -1,19 +1,22 @@
-//! The daemon, built in a fixed order: configuration (already checked) → journal → trust store
-//! (missing or invalid: nothing destructive can ever execute, said loudly) → API clients →
-//! gate and engine → recovery of whatever a crash left in flight → reconcile until SIGTERM or
-//! SIGINT, when new actions stop and those in flight get a bounded time to record their
-//! outcome.
+//! The daemon, built in a fixed order: configuration (already checked) → provider → journal →
+//! trust store (missing or invalid: nothing destructive can ever execute, said loudly) → API
+//! clients → gate and engine → recovery of whatever a crash left in flight → local API and
+//! metrics → the provider's feed and the reconcile loop until SIGTERM or SIGINT, when new
+//! actions stop and those in flight get a bounded time to record their outcome. systemd (`Type=notify`) hears `READY=1` once recovery is done and the local API
+//! listens, `STOPPING=1` at the signal, and watchdog pings while the runtime is alive.
 
 use crate::config::Config;
+use crate::systemd;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Duration;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_engine::{Engine, EngineConfig, NodeExecutor, Trigger};
+use steward_control::ApiOptions;
+use steward_engine::{Engine, EngineConfig, FeedConfig, NodeExecutor};
 use steward_gate::{Gate, GateConfig};
-use steward_journal::Journal;
-use steward_providers::{FileProvider, Update};
-use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, Trust};
+use steward_journal::{BarrierHook, Journal};
+use steward_metrics::Metrics;
+use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, RequestHook, Trust};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
@@ -65,46 +68,84 @@ fn endpoint(cfg: &Config) -> Result<Endpoint> {
 
 /// Runs the daemon until a signal; Ok when it stopped cleanly.
 pub async fn run(cfg: Config) -> Result<()> {
+    // Signals first: a SIGTERM during start-up still gets the clean path.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let provider = crate::providers::from_config(&cfg)?;
+    tracing::info!(source = %provider.describe(), "desired state source");
+    let metrics = Arc::new(Metrics::new());
     let journal = Arc::new(
         Journal::open_or_create(&cfg.journal.dir)
             .with_context(|| format!("journal {}", cfg.journal.dir.display()))?,
     );
+    let m = metrics.clone();
+    journal.observe_barriers(BarrierHook(Arc::new(move |took, ok| m.barrier(took, ok))));
+    let m = metrics.clone();
+    let hook = RequestHook(Arc::new(move |method: &str, outcome: &str, took| {
+        m.request(method, outcome, took)
+    }));
     let verifier = Verifier::new(trust_store(&cfg), VerifyConfig::new(cfg.node.as_str()))?;
     let everyday = ApiToken::from_file(&cfg.proxmox.token_file).map_err(anyhow::Error::msg)?;
     let admin = ApiToken::from_file(&cfg.proxmox.admin_token_file).map_err(anyhow::Error::msg)?;
     let token_user = admin.id().to_string();
     let ep = endpoint(&cfg)?;
-    let reader = PveClient::new(ep.clone(), everyday, &cfg.node).map_err(anyhow::Error::msg)?;
-    let writer = PveWriter::new(ep, admin, &cfg.node).map_err(anyhow::Error::msg)?;
+    let reader = PveClient::new(ep.clone(), everyday, &cfg.node)
+        .map_err(anyhow::Error::msg)?
+        .with_hook(hook.clone());
+    let writer = PveWriter::new(ep, admin, &cfg.node)
+        .map_err(anyhow::Error::msg)?
+        .with_hook(hook);
     let deadline = Duration::from_secs(cfg.engine.task_deadline_secs);
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(NodeExecutor::new(Box::new(writer), deadline)),
+        Box::new(NodeExecutor::new(Box::new(writer), deadline).with_metrics(metrics.clone())),
         GateConfig {
             trust_store_path: Some(cfg.trust.allowed_signers.clone()),
         },
     );
-    let engine = Arc::new(Engine::new(
-        EngineConfig {
-            interval: Duration::from_secs(cfg.engine.interval_secs),
-            concurrency: cfg.engine.concurrency,
-            sweep_period: Duration::from_secs(cfg.engine.sweep_secs),
-            task_deadline: deadline,
-            conf_dir: cfg.engine.conf_dir.clone(),
-            token_user,
-            ..EngineConfig::default()
-        },
-        Arc::new(reader),
-        gate,
-        journal.clone(),
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            EngineConfig {
+                interval: Duration::from_secs(cfg.engine.interval_secs),
+                concurrency: cfg.engine.concurrency,
+                sweep_period: Duration::from_secs(cfg.engine.sweep_secs),
+                task_deadline: deadline,
+                conf_dir: cfg.engine.conf_dir.clone(),
+                token_user,
+                ..EngineConfig::default()
+            },
+            Arc::new(reader),
+            gate,
+            journal.clone(),
+        )
+        .with_metrics(metrics.clone()),
+    );
     let recovery = engine.recover().await.context("recovery")?;
     tracing::info!(?recovery, "recovered; reconciling");
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
+    let metrics_server = match cfg.api.metrics_addr() {
+        Some(addr) => {
+            let (bound, task) =
+                steward_control::serve_metrics(addr, metrics.clone(), stopped.clone())
+                    .await
+                    .with_context(|| format!("metrics address {addr}"))?;
+            tracing::info!(%bound, "metrics at http://{bound}/metrics");
+            Some((bound, task))
+        }
+        None => None,
+    };
+    let opts = ApiOptions {
+        group: cfg.api.socket_group.clone(),
+        node: cfg.node.clone(),
+        metrics_url: metrics_server
+            .as_ref()
+            .map(|(a, _)| format!("http://{a}/metrics")),
+    };
     let api = steward_control::serve(
         &cfg.api.socket,
+        opts,
         engine.clone(),
         triggers.clone(),
         stopped.clone(),
@@ -112,31 +153,38 @@ pub async fn run(cfg: Config) -> Result<()> {
     .await
     .with_context(|| format!("local API socket {}", cfg.api.socket.display()))?;
     tracing::info!(socket = %cfg.api.socket.display(), "local API listening");
-    let loop_task = tokio::spawn(engine.clone().run(rx, stopped, DRAIN));
-    let mut provider = FileProvider::new(&cfg.provider.file);
-    let mut every = tokio::time::interval(Duration::from_secs(cfg.provider.poll_secs.max(1)));
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = every.tick() => match provider.poll() {
-                Update::New(d) => {
-                    tracing::info!(generation = d.generation, guests = d.guests.len(), "new desired state");
-                    let _ = triggers.send(Trigger::Desired(d));
-                }
-                Update::Refused(why) => {
-                    tracing::warn!(%why, "desired state refused; the last good one stays in force");
-                }
-                Update::Unchanged => {}
-            },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
+    systemd::ready(&format!(
+        "recovered; reconciling; local API on {}",
+        cfg.api.socket.display()
+    ));
+    let watchdog = systemd::watchdog();
+    let loop_task = tokio::spawn(engine.clone().run(rx, stopped.clone(), DRAIN));
+    let feed = tokio::spawn(steward_engine::feed(
+        engine.clone(),
+        provider,
+        triggers.clone(),
+        stopped.clone(),
+        FeedConfig {
+            every: Duration::from_secs(cfg.provider.poll_secs.max(1)),
+            report_every: Duration::from_secs(cfg.provider.report_secs.max(1)),
+        },
+    ));
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
     tracing::info!("stopping: no new actions; waiting for those in flight");
+    systemd::stopping();
     let _ = stop.send(true);
     loop_task.await??;
+    feed.abort();
     api.abort();
+    if let Some((_, t)) = metrics_server {
+        t.abort();
+    }
+    if let Some(t) = watchdog {
+        t.abort();
+    }
     let _ = std::fs::remove_file(&cfg.api.socket);
     tracing::info!(status = ?engine.status_now(), "stopped");
     Ok(())

@@ -18,6 +18,22 @@ async fn get(client: &Client, path: &str) -> Result<Value> {
 /// `status`.
 pub async fn status(socket: &Path) -> Result<bool> {
     let s = get(&Client::new(socket), "/status").await?;
+    let last = s["last_pass_ms"]
+        .as_i64()
+        .filter(|ms| *ms > 0)
+        .and_then(|ms| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+        })
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "none yet".into());
+    println!(
+        "node {}  last pass {last}  metrics {}",
+        s["agent"]["node"].as_str().unwrap_or("?"),
+        s["agent"]["metrics"].as_str().unwrap_or("off")
+    );
     println!(
         "passes {}  managed {}  converged {}  drifting {}  in flight {}  held {}  recovered {}",
         s["passes"],

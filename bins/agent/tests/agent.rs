@@ -34,7 +34,7 @@ fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
     secret_file(&dir.join("token"), EVERYDAY);
     secret_file(&dir.join("admin-token"), ADMIN);
     let cfg = format!(
-        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\n",
+        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
         port = sim.addr.port(),
         d = dir.display(),
         fp = sim.fingerprint
@@ -42,6 +42,33 @@ fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(&path, cfg).unwrap();
     path
+}
+
+/// `GET /metrics` at `url` (`http://127.0.0.1:PORT/metrics`): the body.
+fn scrape(url: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .unwrap();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("application/openmetrics-text"), "{out}");
+    out
+}
+
+/// The value of the sample line starting with `series ` (0 when absent).
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
@@ -84,13 +111,26 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nstate = \"stopped\"\nmemory = \"3 GiB\"\n\n[[guests]]\nvmid = 900\nkind = \"qemu\"\nstate = \"running\"\nmemory = 512\ncreate = { scsi0 = \"local-lvm:1\" }\n\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n",
     )
     .unwrap();
+    // systemd's side of Type=notify: a datagram socket the agent reports readiness to.
+    let notify = std::os::unix::net::UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let heard = |what: &str| {
+        let mut buf = [0u8; 512];
+        let n = notify.recv(&mut buf).unwrap();
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(msg.lines().any(|l| l == what), "{what} not in {msg:?}");
+    };
     let child = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
         .args(["run", "--config"])
         .arg(&cfg)
+        .env("NOTIFY_SOCKET", dir.path().join("notify.sock"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut agent = Agent(child);
+    heard("READY=1");
     let memory = |vmid: u32| {
         sim.with_node(|n| {
             n.st.guests
@@ -160,6 +200,52 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         status.contains("held 1") && status.contains("recovered true"),
         "{status}"
     );
+    // Metrics, scraped as Prometheus would: what happened so far is counted.
+    assert!(status.contains("node pve-a"), "{status}");
+    let url = status
+        .split_whitespace()
+        .find(|w| w.starts_with("http://127.0.0.1:"))
+        .unwrap();
+    let m = scrape(url);
+    assert!(sample(&m, "steward_passes_total") >= 1.0, "{m}");
+    assert_eq!(sample(&m, "steward_held_ops"), 1.0, "{m}");
+    assert!(
+        sample(
+            &m,
+            "steward_actions_total{kind=\"guest.config\",outcome=\"succeeded\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "steward_actions_total{kind=\"guest.destroy\",outcome=\"pending_signature\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "steward_gate_decisions_total{reason=\"refused:unknown_signer\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert!(
+        sample(
+            &m,
+            "steward_api_requests_total{method=\"GET\",outcome=\"ok\"}"
+        ) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "steward_journal_barrier_seconds_count") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "steward_task_duration_seconds_count{kind=\"qmcreate\"}") >= 1.0,
+        "{m}"
+    );
     // Garbage in the file: refused, and the last good state stays in force (101 keeps 3 GiB).
     std::fs::write(
         dir.path().join("desired.toml"),
@@ -187,6 +273,7 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         .status()
         .unwrap()
         .success());
+    heard("STOPPING=1");
     let t = Instant::now();
     let status = loop {
         if let Some(s) = agent.0.try_wait().unwrap() {

@@ -5,15 +5,19 @@
 //! **API Boundary:** the local API's routes and JSON shapes (`DecisionView`, the engine's
 //! `Status` and `HeldOp`) are what the CLI and local tooling build against.
 //!
-//! It must never listen on anything but its Unix socket, and never execute anything itself:
+//! `/metrics` (Prometheus text) is served apart, on a loopback TCP address, by `metrics.rs`:
+//! that listener has no other route.
+//!
+//! It must never serve anything but `/metrics` over TCP, and never execute anything itself:
 //! every decision is the engine's and the gate's.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;
+mod metrics;
 mod server;
-mod view;
 
 pub use client::{Client, ControlError};
-pub use server::serve;
-pub use view::DecisionView;
+pub use metrics::serve_metrics;
+pub use server::{serve, ApiOptions};
+pub use steward_engine::DecisionView;

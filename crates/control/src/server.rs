@@ -1,7 +1,7 @@
 //! The local API server, on a Unix socket created with mode 0660. Routes:
 //!
 //! - `GET /health` → `{"ok": true, "recovered": bool}`
-//! - `GET /status` → the engine's `Status`
+//! - `GET /status` → the engine's `Status`, plus `agent`: `{"node", "metrics"}`
 //! - `GET /pending` → held ops with their summaries (`HeldOp`)
 //! - `GET /pending/{op}/template` → the exact bytes to sign for held op `{op}`
 //! - `POST /submit` `{"payload": "<op.json text>", "signature": "<armored SSHSIG>"}` → a
@@ -11,7 +11,6 @@
 //!
 //! It must never act but through the engine.
 
-use crate::view::DecisionView;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
@@ -21,7 +20,7 @@ use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use steward_engine::{Engine, Trigger};
+use steward_engine::{DecisionView, Engine, Trigger};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
@@ -41,6 +40,7 @@ fn json_answer(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
 async fn handle(
     engine: Arc<Engine>,
     triggers: mpsc::UnboundedSender<Trigger>,
+    about: &Value,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
     let (method, path) = (
@@ -62,7 +62,11 @@ async fn handle(
             StatusCode::OK,
             &json!({"ok": true, "recovered": engine.status_now().recovered}),
         ),
-        ("GET", ["status"]) => json_answer(StatusCode::OK, &json!(engine.status_now())),
+        ("GET", ["status"]) => {
+            let mut v = json!(engine.status_now());
+            v["agent"] = about.clone();
+            json_answer(StatusCode::OK, &v)
+        }
         ("GET", ["pending"]) => json_answer(StatusCode::OK, &json!(engine.held().await)),
         ("GET", ["pending", id, "template"]) => {
             let held = engine.held().await;
@@ -91,19 +95,7 @@ async fn handle(
                     &json!({"error": "body must be {\"payload\": \"…\", \"signature\": \"…\"}"}),
                 );
             };
-            // A held op whose template is exactly this payload is released; anything else is a
-            // signed job. The gate verifies either way.
-            let parsed: Option<Value> = serde_json::from_str(payload).ok();
-            let held = engine.held().await;
-            let target = parsed.and_then(|p| held.iter().find(|h| h.template == p).map(|h| h.op));
-            let d = match target {
-                Some(op) => {
-                    engine
-                        .sign_pending(op, payload.as_bytes(), sig.as_bytes())
-                        .await
-                }
-                None => engine.signed_job(payload.as_bytes(), sig.as_bytes()).await,
-            };
+            let d = engine.present(payload.as_bytes(), sig.as_bytes()).await;
             let _ = triggers.send(Trigger::ReconcileNow);
             json_answer(StatusCode::OK, &json!(DecisionView::from(&d)))
         }
@@ -118,9 +110,35 @@ async fn handle(
     }
 }
 
-/// Serves the local API on `socket` (replacing a stale socket file) until `shutdown`.
+/// The numeric id of group `name`, through the system's group database (NSS).
+fn group_id(name: &str) -> std::io::Result<u32> {
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("socket_group {name:?}: no such group"),
+        )),
+        Err(e) => Err(std::io::Error::other(format!("socket_group {name:?}: {e}"))),
+    }
+}
+
+/// How the local API is set up, and what it says about the agent besides the engine's status.
+#[derive(Clone, Debug, Default)]
+pub struct ApiOptions {
+    /// The group that owns the socket (its members may use the CLI); the process's own group
+    /// when `None`.
+    pub group: Option<String>,
+    /// This node's name (shown by `status`).
+    pub node: String,
+    /// Where `/metrics` is served, if anywhere (shown by `status`).
+    pub metrics_url: Option<String>,
+}
+
+/// Serves the local API on `socket` (replacing a stale socket file) until `shutdown`. The
+/// socket is mode 0660, owned by `opts.group` when given.
 pub async fn serve(
     socket: &Path,
+    opts: ApiOptions,
     engine: Arc<Engine>,
     triggers: mpsc::UnboundedSender<Trigger>,
     mut shutdown: watch::Receiver<bool>,
@@ -131,8 +149,13 @@ pub async fn serve(
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    let gid = opts.group.as_deref().map(group_id).transpose()?;
+    let about = Arc::new(json!({"node": opts.node, "metrics": opts.metrics_url}));
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(socket, None, Some(gid))?;
+    }
     Ok(tokio::spawn(async move {
         loop {
             let stream = tokio::select! {
@@ -145,11 +168,16 @@ pub async fn serve(
                 },
                 _ = shutdown.changed() => return,
             };
-            let (engine, triggers) = (engine.clone(), triggers.clone());
+            let (engine, triggers, about) = (engine.clone(), triggers.clone(), about.clone());
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
-                    let (engine, triggers) = (engine.clone(), triggers.clone());
-                    async move { Ok::<_, std::convert::Infallible>(handle(engine, triggers, req).await) }
+                    let (engine, triggers, about) =
+                        (engine.clone(), triggers.clone(), about.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            handle(engine, triggers, &about, req).await,
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use steward_gate::{Decision, Gate, Submission};
 use steward_journal::{Journal, OpId, OpState};
+use steward_metrics::{GuestCounts, Metrics};
 use steward_model::{Action, DesiredState, GuestKind, GuestSpec, Vmid};
 use steward_proxmox_client::GuestRead;
 use time::OffsetDateTime;
@@ -130,6 +131,7 @@ pub struct Engine {
     guest_locks: Mutex<BTreeMap<Vmid, Arc<tokio::sync::Mutex<()>>>>,
     status: Mutex<Status>,
     recovered: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -232,6 +234,36 @@ impl Engine {
             guest_locks: Mutex::new(BTreeMap::new()),
             status: Mutex::new(Status::default()),
             recovered: AtomicBool::new(false),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Records into `metrics` (shared with the client, journal and executor the agent wired)
+    /// instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Engine {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The metrics the engine records into.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Counts a gate decision, and for an action the engine or a job started, how it ended.
+    fn record(&self, op_kind: Option<&str>, d: &Decision) {
+        let label = d.label();
+        self.metrics.decision(&label);
+        if let Some(kind) = op_kind {
+            let outcome = match d {
+                Decision::Executed {
+                    outcome: steward_gate::Outcome::Failed(f),
+                    ..
+                } => format!("failed:{}", f.code()),
+                Decision::Executed { .. } => "succeeded".to_string(),
+                _ => label,
+            };
+            self.metrics.action(kind, &outcome);
         }
     }
 
@@ -309,10 +341,25 @@ impl Engine {
             .gate
             .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
             .await;
+        self.record(None, &d);
         if let Some(g) = guest {
             self.observer.lock().await.mark_dirty(g);
         }
         d
+    }
+
+    /// A signed op from an operator (local API or provider): when its payload is exactly a
+    /// held op's template it releases that op, otherwise it runs as a signed job. The gate
+    /// verifies either way; this only picks the door.
+    pub async fn present(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        let parsed: Option<serde_json::Value> = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
+            .then(|| serde_json::from_slice(payload).ok())
+            .flatten();
+        let held = self.held().await;
+        match parsed.and_then(|p| held.iter().find(|h| h.template == p).map(|h| h.op)) {
+            Some(op) => self.sign_pending(op, payload, sig).await,
+            None => self.signed_job(payload, sig).await,
+        }
     }
 
     /// Runs a signed job (op bytes + signature from a provider or the local API).
@@ -333,6 +380,7 @@ impl Engine {
             .gate
             .run_signed_job(payload, sig, OffsetDateTime::now_utc())
             .await;
+        self.record(None, &d);
         if let Some(g) = guest {
             self.observer.lock().await.mark_dirty(g);
         }
@@ -569,10 +617,12 @@ impl Engine {
             let vmid = *vmid;
             let handle = running.spawn(async move {
                 let _held = lock.lock().await;
+                let kind = action.op_kind();
                 let d = engine
                     .gate
                     .submit(action, sub, None, OffsetDateTime::now_utc())
                     .await;
+                engine.record(Some(kind), &d);
                 (vmid, d)
             });
             tasks.insert(handle.id(), vmid);
@@ -586,6 +636,17 @@ impl Engine {
                     .count()
             })
             .unwrap_or(0);
+        let parked = slots.values().filter(|s| s.parked.is_some()).count();
+        self.metrics.pass(
+            GuestCounts {
+                managed: specs.len(),
+                converged,
+                drifting,
+                parked,
+            },
+            held,
+            running.len(),
+        );
         let mut st = self.status();
         st.passes += 1;
         st.last_pass_ms = now_ms();

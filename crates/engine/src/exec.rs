@@ -8,8 +8,10 @@
 //! `skiplock`.
 
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 use steward_gate::{Executor, Failure, FailureKind, Guard};
+use steward_metrics::Metrics;
 use steward_model::{Action, ConfigChange, GuestKind};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
@@ -17,6 +19,7 @@ use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 pub struct NodeExecutor {
     node: Box<dyn GuestWrite>,
     task_deadline: Duration,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for NodeExecutor {
@@ -38,15 +41,23 @@ impl NodeExecutor {
         NodeExecutor {
             node,
             task_deadline,
+            metrics: None,
         }
     }
 
+    /// Records each task's duration (by its UPID's worker type, `qmstart`) in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> NodeExecutor {
+        self.metrics = Some(metrics);
+        self
+    }
+
     async fn finish(&self, upid: &Upid) -> Result<(), Failure> {
-        self.node
-            .wait_task(upid, self.task_deadline)
-            .await
-            .map(|_| ())
-            .map_err(failure)
+        let started = std::time::Instant::now();
+        let r = self.node.wait_task(upid, self.task_deadline).await;
+        if let Some(m) = &self.metrics {
+            m.task(&upid.kind, started.elapsed());
+        }
+        r.map(|_| ()).map_err(failure)
     }
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox

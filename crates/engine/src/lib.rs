@@ -17,16 +17,20 @@
 
 mod backoff;
 mod blocking;
+mod decision_view;
 mod engine;
 mod exec;
+mod feed;
 mod held;
 mod observe;
 mod policy;
 mod recover;
 
 pub use backoff::Backoff;
+pub use decision_view::DecisionView;
 pub use engine::{Engine, EngineConfig, NotRecovered, Parked, Status, Trigger};
 pub use exec::NodeExecutor;
+pub use feed::{feed, FeedConfig};
 pub use held::HeldOp;
 pub use observe::{Observed, PassReport, Snapshot};
 pub use policy::{needs_admin, Requeue};

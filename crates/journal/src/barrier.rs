@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The longest a leader waits for writers under way before it flushes anyway.
@@ -39,6 +39,17 @@ struct State {
     last_error: Option<String>,
 }
 
+/// Told of every flush + fdatasync as it ends: how long it took and whether it worked. For
+/// metrics; it runs on the flushing thread, so it must be quick.
+#[derive(Clone)]
+pub struct BarrierHook(pub Arc<dyn Fn(Duration, bool) + Send + Sync>);
+
+impl std::fmt::Debug for BarrierHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BarrierHook")
+    }
+}
+
 /// Shared flush + fdatasync for one sled database.
 #[derive(Debug)]
 pub struct Barrier {
@@ -46,6 +57,7 @@ pub struct Barrier {
     data_file: File,
     state: Mutex<State>,
     cv: Condvar,
+    hook: OnceLock<BarrierHook>,
     #[cfg(feature = "test-hooks")]
     hooks: crate::hooks::TestHooks,
 }
@@ -59,6 +71,7 @@ impl Barrier {
             data_file,
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+            hook: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
             hooks: crate::hooks::TestHooks::default(),
         })
@@ -117,7 +130,11 @@ impl Barrier {
                 }
                 let covers = s.issued;
                 drop(s);
+                let started = Instant::now();
                 let result = self.flush_and_sync();
+                if let Some(h) = self.hook.get() {
+                    (h.0)(started.elapsed(), result.is_ok());
+                }
                 s = self
                     .state
                     .lock()
@@ -139,6 +156,11 @@ impl Barrier {
                 .wait(s)
                 .map_err(|_| "barrier lock poisoned".to_string())?;
         }
+    }
+
+    /// Reports every flush to `hook` (the first hook set stays).
+    pub fn set_hook(&self, hook: BarrierHook) {
+        let _ = self.hook.set(hook);
     }
 
     /// (durable writes, flushes) so far: their ratio is the mean group size.

@@ -318,6 +318,12 @@ impl Journal {
         })
     }
 
+    /// Reports every durability barrier (flush + fdatasync) to `hook`: its latency and
+    /// whether it worked. The first hook set stays.
+    pub fn observe_barriers(&self, hook: crate::barrier::BarrierHook) {
+        self.barrier.set_hook(hook);
+    }
+
     /// (durable writes, flushes) since open: how well concurrent writes share barriers.
     pub fn barrier_counts(&self) -> (u64, u64) {
         self.barrier.counts()

@@ -24,6 +24,7 @@ mod nonces;
 mod record;
 
 pub use audit::{AuditEntry, AuditReport};
+pub use barrier::BarrierHook;
 pub use error::JournalError;
 pub use journal::{audit_key, Journal, SCHEMA_VERSION};
 pub use record::{

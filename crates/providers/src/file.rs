@@ -2,22 +2,13 @@
 //! caller (the agent) hands a new document to the engine and logs a refusal; the provider keeps
 //! the last good document either way.
 
+use crate::provider::{Provider, Update};
+use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 use steward_model::DesiredState;
 use steward_planner::document::{parse_json, parse_toml};
-
-/// What a poll found.
-#[derive(Debug)]
-pub enum Update {
-    /// Nothing changed since the last poll.
-    Unchanged,
-    /// A new, valid document.
-    New(Arc<DesiredState>),
-    /// The file changed but was refused; the last good document stays in force.
-    Refused(String),
-}
 
 /// A desired-state file on the node.
 #[derive(Debug)]
@@ -74,6 +65,17 @@ impl FileProvider {
             }
             Err(errors) => Update::Refused(errors.to_string()),
         }
+    }
+}
+
+#[async_trait]
+impl Provider for FileProvider {
+    fn describe(&self) -> String {
+        format!("file {}", self.path.display())
+    }
+
+    async fn poll(&mut self) -> Update {
+        FileProvider::poll(self)
     }
 }
 

@@ -8,7 +8,7 @@ use crate::api::{
     TaskStatus,
 };
 use crate::error::ApiError;
-use crate::http::{Endpoint, Http};
+use crate::http::{Endpoint, Http, RequestHook};
 use crate::token::ApiToken;
 use crate::upid::Upid;
 use async_trait::async_trait;
@@ -60,6 +60,12 @@ impl PveClient {
             http: Http::new(endpoint, token)?,
             node: node.into(),
         })
+    }
+
+    /// Reports every request to `hook` (metrics).
+    pub fn with_hook(mut self, hook: RequestHook) -> PveClient {
+        self.http.set_hook(hook);
+        self
     }
 
     /// HTTP requests sent so far.
@@ -231,6 +237,13 @@ impl PveWriter {
         Ok(PveWriter {
             read: PveClient::new(endpoint, token, node)?,
         })
+    }
+
+    /// Reports every request to `hook` (metrics).
+    pub fn with_hook(self, hook: RequestHook) -> PveWriter {
+        PveWriter {
+            read: self.read.with_hook(hook),
+        }
     }
 
     /// HTTP requests sent so far.

@@ -113,6 +113,24 @@ impl ApiError {
         }
     }
 
+    /// A stable snake_case name for the variant (a metric label; never the message).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Locked { .. } => "locked",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::PermissionDenied(_) => "permission_denied",
+            ApiError::DigestMismatch(_) => "digest_mismatch",
+            ApiError::NodeUnreachable(_) => "node_unreachable",
+            ApiError::Timeout(_) => "timeout",
+            ApiError::Transport(_) => "transport",
+            ApiError::TaskFailed { .. } => "task_failed",
+            ApiError::Decode(_) => "decode",
+            ApiError::Api { status, .. } if *status >= 500 => "server_error",
+            ApiError::Api { .. } => "client_error",
+        }
+    }
+
     /// Worth retrying for an idempotent read.
     pub fn is_transient(&self) -> bool {
         match self {

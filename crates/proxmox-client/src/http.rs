@@ -68,6 +68,21 @@ impl Endpoint {
     }
 }
 
+/// Told of every request as it ends: the method, `ok` or the error's [`ApiError::kind`], and how
+/// long it took (retries are separate requests). For metrics; it never sees a path's
+/// parameters, a body or the token.
+#[derive(Clone)]
+pub struct RequestHook(pub Arc<RequestFn>);
+
+/// A [`RequestHook`]'s function: (method, outcome, duration).
+pub type RequestFn = dyn Fn(&str, &str, Duration) + Send + Sync;
+
+impl std::fmt::Debug for RequestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestHook")
+    }
+}
+
 /// The transport.
 pub struct Http {
     endpoint: Endpoint,
@@ -75,6 +90,7 @@ pub struct Http {
     tls: TlsConnector,
     conn: Mutex<Option<SendRequest<Full<Bytes>>>>,
     requests: std::sync::atomic::AtomicU64,
+    hook: Option<RequestHook>,
 }
 
 impl std::fmt::Debug for Http {
@@ -98,7 +114,13 @@ impl Http {
             tls,
             conn: Mutex::new(None),
             requests: std::sync::atomic::AtomicU64::new(0),
+            hook: None,
         })
+    }
+
+    /// Reports every request to `hook` from now on.
+    pub fn set_hook(&mut self, hook: RequestHook) {
+        self.hook = Some(hook);
     }
 
     /// HTTP requests sent so far (retries included).
@@ -137,6 +159,7 @@ impl Http {
         let idempotent = method == Method::GET;
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let result =
                 tokio::time::timeout(self.endpoint.timeout, self.once(&method, path, params))
                     .await
@@ -146,6 +169,10 @@ impl Http {
                             self.endpoint.timeout
                         )))
                     });
+            if let Some(h) = &self.hook {
+                let outcome = result.as_ref().map_or_else(ApiError::kind, |_| "ok");
+                (h.0)(method.as_str(), outcome, started.elapsed());
+            }
             match result {
                 Err(e) if idempotent && e.is_transient() && attempt + 1 < READ_RETRIES => {
                     attempt += 1;

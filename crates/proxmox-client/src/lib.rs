@@ -68,7 +68,7 @@ pub use api::{
 };
 pub use client::{PveClient, PveWriter};
 pub use error::ApiError;
-pub use http::Endpoint;
+pub use http::{Endpoint, RequestHook};
 pub use tls::Trust;
 pub use token::ApiToken;
 pub use upid::{Upid, UpidError};

@@ -1,4 +1,5 @@
-//! What the local API says about a gate decision.
+//! A gate decision as the local API and the hub report show it (JSON). It must never carry
+//! more than the decision says: no payload, no signature.
 
 use serde::{Deserialize, Serialize};
 use steward_gate::{Decision, Outcome};

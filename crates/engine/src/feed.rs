@@ -1,0 +1,127 @@
+//! The feed: the loop between a provider and the engine. Every tick it asks the provider for a
+//! new desired state and for signed jobs, presents each job to the engine (which takes it
+//! through the gate), and reports the engine's status, its held ops and the jobs' decisions
+//! back. It must never decide anything itself: a job is only ever presented, and a refused
+//! document or an unreachable provider leaves the last good desired state in force.
+
+use crate::decision_view::DecisionView;
+use crate::engine::{Engine, Trigger};
+use std::sync::Arc;
+use std::time::Duration;
+use steward_gate::Decision;
+use steward_providers::{Job, JobResult, Provider, Report, Update};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How often the feed asks and reports.
+#[derive(Clone, Copy, Debug)]
+pub struct FeedConfig {
+    /// Between polls.
+    pub every: Duration,
+    /// At least this often a report goes out even when no job was decided.
+    pub report_every: Duration,
+}
+
+/// Results kept for a provider that cannot be told (oldest dropped first).
+const MAX_UNREPORTED: usize = 1024;
+
+/// Presents `job` with each of its signatures in turn until one is not refused (a bad
+/// signature among several does not stop a good one).
+async fn run_job(engine: &Engine, job: &Job) -> Decision {
+    let mut last = None;
+    for sig in &job.signatures {
+        let d = engine.present(job.payload.as_bytes(), sig.as_bytes()).await;
+        let refused = matches!(d, Decision::Refused { .. });
+        last = Some(d);
+        if !refused {
+            break;
+        }
+    }
+    last.unwrap_or_else(|| Decision::Refused {
+        op: None,
+        reason: steward_gate::GateReason::Authz(steward_authz::Reason::MalformedSignature),
+        detail: "the job carries no signature".into(),
+    })
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn feed(
+    engine: Arc<Engine>,
+    mut provider: Box<dyn Provider>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+    cfg: FeedConfig,
+) {
+    let source = provider.describe();
+    let mut tick = tokio::time::interval(cfg.every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut results: Vec<JobResult> = Vec::new();
+    let mut last_report: Option<Instant> = None;
+    let mut last_trouble: Option<String> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() {
+                    return;
+                }
+            }
+        }
+        match provider.poll().await {
+            Update::New(d) => {
+                tracing::info!(%source, generation = d.generation, guests = d.guests.len(), "new desired state");
+                last_trouble = None;
+                let _ = triggers.send(Trigger::Desired(d));
+            }
+            Update::Refused(why) => {
+                tracing::warn!(%source, %why, "desired state refused; the last good one stays in force");
+            }
+            Update::Unavailable(why) => {
+                // Said once per distinct trouble, not every tick.
+                if last_trouble.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(%source, %why, "provider unavailable; the last good desired state stays in force");
+                    last_trouble = Some(why);
+                }
+            }
+            Update::Unchanged => {}
+        }
+        match provider.jobs().await {
+            Ok(jobs) => {
+                for job in &jobs {
+                    let d = run_job(&engine, job).await;
+                    tracing::info!(target: "audit", %source, job = %job.id, decision = %d.label(), "signed job presented");
+                    results.push(JobResult {
+                        job: job.id.clone(),
+                        decision: serde_json::json!(DecisionView::from(&d)),
+                    });
+                }
+                if !jobs.is_empty() {
+                    let _ = triggers.send(Trigger::ReconcileNow);
+                }
+            }
+            Err(why) => tracing::warn!(%source, %why, "signed jobs could not be fetched"),
+        }
+        if results.len() > MAX_UNREPORTED {
+            let extra = results.len() - MAX_UNREPORTED;
+            results.drain(..extra);
+        }
+        let due = last_report.is_none_or(|t| t.elapsed() >= cfg.report_every);
+        if results.is_empty() && !due {
+            continue;
+        }
+        let report = Report {
+            status: serde_json::json!(engine.status_now()),
+            held: serde_json::json!(engine.held().await),
+            results: results.clone(),
+        };
+        match provider.report(&report).await {
+            Ok(()) => {
+                results.clear();
+                last_report = Some(Instant::now());
+            }
+            Err(why) => {
+                tracing::warn!(%source, %why, "report not delivered; it is sent again next time")
+            }
+        }
+    }
+}

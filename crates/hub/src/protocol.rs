@@ -1,0 +1,58 @@
+//! The wire shapes of protocol version 1, shared by the agent and the hub stub. Paths are
+//! below the hub's base URL; every request carries `Authorization: Bearer TOKEN`.
+
+use serde::{Deserialize, Serialize};
+pub use steward_providers::{Job, JobResult};
+
+/// The protocol version this crate speaks (also the path prefix `/v1`).
+pub const VERSION: u32 = 1;
+
+/// The largest answer the agent reads (a desired-state document or a jobs list).
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// The most jobs taken from one answer, and signatures from one job.
+pub const MAX_JOBS: usize = 256;
+/// See [`MAX_JOBS`].
+pub const MAX_SIGNATURES: usize = 8;
+
+/// `GET /v1/nodes/{node}/desired`: the desired-state document (JSON).
+pub fn desired_path(node: &str) -> String {
+    format!("/v1/nodes/{node}/desired")
+}
+
+/// `GET /v1/nodes/{node}/jobs`: [`JobsAnswer`].
+pub fn jobs_path(node: &str) -> String {
+    format!("/v1/nodes/{node}/jobs")
+}
+
+/// `POST /v1/nodes/{node}/report`: [`ReportBody`].
+pub fn report_path(node: &str) -> String {
+    format!("/v1/nodes/{node}/report")
+}
+
+/// The answer to `GET …/jobs`. Unknown fields are ignored (a later minor addition must not
+/// stop an older agent); `protocol` must be [`VERSION`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobsAnswer {
+    /// Must be 1.
+    pub protocol: u32,
+    /// Signed jobs for this node.
+    pub jobs: Vec<Job>,
+}
+
+/// The body of `POST …/report`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportBody {
+    /// 1.
+    pub protocol: u32,
+    /// The reporting node.
+    pub node: String,
+    /// The agent's version.
+    pub agent_version: String,
+    /// The engine's status (as `steward-agent status` shows it).
+    pub status: serde_json::Value,
+    /// Ops held for a signature: id, guest, kind, the template to sign, a summary, expiry.
+    pub held: serde_json::Value,
+    /// Jobs decided since the last report delivered.
+    pub results: Vec<JobResult>,
+}
