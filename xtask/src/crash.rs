@@ -16,17 +16,17 @@ use steward_journal::{Class, Journal, NewOp, OpId, OpState, Signer};
 use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
 
 /// A tiny deterministic generator for choosing steps and kill times (not for secrets).
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         // xorshift64*
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
 }

@@ -12,57 +12,16 @@
 //!    twice;
 //! 7. the final status, a few metrics, and the journal's audit chain verified.
 
+use crate::procs::{bin, build, control, secret, Reaped, SimProc, ADMIN, EVERYDAY};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
-const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
-
-/// Kills the child on every way out.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn bin(name: &str) -> PathBuf {
-    root().join("target/release").join(name)
-}
 
 fn say(step: &str) {
     println!("\n== {step}");
-}
-
-fn secret(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
-}
-
-/// A plain-HTTP request to the simulator's out-of-band control listener.
-fn control(addr: &str, method: &str, path: &str, body: &str) -> Result<Value> {
-    let mut tcp = std::net::TcpStream::connect(addr)?;
-    write!(
-        tcp,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out)?;
-    let json = out.split("\r\n\r\n").nth(1).unwrap_or("null");
-    Ok(serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
 /// `GET url` (`http://127.0.0.1:PORT/metrics`): the body.
@@ -189,13 +148,7 @@ impl Demo {
     }
 
     fn counter(&self, vmid: u32, call: &str) -> Result<u64> {
-        let c = control(&self.control, "GET", "/counters", "")?;
-        Ok(c.as_array()
-            .into_iter()
-            .flatten()
-            .filter(|e| e["vmid"] == vmid && e["call"] == call)
-            .filter_map(|e| e["count"].as_u64())
-            .sum())
+        crate::procs::counter(&self.control, vmid, call)
     }
 
     fn guests(&self) -> Result<Value> {
@@ -236,73 +189,16 @@ create = { ostemplate = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 
 pub fn run() -> Result<bool> {
     let t0 = Instant::now();
     say("building steward-pve-sim, steward-hub-stub and steward-agent");
-    let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--quiet",
-            "--release",
-            "-p",
-            "steward-pve-sim",
-            "-p",
-            "steward-agent",
-            "-p",
-            "steward-hub-stub",
-        ])
-        .current_dir(root())
-        .status()?
-        .success();
+    let ok = build(&["steward-pve-sim", "steward-agent", "steward-hub-stub"])?;
     ensure!(ok, "build failed");
     let built = Instant::now();
     let dir = tempfile::tempdir()?;
     let d = dir.path();
-    // The node: an everyday token without VM.Allocate/Disk/Snapshot/Backup, and an admin token.
-    std::fs::write(
-        d.join("sim-tokens"),
-        format!("{EVERYDAY} VM.Audit+VM.PowerMgmt+VM.Config.Memory+VM.Config.CPU+VM.Config.Options@/vms PVEAuditor@/\n{ADMIN}\n"),
-    )?;
-    let child = Command::new(bin("steward-pve-sim"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--control",
-            "127.0.0.1:0",
-            "--guests",
-            "6",
-            "--task-ms",
-            "1500",
-        ])
-        .arg("--token-file")
-        .arg(d.join("sim-tokens"))
-        .arg("--state-dir")
-        .arg(d.join("sim-state"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting steward-pve-sim")?;
-    let mut sim = Reaped(child);
-    let mut out = BufReader::new(sim.0.stdout.take().context("sim stdout")?);
-    let mut lines = Vec::new();
-    for _ in 0..3 {
-        let mut l = String::new();
-        out.read_line(&mut l)?;
-        lines.push(l.trim().to_string());
-    }
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    let api = lines[0]
-        .strip_prefix("listening on https://")
-        .and_then(|r| r.split('/').next())
-        .context("sim address")?
-        .to_string();
-    let fingerprint = lines[1]
-        .strip_prefix("fingerprint ")
-        .context("sim fingerprint")?
-        .to_string();
-    let control_addr = lines[2]
-        .strip_prefix("control on http://")
-        .map(|r| r.trim_end_matches('/').to_string())
-        .context("sim control")?;
-    let port = api.rsplit(':').next().context("sim port")?;
+    let sim = SimProc::start(d, 6, 1500)?;
+    let (port, fingerprint, control_addr) =
+        (sim.port, sim.fingerprint.clone(), sim.control.clone());
     println!(
-        "simulated node pve-a on https://{api} (certificate {}…)",
+        "simulated node pve-a on https://127.0.0.1:{port} (certificate {}…)",
         &fingerprint[..23]
     );
 
@@ -547,7 +443,7 @@ pub fn run() -> Result<bool> {
     println!("audit chain: {report:?}");
     let ops = journal.all_ops()?;
     println!("journal: {} ops", ops.len());
-    let _ = sim.0.kill();
+    drop(sim);
     let _ = hub.0.kill();
     println!(
         "\ndemo: every step as told; {:.1} s after the build ({:.1} s in all)",

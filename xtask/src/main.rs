@@ -4,12 +4,14 @@
 
 mod bench;
 mod crash;
+mod crash_agent;
 mod demo;
 mod dist;
 mod interop;
 mod layers;
 mod matrix;
 mod matrix_gate;
+mod procs;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +28,8 @@ struct Cli {
 enum CrashTarget {
     /// The sled journal.
     Journal,
+    /// The agent, as a process, against the simulator binary.
+    Agent,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +101,11 @@ fn main() -> ExitCode {
             iterations,
             seed,
         } => crash::run(iterations, seed),
+        Command::Crash {
+            what: CrashTarget::Agent,
+            iterations,
+            seed,
+        } => crash_agent::run(iterations, seed),
         Command::CrashChild { dir, seed } => crash::child(&dir, seed).map(|()| true),
     };
     match result {

@@ -91,6 +91,15 @@ pub enum Command {
         #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// One op from the agent's journal, by id (as `pending` and `submit` name it): its
+    /// action, signer and every state it went through, as JSON.
+    Op {
+        /// The op's id.
+        id: u64,
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
     /// Ask the running agent for a pass now.
     Reconcile {
         /// The agent's local API socket.

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         }
         Command::Submit { op, sig, socket } => talk(talk::submit(&socket, &op, &sig)),
         Command::Reconcile { socket } => talk(talk::reconcile(&socket)),
+        Command::Op { id, socket } => talk(talk::op(&socket, id)),
         Command::SetupToken { user } => {
             print!("{}", setup_token::commands(&user));
             ExitCode::SUCCESS

@@ -15,6 +15,13 @@ async fn get(client: &Client, path: &str) -> Result<Value> {
     Ok(serde_json::from_slice(&body)?)
 }
 
+/// `op ID`.
+pub async fn op(socket: &Path, id: u64) -> Result<bool> {
+    let v = get(&Client::new(socket), &format!("/ops/{id}")).await?;
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(true)
+}
+
 /// `status`.
 pub async fn status(socket: &Path) -> Result<bool> {
     let s = get(&Client::new(socket), "/status").await?;

@@ -6,42 +6,20 @@
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::os::unix::fs::PermissionsExt;
+mod common;
+
+use common::{calls, sim, Agent};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
-
-const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
-const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
-
-/// Kills the agent on every way out.
-struct Agent(Child);
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn secret_file(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
-}
+use steward_pve_sim::Sim;
 
 fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
-    secret_file(&dir.join("token"), EVERYDAY);
-    secret_file(&dir.join("admin-token"), ADMIN);
-    let cfg = format!(
-        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
-        port = sim.addr.port(),
-        d = dir.display(),
-        fp = sim.fingerprint
-    );
-    let path = dir.join("agent.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    common::config(
+        dir,
+        sim,
+        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", dir.display()),
+    )
 }
 
 /// `GET /metrics` at `url` (`http://127.0.0.1:PORT/metrics`): the body.
@@ -81,28 +59,7 @@ fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_on_sigterm() {
-    let sim = Sim::start(SimConfig {
-        tokens: vec![
-            (
-                SimToken::parse(EVERYDAY).unwrap(),
-                Privileges::role_on("PVEAuditor", "/").unwrap().and(
-                    "/vms",
-                    &[
-                        "VM.Audit",
-                        "VM.PowerMgmt",
-                        "VM.Config.Memory",
-                        "VM.Config.CPU",
-                        "VM.Config.Options",
-                    ],
-                ),
-            ),
-            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
-        ],
-        task_time: Duration::from_millis(20),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = sim(Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &sim);
     // No allowed_signers file: the agent must run, and hold every destructive action.
@@ -200,6 +157,12 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         status.contains("held 1") && status.contains("recovered true"),
         "{status}"
     );
+    // The held op, by id, from the journal through the local API.
+    let (code, op_json) = cli(&["op", &id]);
+    assert_eq!(code, Some(0), "{op_json}");
+    let op: serde_json::Value = serde_json::from_str(&op_json).unwrap();
+    assert_eq!(op["state"], "pending_signature", "{op_json}");
+    assert_eq!(op["guest"], 103, "{op_json}");
     // Metrics, scraped as Prometheus would: what happened so far is counted.
     assert!(status.contains("node pve-a"), "{status}");
     let url = status
@@ -326,4 +289,60 @@ fn a_bad_configuration_exits_two_naming_file_and_line() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("pveum user token add steward@pve agent --privsep 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_agent_restarts_follows_its_task_and_runs_nothing_twice() {
+    let sim = sim(Duration::from_millis(2000)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &sim);
+    // 101 is a stopped VM: starting it is one task that takes 2 s on this node.
+    std::fs::write(
+        dir.path().join("desired.toml"),
+        "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nstate = \"running\"\n",
+    )
+    .unwrap();
+    let start = || {
+        Agent(
+            Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+                .args(["run", "--config"])
+                .arg(&cfg)
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut agent = start();
+    until(
+        "the start of 101 reached the node",
+        Duration::from_secs(30),
+        || calls(&sim, 101, "start") == 1,
+    );
+    assert!(
+        sim.with_node(|n| n.st.guests[&101].status != "running"),
+        "killed too late"
+    );
+    // SIGKILL: no drain, no clean close of the journal.
+    agent.0.kill().unwrap();
+    agent.0.wait().unwrap();
+    let _agent = start();
+    until("101 running", Duration::from_secs(30), || {
+        sim.with_node(|n| n.st.guests[&101].status == "running")
+    });
+    // Passes after recovery find 101 converged: nothing is started again.
+    let socket = dir.path().join("agent.sock");
+    until(
+        "two passes after the restart",
+        Duration::from_secs(20),
+        || {
+            let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+                .args(["status", "--socket"])
+                .arg(&socket)
+                .output()
+                .unwrap();
+            let s = String::from_utf8_lossy(&out.stdout).into_owned();
+            s.contains("converged 1") && !s.contains("passes 0 ") && !s.contains("passes 1 ")
+        },
+    );
+    assert_eq!(calls(&sim, 101, "start"), 1, "the start ran twice");
 }

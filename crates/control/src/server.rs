@@ -7,6 +7,7 @@
 //! - `POST /submit` `{"payload": "<op.json text>", "signature": "<armored SSHSIG>"}` → a
 //!   `DecisionView`: the signature for a held op's template releases it; any other signed op
 //!   runs as a signed job (both through the gate)
+//! - `GET /ops/{id}` → one journal op: its action, class, signer, history, and `state`
 //! - `POST /reconcile` → a pass now
 //!
 //! It must never act but through the engine.
@@ -78,6 +79,25 @@ async fn handle(
                 None => json_answer(
                     StatusCode::NOT_FOUND,
                     &json!({"error": format!("no held op {id}")}),
+                ),
+            }
+        }
+        ("GET", ["ops", id]) => {
+            let Ok(n) = id.parse::<u64>() else {
+                return json_answer(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("{id:?} is not an op id")}),
+                );
+            };
+            match engine.op(steward_journal::OpId(n)).await {
+                Some(rec) => {
+                    let mut v = json!(rec);
+                    v["state"] = json!(rec.state().name());
+                    json_answer(StatusCode::OK, &v)
+                }
+                None => json_answer(
+                    StatusCode::NOT_FOUND,
+                    &json!({"error": format!("no op {n}")}),
                 ),
             }
         }

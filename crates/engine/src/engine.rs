@@ -314,6 +314,14 @@ impl Engine {
             .clone()
     }
 
+    /// One journal op by id (the local API's `GET /ops/{id}`).
+    pub async fn op(&self, id: OpId) -> Option<steward_journal::OpRecord> {
+        blocking::journal(&self.journal, move |j| j.get(id))
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// Held ops with their summaries, from the newest snapshot.
     pub async fn held(&self) -> Vec<HeldOp> {
         let ops = blocking::journal(&self.journal, |j| j.all_ops())

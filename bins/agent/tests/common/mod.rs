@@ -1,0 +1,97 @@
+//! What the agent's process tests share: the simulator's two tokens, a child that is always
+//! killed, secret files, waiting with a limit, the job results a hub stub received.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
+
+/// The agent's everyday token.
+pub const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
+/// The agent's admin token.
+pub const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+
+/// Kills the agent on every way out.
+pub struct Agent(pub Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Writes `text` to `path`, mode 0600.
+pub fn secret_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// Waits until `f` holds, failing the test after `limit`.
+pub async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A simulator whose everyday token has what `steward-agent setup-token` grants it (no
+/// VM.Allocate, disk, snapshot or backup privileges), and whose admin token has everything.
+pub async fn sim(task_time: Duration) -> Sim {
+    Sim::start(SimConfig {
+        tokens: vec![
+            (
+                SimToken::parse(EVERYDAY).unwrap(),
+                Privileges::role_on("PVEAuditor", "/").unwrap().and(
+                    "/vms",
+                    &[
+                        "VM.Audit",
+                        "VM.PowerMgmt",
+                        "VM.Config.Memory",
+                        "VM.Config.CPU",
+                        "VM.Config.Options",
+                    ],
+                ),
+            ),
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+        ],
+        task_time,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Mutating calls of `call` the simulator saw for `vmid`, from any token.
+pub fn calls(sim: &Sim, vmid: u32, call: &str) -> u64 {
+    let prefix = format!("{vmid} {call} ");
+    sim.with_node(|n| {
+        n.st.counters
+            .calls
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, c)| *c)
+            .sum()
+    })
+}
+
+/// Writes the agent's token files and `agent.toml` in `dir`, with `provider` as the body of
+/// its `[provider]` section; returns the configuration's path.
+pub fn config(dir: &Path, sim: &Sim, provider: &str) -> std::path::PathBuf {
+    secret_file(&dir.join("token"), EVERYDAY);
+    secret_file(&dir.join("admin-token"), ADMIN);
+    let cfg = format!(
+        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
+        port = sim.addr.port(),
+        d = dir.display(),
+        fp = sim.fingerprint
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}

@@ -1,0 +1,145 @@
+//! The real processes the demo and the agent crash harness run: building them, the simulator
+//! binary started with its control listener, secret files, plain-HTTP calls to the loopback
+//! control listeners, and a child handle that is always reaped. Automation only.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The agent's everyday token (what `steward-agent setup-token` grants it).
+pub const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
+/// The agent's admin token.
+pub const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+
+/// Kills the child on every way out.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A release binary of this workspace.
+pub fn bin(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| root().join("target"), PathBuf::from)
+        .join("release")
+        .join(name)
+}
+
+/// `cargo build --release` of `packages`; true when it worked.
+pub fn build(packages: &[&str]) -> Result<bool> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "--quiet", "--release"]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    Ok(cmd.current_dir(root()).status()?.success())
+}
+
+/// Writes `text` to `path`, mode 0600.
+pub fn secret(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
+}
+
+/// A plain-HTTP request to a loopback control listener (the simulator's or the hub stub's).
+pub fn control(addr: &str, method: &str, path: &str, body: &str) -> Result<Value> {
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    write!(
+        tcp,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut out = String::new();
+    tcp.read_to_string(&mut out)?;
+    let json = out.split("\r\n\r\n").nth(1).unwrap_or("null");
+    Ok(serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+/// The `steward-pve-sim` binary: node pve-a, its state kept in `dir/sim-state` (so it survives
+/// anything done to the agent), the everyday token limited as `setup-token` limits it.
+pub struct SimProc {
+    /// Its API port on 127.0.0.1.
+    pub port: u16,
+    /// Its certificate's fingerprint.
+    pub fingerprint: String,
+    /// Its control listener (`127.0.0.1:PORT`).
+    pub control: String,
+    _child: Reaped,
+}
+
+impl SimProc {
+    /// Starts it with `guests` guests and tasks of `task_ms`.
+    pub fn start(dir: &Path, guests: usize, task_ms: u64) -> Result<SimProc> {
+        std::fs::write(
+            dir.join("sim-tokens"),
+            format!("{EVERYDAY} VM.Audit+VM.PowerMgmt+VM.Config.Memory+VM.Config.CPU+VM.Config.Options@/vms PVEAuditor@/\n{ADMIN}\n"),
+        )?;
+        let child = Command::new(bin("steward-pve-sim"))
+            .args(["--listen", "127.0.0.1:0", "--control", "127.0.0.1:0"])
+            .args(["--guests", &guests.to_string()])
+            .args(["--task-ms", &task_ms.to_string()])
+            .arg("--token-file")
+            .arg(dir.join("sim-tokens"))
+            .arg("--state-dir")
+            .arg(dir.join("sim-state"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting steward-pve-sim")?;
+        let mut child = Reaped(child);
+        let mut out = BufReader::new(child.0.stdout.take().context("sim stdout")?);
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            let mut l = String::new();
+            out.read_line(&mut l)?;
+            lines.push(l.trim().to_string());
+        }
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let api = lines[0]
+            .strip_prefix("listening on https://")
+            .and_then(|r| r.split('/').next())
+            .context("sim address")?;
+        let port = api
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .context("sim port")?;
+        let fingerprint = lines[1]
+            .strip_prefix("fingerprint ")
+            .context("sim fingerprint")?
+            .to_string();
+        let control = lines[2]
+            .strip_prefix("control on http://")
+            .map(|r| r.trim_end_matches('/').to_string())
+            .context("sim control")?;
+        ensure!(fingerprint.len() > 23, "sim fingerprint {fingerprint:?}");
+        Ok(SimProc {
+            port,
+            fingerprint,
+            control,
+            _child: child,
+        })
+    }
+}
+
+/// Mutating calls of `call` for `vmid` the simulator at `control_addr` counted, from any token.
+pub fn counter(control_addr: &str, vmid: u32, call: &str) -> Result<u64> {
+    let c = control(control_addr, "GET", "/counters", "")?;
+    Ok(c.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["vmid"] == vmid && e["call"] == call)
+        .filter_map(|e| e["count"].as_u64())
+        .sum())
+}
