@@ -637,3 +637,26 @@ async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_
         "nothing reached the node"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unverified_jobs_naming_made_up_guests_leave_no_state_behind() {
+    let lab = lab_with(3, Duration::from_secs(60), 2).await;
+    let before = lab.engine.guest_locks_kept();
+    // A hostile hub: payloads naming 300 VMIDs nobody manages, with garbage signatures.
+    for vmid in 5000..5300u32 {
+        let payload = format!("{{\"guest\": {vmid}, \"op\": \"guest.destroy\"}}");
+        let d = lab
+            .engine
+            .present(
+                payload.as_bytes(),
+                b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+            )
+            .await;
+        assert!(matches!(d, steward_gate::Decision::Refused { .. }), "{d:?}");
+    }
+    assert!(
+        lab.engine.guest_locks_kept() <= before + 3,
+        "{} locks kept",
+        lab.engine.guest_locks_kept()
+    );
+}

@@ -6,12 +6,14 @@ mod bench;
 mod crash;
 mod crash_agent;
 mod demo;
+mod diff;
 mod dist;
 mod interop;
 mod layers;
 mod matrix;
 mod matrix_gate;
 mod procs;
+mod soak;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -35,7 +37,11 @@ enum CrashTarget {
 #[derive(Subcommand)]
 enum Command {
     /// Mint every adversarial case with ssh-keygen and run it through the real verifier.
-    Matrix,
+    Matrix {
+        /// Rewrite docs/matrix.md from the cases instead of checking it.
+        #[arg(long)]
+        write_docs: bool,
+    },
     /// The whole story on a simulated node, with real processes, each step checked.
     Demo,
     /// Build the .deb (binaries, hardened systemd unit, man pages, completions) and check the
@@ -59,6 +65,21 @@ enum Command {
         /// journal: also time opening a journal with this many op records (0: skip).
         #[arg(long, default_value_t = 0)]
         open_records: u64,
+    },
+    /// The library against `ssh-keygen -Y verify` on N random cases.
+    Diff {
+        /// How many cases.
+        #[arg(long, default_value_t = 10_000)]
+        cases: u32,
+    },
+    /// The agent against the simulator with faults on, then time to converge once they stop.
+    Soak {
+        /// Minutes of faults.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Seed for the script of changes.
+        #[arg(long, default_value_t = 0x50ac)]
+        seed: u64,
     },
     /// Crash-safety proofs by SIGKILL.
     Crash {
@@ -85,9 +106,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Matrix => matrix::run(),
+        Command::Matrix { write_docs } => matrix::run(write_docs),
         Command::Demo => demo::run(),
         Command::Dist => dist::run_dist(),
+        Command::Soak { minutes, seed } => soak::run(minutes, seed),
+        Command::Diff { cases } => diff::run(cases),
         Command::Layers => layers::run(),
         Command::Interop => interop::run(),
         Command::Bench {

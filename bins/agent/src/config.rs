@@ -284,6 +284,17 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             if !url.starts_with("https://") {
                 errors.push(format!("{}: the hub is reached over https only", at("hub")));
             }
+            if url
+                .trim_start_matches("https://")
+                .split('/')
+                .next()
+                .is_some_and(|authority| authority.contains('@'))
+            {
+                errors.push(format!(
+                    "{}: no credentials in the URL: the bearer token file is the credential",
+                    at("hub")
+                ));
+            }
             if p.hub_token_file.is_none() {
                 errors.push(format!(
                     "{shown}: [provider]: a hub needs hub_token_file (the bearer token, mode 0600)"

@@ -176,8 +176,12 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!("stopping: no new actions; waiting for those in flight");
     systemd::stopping();
     let _ = stop.send(true);
+    // The feed finishes the presentation in progress (it starts no other), then the loop
+    // drains its actions.
+    if tokio::time::timeout(DRAIN, feed).await.is_err() {
+        tracing::warn!("shutdown: a signed job was still being presented after the drain deadline");
+    }
     loop_task.await??;
-    feed.abort();
     api.abort();
     if let Some((_, t)) = metrics_server {
         t.abort();

@@ -206,7 +206,10 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         "{m}"
     );
     assert!(
-        sample(&m, "steward_task_duration_seconds_count{kind=\"qmcreate\"}") >= 1.0,
+        sample(
+            &m,
+            "steward_task_duration_seconds_count{task_type=\"qmcreate\"}"
+        ) >= 1.0,
         "{m}"
     );
     // Garbage in the file: refused, and the last good state stays in force (101 keeps 3 GiB).

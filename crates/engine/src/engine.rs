@@ -305,6 +305,24 @@ impl Engine {
         *self.desired.lock().unwrap_or_else(|e| e.into_inner()) = d;
     }
 
+    /// Forgets `vmid`'s lock when nobody holds or waits for it: locks made for guests named by
+    /// unverified payloads must not pile up.
+    fn prune_lock(&self, vmid: Vmid) {
+        let mut locks = self.guest_locks.lock().unwrap_or_else(|e| e.into_inner());
+        if locks.get(&vmid).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&vmid);
+        }
+    }
+
+    /// How many per-guest locks the engine keeps (for tests: made-up VMIDs must leave none).
+    #[doc(hidden)]
+    pub fn guest_locks_kept(&self) -> usize {
+        self.guest_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     fn guest_lock(&self, vmid: Vmid) -> Arc<tokio::sync::Mutex<()>> {
         self.guest_locks
             .lock()
@@ -340,20 +358,36 @@ impl Engine {
             .ok()
             .flatten()
             .map(|r| r.guest);
-        let lock = guest.map(|g| self.guest_lock(g));
-        let _held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
+        let d = match guest {
+            Some(g) => {
+                let lock = self.guest_lock(g);
+                let held = lock.lock().await;
+                let d = self
+                    .gate
+                    .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
+                    .await;
+                drop(held);
+                drop(lock);
+                self.after(g, &d).await;
+                d
+            }
+            None => {
+                self.gate
+                    .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
+                    .await
+            }
         };
-        let d = self
-            .gate
-            .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
-            .await;
         self.record(None, &d);
-        if let Some(g) = guest {
+        d
+    }
+
+    /// After a signed op for `g` was decided: look at `g` again if something ran, and forget
+    /// its lock if nobody else wants it.
+    async fn after(&self, g: Vmid, d: &Decision) {
+        if matches!(d, Decision::Executed { .. }) {
             self.observer.lock().await.mark_dirty(g);
         }
-        d
+        self.prune_lock(g);
     }
 
     /// A signed op from an operator (local API or provider): when its payload is exactly a
@@ -363,8 +397,16 @@ impl Engine {
         let parsed: Option<serde_json::Value> = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
             .then(|| serde_json::from_slice(payload).ok())
             .flatten();
-        let held = self.held().await;
-        match parsed.and_then(|p| held.iter().find(|h| h.template == p).map(|h| h.op)) {
+        let held_op = match parsed {
+            Some(p) => self
+                .held()
+                .await
+                .into_iter()
+                .find(|h| h.template == p)
+                .map(|h| h.op),
+            None => None,
+        };
+        match held_op {
             Some(op) => self.sign_pending(op, payload, sig).await,
             None => self.signed_job(payload, sig).await,
         }
@@ -373,25 +415,33 @@ impl Engine {
     /// Runs a signed job (op bytes + signature from a provider or the local API).
     pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
         // The guest is read from the unverified payload only to pick the lock to hold, and only
-        // from a payload of a size the verifier would read at all.
+        // from a payload of a size the verifier would read at all. The lock is forgotten again
+        // afterwards, so made-up VMIDs leave nothing behind.
         let guest = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
             .then(|| serde_json::from_slice::<serde_json::Value>(payload).ok())
             .flatten()
             .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
             .and_then(|g| Vmid::new(g).ok());
-        let lock = guest.map(|g| self.guest_lock(g));
-        let _held = match &lock {
-            Some(l) => Some(l.lock().await),
-            None => None,
+        let d = match guest {
+            Some(g) => {
+                let lock = self.guest_lock(g);
+                let held = lock.lock().await;
+                let d = self
+                    .gate
+                    .run_signed_job(payload, sig, OffsetDateTime::now_utc())
+                    .await;
+                drop(held);
+                drop(lock);
+                self.after(g, &d).await;
+                d
+            }
+            None => {
+                self.gate
+                    .run_signed_job(payload, sig, OffsetDateTime::now_utc())
+                    .await
+            }
         };
-        let d = self
-            .gate
-            .run_signed_job(payload, sig, OffsetDateTime::now_utc())
-            .await;
         self.record(None, &d);
-        if let Some(g) = guest {
-            self.observer.lock().await.mark_dirty(g);
-        }
         d
     }
 

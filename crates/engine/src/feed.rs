@@ -25,6 +25,24 @@ pub struct FeedConfig {
 /// Results kept for a provider that cannot be told (oldest dropped first).
 const MAX_UNREPORTED: usize = 1024;
 
+/// The most of a provider's refusal text that reaches the log.
+const MAX_LOGGED: usize = 2048;
+
+/// Provider text for the log: control characters escaped (no forged lines), length bounded.
+fn loggable(text: &str) -> String {
+    let mut out = steward_authz::escape_controls(text);
+    if out.len() > MAX_LOGGED {
+        let cut = (0..=MAX_LOGGED)
+            .rev()
+            .find(|i| out.is_char_boundary(*i))
+            .unwrap_or(0);
+        let more = out.len() - cut;
+        out.truncate(cut);
+        out.push_str(&format!("… ({more} more bytes)"));
+    }
+    out
+}
+
 /// Presents `job` with each of its signatures in turn until one is not refused (a bad
 /// signature among several does not stop a good one).
 async fn run_job(engine: &Engine, job: &Job) -> Decision {
@@ -44,7 +62,7 @@ async fn run_job(engine: &Engine, job: &Job) -> Decision {
     })
 }
 
-/// Runs until `shutdown` turns true.
+/// Runs until `shutdown` turns true (checked between ticks and before each job).
 pub async fn feed(
     engine: Arc<Engine>,
     mut provider: Box<dyn Provider>,
@@ -58,6 +76,7 @@ pub async fn feed(
     let mut results: Vec<JobResult> = Vec::new();
     let mut last_report: Option<Instant> = None;
     let mut last_trouble: Option<String> = None;
+    let mut last_jobs_trouble: Option<String> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -74,12 +93,14 @@ pub async fn feed(
                 let _ = triggers.send(Trigger::Desired(d));
             }
             Update::Refused(why) => {
+                let why = loggable(&why);
                 tracing::warn!(%source, %why, "desired state refused; the last good one stays in force");
             }
             Update::Unavailable(why) => {
                 // Said once per distinct trouble, not every tick.
                 if last_trouble.as_deref() != Some(why.as_str()) {
-                    tracing::warn!(%source, %why, "provider unavailable; the last good desired state stays in force");
+                    let shown = loggable(&why);
+                    tracing::warn!(%source, why = %shown, "provider unavailable; the last good desired state stays in force");
                     last_trouble = Some(why);
                 }
             }
@@ -87,9 +108,14 @@ pub async fn feed(
         }
         match provider.jobs().await {
             Ok(jobs) => {
+                last_jobs_trouble = None;
                 for job in &jobs {
+                    // Shutdown stops new presentations; the one in progress finishes.
+                    if *shutdown.borrow() {
+                        return;
+                    }
                     let d = run_job(&engine, job).await;
-                    tracing::info!(target: "audit", %source, job = %job.id, decision = %d.label(), "signed job presented");
+                    tracing::info!(target: "audit", %source, job = %loggable(&job.id), decision = %d.label(), "signed job presented");
                     results.push(JobResult {
                         job: job.id.clone(),
                         decision: serde_json::json!(DecisionView::from(&d)),
@@ -99,7 +125,13 @@ pub async fn feed(
                     let _ = triggers.send(Trigger::ReconcileNow);
                 }
             }
-            Err(why) => tracing::warn!(%source, %why, "signed jobs could not be fetched"),
+            Err(why) => {
+                if last_jobs_trouble.as_deref() != Some(why.as_str()) {
+                    let shown = loggable(&why);
+                    tracing::warn!(%source, why = %shown, "signed jobs could not be fetched");
+                    last_jobs_trouble = Some(why);
+                }
+            }
         }
         if results.len() > MAX_UNREPORTED {
             let extra = results.len() - MAX_UNREPORTED;
@@ -123,5 +155,25 @@ pub async fn feed(
                 tracing::warn!(%source, %why, "report not delivered; it is sent again next time")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable;
+
+    #[test]
+    fn provider_text_cannot_forge_log_lines_or_flood_them() {
+        let forged = "bad key\n2026-11-28T20:00:00Z  INFO audit: op 7 executed\r\x1b[2J";
+        let shown = loggable(forged);
+        assert!(!shown.contains('\n') && !shown.contains('\r') && !shown.contains('\x1b'));
+        assert!(shown.contains("bad key"), "{shown}");
+        let long = "é".repeat(5000);
+        let shown = loggable(&long);
+        assert!(
+            shown.len() < 2100 && shown.ends_with("more bytes)"),
+            "{}",
+            shown.len()
+        );
     }
 }

@@ -45,6 +45,7 @@ pub struct HubProvider {
     url: String,
     addr: String,
     host: String,
+    host_header: String,
     prefix: String,
     node: String,
     token: HubToken,
@@ -76,6 +77,9 @@ impl HubProvider {
         if uri.scheme_str() != Some("https") {
             return Err(format!("{:?}: the hub is reached over https only", cfg.url));
         }
+        if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+            return Err("the hub URL must not carry credentials (user:password@): the bearer token file is the credential".into());
+        }
         let host = uri
             .host()
             .ok_or_else(|| format!("{:?} names no host", cfg.url))?
@@ -83,16 +87,20 @@ impl HubProvider {
             .trim_end_matches(']')
             .to_string();
         let port = uri.port_u16().unwrap_or(443);
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
         } else {
-            format!("{host}:{port}")
+            host.clone()
         };
+        let addr = format!("{bracketed}:{port}");
+        // The Host header names the port unless it is https's own.
+        let host_header = if port == 443 { bracketed } else { addr.clone() };
         let tls = TlsConnector::from(Arc::new(tls::client_config(&cfg.trust)?));
         Ok(HubProvider {
             url: cfg.url.trim_end_matches('/').to_string(),
             addr,
             host,
+            host_header,
             prefix: uri.path().trim_end_matches('/').to_string(),
             node: cfg.node,
             token: cfg.token,
@@ -143,8 +151,8 @@ impl HubProvider {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.prefix))
-            .header(hyper::header::HOST, self.host.as_str())
-            .header(hyper::header::AUTHORIZATION, self.token.header())
+            .header(hyper::header::HOST, self.host_header.as_str())
+            .header(hyper::header::AUTHORIZATION, self.token.header_value()?)
             .header(hyper::header::ACCEPT, "application/json");
         if let Some(e) = etag {
             req = req.header(hyper::header::IF_NONE_MATCH, e);
@@ -255,13 +263,27 @@ impl Provider for HubProvider {
                 protocol::VERSION
             ));
         }
-        self.jobs_etag = a.etag;
         let listed: BTreeSet<String> = answer.jobs.iter().map(|j| j.id.clone()).collect();
-        let new: Vec<Job> = answer
+        let mut fresh: Vec<Job> = answer
             .jobs
             .into_iter()
+            .filter(|j| {
+                j.id.len() <= protocol::MAX_JOB_ID
+                    && !j.id.is_empty()
+                    && j.id.bytes().all(|b| b.is_ascii_graphic())
+            })
             .filter(|j| !self.seen_jobs.contains(&j.id))
-            .take(protocol::MAX_JOBS)
+            .collect();
+        // Keep the ETag only when everything new was taken: otherwise the next poll must get
+        // the list again (a 304 would strand the rest).
+        self.jobs_etag = if fresh.len() > protocol::MAX_JOBS {
+            None
+        } else {
+            a.etag
+        };
+        fresh.truncate(protocol::MAX_JOBS);
+        let new: Vec<Job> = fresh
+            .into_iter()
             .map(|mut j| {
                 j.signatures.truncate(protocol::MAX_SIGNATURES);
                 j

@@ -10,10 +10,15 @@ pub const VERSION: u32 = 1;
 /// The largest answer the agent reads (a desired-state document or a jobs list).
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
-/// The most jobs taken from one answer, and signatures from one job.
-pub const MAX_JOBS: usize = 256;
+/// The most jobs taken from one answer (the rest come with the next poll), and signatures
+/// from one job. Each presentation of a signature costs a verification and, when refused, a
+/// durable audit entry: these bound what a hostile hub can make the agent do per poll.
+pub const MAX_JOBS: usize = 32;
 /// See [`MAX_JOBS`].
 pub const MAX_SIGNATURES: usize = 8;
+
+/// The longest job id taken (visible ASCII only); a job with another id is skipped.
+pub const MAX_JOB_ID: usize = 128;
 
 /// `GET /v1/nodes/{node}/desired`: the desired-state document (JSON).
 pub fn desired_path(node: &str) -> String {

@@ -38,9 +38,13 @@ impl HubToken {
         Ok(HubToken(text.to_string()))
     }
 
-    /// The `Authorization` header value.
-    pub(crate) fn header(&self) -> String {
-        format!("Bearer {}", self.0)
+    /// The `Authorization` header value, marked sensitive (HTTP/2 encoders and debug output
+    /// leave it out).
+    pub(crate) fn header_value(&self) -> Result<hyper::header::HeaderValue, String> {
+        let mut v = hyper::header::HeaderValue::from_str(&format!("Bearer {}", self.0))
+            .map_err(|_| "the hub token is not a valid header value".to_string())?;
+        v.set_sensitive(true);
+        Ok(v)
     }
 
     /// Whether `header` carries this token (for the hub stub).

@@ -32,8 +32,8 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabels {
-    kind: String,
+struct TaskLabels {
+    task_type: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,7 +69,7 @@ pub struct Metrics {
     in_flight: Gauge,
     requests: Family<RequestLabels, Counter>,
     request_seconds: Timings<RequestLabels>,
-    task_seconds: Timings<KindLabels>,
+    task_seconds: Timings<TaskLabels>,
     barrier_seconds: Histogram,
     barrier_failures: Counter,
 }
@@ -156,7 +156,7 @@ impl Metrics {
             );
             r.register(
                 "task_duration_seconds",
-                "How long Proxmox tasks the agent started took, by op kind",
+                "How long Proxmox tasks the agent started took, by task type (qmstart, vzdestroy, …)",
                 m.task_seconds.clone(),
             );
             r.register(
@@ -229,10 +229,13 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    /// A Proxmox task of op kind `kind` ended after `took`.
-    pub fn task(&self, kind: &str, took: Duration) {
+    /// A Proxmox task of type `task_type` (its UPID's worker type, `qmstart`) ended after
+    /// `took`.
+    pub fn task(&self, task_type: &str, took: Duration) {
         self.task_seconds
-            .get_or_create(&KindLabels { kind: kind.into() })
+            .get_or_create(&TaskLabels {
+                task_type: task_type.into(),
+            })
             .observe(took.as_secs_f64());
     }
 
@@ -283,7 +286,7 @@ mod tests {
         m.action("guest.destroy", "pending_signature");
         m.decision("refused:replay");
         m.request("GET", "ok", Duration::from_millis(3));
-        m.task("guest.start", Duration::from_millis(700));
+        m.task("qmstart", Duration::from_millis(700));
         m.barrier(Duration::from_micros(300), false);
         let t = m.encode();
         assert_eq!(
@@ -304,7 +307,7 @@ mod tests {
             Some("steward_api_requests_total{method=\"GET\",outcome=\"ok\"} 1")
         );
         assert!(
-            t.contains("steward_task_duration_seconds_count{kind=\"guest.start\"} 1"),
+            t.contains("steward_task_duration_seconds_count{task_type=\"qmstart\"} 1"),
             "{t}"
         );
         assert!(

@@ -14,6 +14,7 @@
 //! - `POST /guests/{vmid}/backup` → `{volid}`; `POST /guests/{vmid}/snapshot` `{name}`
 //! - `POST /tasks/fail-next|hang-next|warn-next` `{n}`
 //! - `POST /node/restart`
+//! - `POST /faults` `{spec}`: the fault rates from now on (`""` for none), as `--faults` takes them
 //!
 //! It must never listen anywhere but where it is told, and never be reachable through the PVE
 //! API's port.
@@ -132,6 +133,14 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
             node.restart();
             Ok(json!({}))
         }
+        ("POST", ["faults"]) => match body["spec"].as_str().map(crate::faults::Faults::parse) {
+            Some(Ok(f)) => {
+                node.faults = f;
+                Ok(json!({}))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err("body must be {\"spec\": \"latency=MS,errors=RATE,…\"}".into()),
+        },
         _ => return (404, json!({"error": format!("no control route {method} {path}")})),
     };
     node.changed();
