@@ -660,3 +660,65 @@ async fn unverified_jobs_naming_made_up_guests_leave_no_state_behind() {
         lab.engine.guest_locks_kept()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
+    let lab = lab_with(3, Duration::from_secs(60), 2).await;
+    let memory = |l: &Lab, vmid: u32| {
+        l.sim.with_node(|n| {
+            n.st.guests
+                .get(&vmid)
+                .and_then(|g| g.config.get("memory").cloned())
+        })
+    };
+    // 101 converges while the disk is fine: an acknowledged op.
+    lab.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "memory": 3072}
+    ]}));
+    lab.until("101 at 3 GiB", |l| {
+        memory(l, 101).as_deref() == Some("3072")
+    })
+    .await;
+    let acknowledged = lab.journal.all_ops().unwrap();
+    // The disk fills: every barrier fails from now on.
+    lab.journal.test_hooks().fail_next_barriers(u32::MAX);
+    let before = lab.writes(100);
+    lab.desire(json!({"version": 1, "generation": 2, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "stopped", "memory": 3072},
+        {"vmid": 100, "kind": "qemu", "state": "running", "memory": 1536}
+    ]}));
+    lab.until("the status says the journal fails", |l| {
+        l.engine.status_now().journal_error.is_some()
+    })
+    .await;
+    let why = lab.engine.status_now().journal_error.unwrap();
+    assert!(why.contains("No space left on device"), "{why}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        lab.writes(100),
+        before,
+        "nothing may be sent while the journal fails"
+    );
+    // Space again: the engine resumes by itself (it backs off, it does not park).
+    lab.journal.test_hooks().fail_next_barriers(0);
+    // (A running VM takes the new memory as pending: the write is what counts here.)
+    lab.until("100's memory written once writes succeed", |l| {
+        l.writes(100) > before && l.engine.status_now().converged == 2
+    })
+    .await;
+    lab.until("the status clears", |l| {
+        l.engine.status_now().journal_error.is_none()
+    })
+    .await;
+    // Nothing acknowledged before the fault was lost.
+    for op in acknowledged {
+        let now = lab.journal.get(op.id).unwrap().unwrap();
+        assert!(now.history.len() >= op.history.len(), "{}", op.id);
+    }
+    assert!(lab
+        .journal
+        .verify_audit_chain()
+        .unwrap()
+        .problems
+        .is_empty());
+}

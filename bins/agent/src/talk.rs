@@ -54,6 +54,9 @@ pub async fn status(socket: &Path) -> Result<bool> {
     for p in s["parked"].as_array().into_iter().flatten() {
         println!("parked {}: {}", p["vmid"], p["why"].as_str().unwrap_or(""));
     }
+    if let Some(e) = s["journal_error"].as_str() {
+        println!("JOURNAL WRITES FAIL (nothing starts until they succeed): {e}");
+    }
     if let Some(e) = s["last_error"].as_str() {
         println!("last error: {e}");
     }

@@ -107,6 +107,9 @@ pub struct Status {
     pub observe_requests: u64,
     /// The last observation error, if the last pass failed.
     pub last_error: Option<String>,
+    /// Set while journal writes fail (disk full, I/O error): no action can start until they
+    /// succeed again, since every mutation is journaled before it is sent.
+    pub journal_error: Option<String>,
     /// Whether recovery has run.
     pub recovered: bool,
 }
@@ -250,8 +253,29 @@ impl Engine {
         &self.metrics
     }
 
-    /// Counts a gate decision, and for an action the engine or a job started, how it ended.
+    /// Counts a gate decision, and for an action the engine or a job started, how it ended;
+    /// notes whether the journal can be written.
     fn record(&self, op_kind: Option<&str>, d: &Decision) {
+        match d {
+            Decision::Refused {
+                reason: steward_gate::GateReason::Journal,
+                detail,
+                ..
+            } => {
+                let mut st = self.status();
+                if st.journal_error.is_none() {
+                    tracing::error!(target: "audit", error = %detail, "journal writes fail: no action starts until they succeed again");
+                }
+                st.journal_error = Some(detail.clone());
+            }
+            Decision::Executed { .. } | Decision::PendingSignature { .. } => {
+                let mut st = self.status();
+                if st.journal_error.take().is_some() {
+                    tracing::info!(target: "audit", "journal writes succeed again");
+                }
+            }
+            _ => {}
+        }
         let label = d.label();
         self.metrics.decision(&label);
         if let Some(kind) = op_kind {

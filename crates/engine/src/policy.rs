@@ -3,7 +3,8 @@
 //! clear (a dead worker's `create` or `destroyed`, a backup lock with no backup running):
 //! park it and say an administrator is needed. Digest moved: re-read and re-plan now.
 //! Transient: jittered backoff. Denied: park. Held for a signature: nothing to retry until it is
-//! signed or the state changes. It must never turn a failure into a blind retry of the same
+//! signed or the state changes. A journal write that failed (disk full, EIO): nothing ran;
+//! back off and try again, since the disk may recover. It must never turn a failure into a blind retry of the same
 //! write.
 
 use std::time::Duration;
@@ -49,6 +50,10 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             FailureKind::Other => later(),
         },
         Decision::PendingSignature { .. } => Requeue::Park("held for an operator's signature".into()),
+        Decision::Refused {
+            reason: steward_gate::GateReason::Journal,
+            ..
+        } => later(),
         Decision::Refused { reason, detail, .. } => Requeue::Park(format!("refused ({reason}): {detail}")),
         Decision::Replay { .. } | Decision::Rotated { .. } => Requeue::Now,
     }
@@ -110,5 +115,18 @@ mod tests {
         };
         assert_eq!(requeue(&ok, &mut b), Requeue::Now);
         assert_eq!(b.attempts(), 0, "progress resets the backoff");
+        // A journal that cannot be written may recover: back off, never park.
+        let disk_full = Decision::Refused {
+            op: None,
+            reason: steward_gate::GateReason::Journal,
+            detail: "No space left on device".into(),
+        };
+        assert!(matches!(requeue(&disk_full, &mut b), Requeue::After(_)));
+        let refused = Decision::Refused {
+            op: None,
+            reason: steward_gate::GateReason::RoleDenied,
+            detail: "x".into(),
+        };
+        assert!(matches!(requeue(&refused, &mut b), Requeue::Park(_)));
     }
 }
