@@ -11,7 +11,7 @@
 //! the journal (0), convergence, and the audit chain.
 
 use crate::crash::Rng;
-use crate::procs::{bin, build, counter, secret, Reaped, SimProc, ADMIN, EVERYDAY};
+use crate::procs::{agent_config, bin, build, counter, trust_alice, Reaped, SimProc};
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -145,23 +145,14 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
     let sim = SimProc::start(d, 6, 400)?;
     let kg = steward_testkit::Keygen::new()?;
     let alice = kg.key(steward_testkit::KeyType::Ed25519, "alice")?;
-    std::fs::write(
-        d.join("allowed_signers"),
-        format!(
-            "alice@example.org namespaces=\"op@steward\" {}\n",
-            alice.public_line
-        ),
-    )?;
-    secret(&d.join("token"), EVERYDAY)?;
-    secret(&d.join("admin-token"), ADMIN)?;
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 10\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"off\"\n",
-            port = sim.port,
-            fp = sim.fingerprint,
-            d = d.display()
-        ),
+    trust_alice(d, &alice.public_line)?;
+    agent_config(
+        d,
+        &sim,
+        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
+        "interval_secs = 1\nsweep_secs = 10",
+        30,
+        "off",
     )?;
     let r = Run {
         dir: d.to_path_buf(),

@@ -12,7 +12,7 @@
 //!    twice;
 //! 7. the final status, a few metrics, and the journal's audit chain verified.
 
-use crate::procs::{bin, build, control, secret, Reaped, SimProc, ADMIN, EVERYDAY};
+use crate::procs::{agent_config, bin, build, control, secret, trust_alice, Reaped, SimProc};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -226,21 +226,17 @@ pub fn run() -> Result<bool> {
     // The operator's key, and the trust store that admits it for op@steward.
     let kg = steward_testkit::Keygen::new()?;
     let alice = kg.key(steward_testkit::KeyType::Ed25519, "alice")?;
-    std::fs::write(
-        d.join("allowed_signers"),
-        format!(
-            "alice@example.org namespaces=\"op@steward\" {}\n",
-            alice.public_line
+    trust_alice(d, &alice.public_line)?;
+    agent_config(
+        d,
+        &sim,
+        &format!(
+            "hub = \"{hub_url}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{hub_fp}\"\npoll_secs = 1\nreport_secs = 2",
+            d.display()
         ),
-    )?;
-    secret(&d.join("token"), EVERYDAY)?;
-    secret(&d.join("admin-token"), ADMIN)?;
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fingerprint}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nhub = \"{hub_url}\"\nhub_token_file = \"{d}/hub-token\"\nhub_fingerprint = \"{hub_fp}\"\npoll_secs = 1\nreport_secs = 2\n[engine]\ninterval_secs = 2\nsweep_secs = 20\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
-            d = d.display()
-        ),
+        "interval_secs = 2\nsweep_secs = 20",
+        30,
+        "127.0.0.1:0",
     )?;
     let demo = Demo {
         dir,

@@ -133,6 +133,41 @@ impl SimProc {
     }
 }
 
+/// Writes the agent's token files and `dir/agent.toml` for node pve-a on `sim` (trust store
+/// `dir/allowed_signers`, journal `dir/journal`, socket `dir/agent.sock`), with the bodies of
+/// its `[provider]` and `[engine]` sections, `timeout_secs` for the API, and `metrics` as the
+/// metrics address (`off` for none).
+pub fn agent_config(
+    dir: &Path,
+    sim: &SimProc,
+    provider: &str,
+    engine: &str,
+    timeout_secs: u64,
+    metrics: &str,
+) -> Result<()> {
+    secret(&dir.join("token"), EVERYDAY)?;
+    secret(&dir.join("admin-token"), ADMIN)?;
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\ntimeout_secs = {timeout_secs}\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\n{engine}\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"{metrics}\"\n",
+            port = sim.port,
+            fp = sim.fingerprint,
+            d = dir.display()
+        ),
+    )?;
+    Ok(())
+}
+
+/// Writes `dir/allowed_signers` admitting `public_line` as alice@example.org for op@steward.
+pub fn trust_alice(dir: &Path, public_line: &str) -> Result<()> {
+    std::fs::write(
+        dir.join("allowed_signers"),
+        format!("alice@example.org namespaces=\"op@steward\" {public_line}\n"),
+    )?;
+    Ok(())
+}
+
 /// Mutating calls of `call` for `vmid` the simulator at `control_addr` counted, from any token.
 pub fn counter(control_addr: &str, vmid: u32, call: &str) -> Result<u64> {
     let c = control(control_addr, "GET", "/counters", "")?;

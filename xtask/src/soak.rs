@@ -9,7 +9,7 @@
 //! and at the end, and Proxmox API requests per minute (from the agent's own metrics).
 
 use crate::crash::Rng;
-use crate::procs::{bin, build, control, counter, secret, Reaped, SimProc, ADMIN, EVERYDAY};
+use crate::procs::{agent_config, bin, build, control, counter, Reaped, SimProc};
 use anyhow::{ensure, Context, Result};
 use std::io::{Read, Write};
 use std::path::Path;
@@ -121,17 +121,14 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
     let tmp = tempfile::tempdir()?;
     let d = tmp.path();
     let sim = SimProc::start(d, 8, 300)?;
-    secret(&d.join("token"), EVERYDAY)?;
-    secret(&d.join("admin-token"), ADMIN)?;
     std::fs::write(d.join("allowed_signers"), "")?;
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\ntimeout_secs = 5\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 2\nsweep_secs = 10\ntask_deadline_secs = 15\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
-            port = sim.port,
-            fp = sim.fingerprint,
-            d = d.display()
-        ),
+    agent_config(
+        d,
+        &sim,
+        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
+        "interval_secs = 2\nsweep_secs = 10\ntask_deadline_secs = 15",
+        5,
+        "127.0.0.1:0",
     )?;
     let mut rng = Rng(seed | 1);
     let mut generation = 1;

@@ -14,8 +14,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use steward_control::Client;
 use steward_hub::protocol::Job;
-use steward_hub::HubToken;
-use steward_hub_stub::HubStub;
 use steward_testkit::{KeyType, Keygen};
 
 const CLIENTS: usize = 64;
@@ -23,39 +21,20 @@ const CLIENTS: usize = 64;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_clients_and_the_hub_present_one_signature_and_it_runs_once() {
     let sim = sim(Duration::from_millis(200)).await;
-    let hub = HubStub::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        HubToken::new("hub-token-concurrent").unwrap(),
-    )
-    .await
-    .unwrap();
+    let hub = common::hub("hub-token-concurrent").await;
     hub.set_desired(
         "pve-a",
         r#"{"version": 1, "generation": 1, "guests": [{"vmid": 103, "kind": "qemu", "state": "absent"}]}"#,
     );
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::secret_file(&d.join("hub-token"), "hub-token-concurrent");
     let kg = Keygen::new().unwrap();
     let alice = kg.key(KeyType::Ed25519, "alice").unwrap();
-    std::fs::write(
-        d.join("allowed_signers"),
-        format!(
-            "alice@steward.test namespaces=\"op@steward\" {}\n",
-            alice.public_line
-        ),
-    )
-    .unwrap();
+    common::trust(d, &alice.public_line);
     let cfg = config(
         d,
         &sim,
-        &format!(
-            "hub = \"https://localhost:{}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{}\"\npoll_secs = 1\nreport_secs = 1",
-            hub.addr.port(),
-            d.display(),
-            hub.fingerprint
-        ),
+        &common::hub_provider(d, &hub, "hub-token-concurrent"),
     );
     let _agent = Agent(
         Command::new(env!("CARGO_BIN_EXE_steward-agent"))

@@ -16,7 +16,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use steward_hub::protocol::Job;
-use steward_hub::HubToken;
 use steward_hub_stub::HubStub;
 use steward_testkit::{KeyType, Keygen};
 
@@ -44,38 +43,15 @@ const DESIRED: &str = r#"{"version": 1, "generation": 1, "guests": [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hub_converges_the_node_and_its_signed_job_releases_a_held_destroy_once() {
     let sim = sim(Duration::from_millis(20)).await;
-    let hub = HubStub::start(
-        "127.0.0.1:0".parse().unwrap(),
-        "127.0.0.1:0".parse().unwrap(),
-        HubToken::new(HUB_TOKEN).unwrap(),
-    )
-    .await
-    .unwrap();
+    let hub = common::hub(HUB_TOKEN).await;
     hub.set_desired("pve-a", DESIRED);
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    common::secret_file(&d.join("hub-token"), HUB_TOKEN);
     let kg = Keygen::new().unwrap();
     let alice = kg.key(KeyType::Ed25519, "alice").unwrap();
     let stranger = kg.key(KeyType::Ed25519, "stranger").unwrap();
-    std::fs::write(
-        d.join("allowed_signers"),
-        format!(
-            "alice@steward.test namespaces=\"op@steward\" {}\n",
-            alice.public_line
-        ),
-    )
-    .unwrap();
-    let cfg = config(
-        d,
-        &sim,
-        &format!(
-            "hub = \"https://localhost:{}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{}\"\npoll_secs = 1\nreport_secs = 1",
-            hub.addr.port(),
-            d.display(),
-            hub.fingerprint
-        ),
-    );
+    common::trust(d, &alice.public_line);
+    let cfg = config(d, &sim, &common::hub_provider(d, &hub, HUB_TOKEN));
     let child = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
         .args(["run", "--config"])
         .arg(&cfg)

@@ -8,6 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
+use steward_hub::HubToken;
+use steward_hub_stub::HubStub;
 use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
 
 /// The agent's everyday token.
@@ -94,4 +96,36 @@ pub fn config(dir: &Path, sim: &Sim, provider: &str) -> std::path::PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(&path, cfg).unwrap();
     path
+}
+
+/// A hub stub on loopback accepting `token`.
+pub async fn hub(token: &str) -> HubStub {
+    HubStub::start(
+        "127.0.0.1:0".parse().unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+        HubToken::new(token).unwrap(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Writes `dir/hub-token` and returns the `[provider]` body that points the agent at `hub`
+/// (polled and reported every second).
+pub fn hub_provider(dir: &Path, hub: &HubStub, token: &str) -> String {
+    secret_file(&dir.join("hub-token"), token);
+    format!(
+        "hub = \"https://localhost:{}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{}\"\npoll_secs = 1\nreport_secs = 1",
+        hub.addr.port(),
+        dir.display(),
+        hub.fingerprint
+    )
+}
+
+/// Writes `dir/allowed_signers` admitting `public_line` as alice@steward.test for op@steward.
+pub fn trust(dir: &Path, public_line: &str) {
+    std::fs::write(
+        dir.join("allowed_signers"),
+        format!("alice@steward.test namespaces=\"op@steward\" {public_line}\n"),
+    )
+    .unwrap();
 }
