@@ -406,6 +406,7 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
                 &steward_authz::Nonce::parse(nonce).unwrap(),
                 i64::MAX,
                 signer,
+                Vec::new(),
             )
             .unwrap();
         rec.id

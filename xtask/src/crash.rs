@@ -209,7 +209,7 @@ pub fn child(dir: &Path, seed: u64) -> Result<()> {
                 let bytes: [u8; 16] = std::array::from_fn(|i| (rng.next() >> (i % 8)) as u8);
                 let nonce = Nonce::parse(&b64url(&bytes)).map_err(anyhow::Error::msg)?;
                 let keep = 4_000_000_000;
-                if j.consume_nonce_into_intent(id, &nonce, keep, signer.clone())?
+                if j.consume_nonce_into_intent(id, &nonce, keep, signer.clone(), Vec::new())?
                     == steward_authz::Consumed::Fresh
                 {
                     writeln!(out, "NONCE {}", nonce.as_str())?;

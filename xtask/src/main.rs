@@ -12,6 +12,7 @@ mod interop;
 mod layers;
 mod matrix;
 mod matrix_gate;
+mod matrix_mofn;
 mod procs;
 mod soak;
 mod table;

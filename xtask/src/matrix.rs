@@ -575,6 +575,17 @@ pub fn run(write_docs: bool) -> Result<bool> {
         });
     }
 
+    lab.group = "m-of-n: distinct keys, counted as TUF counts them";
+    for (case, expected, got, detail) in crate::matrix_mofn::run()? {
+        lab.rows.push(Row {
+            group: lab.group,
+            case,
+            expected: Verdict::Gate(expected),
+            got: Verdict::Gate(got),
+            detail,
+        });
+    }
+
     let total = lab.rows.len();
     let failed = lab.rows.iter().filter(|r| r.expected != r.got).count();
     let rows: Vec<Vec<String>> = lab

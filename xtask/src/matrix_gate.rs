@@ -14,7 +14,7 @@ use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
-const HOST: &str = "pve-a";
+pub(crate) const HOST: &str = "pve-a";
 
 /// Counts what it is asked to run; runs nothing. Clones share the count (the gate owns one).
 #[derive(Clone, Default)]
@@ -71,6 +71,7 @@ fn make_gate(text: &str, journal: &Path, exec: CountingExecutor, path: PathBuf) 
         Box::new(exec),
         GateConfig {
             trust_store_path: Some(path),
+            ..GateConfig::default()
         },
     ))
 }
@@ -79,7 +80,7 @@ fn vmid(n: u32) -> Result<Vmid> {
     Ok(Vmid::new(u64::from(n))?)
 }
 
-fn destroy(n: u32) -> Result<Action> {
+pub(crate) fn destroy(n: u32) -> Result<Action> {
     Ok(Action::Destroy {
         vmid: vmid(n)?,
         kind: GuestKind::Qemu,
@@ -99,14 +100,14 @@ fn own_destroy(n: u32) -> Result<Action> {
     })
 }
 
-fn held(d: &Decision) -> Result<(steward_journal::OpId, String)> {
+pub(crate) fn held(d: &Decision) -> Result<(steward_journal::OpId, String)> {
     match d {
         Decision::PendingSignature { op, template } => Ok((*op, serde_json::to_string(template)?)),
         other => anyhow::bail!("expected a held op, got {}", other.label()),
     }
 }
 
-fn detail(d: &Decision) -> String {
+pub(crate) fn detail(d: &Decision) -> String {
     match d {
         Decision::Refused { detail, .. } => detail.clone(),
         Decision::Executed {
@@ -116,6 +117,13 @@ fn detail(d: &Decision) -> String {
             format!("first: {} {}", f.id, f.state().name())
         }),
         Decision::PendingSignature { .. } => "held with a ready-to-sign template".into(),
+        Decision::PartlyApproved {
+            needs, approvals, ..
+        } => format!(
+            "approved by {} of {needs}: {}",
+            approvals.len(),
+            steward_gate::approval::names(approvals)
+        ),
         Decision::Rotated { entries } => format!("{entries} entries"),
     }
 }

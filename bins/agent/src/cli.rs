@@ -81,12 +81,15 @@ pub enum Command {
         show: Option<PendingShow>,
     },
     /// Hand a signed op to the running agent (`ssh-keygen -Y sign -n op@steward -f KEY op.json`
-    /// writes op.json.sig) and print the gate's decision.
+    /// writes op.json.sig) and print the gate's decision with each signature's verdict. Under
+    /// an m-of-n policy give several operators' signatures at once, or submit them one by one:
+    /// a held op keeps its approvals (`partly_approved`) until enough distinct keys signed.
     Submit {
         /// The op, exactly as signed.
         op: PathBuf,
-        /// Its armored signature.
-        sig: PathBuf,
+        /// Its armored signatures (one or more, up to 8, all over the same op.json).
+        #[arg(required = true, num_args = 1..=8)]
+        sig: Vec<PathBuf>,
         /// The agent's local API socket.
         #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
         socket: PathBuf,

@@ -60,6 +60,55 @@ pub struct Config {
     /// The local API.
     #[serde(default)]
     pub api: Api,
+    /// m-of-n: distinct operator keys per signed op kind (see [`Config::approval_policy`]).
+    #[serde(default)]
+    pub approval: toml::Table,
+}
+
+impl Config {
+    /// The `[approval]` table as a policy: `default` (op kinds not named), `recovery`
+    /// (`keys.rotate` signed with recovery keys), and a threshold per op kind, written dotted
+    /// (`guest.destroy = 2`) or quoted (`"guest.destroy" = 2`). `Err`: (key, what is wrong).
+    pub fn approval_policy(&self) -> Result<steward_gate::ApprovalPolicy, (String, String)> {
+        let mut default = 1;
+        let mut recovery = 1;
+        let mut ops = Vec::new();
+        let mut flat = Vec::new();
+        flatten("", &self.approval, &mut flat);
+        for (key, value) in flat {
+            let Some(n) = value.as_integer() else {
+                return Err((key, format!("{value} is not a whole number")));
+            };
+            let n = u64::try_from(n).unwrap_or(0);
+            match key.as_str() {
+                "default" => default = n,
+                "recovery" => recovery = n,
+                _ => ops.push((key, n)),
+            }
+        }
+        steward_gate::ApprovalPolicy::new(default, recovery, ops).map_err(|e| {
+            let key = match &e {
+                steward_gate::PolicyError::UnknownOp(k) => k.clone(),
+                steward_gate::PolicyError::OutOfRange { what, .. } => what.clone(),
+            };
+            (key, e.to_string())
+        })
+    }
+}
+
+/// `guest = { destroy = 2 }` → `("guest.destroy", 2)`: dotted keys are nested tables in TOML.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out),
+            other => out.push((key, other.clone())),
+        }
+    }
 }
 
 /// Where `/metrics` is served unless the configuration says otherwise.
@@ -215,13 +264,17 @@ impl Default for EngineSection {
     }
 }
 
-/// The line (1-based) where `key = …` first appears, for errors found after parsing.
+/// The line (1-based) where `key = …` (or `"key" = …`) first appears, for errors found after
+/// parsing.
 fn line_of(text: &str, key: &str) -> usize {
+    let quoted = format!("\"{key}\"");
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
+            [key, quoted.as_str()].iter().any(|k| {
+                l.strip_prefix(k)
+                    .is_some_and(|r| r.trim_start().starts_with('='))
+            })
         })
         .map_or(1, |i| i + 1)
 }
@@ -337,6 +390,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             )),
         }
     }
+    if let Err((key, what)) = cfg.approval_policy() {
+        errors.push(format!(
+            "{shown}:{}: approval: {what}",
+            line_of(&text, &key)
+        ));
+    }
     if errors.is_empty() {
         Ok(cfg)
     } else {
@@ -364,6 +423,32 @@ mod tests {
         assert_eq!(c.proxmox.url, "https://127.0.0.1:8006");
         assert_eq!(c.engine.concurrency, 4);
         assert_eq!(c.journal.dir, PathBuf::from("/var/lib/steward"));
+    }
+
+    #[test]
+    fn the_approval_policy_reads_dotted_or_quoted_op_kinds_and_names_a_bad_line() {
+        let (_d, p) = write(&format!(
+            "{GOOD}\n[approval]\nguest.destroy = 2\n\"keys.rotate\" = 3\nrecovery = 2\n"
+        ));
+        let policy = load(&p).unwrap().approval_policy().unwrap();
+        use steward_authz::Role;
+        assert_eq!(policy.threshold("guest.destroy", Role::Operational), 2);
+        assert_eq!(policy.threshold("guest.rollback", Role::Operational), 1);
+        assert_eq!(policy.threshold("keys.rotate", Role::Operational), 3);
+        assert_eq!(policy.threshold("keys.rotate", Role::Recovery), 2);
+        for (bad, line, what) in [
+            ("guest.destory = 2", 12, "not an op kind"),
+            ("guest.destroy = 0", 12, "outside 1..=8"),
+            ("guest.destroy = \"two\"", 12, "not a whole number"),
+            ("default = 9", 12, "outside 1..=8"),
+        ] {
+            let (_d, p) = write(&format!("{GOOD}\n[approval]\n{bad}\n"));
+            let e = load(&p).unwrap_err();
+            assert!(
+                e[0].contains(&format!("agent.toml:{line}: approval")) && e[0].contains(what),
+                "{bad}: {e:?}"
+            );
+        }
     }
 
     #[test]

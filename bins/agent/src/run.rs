@@ -96,12 +96,18 @@ pub async fn run(cfg: Config) -> Result<()> {
         .map_err(anyhow::Error::msg)?
         .with_hook(hook);
     let deadline = Duration::from_secs(cfg.engine.task_deadline_secs);
+    // `config::load` refused a bad policy already; never fall back to a weaker one here.
+    let approval = cfg
+        .approval_policy()
+        .map_err(|(key, what)| anyhow::anyhow!("approval.{key}: {what}"))?;
+    tracing::info!(policy = ?approval.describe(), "approval policy");
     let gate = Gate::new(
         verifier,
         journal.clone(),
         Box::new(NodeExecutor::new(Box::new(writer), deadline).with_metrics(metrics.clone())),
         GateConfig {
             trust_store_path: Some(cfg.trust.allowed_signers.clone()),
+            approval,
         },
     );
     let engine = Arc::new(

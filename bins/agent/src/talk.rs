@@ -51,6 +51,10 @@ pub async fn status(socket: &Path) -> Result<bool> {
         s["held"],
         s["recovered"]
     );
+    if let Some(policy) = s["approval_policy"].as_object() {
+        let shown: Vec<String> = policy.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        println!("signatures needed (distinct keys): {}", shown.join(", "));
+    }
     for p in s["parked"].as_array().into_iter().flatten() {
         println!("parked {}: {}", p["vmid"], p["why"].as_str().unwrap_or(""));
     }
@@ -109,12 +113,15 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
     Ok(true)
 }
 
-/// `submit op.json op.json.sig`: true when the gate did not refuse.
-pub async fn submit(socket: &Path, op: &Path, sig: &Path) -> Result<bool> {
+/// `submit op.json SIG...`: true when the gate did not refuse.
+pub async fn submit(socket: &Path, op: &Path, sigs: &[std::path::PathBuf]) -> Result<bool> {
     let payload = std::fs::read_to_string(op).with_context(|| op.display().to_string())?;
-    let signature = std::fs::read_to_string(sig).with_context(|| sig.display().to_string())?;
+    let signatures = sigs
+        .iter()
+        .map(|sig| std::fs::read_to_string(sig).with_context(|| sig.display().to_string()))
+        .collect::<Result<Vec<_>>>()?;
     let body =
-        serde_json::to_vec(&serde_json::json!({"payload": payload, "signature": signature}))?;
+        serde_json::to_vec(&serde_json::json!({"payload": payload, "signatures": signatures}))?;
     let (status, answer) = Client::new(socket).call("POST", "/submit", body).await?;
     if status != 200 {
         bail!("{}", String::from_utf8_lossy(&answer));
@@ -132,6 +139,19 @@ pub async fn submit(socket: &Path, op: &Path, sig: &Path) -> Result<bool> {
         }
     }
     println!("{line}");
+    // Each signature's verdict, when there were several or one was not counted.
+    let verdicts = d["signatures"].as_array().cloned().unwrap_or_default();
+    if verdicts.len() > 1 || verdicts.iter().any(|v| v["verdict"] != "counted") {
+        for (v, path) in verdicts.iter().zip(sigs) {
+            let who = v["principal"].as_str().unwrap_or("");
+            let why = v["detail"].as_str().unwrap_or("");
+            println!(
+                "  {}: {} {who}{why}",
+                path.display(),
+                v["verdict"].as_str().unwrap_or("?")
+            );
+        }
+    }
     Ok(!label.starts_with("refused"))
 }
 

@@ -1,8 +1,11 @@
 //! `steward-verify`: offline check of a signed op against an allowed_signers file. Thin: it reads
 //! the files, calls `steward-authz`, and prints. It has no nonce store, so it cannot see replays,
-//! and it must never be mistaken for the agent's gate.
+//! and it must never be mistaken for the agent's gate. With several signatures (`--sig` more than
+//! once) or `--threshold`, it judges each and counts the distinct approving keys as the agent's
+//! m-of-n policy does (`threshold.rs`).
 
 mod output;
+mod threshold;
 
 use clap::Parser;
 use std::path::PathBuf;
@@ -11,6 +14,12 @@ use steward_authz::{TrustStore, Verifier, VerifyConfig, DEFAULT_MAX_TTL_SECS, DE
 use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 /// Verify a Steward signed op offline (every pipeline step but the nonce).
+///
+/// One signature: `steward-verify --signers allowed_signers --host pve-a op.json op.json.sig`.
+/// Several (m-of-n): `--sig alice.sig --sig bob.sig --threshold 2` judges each signature and
+/// counts the distinct keys that approve the op (a key counts once, whatever certificate
+/// carries it; recovery keys count only for keys.rotate). Exit 0: verified (and the threshold
+/// met); 1: rejected or too few keys; 2: a usage or file error.
 #[derive(Parser, Debug)]
 #[command(name = "steward-verify", version)]
 struct Args {
@@ -32,10 +41,16 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// Another armored signature over the same op (repeatable; counted with SIG_FILE).
+    #[arg(long = "sig", value_name = "FILE")]
+    sigs: Vec<PathBuf>,
+    /// Distinct approving keys needed (m-of-n); reports each signature's verdict and the count.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
+    threshold: Option<u8>,
     /// The op payload, exactly as signed.
     op_file: PathBuf,
-    /// The armored signature (`ssh-keygen -Y sign` output).
-    sig_file: PathBuf,
+    /// The armored signature (`ssh-keygen -Y sign` output); optional when `--sig` is given.
+    sig_file: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -59,23 +74,39 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     let store = TrustStore::parse(&args.signers.display().to_string(), &signers)
         .map_err(|e| e.to_string())?;
     let payload = read(&args.op_file)?;
-    let sig = read(&args.sig_file)?;
+    let files: Vec<&PathBuf> = args.sig_file.iter().chain(&args.sigs).collect();
+    if files.is_empty() {
+        return Err("give the signature: SIG_FILE or --sig FILE".into());
+    }
+    let sigs = files
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
     let config = VerifyConfig {
         host: args.host.clone(),
         skew_secs: args.skew,
         max_ttl_secs: args.max_ttl,
     };
     let verifier = Verifier::new(store, config).map_err(|e| format!("--skew/--max-ttl: {e}"))?;
-    let verdict = verifier.verify_offline(&payload, &sig, now);
-    let ok = verdict.is_ok();
+    let (text, ok) = if sigs.len() == 1 && args.threshold.is_none() {
+        let verdict = verifier.verify_offline(&payload, &sigs[0], now);
+        (output::render(&verdict, args.json), verdict.is_ok())
+    } else {
+        let verdicts: Vec<_> = sigs
+            .iter()
+            .map(|s| verifier.verify_offline(&payload, s, now))
+            .collect();
+        let count = threshold::count(&verdicts, args.threshold.unwrap_or(1));
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        (
+            threshold::render(&verdicts, &names, &count, args.json),
+            count.met(),
+        )
+    };
     // A closed or broken stdout is a usage error (exit 2), not a panic (exit 101): the exit
     // code is the contract, and nothing else may be mistaken for a verdict.
     use std::io::Write as _;
-    writeln!(
-        std::io::stdout().lock(),
-        "{}",
-        output::render(&verdict, args.json)
-    )
-    .map_err(|e| format!("writing the verdict to stdout: {e}"))?;
+    writeln!(std::io::stdout().lock(), "{text}")
+        .map_err(|e| format!("writing the verdict to stdout: {e}"))?;
     Ok(ExitCode::from(if ok { 0 } else { 1 }))
 }

@@ -184,3 +184,74 @@ fn a_closed_stdout_exits_two_not_with_a_panic() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("writing the verdict"));
 }
+
+#[test]
+fn several_signatures_are_judged_each_and_distinct_keys_counted_against_the_threshold() {
+    let s = setup();
+    let payload = std::fs::read(&s.op).unwrap();
+    let bob = s.kg.key(KeyType::Ed25519, "bob").unwrap();
+    let mallory = s.kg.key(KeyType::Ed25519, "mallory").unwrap();
+    let mut signers = std::fs::read_to_string(&s.signers).unwrap();
+    signers.push_str(&format!(
+        "bob@steward.test namespaces=\"op@steward\" {}\n",
+        bob.public_line
+    ));
+    std::fs::write(&s.signers, signers).unwrap();
+    let write_sig = |name: &str, key: &Path| {
+        let p = s.kg.dir().join(name);
+        std::fs::write(&p, s.kg.sign(key, "op@steward", &payload).unwrap()).unwrap();
+        p
+    };
+    let b = write_sig("bob.sig", &bob.private);
+    let m = write_sig("mallory.sig", &mallory.private);
+    let run = |sigs: &[&Path], extra: &[&str]| {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        for p in sigs {
+            args.push("--sig".into());
+            args.push(p.display().to_string());
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_steward-verify"))
+            .arg("--signers")
+            .arg(&s.signers)
+            .args(["--host", "pve-a", "--at", AT])
+            .args(&refs)
+            .arg(&s.op)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+        )
+    };
+    // Alice and Bob: two distinct keys meet a threshold of two.
+    let (code, out) = run(&[&s.sig, &b], &["--threshold", "2"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with("approved: 2 distinct operational key(s), threshold 2"),
+        "{out}"
+    );
+    // Alice twice and a stranger: one key, the stranger rejected and named.
+    let (code, out) = run(&[&s.sig, &s.sig, &m], &["--threshold", "2"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("rejected: threshold_not_met: 1 distinct operational key(s), threshold 2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("signature 2 (") && out.contains("same key as signature 1"),
+        "{out}"
+    );
+    assert!(
+        out.contains("signature 3 (") && out.contains("rejected: unknown_signer"),
+        "{out}"
+    );
+    let (code, out) = run(&[&s.sig, &b], &["--threshold", "2", "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["distinct_keys"], 2);
+    assert_eq!(v["signatures"].as_array().unwrap().len(), 2);
+    // A threshold out of range is a usage error.
+    let (code, _) = run(&[&s.sig], &["--threshold", "0"]);
+    assert_eq!(code, 2);
+}

@@ -4,9 +4,10 @@
 //! - `GET /status` → the engine's `Status`, plus `agent`: `{"node", "metrics"}`
 //! - `GET /pending` → held ops with their summaries (`HeldOp`)
 //! - `GET /pending/{op}/template` → the exact bytes to sign for held op `{op}`
-//! - `POST /submit` `{"payload": "<op.json text>", "signature": "<armored SSHSIG>"}` → a
-//!   `DecisionView`: the signature for a held op's template releases it; any other signed op
-//!   runs as a signed job (both through the gate)
+//! - `POST /submit` `{"payload": "<op.json text>", "signature": "<armored SSHSIG>"}` (or
+//!   `"signatures": [...]`, up to eight over the same payload) → a `DecisionView` with each
+//!   signature's verdict: signatures for a held op's template approve it (it runs once its
+//!   m-of-n threshold is met); any other signed op runs as a signed job (both through the gate)
 //! - `GET /ops/{id}` → one journal op: its action, class, signer, history, and `state`
 //! - `POST /reconcile` → a pass now
 //!
@@ -108,16 +109,15 @@ async fn handle(
                     return json_answer(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()}))
                 }
             };
-            let (Some(payload), Some(sig)) = (req["payload"].as_str(), req["signature"].as_str())
-            else {
+            let Some((payload, sigs)) = submission(&req) else {
                 return json_answer(
                     StatusCode::BAD_REQUEST,
-                    &json!({"error": "body must be {\"payload\": \"…\", \"signature\": \"…\"}"}),
+                    &json!({"error": format!("body must be {{\"payload\": \"…\", \"signature\": \"…\"}} or {{\"payload\": \"…\", \"signatures\": [\"…\", …]}} with 1..={MAX_SIGNATURES} signatures")}),
                 );
             };
-            let d = engine.present(payload.as_bytes(), sig.as_bytes()).await;
+            let p = engine.present_all(payload.as_bytes(), &sigs).await;
             let _ = triggers.send(Trigger::ReconcileNow);
-            json_answer(StatusCode::OK, &json!(DecisionView::from(&d)))
+            json_answer(StatusCode::OK, &json!(DecisionView::from(&p)))
         }
         ("POST", ["reconcile"]) => {
             let _ = triggers.send(Trigger::ReconcileNow);
@@ -128,6 +128,26 @@ async fn handle(
             &json!({"error": format!("no route {method} {path}")}),
         ),
     }
+}
+
+/// The most signatures one submission may carry (as many as a hub job may).
+pub const MAX_SIGNATURES: usize = 8;
+
+/// A submission's payload and signatures: `signature` (one) or `signatures` (several), not
+/// both, each a string; None when the body has another shape.
+fn submission(req: &Value) -> Option<(&str, Vec<Vec<u8>>)> {
+    let payload = req.get("payload")?.as_str()?;
+    let sigs: Vec<Vec<u8>> = match (req.get("signature"), req.get("signatures")) {
+        (Some(one), None) => vec![one.as_str()?.as_bytes().to_vec()],
+        (None, Some(Value::Array(many))) => many
+            .iter()
+            .map(|s| s.as_str().map(|s| s.as_bytes().to_vec()))
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    (1..=MAX_SIGNATURES)
+        .contains(&sigs.len())
+        .then_some((payload, sigs))
 }
 
 /// The numeric id of group `name`, through the system's group database (NSS).

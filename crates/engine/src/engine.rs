@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use steward_gate::{Decision, Gate, Submission};
+use steward_gate::{Decision, Gate, Presented, Submission};
 use steward_journal::{Journal, OpId, OpState};
 use steward_metrics::{GuestCounts, Metrics};
 use steward_model::{Action, DesiredState, GuestKind, GuestSpec, Vmid};
@@ -112,6 +112,9 @@ pub struct Status {
     pub journal_error: Option<String>,
     /// Whether recovery has run.
     pub recovered: bool,
+    /// The m-of-n policy in force: distinct keys per signed op kind (`default` for the kinds
+    /// not named, `recovery keys.rotate` for rotations signed with recovery keys).
+    pub approval_policy: std::collections::BTreeMap<String, u8>,
 }
 
 /// One guest's place in the queue.
@@ -268,7 +271,9 @@ impl Engine {
                 }
                 st.journal_error = Some(detail.clone());
             }
-            Decision::Executed { .. } | Decision::PendingSignature { .. } => {
+            Decision::Executed { .. }
+            | Decision::PendingSignature { .. }
+            | Decision::PartlyApproved { .. } => {
                 let mut st = self.status();
                 if st.journal_error.take().is_some() {
                     tracing::info!(target: "audit", "journal writes succeed again");
@@ -321,7 +326,9 @@ impl Engine {
 
     /// A copy of the status.
     pub fn status_now(&self) -> Status {
-        self.status().clone()
+        let mut st = self.status().clone();
+        st.approval_policy = self.gate.approval_policy().describe();
+        st
     }
 
     /// Replaces the desired state (a provider's last good document).
@@ -370,39 +377,52 @@ impl Engine {
             .await
             .unwrap_or_default();
         let obs = self.observer.lock().await;
+        let policy = self.gate.approval_policy();
+        let now = OffsetDateTime::now_utc().unix_timestamp();
         ops.iter()
-            .filter_map(|r| held::held_op(r, obs.snapshot()))
+            .filter_map(|r| {
+                let needs = policy.threshold(r.action.op_kind(), steward_authz::Role::Operational);
+                held::held_op(r, obs.snapshot(), needs, now)
+            })
             .collect()
     }
 
     /// Releases a held op with its signed op (the operator signed the template).
     pub async fn sign_pending(&self, op: OpId, payload: &[u8], sig: &[u8]) -> Decision {
+        self.approve_pending(op, payload, &[sig.to_vec()])
+            .await
+            .decision
+    }
+
+    /// Presents signatures for a held op: it runs once enough distinct keys approved it (its
+    /// m-of-n policy); until then the approvals are kept with it.
+    pub async fn approve_pending(&self, op: OpId, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
         let guest = blocking::journal(&self.journal, move |j| j.get(op))
             .await
             .ok()
             .flatten()
             .map(|r| r.guest);
-        let d = match guest {
+        let p = match guest {
             Some(g) => {
                 let lock = self.guest_lock(g);
                 let held = lock.lock().await;
-                let d = self
+                let p = self
                     .gate
-                    .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
+                    .approve_pending(op, payload, sigs, OffsetDateTime::now_utc())
                     .await;
                 drop(held);
                 drop(lock);
-                self.after(g, &d).await;
-                d
+                self.after(g, &p.decision).await;
+                p
             }
             None => {
                 self.gate
-                    .sign_pending(op, payload, sig, OffsetDateTime::now_utc())
+                    .approve_pending(op, payload, sigs, OffsetDateTime::now_utc())
                     .await
             }
         };
-        self.record(None, &d);
-        d
+        self.record(None, &p.decision);
+        p
     }
 
     /// After a signed op for `g` was decided: look at `g` again if something ran, and forget
@@ -418,6 +438,12 @@ impl Engine {
     /// held op's template it releases that op, otherwise it runs as a signed job. The gate
     /// verifies either way; this only picks the door.
     pub async fn present(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        self.present_all(payload, &[sig.to_vec()]).await.decision
+    }
+
+    /// [`Engine::present`] with one or several signatures over the same payload: counted
+    /// together against the op's m-of-n policy (a held op also counts what it collected).
+    pub async fn present_all(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
         let parsed: Option<serde_json::Value> = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
             .then(|| serde_json::from_slice(payload).ok())
             .flatten();
@@ -430,14 +456,29 @@ impl Engine {
                 .map(|h| h.op),
             None => None,
         };
-        match held_op {
-            Some(op) => self.sign_pending(op, payload, sig).await,
-            None => self.signed_job(payload, sig).await,
+        let p = match held_op {
+            Some(op) => self.approve_pending(op, payload, sigs).await,
+            None => self.run_job(payload, sigs).await,
+        };
+        // A signature that counted for nothing is said, each with its reason: the decision
+        // alone would hide a stranger's signature beside an operator's.
+        for (i, v) in p.signatures.iter().enumerate() {
+            if let steward_gate::SigVerdict::Refused { reason, detail } = v {
+                let detail = steward_authz::escape_controls(detail);
+                tracing::warn!(target: "audit", signature = i + 1, verdict = %v.label(), %reason, %detail, "signature not counted");
+            }
         }
+        p
     }
 
     /// Runs a signed job (op bytes + signature from a provider or the local API).
     pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        self.run_job(payload, &[sig.to_vec()]).await.decision
+    }
+
+    /// Runs a signed job with its signatures, counted together (a job keeps nothing when it
+    /// falls short of its threshold).
+    pub async fn run_job(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
         // The guest is read from the unverified payload only to pick the lock to hold, and only
         // from a payload of a size the verifier would read at all. The lock is forgotten again
         // afterwards, so made-up VMIDs leave nothing behind.
@@ -446,27 +487,27 @@ impl Engine {
             .flatten()
             .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
             .and_then(|g| Vmid::new(g).ok());
-        let d = match guest {
+        let p = match guest {
             Some(g) => {
                 let lock = self.guest_lock(g);
                 let held = lock.lock().await;
-                let d = self
+                let p = self
                     .gate
-                    .run_signed_job(payload, sig, OffsetDateTime::now_utc())
+                    .run_job(payload, sigs, OffsetDateTime::now_utc())
                     .await;
                 drop(held);
                 drop(lock);
-                self.after(g, &d).await;
-                d
+                self.after(g, &p.decision).await;
+                p
             }
             None => {
                 self.gate
-                    .run_signed_job(payload, sig, OffsetDateTime::now_utc())
+                    .run_job(payload, sigs, OffsetDateTime::now_utc())
                     .await
             }
         };
-        self.record(None, &d);
-        d
+        self.record(None, &p.decision);
+        p
     }
 
     /// One observation pass, the housekeeping it drives (forget provenance of vanished VMIDs,

@@ -8,7 +8,7 @@ use crate::decision_view::DecisionView;
 use crate::engine::{Engine, Trigger};
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::Decision;
+use steward_gate::{Decision, Presented};
 use steward_providers::{Job, JobResult, Provider, Report, Update};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -43,23 +43,23 @@ fn loggable(text: &str) -> String {
     out
 }
 
-/// Presents `job` with each of its signatures in turn until one is not refused (a bad
-/// signature among several does not stop a good one).
-async fn run_job(engine: &Engine, job: &Job) -> Decision {
-    let mut last = None;
-    for sig in &job.signatures {
-        let d = engine.present(job.payload.as_bytes(), sig.as_bytes()).await;
-        let refused = matches!(d, Decision::Refused { .. });
-        last = Some(d);
-        if !refused {
-            break;
-        }
+/// Presents `job` with all its signatures at once: they are counted together against the op's
+/// m-of-n policy, and a bad one among them is reported and counts for nothing (it does not
+/// stop a good one).
+async fn run_job(engine: &Engine, job: &Job) -> Presented {
+    if job.signatures.is_empty() {
+        return Presented::unsigned(Decision::Refused {
+            op: None,
+            reason: steward_gate::GateReason::Authz(steward_authz::Reason::MalformedSignature),
+            detail: "the job carries no signature".into(),
+        });
     }
-    last.unwrap_or_else(|| Decision::Refused {
-        op: None,
-        reason: steward_gate::GateReason::Authz(steward_authz::Reason::MalformedSignature),
-        detail: "the job carries no signature".into(),
-    })
+    let sigs: Vec<Vec<u8>> = job
+        .signatures
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+    engine.present_all(job.payload.as_bytes(), &sigs).await
 }
 
 /// Runs until `shutdown` turns true (checked between ticks and before each job).
@@ -114,11 +114,11 @@ pub async fn feed(
                     if *shutdown.borrow() {
                         return;
                     }
-                    let d = run_job(&engine, job).await;
-                    tracing::info!(target: "audit", %source, job = %loggable(&job.id), decision = %d.label(), "signed job presented");
+                    let p = run_job(&engine, job).await;
+                    tracing::info!(target: "audit", %source, job = %loggable(&job.id), decision = %p.decision.label(), signatures = job.signatures.len(), "signed job presented");
                     results.push(JobResult {
                         job: job.id.clone(),
-                        decision: serde_json::json!(DecisionView::from(&d)),
+                        decision: serde_json::json!(DecisionView::from(&p)),
                     });
                 }
                 if !jobs.is_empty() {

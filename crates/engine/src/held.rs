@@ -27,6 +27,11 @@ pub struct HeldOp {
     pub volumes: Vec<(String, Option<String>)>,
     /// The template's `not_after`.
     pub expires: Option<String>,
+    /// Distinct operational keys its policy asks for (m-of-n).
+    pub needs: u8,
+    /// Who approved it so far (principals, one per distinct key, approvals still in their
+    /// window); it runs when there are `needs` of them.
+    pub approved_by: Vec<String>,
 }
 
 /// The volume a disk config value names, and its `size=`.
@@ -49,8 +54,9 @@ fn is_disk(key: &str) -> bool {
         || matches!(key, "efidisk0" | "tpmstate0" | "rootfs")
 }
 
-/// The summary of `rec` (a held op) against `snap`.
-pub fn held_op(rec: &OpRecord, snap: &Snapshot) -> Option<HeldOp> {
+/// The summary of `rec` (a held op) against `snap`, under a policy of `needs` distinct keys,
+/// at `now` (Unix seconds: approvals past their window are not shown).
+pub fn held_op(rec: &OpRecord, snap: &Snapshot, needs: u8, now: i64) -> Option<HeldOp> {
     let OpState::PendingSignature { template } = rec.state() else {
         return None;
     };
@@ -113,13 +119,30 @@ pub fn held_op(rec: &OpRecord, snap: &Snapshot) -> Option<HeldOp> {
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let mut tally = steward_gate::approval::Tally::default();
+    for a in rec.approvals.iter().filter(|a| a.not_after >= now) {
+        tally.add(&a.signer);
+    }
+    let approvals = if needs > 1 || tally.count() > 0 {
+        format!(
+            "; needs {needs} signatures, has {}{}",
+            tally.count(),
+            if tally.count() > 0 {
+                format!(": {}", tally.names())
+            } else {
+                String::new()
+            }
+        )
+    } else {
+        String::new()
+    };
     Some(HeldOp {
         op: rec.id,
         guest: rec.guest.get(),
         op_kind: rec.action.op_kind().into(),
         template: template.clone(),
         summary: format!(
-            "{} {} {} ({kind}): {what}: {vols}",
+            "{} {} {} ({kind}): {what}: {vols}{approvals}",
             rec.action.op_kind(),
             rec.guest,
             name
@@ -129,6 +152,12 @@ pub fn held_op(rec: &OpRecord, snap: &Snapshot) -> Option<HeldOp> {
             .get("not_after")
             .and_then(|v| v.as_str())
             .map(str::to_string),
+        needs,
+        approved_by: tally
+            .signers()
+            .iter()
+            .map(|s| s.principal.clone())
+            .collect(),
     })
 }
 

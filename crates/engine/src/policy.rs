@@ -49,7 +49,9 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             FailureKind::Denied => Requeue::Park(format!("the token was refused: {}", f.detail)),
             FailureKind::Other => later(),
         },
-        Decision::PendingSignature { .. } => Requeue::Park("held for an operator's signature".into()),
+        Decision::PendingSignature { .. } | Decision::PartlyApproved { .. } => {
+            Requeue::Park("held for an operator's signature".into())
+        }
         Decision::Refused {
             reason: steward_gate::GateReason::Journal,
             ..

@@ -11,6 +11,18 @@ pub fn decision(journal: &Journal, what: &str, guest: Option<u32>, decision: &De
     let (op, detail) = match decision {
         Decision::Executed { op, outcome, .. } => (Some(*op), format!("{outcome:?}")),
         Decision::PendingSignature { op, .. } => (Some(*op), String::new()),
+        Decision::PartlyApproved {
+            op,
+            needs,
+            approvals,
+        } => (
+            Some(*op),
+            format!(
+                "{} of {needs}: {}",
+                approvals.len(),
+                crate::approval::names(approvals)
+            ),
+        ),
         Decision::Refused { op, detail, .. } => (*op, detail.clone()),
         Decision::Replay { first } => (first.as_ref().map(|f| f.id), String::new()),
         Decision::Rotated { entries } => (None, format!("{entries} entries")),

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use steward_authz::Reason;
-use steward_journal::{OpId, OpRecord};
+use steward_journal::{OpId, OpRecord, Signer};
 use steward_model::Failure;
 
 /// Why the gate refused.
@@ -20,6 +20,9 @@ pub enum GateReason {
     RotationRefused,
     /// A journal write that must precede execution failed.
     Journal,
+    /// Fewer distinct keys approved the op than its policy asks (m-of-n); nothing ran and, for
+    /// a signed job, nothing was kept.
+    Threshold,
 }
 
 impl GateReason {
@@ -31,6 +34,7 @@ impl GateReason {
             GateReason::BindingMismatch => "binding_mismatch",
             GateReason::RotationRefused => "rotation_refused",
             GateReason::Journal => "journal",
+            GateReason::Threshold => "threshold_not_met",
         }
     }
 }
@@ -38,6 +42,26 @@ impl GateReason {
 impl fmt::Display for GateReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
+    }
+}
+
+/// A gate decision and what became of each signature presented with it (in the order
+/// presented; empty when none was).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Presented {
+    /// The decision.
+    pub decision: Decision,
+    /// Each signature's verdict.
+    pub signatures: Vec<crate::approval::SigVerdict>,
+}
+
+impl Presented {
+    /// A decision about no signature.
+    pub fn unsigned(decision: Decision) -> Presented {
+        Presented {
+            decision,
+            signatures: Vec::new(),
+        }
     }
 }
 
@@ -69,6 +93,16 @@ pub enum Decision {
         /// The ready-to-sign op payload.
         template: serde_json::Value,
     },
+    /// Held still: the signatures passed and their keys are recorded as approvals (durably,
+    /// with the held op), but fewer distinct keys approved than the policy asks.
+    PartlyApproved {
+        /// The held op.
+        op: OpId,
+        /// Distinct keys its policy asks for.
+        needs: u8,
+        /// The keys counted so far, first seen first.
+        approvals: Vec<Signer>,
+    },
     /// Refused; nothing ran.
     Refused {
         /// The journal op recording the refusal, if one could be written.
@@ -91,12 +125,13 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// A short stable name: `executed`, `pending_signature`, `refused:<code>`, `replay`,
-    /// `rotated`.
+    /// A short stable name: `executed`, `pending_signature`, `partly_approved`,
+    /// `refused:<code>`, `replay`, `rotated`.
     pub fn label(&self) -> String {
         match self {
             Decision::Executed { .. } => "executed".into(),
             Decision::PendingSignature { .. } => "pending_signature".into(),
+            Decision::PartlyApproved { .. } => "partly_approved".into(),
             Decision::Refused { reason, .. } => format!("refused:{reason}"),
             Decision::Replay { .. } => "replay".into(),
             Decision::Rotated { .. } => "rotated".into(),

@@ -7,9 +7,10 @@
 //! async worker; only the executor's calls run on the caller's task. Callers need not remember
 //! anything: a slow disk delays the op it belongs to, not the runtime.
 
+use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
-use crate::binding::{action_from_op, binding_of, binds_identity};
-use crate::decision::{Decision, GateReason, Outcome};
+use crate::binding::{action_from_op, binding_of};
+use crate::decision::{Decision, GateReason, Outcome, Presented};
 use crate::executor::{Executor, Guard};
 use crate::rotation::{self, RotationError};
 use crate::template::pending_template;
@@ -19,15 +20,18 @@ use steward_authz::{
     Consumed, NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier,
 };
 use steward_classifier::{classify, Context, Provenance, Verdict};
-use steward_journal::{Class, Journal, NewOp, OpId, OpState, Signer, TxnId};
+use steward_journal::{Class, Journal, NewOp, OpId, OpState, TxnId};
 use steward_model::Action;
 use time::OffsetDateTime;
 
-/// Where the gate's trust store lives (for `keys.rotate`).
+/// Where the gate's trust store lives (for `keys.rotate`), and how many keys each signed op
+/// needs.
 #[derive(Clone, Debug, Default)]
 pub struct GateConfig {
     /// The allowed_signers file a rotation replaces; None: rotations are refused.
     pub trust_store_path: Option<PathBuf>,
+    /// Distinct keys per signed op kind (m-of-n); the default asks one for everything.
+    pub approval: ApprovalPolicy,
 }
 
 /// The engine-side facts about a submission (agent-internal; never from a hub).
@@ -50,12 +54,12 @@ pub struct Gate {
 }
 
 /// Everything the gate decides synchronously, run on the blocking pool.
-struct Core {
-    verifier: RwLock<Verifier>,
+pub(crate) struct Core {
+    pub(crate) verifier: RwLock<Verifier>,
     /// Serializes rotations from check to swap, so two cannot undo each other.
     rotating: Mutex<()>,
-    journal: Arc<Journal>,
-    config: GateConfig,
+    pub(crate) journal: Arc<Journal>,
+    pub(crate) config: GateConfig,
 }
 
 impl std::fmt::Debug for Gate {
@@ -68,7 +72,7 @@ impl std::fmt::Debug for Gate {
 
 /// What the synchronous half of a flow decided: run an op that is durably in `intent`, or
 /// answer now.
-enum Step {
+pub(crate) enum Step {
     Run {
         op: OpId,
         action: Action,
@@ -79,7 +83,7 @@ enum Step {
 }
 
 /// What a signed job's synchronous half decided.
-enum JobStep {
+pub(crate) enum JobStep {
     /// Already answered and audited (a rejection, a rotation, an op that names no action).
     Answered(Decision),
     /// The verified job names this action on the guest with this identity: submit it with
@@ -87,7 +91,7 @@ enum JobStep {
     Submit(Action, Option<String>),
 }
 
-fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
+pub(crate) fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
     Decision::Refused {
         op,
         reason,
@@ -129,6 +133,11 @@ impl Gate {
         }
     }
 
+    /// The m-of-n policy in force.
+    pub fn approval_policy(&self) -> &ApprovalPolicy {
+        &self.core.config.approval
+    }
+
     /// Opens a journaled transaction (a create and its compensation run in one): the only way
     /// to get a `TxnId` to put in a `Submission`.
     pub async fn begin_txn(&self) -> Result<TxnId, String> {
@@ -145,21 +154,41 @@ impl Gate {
         signed: Option<(&[u8], &[u8])>,
         now: OffsetDateTime,
     ) -> Decision {
-        let signed = signed.map(|(p, s)| (p.to_vec(), s.to_vec()));
+        let signed = signed.map(|(p, s)| (p.to_vec(), vec![s.to_vec()]));
+        self.submit_with(action, sub, signed, now).await.decision
+    }
+
+    async fn submit_with(
+        &self,
+        action: Action,
+        sub: Submission,
+        signed: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+        now: OffsetDateTime,
+    ) -> Presented {
         let a = action.clone();
-        let step = self
+        let (step, signatures) = self
             .off_worker(move |c| {
                 let signed = signed.as_ref().map(|(p, s)| (p.as_slice(), s.as_slice()));
                 c.begin_submit(&a, &sub, signed, now)
             })
             .await
-            .unwrap_or_else(|e| Step::Answer(refused(None, GateReason::Journal, e)));
+            .unwrap_or_else(|e| {
+                (
+                    Step::Answer(refused(None, GateReason::Journal, e)),
+                    Vec::new(),
+                )
+            });
         let d = self.finish(step).await;
-        self.audit(action.op_kind(), Some(action.vmid().get()), d)
-            .await
+        let decision = self
+            .audit(action.op_kind(), Some(action.vmid().get()), d)
+            .await;
+        Presented {
+            decision,
+            signatures,
+        }
     }
 
-    /// Releases a held (`pending_signature`) op with the signed op for it.
+    /// Releases a held (`pending_signature`) op with the signed op for it (one signature).
     pub async fn sign_pending(
         &self,
         op: OpId,
@@ -167,43 +196,83 @@ impl Gate {
         sig: &[u8],
         now: OffsetDateTime,
     ) -> Decision {
-        let (payload, sig) = (payload.to_vec(), sig.to_vec());
-        let (step, what) = self
-            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sig, now))
+        self.approve_pending(op, payload, &[sig.to_vec()], now)
+            .await
+            .decision
+    }
+
+    /// Presents signatures over one payload for a held op: it runs once the distinct keys that
+    /// approved it (now and before) meet its threshold; until then the approvals are kept with
+    /// it (`partly_approved`).
+    pub async fn approve_pending(
+        &self,
+        op: OpId,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Presented {
+        let (payload, sigs) = (payload.to_vec(), sigs.to_vec());
+        let (step, what, signatures) = self
+            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sigs, now))
             .await
             .unwrap_or_else(|e| {
                 (
                     Step::Answer(refused(Some(op), GateReason::Journal, e)),
                     None,
+                    Vec::new(),
                 )
             });
         let d = self.finish(step).await;
-        match what {
+        let decision = match what {
             Some((kind, guest)) => self.audit(kind, Some(guest), d).await,
             None => d,
+        };
+        Presented {
+            decision,
+            signatures,
         }
     }
 
-    /// A destructive op that arrives as a job: the same checks as a held delta.
+    /// A destructive op that arrives as a job (one signature): the same checks as a held delta.
     pub async fn run_signed_job(
         &self,
         payload: &[u8],
         sig: &[u8],
         now: OffsetDateTime,
     ) -> Decision {
-        let (p, s) = (payload.to_vec(), sig.to_vec());
-        let step = self
+        self.run_job(payload, &[sig.to_vec()], now).await.decision
+    }
+
+    /// A signed job with its signatures: they are counted together in this one presentation
+    /// (a job keeps nothing when it falls short of its threshold).
+    pub async fn run_job(
+        &self,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Presented {
+        let (p, s) = (payload.to_vec(), sigs.to_vec());
+        let (step, signatures) = self
             .off_worker(move |c| c.begin_job(&p, &s, now))
             .await
-            .unwrap_or_else(|e| JobStep::Answered(refused(None, GateReason::Journal, e)));
+            .unwrap_or_else(|e| {
+                (
+                    JobStep::Answered(refused(None, GateReason::Journal, e)),
+                    Vec::new(),
+                )
+            });
         match step {
-            JobStep::Answered(d) => d,
+            JobStep::Answered(decision) => Presented {
+                decision,
+                signatures,
+            },
             JobStep::Submit(action, identity) => {
                 let sub = Submission {
                     identity,
                     ..Submission::default()
                 };
-                self.submit(action, sub, Some((payload, sig)), now).await
+                self.submit_with(action, sub, Some((payload.to_vec(), sigs.to_vec())), now)
+                    .await
             }
         }
     }
@@ -283,7 +352,7 @@ impl Core {
             .unwrap_or_default()
     }
 
-    fn verify(
+    pub(crate) fn verify(
         &self,
         payload: &[u8],
         sig: &[u8],
@@ -334,7 +403,7 @@ impl Core {
         )
     }
 
-    fn new_op(action: &Action, class: Class, sub: &Submission) -> NewOp {
+    pub(crate) fn new_op(action: &Action, class: Class, sub: &Submission) -> NewOp {
         NewOp {
             action: action.clone(),
             class,
@@ -349,21 +418,32 @@ impl Core {
         &self,
         action: &Action,
         sub: &Submission,
-        signed: Option<(&[u8], &[u8])>,
+        signed: Option<(&[u8], &[Vec<u8>])>,
         now: OffsetDateTime,
-    ) -> Step {
+    ) -> (Step, Vec<SigVerdict>) {
         let verdict = self.classify(action, sub);
         // A presented signature is always settled on the signed path, even for an action that
         // would be benign without it: verified, bound, and its nonce spent, or refused. Otherwise
         // the same bytes could run again.
-        if let Some((payload, sig)) = signed {
+        if let Some((payload, sigs)) = signed {
             let class = if verdict.is_destructive() {
                 Class::Destructive
             } else {
                 Class::Benign
             };
-            return self.authorize(None, action, class, sub, payload, sig, now);
+            return self.authorize(None, action, class, sub, payload, sigs, now);
         }
+        (self.begin_unsigned(action, sub, verdict, now), Vec::new())
+    }
+
+    /// The unsigned half of `submit`: benign runs, destructive is held with its template.
+    fn begin_unsigned(
+        &self,
+        action: &Action,
+        sub: &Submission,
+        verdict: Verdict,
+        now: OffsetDateTime,
+    ) -> Step {
         match verdict {
             Verdict::Benign(_) => {
                 let rec = match self
@@ -392,72 +472,92 @@ impl Core {
                     guard,
                 }
             }
-            Verdict::Destructive(why) => match signed {
-                None => {
-                    let template = match pending_template(
-                        action,
-                        sub.identity.as_deref(),
-                        &self.host(),
-                        now,
-                    ) {
+            Verdict::Destructive(why) => {
+                let template =
+                    match pending_template(action, sub.identity.as_deref(), &self.host(), now) {
                         Ok(t) => t,
                         Err(e) => return Step::Answer(refused(None, GateReason::Journal, e)),
                     };
-                    let state = OpState::PendingSignature {
-                        template: template.clone(),
-                    };
-                    Step::Answer(
-                        match self
-                            .journal
-                            .record(Self::new_op(action, Class::Destructive, sub), state)
-                        {
-                            Ok(rec) => Decision::PendingSignature {
-                                op: rec.id,
-                                template,
-                            },
-                            Err(e) => refused(None, GateReason::Journal, format!("{why}; {e}")),
+                let state = OpState::PendingSignature {
+                    template: template.clone(),
+                };
+                Step::Answer(
+                    match self
+                        .journal
+                        .record(Self::new_op(action, Class::Destructive, sub), state)
+                    {
+                        Ok(rec) => Decision::PendingSignature {
+                            op: rec.id,
+                            template,
                         },
-                    )
-                }
-                Some(_) => unreachable_signed(),
-            },
+                        Err(e) => refused(None, GateReason::Journal, format!("{why}; {e}")),
+                    },
+                )
+            }
         }
     }
 
-    /// The synchronous half of `sign_pending`; also returns what to audit the decision under,
-    /// when the held op was found.
+    /// The synchronous half of `approve_pending`; also returns what to audit the decision
+    /// under, when the held op was found, and each signature's verdict.
     fn begin_sign_pending(
         &self,
         op: OpId,
         payload: &[u8],
-        sig: &[u8],
+        sigs: &[Vec<u8>],
         now: OffsetDateTime,
-    ) -> (Step, Option<(&'static str, u32)>) {
+    ) -> (Step, Option<(&'static str, u32)>, Vec<SigVerdict>) {
         let rec = match self.journal.get(op) {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return (
                     Step::Answer(refused(None, GateReason::Journal, format!("no op {op}"))),
                     None,
+                    Vec::new(),
                 )
             }
             Err(e) => {
                 return (
                     Step::Answer(refused(None, GateReason::Journal, e.to_string())),
                     None,
+                    Vec::new(),
                 )
             }
         };
         if rec.class != Class::Destructive
             || !matches!(rec.state(), OpState::PendingSignature { .. })
         {
-            // Presented again after it ran: if the signature holds up to the nonce step, a
-            // replay, answered with the first outcome; nothing is told to an unverified caller.
-            // A valid signature for an op that is no longer held (superseded, refused) is
-            // spent here: it must not run later as a job on whatever holds the VMID then.
+            return (self.not_held(&rec, payload, sigs, now), None, Vec::new());
+        }
+        let sub = Submission {
+            txn: rec.txn,
+            scratch: rec.scratch,
+            identity: rec.identity.clone(),
+        };
+        let (step, verdicts) =
+            self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sigs, now);
+        (
+            step,
+            Some((rec.action.op_kind(), rec.guest.get())),
+            verdicts,
+        )
+    }
+
+    /// Signatures presented for an op that is no longer held (it ran, was superseded or
+    /// refused). If one holds up to the nonce step, the answer is a replay with the first
+    /// outcome; nothing is told to an unverified caller. A valid signature for this very op is
+    /// spent here: it must not run later as a job on whatever holds the VMID then.
+    fn not_held(
+        &self,
+        rec: &steward_journal::OpRecord,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Step {
+        let op = rec.id;
+        for sig in sigs {
             match self.verify(payload, sig, now) {
                 Err(r) if r.reason == Reason::Replay => {
-                    return (Step::Answer(self.rejection(Some(op), payload, r)), None);
+                    return Step::Answer(self.rejection(Some(op), payload, r));
                 }
                 Ok(v) => {
                     // Only a signature for this very op is spent: one for another op (still
@@ -468,10 +568,11 @@ impl Core {
                         && v.payload.params == b.params;
                     if this_op {
                         if let Err(e) = self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
-                            return (
-                                Step::Answer(refused(Some(op), GateReason::Journal, e.to_string())),
-                                None,
-                            );
+                            return Step::Answer(refused(
+                                Some(op),
+                                GateReason::Journal,
+                                e.to_string(),
+                            ));
                         }
                         audit::decision(
                             &self.journal,
@@ -486,66 +587,68 @@ impl Core {
                             ),
                         );
                     }
+                    // All signatures are over the same bytes: one nonce, spent once.
+                    break;
                 }
                 Err(_) => {}
             }
-            return (
-                Step::Answer(refused(
-                    Some(op),
-                    GateReason::BindingMismatch,
-                    format!(
-                        "op {op} is not a held destructive op (it is {})",
-                        rec.state().name()
-                    ),
-                )),
-                None,
-            );
         }
-        let sub = Submission {
-            txn: rec.txn,
-            scratch: rec.scratch,
-            identity: rec.identity.clone(),
-        };
-        let step = self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sig, now);
-        (step, Some((rec.action.op_kind(), rec.guest.get())))
+        Step::Answer(refused(
+            Some(op),
+            GateReason::BindingMismatch,
+            format!(
+                "op {op} is not a held destructive op (it is {})",
+                rec.state().name()
+            ),
+        ))
     }
 
-    /// The synchronous half of `run_signed_job`: verify, then rotate keys or name the action.
-    fn begin_job(&self, payload: &[u8], sig: &[u8], now: OffsetDateTime) -> JobStep {
-        let verified = match self.verify(payload, sig, now) {
-            Ok(v) => v,
-            Err(r) => {
+    /// The synchronous half of `run_job`: verify, then rotate keys or name the action.
+    fn begin_job(
+        &self,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> (JobStep, Vec<SigVerdict>) {
+        let (passed, verdicts) = match self.verify_each(payload, sigs, now) {
+            Ok(x) => x,
+            Err((r, verdicts)) => {
                 let d = self.rejection(None, payload, r);
                 audit::decision(&self.journal, "job", None, &d);
-                return JobStep::Answered(d);
+                return (JobStep::Answered(d), verdicts);
             }
         };
-        if verified.payload.op == "keys.rotate" {
-            let d = self.rotate(&verified, now);
+        let Some((_, first)) = passed.first() else {
+            // verify_each answers Err when nothing passed.
+            let d = refused(
+                None,
+                GateReason::Authz(Reason::MalformedSignature),
+                "no signature",
+            );
+            return (JobStep::Answered(d), verdicts);
+        };
+        if first.payload.op == "keys.rotate" {
+            let (d, verdicts) = self.rotate(&passed, verdicts, now);
             audit::decision(&self.journal, "keys.rotate", None, &d);
-            return JobStep::Answered(d);
+            return (JobStep::Answered(d), verdicts);
         }
         match action_from_op(
-            &verified.payload.op,
-            verified.payload.guest,
-            &verified.payload.params,
+            &first.payload.op,
+            first.payload.guest,
+            &first.payload.params,
         ) {
-            Ok((a, identity)) => JobStep::Submit(a, identity),
+            // The signatures are judged again, with role, binding and count, on the signed path.
+            Ok((a, identity)) => (JobStep::Submit(a, identity), Vec::new()),
             Err(e) => {
                 let d = refused(None, GateReason::BindingMismatch, e);
-                audit::decision(
-                    &self.journal,
-                    &verified.payload.op,
-                    verified.payload.guest,
-                    &d,
-                );
-                JobStep::Answered(d)
+                audit::decision(&self.journal, &first.payload.op, first.payload.guest, &d);
+                (JobStep::Answered(d), verdicts)
             }
         }
     }
 
     /// Authz rejection → decision; a replay answers with the first outcome.
-    fn rejection(&self, op: Option<OpId>, payload: &[u8], r: Rejection) -> Decision {
+    pub(crate) fn rejection(&self, op: Option<OpId>, payload: &[u8], r: Rejection) -> Decision {
         if r.reason == Reason::Replay {
             let first = OpPayload::parse(payload, i64::MAX)
                 .ok()
@@ -556,177 +659,97 @@ impl Core {
         refused(op, GateReason::Authz(r.reason), r.detail)
     }
 
-    /// The signed path: verify → role → binding → nonce consumed with the intent, durably.
-    #[allow(clippy::too_many_arguments)]
-    fn authorize(
-        &self,
-        existing: Option<OpId>,
-        action: &Action,
-        class: Class,
-        sub: &Submission,
-        payload: &[u8],
-        sig: &[u8],
-        now: OffsetDateTime,
-    ) -> Step {
-        Step::Answer(
-            match self.authorize_inner(existing, action, class, sub, payload, sig, now) {
-                Ok(op) => {
-                    // The signature named the guest: the executor checks it still is that one.
-                    let guard = if binds_identity(action) {
-                        Guard::Identity(sub.identity.clone())
-                    } else if matches!(action, Action::Create { .. }) {
-                        Guard::Absent
-                    } else {
-                        Guard::Nothing
-                    };
-                    return Step::Run {
-                        op,
-                        action: action.clone(),
-                        signed: true,
-                        guard,
-                    };
-                }
-                Err(d) => d,
-            },
-        )
+    /// Whether the trust-store line `admitted_by` (a line's key fingerprint) still admits
+    /// `role` at `now`: an approval, or a rotation's signer, counts only while it does.
+    pub(crate) fn still_admits(&self, admitted_by: &str, role: Role, now: OffsetDateTime) -> bool {
+        let at = now.unix_timestamp();
+        self.verifier.read().is_ok_and(|g| {
+            g.trust_store().entries().iter().any(|e| {
+                e.fingerprint() == admitted_by && e.role == role && rotation::valid_at(e, at)
+            })
+        })
     }
 
-    /// `Ok(op)`: the op is durably in `intent` with its nonce consumed; `Err`: the answer.
-    #[allow(clippy::too_many_arguments)]
-    fn authorize_inner(
+    /// `keys.rotate` by the signatures that passed: the role whose distinct keys meet its
+    /// threshold rotates (recovery first: its rules are the wider), under the role rules, at
+    /// least one recovery key, durable nonce, atomic write, swap.
+    fn rotate(
         &self,
-        existing: Option<OpId>,
-        action: &Action,
-        class: Class,
-        sub: &Submission,
-        payload: &[u8],
-        sig: &[u8],
+        passed: &[crate::signed::Passed],
+        mut verdicts: Vec<SigVerdict>,
         now: OffsetDateTime,
-    ) -> Result<OpId, Decision> {
-        // The held op stays held on a refusal (a wrong signature must not cancel it); a new
-        // submission's refusal is recorded as a refused op.
-        let record_refusal = |reason: GateReason, detail: String| -> Decision {
-            if existing.is_some() {
-                return refused(existing, reason, detail);
-            }
-            let state = OpState::Refused {
-                code: reason.code().into(),
-                detail: detail.clone(),
-            };
-            let op = self
-                .journal
-                .record(Self::new_op(action, class, sub), state)
-                .ok()
-                .map(|r| r.id);
-            refused(op, reason, detail)
-        };
-        // 1. authz's locked pipeline (with the journal as nonce store).
-        let verified = match self.verify(payload, sig, now) {
-            Ok(v) => v,
-            Err(r) if r.reason == Reason::Replay => {
-                return Err(self.rejection(existing, payload, r))
-            }
-            Err(r) => return Err(record_refusal(GateReason::Authz(r.reason), r.detail)),
-        };
-        // 2. role scoping: recovery keys rotate keys and nothing else.
-        if verified.role != Role::Operational {
-            return Err(record_refusal(
-                GateReason::RoleDenied,
-                format!(
-                    "a {} key may only rotate keys, not {}",
-                    verified.role,
-                    action.op_kind()
-                ),
-            ));
-        }
-        // 3. binding: op kind, guest and params exactly those of the held action.
-        let b = binding_of(action, sub.identity.as_deref());
-        if verified.payload.op != b.op
-            || verified.payload.guest != Some(b.guest.get())
-            || verified.payload.params != b.params
-        {
-            return Err(record_refusal(
-                GateReason::BindingMismatch,
-                format!(
-                    "signed {} on guest {:?} with {}; held {} on guest {} with {}",
-                    verified.payload.op,
-                    verified.payload.guest,
-                    serde_json::Value::Object(verified.payload.params.clone()),
-                    b.op,
-                    b.guest,
-                    serde_json::Value::Object(b.params.clone())
-                ),
-            ));
-        }
-        // 4. the nonce, consumed durably in the same step that moves the op to intent.
-        let op = match existing {
-            Some(op) => op,
-            None => match self
-                .journal
-                .record(Self::new_op(action, class, sub), OpState::Planned)
-            {
-                Ok(r) => r.id,
-                Err(e) => return Err(refused(None, GateReason::Journal, e.to_string())),
-            },
-        };
-        let signer = Signer {
-            principal: verified.principal.clone(),
-            key_fingerprint: verified.key_fingerprint.clone(),
-            role: verified.role,
-        };
-        match self.journal.consume_nonce_into_intent(
-            op,
-            &verified.payload.nonce,
-            verified.nonce_keep_until,
-            signer,
-        ) {
-            Ok(Consumed::Fresh) => Ok(op),
-            Ok(Consumed::AlreadyConsumed) => {
-                if existing.is_none() {
-                    let _ = self.journal.transition(
-                        op,
-                        OpState::Refused {
-                            code: Reason::Replay.code().into(),
-                            detail: "another presentation consumed the nonce first".into(),
-                        },
-                    );
-                }
-                Err(Decision::Replay {
-                    first: self
-                        .journal
-                        .by_nonce(&verified.payload.nonce)
-                        .ok()
-                        .flatten()
-                        .map(Box::new),
-                })
-            }
-            Err(e) => Err(refused(Some(op), GateReason::Journal, e.to_string())),
-        }
-    }
-
-    /// `keys.rotate`: role rules, at least one recovery key, durable nonce, atomic write, swap.
-    fn rotate(&self, v: &VerifiedOp, now: OffsetDateTime) -> Decision {
+    ) -> (Decision, Vec<SigVerdict>) {
         // Held from the check to the swap: the check sees the store the rotation replaces, and
         // a rotation verified against an older store (say, by a key another rotation just
         // retired) is re-checked against the current one below.
         let Ok(_rotating) = self.rotating.lock() else {
-            return refused(None, GateReason::Journal, "rotation lock poisoned");
+            return (
+                refused(None, GateReason::Journal, "rotation lock poisoned"),
+                verdicts,
+            );
         };
-        // The line that admitted the signer (its key, or for a certificate its CA's key) must
-        // still be in the current store, with the same role, and valid now.
-        if let Ok(g) = self.verifier.read() {
-            let at = now.unix_timestamp();
-            let still_admitted = g.trust_store().entries().iter().any(|e| {
-                e.fingerprint() == v.admitted_by && e.role == v.role && rotation::valid_at(e, at)
-            });
-            if !still_admitted {
-                return refused(
+        let mut counts = Vec::new();
+        let mut chosen = None;
+        for role in [Role::Recovery, Role::Operational] {
+            // The line that admitted each signer (its key, or for a certificate its CA's key)
+            // must still be in the current store, with the same role, and valid now.
+            let mut tally = crate::approval::Tally::default();
+            for (i, v) in passed.iter().filter(|(_, v)| v.role == role) {
+                let signer = crate::signed::signer_of(v);
+                verdicts[*i] = if !self.still_admits(&v.admitted_by, role, now) {
+                    SigVerdict::Refused {
+                        reason: GateReason::Authz(Reason::UnknownSigner),
+                        detail: "the line that admitted the signer left the trust store or is no longer valid".into(),
+                    }
+                } else if tally.add(&signer) {
+                    SigVerdict::Counted(signer)
+                } else {
+                    SigVerdict::AlreadyCounted(signer)
+                };
+            }
+            let needs = self.config.approval.threshold("keys.rotate", role);
+            counts.push(format!("{} of {needs} {role}", tally.count()));
+            if tally.count() >= usize::from(needs) && chosen.is_none() {
+                chosen = Some(role);
+            }
+        }
+        let Some(role) = chosen else {
+            let any_admitted = passed
+                .iter()
+                .any(|(_, v)| self.still_admits(&v.admitted_by, v.role, now));
+            let d = if !any_admitted {
+                refused(
                     None,
                     GateReason::Authz(Reason::UnknownSigner),
                     "the line that admitted the signer left the trust store or is no longer valid",
-                );
-            }
-        }
+                )
+            } else {
+                refused(
+                    None,
+                    GateReason::Threshold,
+                    format!(
+                        "keys.rotate needs more distinct keys of one role: has {}",
+                        counts.join(", ")
+                    ),
+                )
+            };
+            return (d, verdicts);
+        };
+        let Some((_, v)) = passed.iter().find(|(_, v)| v.role == role) else {
+            return (
+                refused(
+                    None,
+                    GateReason::Journal,
+                    "internal: no signer of the chosen role",
+                ),
+                verdicts,
+            );
+        };
+        (self.rotate_with(v, role, now), verdicts)
+    }
+
+    /// The rotation itself, once enough keys of `role` signed `v`'s payload.
+    fn rotate_with(&self, v: &VerifiedOp, role: Role, now: OffsetDateTime) -> Decision {
         let text = match (
             v.payload.params.len(),
             v.payload
@@ -761,7 +784,7 @@ impl Core {
             Ok(g) => g.trust_store().clone(),
             Err(_) => return refused(None, GateReason::Journal, "verifier lock poisoned"),
         };
-        let new = match rotation::check(&old, &text, v.role, now.unix_timestamp()) {
+        let new = match rotation::check(&old, &text, role, now.unix_timestamp()) {
             Ok(s) => s,
             Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
             Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
@@ -791,13 +814,4 @@ impl Core {
         }
         Decision::Rotated { entries }
     }
-}
-
-/// The signed case returns before the verdict is matched.
-fn unreachable_signed() -> Step {
-    Step::Answer(refused(
-        None,
-        GateReason::Journal,
-        "internal: a signed submission reached the unsigned path",
-    ))
 }

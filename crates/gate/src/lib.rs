@@ -9,6 +9,9 @@
 //!   the nonce is consumed durably in the same journal step that moves the op to `intent`; only
 //!   then does the executor run.
 //!
+//! - Under an m-of-n policy ([`ApprovalPolicy`]) the op runs only once enough distinct keys
+//!   approved the same bytes; until then a held op keeps its approvals in the journal.
+//!
 //! Every decision is audited twice: a `tracing` event (target `audit`) and a journal audit
 //! entry. Audit is a signal, never the guard: a failing sink changes no decision. The journal
 //! writes that must precede execution (intent, nonce) are the guard: if they fail, the op is
@@ -16,15 +19,18 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod approval;
 mod audit;
 pub mod binding;
 mod decision;
 mod executor;
 mod gate;
 pub mod rotation;
+mod signed;
 mod template;
 
-pub use decision::{Decision, GateReason, Outcome};
+pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};
+pub use decision::{Decision, GateReason, Outcome, Presented};
 pub use executor::{Executor, Guard};
 pub use gate::{Gate, GateConfig, Submission};
 pub use steward_model::{Failure, FailureKind};

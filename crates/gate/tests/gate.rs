@@ -93,6 +93,7 @@ fn gate_over(
         Box::new(exec),
         GateConfig {
             trust_store_path: Some(path),
+            ..GateConfig::default()
         },
     )
 }

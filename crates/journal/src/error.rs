@@ -41,6 +41,9 @@ pub enum JournalError {
     },
     /// A destructive op may reach `intent` only by consuming its signed op's nonce.
     NeedsNonce(OpId),
+    /// Approvals are collected only for a held (`pending_signature`) op; this one is in the
+    /// named state.
+    NotHeld(OpId, &'static str),
     /// Nonces are never pruned with a clock earlier than the last prune's: the clock went back
     /// (or the last prune ran ahead), and pruning now could forget nonces still in force.
     ClockBehind {
@@ -85,6 +88,10 @@ impl fmt::Display for JournalError {
             JournalError::NeedsNonce(id) => write!(
                 f,
                 "op {id} is destructive: it reaches intent only by consuming its signed op's nonce"
+            ),
+            JournalError::NotHeld(id, state) => write!(
+                f,
+                "op {id} is {state}, not held: no approval can be added to it"
             ),
             JournalError::ClockBehind { last, now } => write!(
                 f,

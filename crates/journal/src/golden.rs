@@ -9,7 +9,9 @@
 
 use crate::audit::{AuditEntry, GENESIS};
 use crate::journal::{AuditHead, NonceRecord, SCHEMA_VERSION};
-use crate::record::{Class, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId};
+use crate::record::{
+    Approval, Class, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -227,6 +229,7 @@ fn record(state: OpState) -> OpRecord {
             key_fingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
             role: Role::Operational,
         }),
+        approvals: Vec::new(),
         history: vec![
             Transition {
                 at_ms: 1_764_000_000_000,
@@ -262,6 +265,25 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
             &OpState::Failed { failure: f },
         ));
     }
+    // An m-of-n op held with one approval of two: the field is new in v1 and absent (not
+    // empty) from every record without approvals, so the older goldens above stay as written.
+    let mut partly = record(OpState::PendingSignature {
+        template: serde_json::json!({"v": 1, "op": "guest.destroy", "guest": 104}),
+    });
+    partly.nonce = None;
+    partly.signer = None;
+    partly.approvals = vec![Approval {
+        signer: Signer {
+            principal: "alice@example.org".into(),
+            key_fingerprint: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            role: Role::Operational,
+        },
+        admitted_by: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        payload: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        not_after: 1_764_003_600,
+        at_ms: 1_764_000_000_500,
+    }];
+    problems.extend(check("op-pending_signature-approved_1", &partly));
     problems.extend(check(
         "provenance",
         &ProvenanceFact {

@@ -10,7 +10,7 @@ use crate::barrier::{Barrier, WriteToken};
 use crate::error::JournalError;
 use crate::lifecycle;
 use crate::record::{
-    Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
+    Approval, Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
 };
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -371,6 +371,7 @@ impl Journal {
             identity: new.identity,
             nonce: None,
             signer: None,
+            approvals: Vec::new(),
             history: vec![Transition {
                 at_ms: now_ms(),
                 state: initial,
@@ -429,12 +430,16 @@ impl Journal {
     /// `keep_until`, Unix seconds), bind it and the signer to op `id`, and move the op to
     /// `intent`. Exactly one of concurrent presentations of one nonce gets `Fresh`. Durable
     /// before it returns.
+    ///
+    /// `approvals` are every approval that counted towards the op's threshold (empty under a
+    /// threshold of one); they replace those collected while the op was held.
     pub fn consume_nonce_into_intent(
         &self,
         id: OpId,
         nonce: &Nonce,
         keep_until: i64,
         signer: Signer,
+        approvals: Vec<Approval>,
     ) -> Result<Consumed, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
@@ -448,6 +453,7 @@ impl Journal {
         }
         rec.nonce = Some(nonce.as_str().to_string());
         rec.signer = Some(signer);
+        rec.approvals = approvals;
         rec.history.push(Transition {
             at_ms,
             state: OpState::Intent,
@@ -458,6 +464,47 @@ impl Journal {
         let token = w.commit()?;
         self.sync(token)?;
         Ok(Consumed::Fresh)
+    }
+
+    /// Adds `new` approvals to held op `id` (m-of-n, threshold not yet met), durably. Only a
+    /// `pending_signature` op collects approvals: once it left that state (it ran, was
+    /// superseded or refused) nothing more can be added, and this is
+    /// [`JournalError::NotHeld`]. Approvals of a key already recorded over the same bytes are not added twice.
+    pub fn add_approvals(&self, id: OpId, new: Vec<Approval>) -> Result<OpRecord, JournalError> {
+        let at_ms = now_ms();
+        let mut w = self.write()?;
+        let mut rec = w.load(id)?;
+        if !matches!(rec.state(), OpState::PendingSignature { .. }) {
+            return Err(JournalError::NotHeld(id, rec.state().name()));
+        }
+        let mut added = Vec::new();
+        for a in new {
+            let known = rec.approvals.iter().any(|b| {
+                b.payload == a.payload && b.signer.key_fingerprint == a.signer.key_fingerprint
+            });
+            if !known {
+                added.push(a.signer.clone());
+                rec.approvals.push(a);
+            }
+        }
+        if added.is_empty() {
+            return Ok(rec);
+        }
+        w.put(op_key(id), &rec)?;
+        w.audit(
+            at_ms,
+            serde_json::json!({
+                "type": "approvals_added",
+                "op": rec.id,
+                "guest": rec.guest,
+                "action": rec.action.op_kind(),
+                "signers": added,
+                "approvals": rec.approvals.len(),
+            }),
+        )?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(rec)
     }
 
     /// Records a nonce with no op (the plain `NonceStore::consume`).

@@ -28,5 +28,5 @@ pub use barrier::BarrierHook;
 pub use error::JournalError;
 pub use journal::{audit_key, Journal, SCHEMA_VERSION};
 pub use record::{
-    Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
+    Approval, Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
 };

@@ -52,6 +52,28 @@ pub struct Signer {
     pub role: Role,
 }
 
+/// One operator's approval of a held destructive op (m-of-n): a signature that passed the whole
+/// pipeline, its role and the binding, over the payload bytes whose SHA-256 is `payload`, while
+/// the threshold was not yet met. It names the key, not the signature: the signature itself is
+/// not needed again and nothing that authenticates is kept.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// Who signed (the key counts once, whatever certificate carried it).
+    #[serde(flatten)]
+    pub signer: Signer,
+    /// `SHA256:…` of the trust-store line's key that admitted the signer (its own key, or its
+    /// certificate authority's): an approval counts later only while that line still admits it.
+    pub admitted_by: String,
+    /// Lower-case hex SHA-256 of the exact payload bytes signed: approvals count together only
+    /// over the same bytes.
+    pub payload: String,
+    /// The signed payload's `not_after` (Unix seconds): past it (and the skew), the approval is
+    /// stale with the op's window.
+    pub not_after: i64,
+    /// When it was recorded (Unix ms).
+    pub at_ms: i64,
+}
+
 /// Where an op is in its life.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -171,8 +193,12 @@ pub struct OpRecord {
     pub identity: Option<String>,
     /// The signed op's nonce, once consumed.
     pub nonce: Option<String>,
-    /// Who signed.
+    /// Who signed (the signer whose presentation met the threshold).
     pub signer: Option<Signer>,
+    /// For a destructive op under an m-of-n policy: the approvals collected while it was held,
+    /// and, once it ran, every approval that counted. Empty for ops that never had one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
     /// Every state it has been in, oldest first; never empty.
     pub history: Vec<Transition>,
 }

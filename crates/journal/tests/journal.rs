@@ -127,7 +127,7 @@ fn a_destructive_op_reaches_intent_only_through_its_nonce() {
     ));
     let n = nonce(1);
     assert_eq!(
-        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer())
+        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer(), Vec::new())
             .unwrap(),
         Consumed::Fresh
     );
@@ -150,7 +150,7 @@ fn a_destructive_op_reaches_intent_only_through_its_nonce() {
     // A second presentation: a replay, and the journal can still say what the first did.
     let other = j.record(destroy(104), OpState::Planned).unwrap();
     assert_eq!(
-        j.consume_nonce_into_intent(other.id, &n, 2_000_000_000, signer())
+        j.consume_nonce_into_intent(other.id, &n, 2_000_000_000, signer(), Vec::new())
             .unwrap(),
         Consumed::AlreadyConsumed
     );
@@ -173,7 +173,7 @@ fn concurrent_presentations_of_one_nonce_exactly_one_wins() {
         .map(|id| {
             let (j, n) = (j.clone(), n.clone());
             std::thread::spawn(move || {
-                j.consume_nonce_into_intent(id, &n, 2_000_000_000, signer())
+                j.consume_nonce_into_intent(id, &n, 2_000_000_000, signer(), Vec::new())
                     .unwrap()
             })
         })
@@ -232,7 +232,7 @@ fn everything_survives_a_reopen() {
         let j = Journal::create(&path).unwrap();
         let op = j.record(destroy(104), OpState::Planned).unwrap();
         let n = nonce(3);
-        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer())
+        j.consume_nonce_into_intent(op.id, &n, 2_000_000_000, signer(), Vec::new())
             .unwrap();
         (op.id, n)
     };
@@ -417,4 +417,66 @@ fn provenance_names_the_guest_and_is_forgotten_when_the_vmid_is_seen_absent() {
     assert!(j.provenance(Vmid::new(300).unwrap()).unwrap().is_empty());
     assert!(!j.forget_provenance(Vmid::new(300).unwrap()).unwrap());
     assert!(j.verify_audit_chain().is_ok());
+}
+
+fn approval(key: &str, payload: &str) -> steward_journal::Approval {
+    steward_journal::Approval {
+        signer: Signer {
+            principal: format!("{key}@steward.test"),
+            key_fingerprint: format!("SHA256:{key}"),
+            role: Role::Operational,
+        },
+        admitted_by: format!("SHA256:{key}"),
+        payload: payload.into(),
+        not_after: 2_000_000_000,
+        at_ms: 1,
+    }
+}
+
+#[test]
+fn approvals_are_kept_with_the_held_op_across_a_reopen_once_per_key_and_never_after_it_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let held = OpState::PendingSignature {
+        template: serde_json::json!({"op": "guest.destroy"}),
+    };
+    let id = {
+        let j = Journal::create(&path).unwrap();
+        let op = j.record(destroy(104), held).unwrap();
+        let rec = j
+            .add_approvals(
+                op.id,
+                vec![approval("alice", "aa"), approval("alice", "aa")],
+            )
+            .unwrap();
+        assert_eq!(
+            rec.approvals.len(),
+            1,
+            "one key over the same bytes counts once"
+        );
+        op.id
+    };
+    let j = Journal::open(&path).unwrap();
+    let rec = j.get(id).unwrap().unwrap();
+    assert_eq!(rec.approvals, vec![approval("alice", "aa")]);
+    // The same key over other bytes is recorded (it is not counted with the first: the gate
+    // decides that); a second key is added.
+    let rec = j
+        .add_approvals(id, vec![approval("alice", "bb"), approval("bob", "aa")])
+        .unwrap();
+    assert_eq!(rec.approvals.len(), 3);
+    let n = nonce(9);
+    let counted = vec![approval("alice", "aa"), approval("bob", "aa")];
+    j.consume_nonce_into_intent(id, &n, 2_000_000_000, signer(), counted.clone())
+        .unwrap();
+    let rec = j.get(id).unwrap().unwrap();
+    assert_eq!(
+        rec.approvals, counted,
+        "what counted replaces what was collected"
+    );
+    assert!(matches!(
+        j.add_approvals(id, vec![approval("carol", "aa")]),
+        Err(JournalError::NotHeld(_, "intent"))
+    ));
+    assert!(j.verify_audit_chain().unwrap().intact());
 }

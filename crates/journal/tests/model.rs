@@ -127,7 +127,7 @@ proptest! {
                     if m.ops.is_empty() { continue; }
                     let id = *m.ops.keys().nth(op % m.ops.len()).unwrap();
                     let signer = Signer { principal: "p".into(), key_fingerprint: "SHA256:f".into(), role: Role::Operational };
-                    let got = j.consume_nonce_into_intent(id, &nonce(n), 2_000_000_000, signer);
+                    let got = j.consume_nonce_into_intent(id, &nonce(n), 2_000_000_000, signer, Vec::new());
                     let (_, hist) = m.ops.get_mut(&id).unwrap();
                     if m.nonces.contains(&n) {
                         prop_assert_eq!(got.unwrap(), Consumed::AlreadyConsumed);

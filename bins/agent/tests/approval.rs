@@ -1,0 +1,156 @@
+//! m-of-n as an administrator and two operators use it: the real agent with
+//! `[approval] guest.destroy = 2` holds a destroy; the first operator's signature is kept as an
+//! approval (the CLI shows "needs 2 signatures, has 1"), survives a restart of the agent, and the
+//! second operator's signature after the restart runs the destroy exactly once.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{calls, sim, until, Agent};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use steward_testkit::{KeyType, Keygen};
+
+fn start(cfg: &Path) -> Agent {
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn cli(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .args(args)
+        .arg("--socket")
+        .arg(dir.join("agent.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
+    let sim = sim(Duration::from_millis(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cfg = common::config(
+        d,
+        &sim,
+        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
+    );
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("[approval]\nguest.destroy = 2\n");
+    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(
+        d.join("desired.toml"),
+        "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n",
+    )
+    .unwrap();
+    let kg = Keygen::new().unwrap();
+    let alice = kg.key(KeyType::Ed25519, "alice").unwrap();
+    let bob = kg.key(KeyType::Ed25519, "bob").unwrap();
+    std::fs::write(
+        d.join("allowed_signers"),
+        format!(
+            "alice@steward.test namespaces=\"op@steward\" {}\nbob@steward.test namespaces=\"op@steward\" {}\n",
+            alice.public_line, bob.public_line
+        ),
+    )
+    .unwrap();
+
+    let agent = start(&cfg);
+    until("103 held", Duration::from_secs(30), || {
+        cli(d, &["pending"]).1.contains("guest.destroy 103")
+    })
+    .await;
+    let (_, listed) = cli(d, &["pending"]);
+    assert!(listed.contains("needs 2 signatures, has 0"), "{listed}");
+    let id: String = listed
+        .strip_prefix("op ")
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (_, template) = cli(d, &["pending", "show", &id, "--template"]);
+    let op_file = d.join("op.json");
+    std::fs::write(&op_file, &template).unwrap();
+    let sign = |key: &steward_testkit::Key, name: &str| {
+        let p = d.join(name);
+        std::fs::write(
+            &p,
+            kg.sign(&key.private, "op@steward", template.as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        p
+    };
+    let a = sign(&alice, "alice.sig");
+    let submit = |sigs: &[&Path]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+            .arg("submit")
+            .arg(&op_file)
+            .args(sigs)
+            .arg("--socket")
+            .arg(d.join("agent.sock"))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // Alice's signature twice in one submission: one key, one approval.
+    let (code, said) = submit(&[&a, &a]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.starts_with("partly_approved") && said.contains("needs 2 signatures, has 1"),
+        "{said}"
+    );
+    assert!(said.contains("already_counted"), "{said}");
+    let (_, listed) = cli(d, &["pending"]);
+    assert!(
+        listed.contains("needs 2 signatures, has 1: alice@steward.test"),
+        "{listed}"
+    );
+    let (_, status) = cli(d, &["status"]);
+    assert!(status.contains("guest.destroy 2"), "{status}");
+    assert_eq!(calls(&sim, 103, "destroy"), 0);
+
+    // A restart: the approval is in the journal, not in memory.
+    let pid = agent.0.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    drop(agent);
+    let _agent = start(&cfg);
+    until("the agent answers again", Duration::from_secs(30), || {
+        cli(d, &["pending"]).1.contains("has 1: alice@steward.test")
+    })
+    .await;
+    let b = sign(&bob, "bob.sig");
+    let (code, said) = submit(&[&b]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.starts_with("executed"), "{said}");
+    until("103 destroyed", Duration::from_secs(20), || {
+        !sim.with_node(|n| n.st.guests.contains_key(&103))
+    })
+    .await;
+    let (_, again) = submit(&[&a, &b]);
+    assert!(again.starts_with("replay"), "{again}");
+    assert_eq!(calls(&sim, 103, "destroy"), 1, "the destroy ran twice");
+    let (_, op) = cli(d, &["op", &id]);
+    let op: serde_json::Value = serde_json::from_str(&op).unwrap();
+    assert_eq!(op["approvals"].as_array().map(Vec::len), Some(2), "{op}");
+}

@@ -1,0 +1,343 @@
+//! The gate's signed path: every presented signature through authz's locked pipeline and role
+//! scoping, the payload's binding to the action, the tally of distinct approving keys against
+//! the op kind's threshold (with the approvals a held op collected before), and then either the
+//! nonce consumed with the intent in one durable step, or the new approvals kept with the held
+//! op. It must never run an op whose threshold is not met, never count one key twice, and never
+//! let a refused signature change what the others decide.
+
+use crate::approval::{payload_digest, SigVerdict, Tally};
+use crate::binding::{binding_of, binds_identity};
+use crate::decision::{Decision, GateReason};
+use crate::executor::Guard;
+use crate::gate::{refused, Core, Step, Submission};
+use steward_authz::{Consumed, Reason, Rejection, Role, VerifiedOp};
+use steward_journal::{Approval, Class, OpId, OpState, Signer};
+use steward_model::Action;
+use time::OffsetDateTime;
+
+/// A signature that passed the pipeline: its index in the presentation, and what it verified.
+pub(crate) type Passed = (usize, VerifiedOp);
+
+/// What `verify_each` found: the signatures that passed and every signature's verdict, or the
+/// rejection that answers the presentation (with the verdicts so far).
+pub(crate) type Judged = Result<(Vec<Passed>, Vec<SigVerdict>), (Rejection, Vec<SigVerdict>)>;
+
+/// Who signed `v`, as the journal records it.
+pub(crate) fn signer_of(v: &VerifiedOp) -> Signer {
+    Signer {
+        principal: v.principal.clone(),
+        key_fingerprint: v.key_fingerprint.clone(),
+        role: v.role,
+    }
+}
+
+impl Core {
+    /// Each signature through the pipeline, over the one payload. `Ok`: those that passed (at
+    /// least one) and every signature's verdict so far (a passed one reads `counted` until
+    /// the tally says otherwise). `Err`: a replay (the nonce is spent; the caller answers
+    /// with the first outcome), or nothing passed (the first refusal, every detail named).
+    pub(crate) fn verify_each(
+        &self,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> Judged {
+        if sigs.is_empty() {
+            return Err((
+                Rejection::new(Reason::MalformedSignature, "no signature presented"),
+                Vec::new(),
+            ));
+        }
+        let mut passed = Vec::new();
+        let mut verdicts = Vec::with_capacity(sigs.len());
+        let mut refusals: Vec<Rejection> = Vec::new();
+        for (i, sig) in sigs.iter().enumerate() {
+            match self.verify(payload, sig, now) {
+                Ok(v) => {
+                    verdicts.push(SigVerdict::Counted(signer_of(&v)));
+                    passed.push((i, v));
+                }
+                Err(r) => {
+                    verdicts.push(SigVerdict::Refused {
+                        reason: GateReason::Authz(r.reason),
+                        detail: r.detail.clone(),
+                    });
+                    if r.reason == Reason::Replay {
+                        return Err((r, verdicts));
+                    }
+                    refusals.push(r);
+                }
+            }
+        }
+        if !passed.is_empty() {
+            return Ok((passed, verdicts));
+        }
+        let first = refusals.swap_remove(0);
+        if sigs.len() == 1 {
+            return Err((first, verdicts));
+        }
+        let detail = verdicts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| match v {
+                SigVerdict::Refused { reason, detail } => {
+                    Some(format!("signature {}: {reason}: {detail}", i + 1))
+                }
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err((Rejection::new(first.reason, detail), verdicts))
+    }
+
+    /// The signed path for `action`: `existing` is the held op the signatures are presented
+    /// for (None: a new signed submission). Returns what to do and each signature's verdict.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn authorize(
+        &self,
+        existing: Option<OpId>,
+        action: &Action,
+        class: Class,
+        sub: &Submission,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+    ) -> (Step, Vec<SigVerdict>) {
+        let mut verdicts = Vec::new();
+        let step = match self.authorize_inner(
+            existing,
+            action,
+            class,
+            sub,
+            payload,
+            sigs,
+            now,
+            &mut verdicts,
+        ) {
+            Ok(op) => {
+                // The signature named the guest: the executor checks it still is that one.
+                let guard = if binds_identity(action) {
+                    Guard::Identity(sub.identity.clone())
+                } else if matches!(action, Action::Create { .. }) {
+                    Guard::Absent
+                } else {
+                    Guard::Nothing
+                };
+                Step::Run {
+                    op,
+                    action: action.clone(),
+                    signed: true,
+                    guard,
+                }
+            }
+            Err(d) => Step::Answer(d),
+        };
+        (step, verdicts)
+    }
+
+    /// `Ok(op)`: the op is durably in `intent` with its nonce consumed; `Err`: the answer.
+    #[allow(clippy::too_many_arguments)]
+    fn authorize_inner(
+        &self,
+        existing: Option<OpId>,
+        action: &Action,
+        class: Class,
+        sub: &Submission,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        now: OffsetDateTime,
+        verdicts: &mut Vec<SigVerdict>,
+    ) -> Result<OpId, Decision> {
+        // The held op stays held on a refusal (a wrong signature must not cancel it); a new
+        // submission's refusal is recorded as a refused op.
+        let record_refusal = |reason: GateReason, detail: String| -> Decision {
+            if existing.is_some() {
+                return refused(existing, reason, detail);
+            }
+            let state = OpState::Refused {
+                code: reason.code().into(),
+                detail: detail.clone(),
+            };
+            let op = self
+                .journal
+                .record(Self::new_op(action, class, sub), state)
+                .ok()
+                .map(|r| r.id);
+            refused(op, reason, detail)
+        };
+        // 1. authz's locked pipeline (with the journal as nonce store), each signature.
+        let passed = match self.verify_each(payload, sigs, now) {
+            Ok((passed, v)) => {
+                *verdicts = v;
+                passed
+            }
+            Err((r, v)) => {
+                *verdicts = v;
+                if r.reason == Reason::Replay {
+                    return Err(self.rejection(existing, payload, r));
+                }
+                return Err(record_refusal(GateReason::Authz(r.reason), r.detail));
+            }
+        };
+        // 2. role scoping: recovery keys rotate keys and nothing else.
+        let role_denied = |v: &VerifiedOp| {
+            format!(
+                "a {} key may only rotate keys, not {}",
+                v.role,
+                action.op_kind()
+            )
+        };
+        let mut operational = Vec::new();
+        let mut denied = None;
+        for (i, v) in passed {
+            if v.role == Role::Operational {
+                operational.push((i, v));
+            } else {
+                let detail = role_denied(&v);
+                verdicts[i] = SigVerdict::Refused {
+                    reason: GateReason::RoleDenied,
+                    detail: detail.clone(),
+                };
+                denied.get_or_insert(detail);
+            }
+        }
+        let Some((_, first)) = operational.first() else {
+            let detail = denied.unwrap_or_default();
+            return Err(record_refusal(GateReason::RoleDenied, detail));
+        };
+        // 3. binding: op kind, guest and params exactly those of the held action. Every
+        // signature is over the same bytes, so one check binds them all.
+        let b = binding_of(action, sub.identity.as_deref());
+        if first.payload.op != b.op
+            || first.payload.guest != Some(b.guest.get())
+            || first.payload.params != b.params
+        {
+            let detail = format!(
+                "signed {} on guest {:?} with {}; held {} on guest {} with {}",
+                first.payload.op,
+                first.payload.guest,
+                serde_json::Value::Object(first.payload.params.clone()),
+                b.op,
+                b.guest,
+                serde_json::Value::Object(b.params.clone())
+            );
+            for (i, _) in &operational {
+                verdicts[*i] = SigVerdict::Refused {
+                    reason: GateReason::BindingMismatch,
+                    detail: detail.clone(),
+                };
+            }
+            return Err(record_refusal(GateReason::BindingMismatch, detail));
+        }
+        // 4. the tally: distinct keys over these exact bytes, with what a held op collected
+        // (each approval counts only while the line that admitted it still does).
+        let digest = payload_digest(payload);
+        let needs = self
+            .config
+            .approval
+            .threshold(action.op_kind(), Role::Operational);
+        let mut tally = Tally::default();
+        let mut counted: Vec<Approval> = Vec::new();
+        if let Some(op) = existing {
+            let prior = match self.journal.get(op) {
+                Ok(r) => r.map(|r| r.approvals).unwrap_or_default(),
+                Err(e) => return Err(refused(Some(op), GateReason::Journal, e.to_string())),
+            };
+            for a in prior {
+                if a.payload == digest
+                    && a.signer.role == Role::Operational
+                    && self.still_admits(&a.admitted_by, Role::Operational, now)
+                    && tally.add(&a.signer)
+                {
+                    counted.push(a);
+                }
+            }
+        }
+        let before = counted.len();
+        let at_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        for (i, v) in &operational {
+            let signer = signer_of(v);
+            if tally.add(&signer) {
+                verdicts[*i] = SigVerdict::Counted(signer.clone());
+                counted.push(Approval {
+                    signer,
+                    admitted_by: v.admitted_by.clone(),
+                    payload: digest.clone(),
+                    not_after: v.payload.not_after.unix_timestamp(),
+                    at_ms,
+                });
+            } else {
+                verdicts[*i] = SigVerdict::AlreadyCounted(signer);
+            }
+        }
+        if tally.count() < usize::from(needs) {
+            let fresh = counted[before..].to_vec();
+            return Err(match existing {
+                Some(op) => match self.journal.add_approvals(op, fresh) {
+                    Ok(_) => Decision::PartlyApproved {
+                        op,
+                        needs,
+                        approvals: tally.signers().to_vec(),
+                    },
+                    Err(e) => refused(Some(op), GateReason::Journal, e.to_string()),
+                },
+                None => record_refusal(
+                    GateReason::Threshold,
+                    format!(
+                        "{} needs signatures from {needs} distinct operational keys, has {}: {}",
+                        action.op_kind(),
+                        tally.count(),
+                        tally.names()
+                    ),
+                ),
+            });
+        }
+        // 5. the nonce, consumed durably in the same step that moves the op to intent.
+        let op = match existing {
+            Some(op) => op,
+            None => match self
+                .journal
+                .record(Self::new_op(action, class, sub), OpState::Planned)
+            {
+                Ok(r) => r.id,
+                Err(e) => return Err(refused(None, GateReason::Journal, e.to_string())),
+            },
+        };
+        // The signer of record is the one whose presentation met the threshold.
+        let signer = counted[before..]
+            .first()
+            .or(counted.last())
+            .map(|a| a.signer.clone())
+            .unwrap_or_else(|| signer_of(first));
+        let approvals = if needs > 1 { counted } else { Vec::new() };
+        match self.journal.consume_nonce_into_intent(
+            op,
+            &first.payload.nonce,
+            first.nonce_keep_until,
+            signer,
+            approvals,
+        ) {
+            Ok(Consumed::Fresh) => Ok(op),
+            Ok(Consumed::AlreadyConsumed) => {
+                if existing.is_none() {
+                    let _ = self.journal.transition(
+                        op,
+                        OpState::Refused {
+                            code: Reason::Replay.code().into(),
+                            detail: "another presentation consumed the nonce first".into(),
+                        },
+                    );
+                }
+                Err(Decision::Replay {
+                    first: self
+                        .journal
+                        .by_nonce(&first.payload.nonce)
+                        .ok()
+                        .flatten()
+                        .map(Box::new),
+                })
+            }
+            Err(e) => Err(refused(Some(op), GateReason::Journal, e.to_string())),
+        }
+    }
+}
