@@ -4,14 +4,20 @@
 //! power and memory of four guests, asks for a create and for the destroy of the guest created
 //! two rounds before; meanwhile an operator signs whatever is held (real `ssh-keygen`) and
 //! submits it through the local API. Then SIGKILL, and the next round restarts the agent.
+//! Halfway through, alice's key is rotated out for bob's (a signed `keys.rotate` job, retried
+//! with a fresh nonce until the trust store on disk has it: a kill between the nonce and the
+//! file loses a rotation, never half-applies one); held ops are signed by both keys at once, so
+//! whichever the agent admits counts.
 //!
 //! At the end the agent is started once more, every held op is signed, and the node must
 //! converge. Checked: destroy calls per guest as the simulator counted them (≤ 1, and only for
 //! a guest whose destroy a signed op authorized in the journal), acknowledged ops missing from
-//! the journal (0), convergence, and the audit chain.
+//! the journal (0), convergence, the audit chain,
+//! the rotation on disk once acknowledged, and no op authorized by alice after her retirement
+//! was acknowledged.
 
 use crate::crash::Rng;
-use crate::procs::{agent_config, bin, build, counter, trust_alice, Reaped, SimProc};
+use crate::procs::{agent_config, bin, build, counter, Reaped, SimProc};
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -23,7 +29,8 @@ use steward_model::Action;
 struct Run {
     dir: PathBuf,
     kg: steward_testkit::Keygen,
-    key: PathBuf,
+    /// Every operator key the harness holds (alice, then bob): each held op is signed by all.
+    keys: Vec<PathBuf>,
 }
 
 impl Run {
@@ -83,17 +90,23 @@ impl Run {
             let Some((0, template)) = self.cli(&["pending", "show", &id, "--template"]) else {
                 continue;
             };
-            let (op, sig) = (self.path("op.json"), self.path("op.json.sig"));
-            let Ok(signature) = self.kg.sign(&self.key, "op@steward", template.as_bytes()) else {
-                continue;
-            };
-            if std::fs::write(&op, &template).is_err() || std::fs::write(&sig, signature).is_err() {
+            let op = self.path("op.json");
+            if std::fs::write(&op, &template).is_err() {
                 continue;
             }
-            let op_s = op.display().to_string();
-            let sig_s = sig.display().to_string();
+            let mut args = vec!["submit".to_string(), op.display().to_string()];
+            for (i, key) in self.keys.iter().enumerate() {
+                let sig = self.path(&format!("op.json.{i}.sig"));
+                let Ok(signature) = self.kg.sign(key, "op@steward", template.as_bytes()) else {
+                    continue;
+                };
+                if std::fs::write(&sig, signature).is_ok() {
+                    args.push(sig.display().to_string());
+                }
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             // An answer is an acknowledgement: the op it names must be in the journal.
-            if let Some((0 | 1, said)) = self.cli(&["submit", &op_s, &sig_s]) {
+            if let Some((0 | 1, said)) = self.cli(&args) {
                 if let Some(n) = said
                     .split_whitespace()
                     .find_map(|w| w.strip_prefix("op="))
@@ -104,6 +117,34 @@ impl Run {
             }
         }
         acked
+    }
+
+    /// Signs (alice) and submits a `keys.rotate` job to `text`, fresh nonce; the first word of
+    /// the answer (`rotated`, `replay`, `refused:…`), None when the agent did not answer.
+    fn rotate(&self, text: &str, alice: &std::path::Path) -> Option<String> {
+        let now = time::OffsetDateTime::now_utc();
+        let fmt = |t: time::OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        let payload = serde_json::json!({
+            "v": 1, "op": "keys.rotate", "host": "pve-a",
+            "params": {"allowed_signers": text},
+            "nonce": steward_testkit::nonce(),
+            "not_before": fmt(now - time::Duration::minutes(1)),
+            "not_after": fmt(now + time::Duration::minutes(30)),
+        })
+        .to_string();
+        let (op, sig) = (self.path("rotate.json"), self.path("rotate.json.sig"));
+        let signature = self.kg.sign(alice, "op@steward", payload.as_bytes()).ok()?;
+        std::fs::write(&op, &payload).ok()?;
+        std::fs::write(&sig, signature).ok()?;
+        let (_, said) = self.cli(&[
+            "submit",
+            &op.display().to_string(),
+            &sig.display().to_string(),
+        ])?;
+        said.split_whitespace().next().map(str::to_string)
     }
 }
 
@@ -145,7 +186,23 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
     let sim = SimProc::start(d, 6, 400)?;
     let kg = steward_testkit::Keygen::new()?;
     let alice = kg.key(steward_testkit::KeyType::Ed25519, "alice")?;
-    trust_alice(d, &alice.public_line)?;
+    let bob = kg.key(steward_testkit::KeyType::Ed25519, "bob")?;
+    let vault = kg.key(steward_testkit::KeyType::Ed25519, "vault")?;
+    let vault_line = format!(
+        "vault@example.org namespaces=\"recovery@steward\" {}\n",
+        vault.public_line
+    );
+    std::fs::write(
+        d.join("allowed_signers"),
+        format!(
+            "alice@example.org namespaces=\"op@steward\" {}\n{vault_line}",
+            alice.public_line
+        ),
+    )?;
+    let rotated = format!(
+        "bob@example.org namespaces=\"op@steward\" {}\n{vault_line}",
+        bob.public_line
+    );
     agent_config(
         d,
         &sim,
@@ -157,17 +214,28 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
     let r = Run {
         dir: d.to_path_buf(),
         kg,
-        key: alice.private.clone(),
+        keys: vec![alice.private.clone(), bob.private.clone()],
     };
     let mut rng = Rng(seed | 1);
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     let t0 = Instant::now();
+    let rotate_from = iterations / 2;
+    let mut rotation_attempts = 0;
+    // When the agent answered `rotated` (Unix ms): alice is retired from then on.
+    let mut retired_at: Option<i64> = None;
+    let on_disk = |d: &std::path::Path| std::fs::read_to_string(d.join("allowed_signers"));
     for k in 0..iterations {
         std::fs::write(r.path("desired.toml"), desired(k, &mut rng))?;
         let mut agent = r.start()?;
         // Up to 3 s of work, then SIGKILL at a random moment in it.
         let kill_at = Instant::now() + Duration::from_millis(300 + rng.below(2700));
         while Instant::now() < kill_at {
+            if k >= rotate_from && on_disk(d)? != rotated && r.status().contains("recovered true") {
+                rotation_attempts += 1;
+                if r.rotate(&rotated, &alice.private).as_deref() == Some("rotated") {
+                    retired_at.get_or_insert(now_ms());
+                }
+            }
             acked.extend(r.sign_held(kill_at));
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -223,6 +291,38 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
         }
     }
     let audit = journal.verify_audit_chain()?;
+    // The rotation, once acknowledged, is on disk; and nothing ran on alice's signature after.
+    let rotation_kept = retired_at.is_none() || on_disk(d)? == rotated;
+    let by_alice_after: Vec<u64> = ops
+        .iter()
+        .filter(|o| {
+            o.signer
+                .as_ref()
+                .is_some_and(|s| s.principal.starts_with("alice"))
+        })
+        .filter(|o| {
+            let intent = o
+                .history
+                .iter()
+                .find(|t| t.state == steward_journal::OpState::Intent)
+                .map(|t| t.at_ms);
+            matches!((intent, retired_at), (Some(i), Some(r)) if i > r)
+        })
+        .map(|o| o.id.0)
+        .collect();
+    let by_bob = ops
+        .iter()
+        .filter(|o| {
+            o.signer
+                .as_ref()
+                .is_some_and(|s| s.principal.starts_with("bob"))
+        })
+        .count();
+    println!(
+        "key rotation: alice -> bob from round {rotate_from}, {rotation_attempts} attempt(s), acknowledged {}; on disk after: {}; ops authorized by bob {by_bob}, by alice after her retirement: {by_alice_after:?}",
+        if retired_at.is_some() { "yes" } else { "no" },
+        if rotation_kept { "yes" } else { "NO" },
+    );
     println!(
         "crash agent: {iterations} kills in {:.0} s; acknowledged ops {} (lost {}); destroy calls {destroy_calls} for {} signed destroys (more than one for a guest: {over:?}; without a signed op: {unsigned:?}); converged {}; audit chain {} entries, problems {:?}",
         t0.elapsed().as_secs_f64(),
@@ -234,8 +334,16 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
         audit.problems
     );
     Ok(lost.is_empty()
+        && rotation_kept
+        && (iterations < 2 || retired_at.is_some())
+        && by_alice_after.is_empty()
         && over.is_empty()
         && unsigned.is_empty()
         && converged
         && audit.problems.is_empty())
+}
+
+fn now_ms() -> i64 {
+    let t = time::OffsetDateTime::now_utc();
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

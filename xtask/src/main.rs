@@ -8,9 +8,11 @@ mod crash_agent;
 mod demo;
 mod diff;
 mod dist;
+mod fuzz;
 mod interop;
 mod layers;
 mod matrix;
+mod matrix_engine;
 mod matrix_gate;
 mod matrix_mofn;
 mod procs;
@@ -73,6 +75,18 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         cases: u32,
     },
+    /// Coverage-guided fuzzing (libFuzzer via cargo-fuzz, on stable with RUSTC_BOOTSTRAP=1).
+    Fuzz {
+        /// Executions per target.
+        #[arg(long, default_value_t = 10_000_000)]
+        runs: u64,
+        /// One target (sshsig, allowed_signers, op_payload, desired_state, hub_jobs).
+        #[arg(long)]
+        target: Option<String>,
+        /// Replace crates/fuzz-targets/corpus with a minimal corpus covering the new inputs too.
+        #[arg(long)]
+        merge: bool,
+    },
     /// The agent against the simulator with faults on, then time to converge once they stop.
     Soak {
         /// Minutes of faults.
@@ -112,6 +126,11 @@ fn main() -> ExitCode {
         Command::Dist => dist::run_dist(),
         Command::Soak { minutes, seed } => soak::run(minutes, seed),
         Command::Diff { cases } => diff::run(cases),
+        Command::Fuzz {
+            runs,
+            target,
+            merge,
+        } => fuzz::run(runs, target, merge),
         Command::Layers => layers::run(),
         Command::Interop => interop::run(),
         Command::Bench {

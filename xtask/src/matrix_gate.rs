@@ -181,11 +181,18 @@ impl Lab {
 
 /// Runs the gate cases.
 pub fn run() -> Result<Vec<GateRow>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    block_on(cases())
+}
+
+/// Runs an async group of cases on a runtime of its own (two workers, as the agent has).
+pub(crate) fn block_on(
+    cases: impl std::future::Future<Output = Result<Vec<GateRow>>>,
+) -> Result<Vec<GateRow>> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?;
-    rt.block_on(cases())
+        .build()?
+        .block_on(cases)
 }
 
 async fn cases() -> Result<Vec<GateRow>> {

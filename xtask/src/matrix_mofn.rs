@@ -17,7 +17,7 @@ use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 fn policy() -> Result<ApprovalPolicy> {
     Ok(ApprovalPolicy::new(
         1,
-        1,
+        2,
         [
             ("guest.destroy".to_string(), 2),
             ("keys.rotate".to_string(), 2),
@@ -138,11 +138,7 @@ impl Lab {
 
 /// Runs the m-of-n cases.
 pub fn run() -> Result<Vec<GateRow>> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(cases())
+    crate::matrix_gate::block_on(cases())
 }
 
 async fn cases() -> Result<Vec<GateRow>> {
@@ -180,7 +176,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
     // Presented after execution.
     let p = gate
-        .approve_pending(op, t.as_bytes(), &[b.clone()], l.now)
+        .approve_pending(op, t.as_bytes(), std::slice::from_ref(&b), l.now)
         .await;
     push(
         "threshold 2: a signature presented after the op executed is a replay",
@@ -224,6 +220,23 @@ async fn cases() -> Result<Vec<GateRow>> {
         .await;
     push(
         "threshold 2: two certificates (different principals) for one key: one approval, held",
+        "partly_approved 1/2",
+        &p,
+    );
+
+    // Two keys certified for one principal (what an SSO-backed CA hands one operator).
+    let (op, t) = hold(210).await?;
+    let k1 = l.kg.key(KeyType::Ed25519, "erin-laptop")?;
+    let k2 = l.kg.key(KeyType::Ed25519, "erin-desktop")?;
+    let e1 = l.cert(&k1, "erin@steward.test", "erin-1")?;
+    let e2 = l.cert(&k2, "erin@steward.test", "erin-2")?;
+    let s1 = l.sign(&e1, op_ns, &t)?;
+    let s2 = l.sign(&e2, op_ns, &t)?;
+    let p = gate
+        .approve_pending(op, t.as_bytes(), &[s1, s2], l.now)
+        .await;
+    push(
+        "threshold 2: two keys certified for one principal: one operator, one approval, held",
         "partly_approved 1/2",
         &p,
     );
@@ -272,7 +285,9 @@ async fn cases() -> Result<Vec<GateRow>> {
     // A signed job carries its signatures together; it keeps nothing when it falls short.
     let (_, t) = hold(208).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
-    let p = gate.run_job(t.as_bytes(), &[a.clone()], l.now).await;
+    let p = gate
+        .run_job(t.as_bytes(), std::slice::from_ref(&a), l.now)
+        .await;
     push(
         "threshold 2: a signed job with one operator's signature is refused, and its nonce stays unspent",
         "refused:threshold_not_met",
@@ -314,7 +329,12 @@ async fn cases() -> Result<Vec<GateRow>> {
     let reopened = open_gate(&l.text, l.dir.path(), after.clone())?;
     let b = l.sign(&l.bob.private, op_ns, &t)?;
     let p = reopened
-        .approve_pending(op, t.as_bytes(), &[b.clone()], OffsetDateTime::now_utc())
+        .approve_pending(
+            op,
+            t.as_bytes(),
+            std::slice::from_ref(&b),
+            OffsetDateTime::now_utc(),
+        )
         .await;
     let again = reopened
         .approve_pending(op, t.as_bytes(), &[b], OffsetDateTime::now_utc())
@@ -328,6 +348,57 @@ async fn cases() -> Result<Vec<GateRow>> {
             got(&p.decision),
             got(&again.decision),
             after.ran.load(Ordering::SeqCst)
+        ),
+        detail(&p),
+    ));
+    // A certificate approval withdrawn by narrowing the CA line: carol approves with a
+    // certificate, a rotation (alice + bob) narrows the CA to erin@, then bob signs: 1/2.
+    let (op, t) = held(
+        &reopened
+            .submit(destroy(211)?, Submission::default(), None, l.now)
+            .await,
+    )?;
+    let carol = l.kg.key(KeyType::Ed25519, "carol")?;
+    let cc = l.cert(&carol, "carol@steward.test", "carol-1")?;
+    let first = reopened
+        .approve_pending(op, t.as_bytes(), &[l.sign(&cc, op_ns, &t)?], l.now)
+        .await;
+    let narrowed = l.text.replace(
+        "*@steward.test cert-authority",
+        "erin@steward.test cert-authority",
+    );
+    let rotate = serde_json::to_string(&serde_json::json!({
+        "v": 1, "op": "keys.rotate", "host": HOST, "params": {"allowed_signers": narrowed},
+        "nonce": steward_testkit::nonce(),
+        "not_before": (l.now - Duration::minutes(1)).format(&Rfc3339)?,
+        "not_after": (l.now + Duration::minutes(30)).format(&Rfc3339)?,
+    }))?;
+    let rotated = reopened
+        .run_job(
+            rotate.as_bytes(),
+            &[
+                l.sign(&l.alice.private, op_ns, &rotate)?,
+                l.sign(&l.bob.private, op_ns, &rotate)?,
+            ],
+            l.now,
+        )
+        .await;
+    let p = reopened
+        .approve_pending(
+            op,
+            t.as_bytes(),
+            &[l.sign(&l.bob.private, op_ns, &t)?],
+            l.now,
+        )
+        .await;
+    rows.push((
+        "threshold 2: a certificate's approval stops counting when a rotation narrows its CA line's principals".into(),
+        "partly_approved 1/2, rotated, partly_approved 1/2".into(),
+        format!(
+            "{}, {}, {}",
+            got(&first.decision),
+            got(&rotated.decision),
+            got(&p.decision)
         ),
         detail(&p),
     ));

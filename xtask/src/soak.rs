@@ -130,6 +130,13 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
         5,
         "127.0.0.1:0",
     )?;
+    // A minute of journal history: over a run of several minutes the journal reaches its
+    // steady size, so resident memory must level off with it.
+    let cfg = std::fs::read_to_string(d.join("agent.toml"))?;
+    std::fs::write(
+        d.join("agent.toml"),
+        cfg.replace("[journal]\n", "[journal]\nretention_secs = 60\n"),
+    )?;
     let mut rng = Rng(seed | 1);
     let mut generation = 1;
     std::fs::write(d.join("desired.toml"), desired(generation, &mut rng))?;
@@ -167,7 +174,14 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
     let mut next_desired = Instant::now();
     let mut next_restart = Instant::now() + Duration::from_secs(20);
     let mut actions = 0u32;
+    // Resident memory each minute, to tell growth from a plateau.
+    let mut rss_minutes: Vec<u64> = Vec::new();
+    let mut next_sample = soak_start + Duration::from_secs(60);
     while Instant::now() < end {
+        if Instant::now() >= next_sample {
+            rss_minutes.push(rss_kib(pid));
+            next_sample += Duration::from_secs(60);
+        }
         if Instant::now() >= next_desired {
             generation += 1;
             std::fs::write(d.join("desired.toml"), desired(generation, &mut rng))?;
@@ -250,6 +264,10 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
         rss_start,
         rss_end
     );
+    if !rss_minutes.is_empty() {
+        let shown: Vec<String> = rss_minutes.iter().map(u64::to_string).collect();
+        println!("resident memory each minute (KiB): {}", shown.join(" "));
+    }
     if !ok_converged {
         println!("last status: {status}");
     }

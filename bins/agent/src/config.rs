@@ -75,6 +75,12 @@ impl Config {
         let mut ops = Vec::new();
         let mut flat = Vec::new();
         flatten("", &self.approval, &mut flat);
+        // `guest.destroy = 2` and `"guest.destroy" = 1` are two TOML keys naming one op kind:
+        // which one wins must not depend on the file's order, so neither does.
+        let mut names = std::collections::BTreeSet::new();
+        if let Some((key, _)) = flat.iter().find(|(k, _)| !names.insert(k.clone())) {
+            return Err((key.clone(), format!("{key} is set twice")));
+        }
         for (key, value) in flat {
             let Some(n) = value.as_integer() else {
                 return Err((key, format!("{value} is not a whole number")));
@@ -89,7 +95,8 @@ impl Config {
         steward_gate::ApprovalPolicy::new(default, recovery, ops).map_err(|e| {
             let key = match &e {
                 steward_gate::PolicyError::UnknownOp(k) => k.clone(),
-                steward_gate::PolicyError::OutOfRange { what, .. } => what.clone(),
+                steward_gate::PolicyError::OutOfRange { what, .. }
+                | steward_gate::PolicyError::WeakRotation { what, .. } => what.clone(),
             };
             (key, e.to_string())
         })
@@ -196,12 +203,22 @@ pub struct JournalSection {
     /// Its directory.
     #[serde(default = "default_journal")]
     pub dir: PathBuf,
+    /// How long finished ops and audit entries are kept, seconds (default 30 days; at least
+    /// 60). Consumed nonces are kept exactly as long as their op could still be admitted,
+    /// whatever this says.
+    #[serde(default = "default_retention")]
+    pub retention_secs: u64,
+}
+
+fn default_retention() -> u64 {
+    steward_engine::retention::DEFAULT_RETENTION.as_secs()
 }
 
 impl Default for JournalSection {
     fn default() -> Self {
         JournalSection {
             dir: default_journal(),
+            retention_secs: default_retention(),
         }
     }
 }
@@ -267,6 +284,10 @@ impl Default for EngineSection {
 /// The line (1-based) where `key = …` (or `"key" = …`) first appears, for errors found after
 /// parsing.
 fn line_of(text: &str, key: &str) -> usize {
+    find_line(text, key).unwrap_or(1)
+}
+
+fn find_line(text: &str, key: &str) -> Option<usize> {
     let quoted = format!("\"{key}\"");
     text.lines()
         .position(|l| {
@@ -276,7 +297,7 @@ fn line_of(text: &str, key: &str) -> usize {
                     .is_some_and(|r| r.trim_start().starts_with('='))
             })
         })
-        .map_or(1, |i| i + 1)
+        .map(|i| i + 1)
 }
 
 /// Loads and checks `path`; `Err` holds every problem, each `file:line: key: what`.
@@ -370,6 +391,12 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             }
         }
     }
+    if cfg.journal.retention_secs < 60 {
+        errors.push(format!(
+            "{}: at least 60 seconds of history are kept",
+            at("retention_secs")
+        ));
+    }
     if cfg.engine.concurrency == 0 {
         errors.push(format!("{}: must be at least 1", at("concurrency")));
     }
@@ -391,10 +418,15 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
         }
     }
     if let Err((key, what)) = cfg.approval_policy() {
-        errors.push(format!(
-            "{shown}:{}: approval: {what}",
-            line_of(&text, &key)
-        ));
+        // A threshold left at its default has no line of its own: name the table's.
+        let line = find_line(&text, &key)
+            .or_else(|| {
+                text.lines()
+                    .position(|l| l.trim() == "[approval]")
+                    .map(|i| i + 1)
+            })
+            .unwrap_or(1);
+        errors.push(format!("{shown}:{line}: approval: {what}"));
     }
     if errors.is_empty() {
         Ok(cfg)
@@ -438,9 +470,23 @@ mod tests {
         assert_eq!(policy.threshold("keys.rotate", Role::Recovery), 2);
         for (bad, line, what) in [
             ("guest.destory = 2", 12, "not an op kind"),
-            ("guest.destroy = 0", 12, "outside 1..=8"),
+            (
+                "guest.destroy = 0\nkeys.rotate = 8\nrecovery = 8",
+                12,
+                "outside 1..=8",
+            ),
             ("guest.destroy = \"two\"", 12, "not a whole number"),
             ("default = 9", 12, "outside 1..=8"),
+            (
+                "guest.destroy = 2",
+                11,
+                "keys.rotate = 1 is below guest.destroy = 2",
+            ),
+            (
+                "guest.destroy = 2\nkeys.rotate = 2\n\"guest.destroy\" = 1",
+                12,
+                "guest.destroy is set twice",
+            ),
         ] {
             let (_d, p) = write(&format!("{GOOD}\n[approval]\n{bad}\n"));
             let e = load(&p).unwrap_err();

@@ -165,6 +165,14 @@ pub async fn run(cfg: Config) -> Result<()> {
     ));
     let watchdog = systemd::watchdog();
     let loop_task = tokio::spawn(engine.clone().run(rx, stopped.clone(), DRAIN));
+    let keep = Duration::from_secs(cfg.journal.retention_secs);
+    let retention = tokio::spawn(steward_engine::retention::run(
+        journal.clone(),
+        keep,
+        // Often enough that a short retention is honoured, at most hourly.
+        (keep / 4).clamp(Duration::from_secs(15), Duration::from_secs(3600)),
+        stopped.clone(),
+    ));
     let feed = tokio::spawn(steward_engine::feed(
         engine.clone(),
         provider,
@@ -188,6 +196,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         tracing::warn!("shutdown: a signed job was still being presented after the drain deadline");
     }
     loop_task.await??;
+    let _ = retention.await;
     api.abort();
     if let Some((_, t)) = metrics_server {
         t.abort();

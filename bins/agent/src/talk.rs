@@ -138,13 +138,14 @@ pub async fn submit(socket: &Path, op: &Path, sigs: &[std::path::PathBuf]) -> Re
             ));
         }
     }
-    println!("{line}");
+    println!("{}", steward_authz::escape_controls(&line));
     // Each signature's verdict, when there were several or one was not counted.
     let verdicts = d["signatures"].as_array().cloned().unwrap_or_default();
     if verdicts.len() > 1 || verdicts.iter().any(|v| v["verdict"] != "counted") {
         for (v, path) in verdicts.iter().zip(sigs) {
-            let who = v["principal"].as_str().unwrap_or("");
-            let why = v["detail"].as_str().unwrap_or("");
+            // A certificate's principal and a refusal's detail are signer-supplied text.
+            let who = steward_authz::escape_controls(v["principal"].as_str().unwrap_or(""));
+            let why = steward_authz::escape_controls(v["detail"].as_str().unwrap_or(""));
             println!(
                 "  {}: {} {who}{why}",
                 path.display(),

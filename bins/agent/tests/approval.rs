@@ -49,7 +49,7 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
         &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
     );
     let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str("[approval]\nguest.destroy = 2\n");
+    text.push_str("[approval]\nguest.destroy = 2\nkeys.rotate = 2\nrecovery = 2\n");
     std::fs::write(&cfg, text).unwrap();
     std::fs::write(
         d.join("desired.toml"),

@@ -18,8 +18,9 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 /// One signature: `steward-verify --signers allowed_signers --host pve-a op.json op.json.sig`.
 /// Several (m-of-n): `--sig alice.sig --sig bob.sig --threshold 2` judges each signature and
 /// counts the distinct keys that approve the op (a key counts once, whatever certificate
-/// carries it; recovery keys count only for keys.rotate). Exit 0: verified (and the threshold
-/// met); 1: rejected or too few keys; 2: a usage or file error.
+/// carries it, and so does a principal name; recovery keys count only for keys.rotate, against
+/// --recovery-threshold). Exit 0: verified (and the threshold met); 1: rejected or too few
+/// approvers; 2: a usage or file error.
 #[derive(Parser, Debug)]
 #[command(name = "steward-verify", version)]
 struct Args {
@@ -44,9 +45,14 @@ struct Args {
     /// Another armored signature over the same op (repeatable; counted with SIG_FILE).
     #[arg(long = "sig", value_name = "FILE")]
     sigs: Vec<PathBuf>,
-    /// Distinct approving keys needed (m-of-n); reports each signature's verdict and the count.
+    /// Distinct approvers needed (m-of-n); reports each signature's verdict and the count.
+    /// Required with several signatures.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8))]
     threshold: Option<u8>,
+    /// For keys.rotate: distinct recovery approvers needed (the agent's `recovery`); default:
+    /// the same as --threshold.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=8), requires = "threshold")]
+    recovery_threshold: Option<u8>,
     /// The op payload, exactly as signed.
     op_file: PathBuf,
     /// The armored signature (`ssh-keygen -Y sign` output); optional when `--sig` is given.
@@ -78,6 +84,11 @@ fn run(args: &Args) -> Result<ExitCode, String> {
     if files.is_empty() {
         return Err("give the signature: SIG_FILE or --sig FILE".into());
     }
+    if files.len() > 1 && args.threshold.is_none() {
+        return Err(
+            "several signatures: give --threshold N (the distinct approvers needed)".into(),
+        );
+    }
     let sigs = files
         .iter()
         .map(|p| read(p))
@@ -96,7 +107,8 @@ fn run(args: &Args) -> Result<ExitCode, String> {
             .iter()
             .map(|s| verifier.verify_offline(&payload, s, now))
             .collect();
-        let count = threshold::count(&verdicts, args.threshold.unwrap_or(1));
+        let op = args.threshold.unwrap_or(1);
+        let count = threshold::count(&verdicts, op, args.recovery_threshold.unwrap_or(op));
         let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
         (
             threshold::render(&verdicts, &names, &count, args.json),

@@ -1,19 +1,21 @@
-//! m-of-n offline: each signature's verdict and the count of distinct approving keys, by the
-//! agent's rule (`steward_gate::approval`): a signature counts only if it verified; a key
-//! counts once, whatever certificate carries it; only operational keys approve a guest op, and
-//! for `keys.rotate` each role is counted apart (the agent rotates when either role meets its
-//! threshold; offline, one threshold is checked against the better of the two). It must never
-//! count by principal: names are labels, keys are identities.
+//! m-of-n offline: each signature's verdict and the count of distinct approvers, by the agent's
+//! rule (`steward_gate::approval`): a signature counts only if it verified; one approver is one
+//! key (whatever certificate carries it) and one principal name
+//! (`steward_authz::same_approver`, shared with the gate); only operational keys approve a
+//! guest op, and for `keys.rotate` each role is counted apart against its own threshold (the
+//! agent rotates when either role meets its own). It must never count one key or one name
+//! twice.
 
 use serde_json::json;
-use steward_authz::{escape_controls, Rejection, Role, VerifiedOp};
+use steward_authz::{escape_controls, same_approver, Rejection, Role, VerifiedOp};
 
 /// What one signature came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mark {
     /// Verified, and its key counted.
     Counted,
-    /// Verified, but its key was counted by an earlier signature (index, 0-based).
+    /// Verified, but its approver (key or name) was counted by an earlier signature (index,
+    /// 0-based).
     SameKeyAs(usize),
     /// Verified, but its role may not approve this op.
     RoleDenied,
@@ -41,8 +43,13 @@ impl Count {
     }
 }
 
-/// Counts `verdicts` against `threshold`.
-pub fn count(verdicts: &[Result<VerifiedOp, Rejection>], threshold: u8) -> Count {
+/// Counts `verdicts` against `threshold` (operational keys) and, for `keys.rotate`,
+/// `recovery_threshold` (recovery keys).
+pub fn count(
+    verdicts: &[Result<VerifiedOp, Rejection>],
+    threshold: u8,
+    recovery_threshold: u8,
+) -> Count {
     let rotation = verdicts
         .iter()
         .flatten()
@@ -55,27 +62,44 @@ pub fn count(verdicts: &[Result<VerifiedOp, Rejection>], threshold: u8) -> Count
     let mut best: Option<Count> = None;
     for &role in roles {
         let mut marks = Vec::new();
-        let mut seen: Vec<(&str, usize)> = Vec::new();
+        let mut seen: Vec<(&VerifiedOp, usize)> = Vec::new();
         for (i, v) in verdicts.iter().enumerate() {
             marks.push(match v {
                 Err(_) => Mark::Rejected,
                 Ok(v) if v.role != role => Mark::RoleDenied,
-                Ok(v) => match seen.iter().find(|(k, _)| *k == v.key_fingerprint) {
+                Ok(v) => match seen.iter().find(|(k, _)| {
+                    same_approver(
+                        &k.key_fingerprint,
+                        &k.principal,
+                        &v.key_fingerprint,
+                        &v.principal,
+                    )
+                }) {
                     Some((_, first)) => Mark::SameKeyAs(*first),
                     None => {
-                        seen.push((v.key_fingerprint.as_str(), i));
+                        seen.push((v, i));
                         Mark::Counted
                     }
                 },
             });
         }
+        let needs = if role == Role::Recovery {
+            recovery_threshold
+        } else {
+            threshold
+        };
         let c = Count {
             marks,
             keys: seen.len(),
             role,
-            threshold,
+            threshold: needs,
         };
-        if best.as_ref().is_none_or(|b| c.keys > b.keys) {
+        // The role that meets its threshold, else the one closest to it.
+        let better = |c: &Count, b: &Count| {
+            (c.met(), c.keys as i64 - i64::from(c.threshold))
+                > (b.met(), b.keys as i64 - i64::from(b.threshold))
+        };
+        if best.as_ref().is_none_or(|b| better(&c, b)) {
             best = Some(c);
         }
     }
@@ -118,9 +142,10 @@ pub fn render(
             (Ok(v), m) => {
                 let verdict = match m {
                     Mark::Counted => "counted".to_string(),
-                    Mark::SameKeyAs(j) => {
-                        format!("same key as signature {}: not counted again", j + 1)
-                    }
+                    Mark::SameKeyAs(j) => format!(
+                        "same approver (key or name) as signature {}: not counted again",
+                        j + 1
+                    ),
                     Mark::RoleDenied => format!("a {} key does not count here", v.role),
                     Mark::Rejected => "rejected".to_string(),
                 };

@@ -239,7 +239,7 @@ fn several_signatures_are_judged_each_and_distinct_keys_counted_against_the_thre
         "{out}"
     );
     assert!(
-        out.contains("signature 2 (") && out.contains("same key as signature 1"),
+        out.contains("signature 2 (") && out.contains("same approver (key or name) as signature 1"),
         "{out}"
     );
     assert!(
@@ -251,7 +251,9 @@ fn several_signatures_are_judged_each_and_distinct_keys_counted_against_the_thre
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["distinct_keys"], 2);
     assert_eq!(v["signatures"].as_array().unwrap().len(), 2);
-    // A threshold out of range is a usage error.
+    // A threshold out of range, or several signatures without one, is a usage error.
     let (code, _) = run(&[&s.sig], &["--threshold", "0"]);
+    assert_eq!(code, 2);
+    let (code, _) = run(&[&s.sig, &b], &[]);
     assert_eq!(code, 2);
 }

@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod approver;
 mod nonce;
 mod op;
 mod pipeline;
@@ -20,6 +21,7 @@ mod role;
 pub mod sig;
 mod signers;
 
+pub use approver::same_approver;
 pub use nonce::{Consumed, MemoryNonceStore, NonceStore, NonceStoreError};
 pub use op::{Nonce, OpPayload, MAX_PAYLOAD_BYTES};
 pub use pipeline::{

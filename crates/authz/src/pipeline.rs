@@ -94,6 +94,9 @@ pub struct VerifiedOp {
     /// The payload that passed, parsed from the exact signed bytes: op, host (equal to the
     /// configured host), guest, params as signed, nonce and window.
     pub payload: OpPayload,
+    /// For a signature made through a certificate: the certificate's `valid_before` (Unix
+    /// seconds); None for a plain key. An approval kept for later counts only until then.
+    pub certificate_valid_before: Option<i64>,
     /// Until when the nonce must be remembered (Unix seconds, inclusive): past the last instant
     /// at which any verifier (any skew up to [`MAX_SKEW_SECS`]) still admits the op.
     pub nonce_keep_until: i64,
@@ -241,6 +244,7 @@ impl Verifier {
             key_fingerprint: admission.subject.fingerprint(HashAlg::Sha256).to_string(),
             trust_line: admission.entry.line,
             admitted_by: admission.entry.fingerprint(),
+            certificate_valid_before: admission.certificate_valid_before,
             nonce_keep_until,
             payload: p,
         })

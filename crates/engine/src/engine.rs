@@ -378,11 +378,13 @@ impl Engine {
             .unwrap_or_default();
         let obs = self.observer.lock().await;
         let policy = self.gate.approval_policy();
-        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let now = OffsetDateTime::now_utc();
         ops.iter()
+            .filter(|r| matches!(r.state(), steward_journal::OpState::PendingSignature { .. }))
             .filter_map(|r| {
                 let needs = policy.threshold(r.action.op_kind(), steward_authz::Role::Operational);
-                held::held_op(r, obs.snapshot(), needs, now)
+                let approved = self.gate.approvals_in_force(r, now);
+                held::held_op(r, obs.snapshot(), needs, &approved)
             })
             .collect()
     }

@@ -54,9 +54,14 @@ fn is_disk(key: &str) -> bool {
         || matches!(key, "efidisk0" | "tpmstate0" | "rootfs")
 }
 
-/// The summary of `rec` (a held op) against `snap`, under a policy of `needs` distinct keys,
-/// at `now` (Unix seconds: approvals past their window are not shown).
-pub fn held_op(rec: &OpRecord, snap: &Snapshot, needs: u8, now: i64) -> Option<HeldOp> {
+/// The summary of `rec` (a held op) against `snap`, under a policy of `needs` distinct
+/// approvers, `approved` by those the gate would count now (`Gate::approvals_in_force`).
+pub fn held_op(
+    rec: &OpRecord,
+    snap: &Snapshot,
+    needs: u8,
+    approved: &[steward_journal::Signer],
+) -> Option<HeldOp> {
     let OpState::PendingSignature { template } = rec.state() else {
         return None;
     };
@@ -119,18 +124,14 @@ pub fn held_op(rec: &OpRecord, snap: &Snapshot, needs: u8, now: i64) -> Option<H
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut tally = steward_gate::approval::Tally::default();
-    for a in rec.approvals.iter().filter(|a| a.not_after >= now) {
-        tally.add(&a.signer);
-    }
-    let approvals = if needs > 1 || tally.count() > 0 {
+    let approvals = if needs > 1 || !approved.is_empty() {
         format!(
             "; needs {needs} signatures, has {}{}",
-            tally.count(),
-            if tally.count() > 0 {
-                format!(": {}", tally.names())
-            } else {
+            approved.len(),
+            if approved.is_empty() {
                 String::new()
+            } else {
+                format!(": {}", steward_gate::approval::names(approved))
             }
         )
     } else {
@@ -153,11 +154,7 @@ pub fn held_op(rec: &OpRecord, snap: &Snapshot, needs: u8, now: i64) -> Option<H
             .and_then(|v| v.as_str())
             .map(str::to_string),
         needs,
-        approved_by: tally
-            .signers()
-            .iter()
-            .map(|s| s.principal.clone())
-            .collect(),
+        approved_by: approved.iter().map(|s| s.principal.clone()).collect(),
     })
 }
 

@@ -25,6 +25,7 @@ mod held;
 mod observe;
 mod policy;
 mod recover;
+pub mod retention;
 
 pub use backoff::Backoff;
 pub use decision_view::DecisionView;

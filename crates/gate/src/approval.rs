@@ -4,9 +4,11 @@
 //! Counting follows TUF's threshold rule: a signature counts only if it passed the whole
 //! pipeline over the op's exact bytes with a key whose role may authorize the op, and each
 //! distinct key counts once, whatever carried it (a plain trust-store line or any number of
-//! certificates for that key). A bad signature is reported and counts for nothing; it never
-//! spoils the good ones beside it. This module must never count a signer by name: principals
-//! are labels, keys are identities.
+//! certificates for that key). Steward is stricter in one way: two signers that share a
+//! principal name are one approver too (`steward_authz::same_approver`), because a certificate
+//! authority vouches for names, and one operator can have many keys certified. A bad signature
+//! is reported and counts for nothing; it never spoils the good ones beside it. This module
+//! must never count one key, or one name, twice.
 
 use crate::decision::GateReason;
 use sha2::{Digest, Sha256};
@@ -46,6 +48,19 @@ pub enum PolicyError {
         /// The value given.
         value: u64,
     },
+    /// A way to change the trust store (`keys.rotate` by operational keys, or by recovery
+    /// keys) needs fewer keys than some op: that many keys could rotate in keys of their own
+    /// and then meet the op's threshold alone, so the higher threshold would mean nothing.
+    WeakRotation {
+        /// `keys.rotate` or `recovery`.
+        what: String,
+        /// Its threshold.
+        value: u8,
+        /// The op kind with the highest threshold.
+        op: String,
+        /// That threshold.
+        needs: u8,
+    },
 }
 
 impl fmt::Display for PolicyError {
@@ -59,6 +74,15 @@ impl fmt::Display for PolicyError {
             PolicyError::OutOfRange { what, value } => write!(
                 f,
                 "{what}: threshold {value} is outside 1..={MAX_THRESHOLD}"
+            ),
+            PolicyError::WeakRotation {
+                what,
+                value,
+                op,
+                needs,
+            } => write!(
+                f,
+                "{what} = {value} is below {op} = {needs}: {value} key(s) could rotate in keys of their own and meet {op} alone; set {what} to at least {needs}"
             ),
         }
     }
@@ -111,11 +135,35 @@ impl ApprovalPolicy {
             }
             map.insert(op.clone(), checked(&op, n)?);
         }
-        Ok(ApprovalPolicy {
+        let policy = ApprovalPolicy {
             default: checked("default", default)?,
             recovery: checked("recovery", recovery)?,
             ops: map,
-        })
+        };
+        // The weakest way to rewrite the trust store bounds every threshold.
+        let (op, needs) = OP_KINDS
+            .iter()
+            .filter(|k| **k != "keys.rotate")
+            .map(|k| (*k, policy.threshold(k, Role::Operational)))
+            .max_by_key(|(_, n)| *n)
+            .unwrap_or(("default", policy.default));
+        for (what, value) in [
+            (
+                "keys.rotate",
+                policy.threshold("keys.rotate", Role::Operational),
+            ),
+            ("recovery", policy.recovery),
+        ] {
+            if value < needs {
+                return Err(PolicyError::WeakRotation {
+                    what: what.into(),
+                    value,
+                    op: op.into(),
+                    needs,
+                });
+            }
+        }
+        Ok(policy)
     }
 
     /// The distinct keys of `role` that `op` needs.
@@ -175,27 +223,32 @@ impl SigVerdict {
     }
 }
 
-/// A tally: the distinct keys counted so far, in the order first seen.
+/// A tally: the distinct approvers counted so far (by key and by name, see
+/// `steward_authz::same_approver`), in the order first seen.
 #[derive(Clone, Debug, Default)]
 pub struct Tally {
     keys: Vec<Signer>,
 }
 
 impl Tally {
-    /// Counts `signer`'s key, unless it was counted already; true if it was new.
+    /// Counts `signer`, unless the same approver (its key, or a name it shares) was counted
+    /// already; true if it was new.
     pub fn add(&mut self, signer: &Signer) -> bool {
-        if self
-            .keys
-            .iter()
-            .any(|k| k.key_fingerprint == signer.key_fingerprint)
-        {
+        if self.keys.iter().any(|k| {
+            steward_authz::same_approver(
+                &k.key_fingerprint,
+                &k.principal,
+                &signer.key_fingerprint,
+                &signer.principal,
+            )
+        }) {
             return false;
         }
         self.keys.push(signer.clone());
         true
     }
 
-    /// Distinct keys counted.
+    /// Distinct approvers counted.
     pub fn count(&self) -> usize {
         self.keys.len()
     }
@@ -241,6 +294,23 @@ mod tests {
             [("guest.destroy".to_string(), 2), ("keys.rotate".into(), 3)],
         )
         .unwrap();
+        // One key must not be able to rotate in a second and then destroy alone.
+        assert!(matches!(
+            ApprovalPolicy::new(1, 2, [("guest.destroy".to_string(), 2)]),
+            Err(PolicyError::WeakRotation { what, needs: 2, .. }) if what == "keys.rotate"
+        ));
+        assert!(matches!(
+            ApprovalPolicy::new(
+                1,
+                1,
+                [("guest.destroy".to_string(), 2), ("keys.rotate".into(), 2)]
+            ),
+            Err(PolicyError::WeakRotation { what, .. }) if what == "recovery"
+        ));
+        assert!(matches!(
+            ApprovalPolicy::new(3, 2, [("keys.rotate".to_string(), 3)]),
+            Err(PolicyError::WeakRotation { what, needs: 3, .. }) if what == "recovery"
+        ));
         assert_eq!(p.threshold("guest.destroy", Role::Operational), 2);
         assert_eq!(p.threshold("guest.rollback", Role::Operational), 1);
         assert_eq!(p.threshold("keys.rotate", Role::Operational), 3);
@@ -251,7 +321,7 @@ mod tests {
         );
         for bad in [0, 9, 256, u64::MAX] {
             assert!(matches!(
-                ApprovalPolicy::new(1, 1, [("guest.destroy".to_string(), bad)]),
+                ApprovalPolicy::new(8, 8, [("guest.destroy".to_string(), bad)]),
                 Err(PolicyError::OutOfRange { value, .. }) if value == bad
             ));
             assert!(ApprovalPolicy::new(bad, 1, []).is_err());
@@ -264,14 +334,16 @@ mod tests {
     }
 
     #[test]
-    fn one_key_counts_once_whatever_name_it_signs_under() {
+    fn one_key_or_one_name_counts_once() {
         let mut t = Tally::default();
         assert!(t.add(&signer("k1", "alice")));
         // The same key through a certificate naming someone else: still one approval.
         assert!(!t.add(&signer("k1", "mallory-cert")));
-        assert!(t.add(&signer("k2", "alice")), "a name is not an identity");
+        // Another key certified with the same name: the same operator.
+        assert!(!t.add(&signer("k2", "alice")));
+        assert!(t.add(&signer("k3", "bob")));
         assert_eq!(t.count(), 2);
-        assert_eq!(t.names(), "alice, alice");
+        assert_eq!(t.names(), "alice, bob");
     }
 
     #[test]
@@ -288,7 +360,7 @@ mod tests {
         fn the_count_is_the_number_of_distinct_keys(keys in proptest::collection::vec(0u8..6, 0..20)) {
             let mut t = Tally::default();
             for k in &keys {
-                t.add(&signer(&k.to_string(), "x"));
+                t.add(&signer(&k.to_string(), &format!("operator-{k}")));
             }
             let distinct: std::collections::BTreeSet<_> = keys.iter().collect();
             prop_assert_eq!(t.count(), distinct.len());

@@ -138,6 +138,36 @@ impl Gate {
         &self.core.config.approval
     }
 
+    /// Who approved held op `rec` so far, as the gate would count them now: approvals over the
+    /// bytes of its template (compact JSON, as `pending show --template` prints them), each
+    /// still in force, one per approver. What `pending` shows; never used to decide.
+    pub fn approvals_in_force(
+        &self,
+        rec: &steward_journal::OpRecord,
+        now: OffsetDateTime,
+    ) -> Vec<steward_journal::Signer> {
+        let OpState::PendingSignature { template } = rec.state() else {
+            return Vec::new();
+        };
+        let Ok(bytes) = serde_json::to_vec(template) else {
+            return Vec::new();
+        };
+        let digest = crate::approval::payload_digest(&bytes);
+        let Ok(store) = self.core.verifier.read() else {
+            return Vec::new();
+        };
+        let mut tally = crate::approval::Tally::default();
+        for a in &rec.approvals {
+            if a.payload == digest
+                && a.not_after >= now.unix_timestamp()
+                && crate::signed::in_force(&store, a, now)
+            {
+                tally.add(&a.signer);
+            }
+        }
+        tally.signers().to_vec()
+    }
+
     /// Opens a journaled transaction (a create and its compensation run in one): the only way
     /// to get a `TxnId` to put in a `Submission`.
     pub async fn begin_txn(&self) -> Result<TxnId, String> {

@@ -26,7 +26,7 @@ mod decision;
 mod executor;
 mod gate;
 pub mod rotation;
-mod signed;
+pub(crate) mod signed;
 mod template;
 
 pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};

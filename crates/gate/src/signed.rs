@@ -10,7 +10,7 @@ use crate::binding::{binding_of, binds_identity};
 use crate::decision::{Decision, GateReason};
 use crate::executor::Guard;
 use crate::gate::{refused, Core, Step, Submission};
-use steward_authz::{Consumed, Reason, Rejection, Role, VerifiedOp};
+use steward_authz::{Consumed, Reason, Rejection, Role, VerifiedOp, Verifier};
 use steward_journal::{Approval, Class, OpId, OpState, Signer};
 use steward_model::Action;
 use time::OffsetDateTime;
@@ -28,6 +28,36 @@ pub(crate) fn signer_of(v: &VerifiedOp) -> Signer {
         principal: v.principal.clone(),
         key_fingerprint: v.key_fingerprint.clone(),
         role: v.role,
+    }
+}
+
+/// Whether approval `a` still counts against `v`'s trust store at `now`: the line that admitted
+/// it is still there, with the same role, valid now; for a certificate, that line still admits
+/// the certificate's principal and the certificate has not expired. Removing a key, or
+/// narrowing a certificate authority's principals, withdraws the approvals it made.
+pub(crate) fn in_force(v: &Verifier, a: &Approval, now: OffsetDateTime) -> bool {
+    let at = now.unix_timestamp();
+    if a.certificate_valid_before.is_some_and(|end| at >= end) {
+        return false;
+    }
+    v.trust_store().entries().iter().any(|e| {
+        e.fingerprint() == a.admitted_by
+            && e.role == a.signer.role
+            && crate::rotation::valid_at(e, at)
+            && (a.certificate_valid_before.is_none()
+                || (e.options.cert_authority && e.admits_principal(&a.signer.principal)))
+    })
+}
+
+/// The approval a verified signature makes over the payload with SHA-256 `digest`.
+fn approval_of(v: &VerifiedOp, digest: &str, at_ms: i64) -> Approval {
+    Approval {
+        signer: signer_of(v),
+        admitted_by: v.admitted_by.clone(),
+        certificate_valid_before: v.certificate_valid_before,
+        payload: digest.to_string(),
+        not_after: v.payload.not_after.unix_timestamp(),
+        at_ms,
     }
 }
 
@@ -229,8 +259,18 @@ impl Core {
             }
             return Err(record_refusal(GateReason::BindingMismatch, detail));
         }
-        // 4. the tally: distinct keys over these exact bytes, with what a held op collected
-        // (each approval counts only while the line that admitted it still does).
+        // 4. the tally: distinct approvers over these exact bytes, with what a held op
+        // collected (each approval counts only while the line that admitted it still does).
+        // The trust store is held, read-only, from here until the nonce step is durable: a
+        // rotation that removes a key cannot land between counting its approval and acting on
+        // it. (`verify` is not called under it: the lock is not re-entrant.)
+        let Ok(store) = self.verifier.read() else {
+            return Err(refused(
+                existing,
+                GateReason::Journal,
+                "verifier lock poisoned",
+            ));
+        };
         let digest = payload_digest(payload);
         let needs = self
             .config
@@ -246,7 +286,7 @@ impl Core {
             for a in prior {
                 if a.payload == digest
                     && a.signer.role == Role::Operational
-                    && self.still_admits(&a.admitted_by, Role::Operational, now)
+                    && in_force(&store, &a, now)
                     && tally.add(&a.signer)
                 {
                     counted.push(a);
@@ -256,18 +296,19 @@ impl Core {
         let before = counted.len();
         let at_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         for (i, v) in &operational {
-            let signer = signer_of(v);
-            if tally.add(&signer) {
-                verdicts[*i] = SigVerdict::Counted(signer.clone());
-                counted.push(Approval {
-                    signer,
-                    admitted_by: v.admitted_by.clone(),
-                    payload: digest.clone(),
-                    not_after: v.payload.not_after.unix_timestamp(),
-                    at_ms,
-                });
+            let approval = approval_of(v, &digest, at_ms);
+            if !in_force(&store, &approval, now) {
+                // A rotation landed since this signature was verified.
+                verdicts[*i] = SigVerdict::Refused {
+                    reason: GateReason::Authz(Reason::UnknownSigner),
+                    detail: "the line that admitted the signer changed since it was verified"
+                        .into(),
+                };
+            } else if tally.add(&approval.signer) {
+                verdicts[*i] = SigVerdict::Counted(approval.signer.clone());
+                counted.push(approval);
             } else {
-                verdicts[*i] = SigVerdict::AlreadyCounted(signer);
+                verdicts[*i] = SigVerdict::AlreadyCounted(approval.signer);
             }
         }
         if tally.count() < usize::from(needs) {

@@ -3,7 +3,7 @@
 //! few seconds; a kept-alive connection buys nothing), `If-None-Match` with the last `ETag` so
 //! an unchanged answer is a bodiless 304, and every answer bounded in size before it is read.
 
-use crate::protocol::{self, JobsAnswer, ReportBody};
+use crate::protocol::{self, ReportBody};
 use crate::token::HubToken;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -253,25 +253,11 @@ impl Provider for HubProvider {
             StatusCode::OK => {}
             _ => return Err(self.trouble("jobs", &a)),
         }
-        let answer: JobsAnswer =
-            serde_json::from_slice(&a.body).map_err(|e| format!("{}{path}: {e}", self.url))?;
-        if answer.protocol != protocol::VERSION {
-            return Err(format!(
-                "{}{path}: protocol {} (this agent speaks {})",
-                self.url,
-                answer.protocol,
-                protocol::VERSION
-            ));
-        }
-        let listed: BTreeSet<String> = answer.jobs.iter().map(|j| j.id.clone()).collect();
-        let mut fresh: Vec<Job> = answer
-            .jobs
+        let jobs = protocol::parse_jobs(&a.body).map_err(|e| format!("{}{path}: {e}", self.url))?;
+        // Every id the hub lists (taken or not): what it stops listing is forgotten.
+        let listed: BTreeSet<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let mut fresh: Vec<Job> = jobs
             .into_iter()
-            .filter(|j| {
-                j.id.len() <= protocol::MAX_JOB_ID
-                    && !j.id.is_empty()
-                    && j.id.bytes().all(|b| b.is_ascii_graphic())
-            })
             .filter(|j| !self.seen_jobs.contains(&j.id))
             .collect();
         // Keep the ETag only when everything new was taken: otherwise the next poll must get
@@ -282,13 +268,7 @@ impl Provider for HubProvider {
             a.etag
         };
         fresh.truncate(protocol::MAX_JOBS);
-        let new: Vec<Job> = fresh
-            .into_iter()
-            .map(|mut j| {
-                j.signatures.truncate(protocol::MAX_SIGNATURES);
-                j
-            })
-            .collect();
+        let new = fresh;
         // Remember what we took and the hub still lists: a job it drops is forgotten, so the
         // set never outgrows the hub's list. Presenting a job twice is safe anyway (the
         // second is a replay).

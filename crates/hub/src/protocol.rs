@@ -45,6 +45,34 @@ pub struct JobsAnswer {
     pub jobs: Vec<Job>,
 }
 
+/// Whether `id` is a job id the agent takes: 1..=[`MAX_JOB_ID`] bytes of visible ASCII (so it
+/// can be logged and reported without escaping).
+pub fn valid_job_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_JOB_ID && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads a `GET …/jobs` answer: JSON of [`JobsAnswer`] at [`VERSION`]. Jobs with an id the
+/// agent does not take are dropped and each job keeps at most [`MAX_SIGNATURES`] signatures;
+/// `Err` names what is wrong. Untrusted input: it must never panic, whatever the bytes.
+pub fn parse_jobs(body: &[u8]) -> Result<Vec<Job>, String> {
+    let answer: JobsAnswer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if answer.protocol != VERSION {
+        return Err(format!(
+            "protocol {} (this agent speaks {VERSION})",
+            answer.protocol
+        ));
+    }
+    Ok(answer
+        .jobs
+        .into_iter()
+        .filter(|j| valid_job_id(&j.id))
+        .map(|mut j| {
+            j.signatures.truncate(MAX_SIGNATURES);
+            j
+        })
+        .collect())
+}
+
 /// The body of `POST …/report`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReportBody {

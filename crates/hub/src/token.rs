@@ -17,16 +17,7 @@ impl HubToken {
     /// Reads `path` (one line; surrounding whitespace ignored). Refused when group or others
     /// may read it, or when it is empty or not a header-safe token.
     pub fn from_file(path: &Path) -> Result<HubToken, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!(
-                "{}: readable by group or others (mode {:o}); chmod 600 it",
-                path.display(),
-                meta.permissions().mode() & 0o777
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = steward_proxmox_client::read_secret_file(path)?;
         HubToken::new(text.trim()).map_err(|e| format!("{}: {e}", path.display()))
     }
 

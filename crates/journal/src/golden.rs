@@ -279,6 +279,7 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
             role: Role::Operational,
         },
         admitted_by: "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+        certificate_valid_before: None,
         payload: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         not_after: 1_764_003_600,
         at_ms: 1_764_000_000_500,

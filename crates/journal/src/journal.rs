@@ -26,6 +26,10 @@ const TREE: &str = "journal";
 const META_SCHEMA: &[u8] = b"m/schema";
 const META_AUDIT_HEAD: &[u8] = b"m/audit_head";
 const META_LAST_PRUNE: &[u8] = b"m/last_prune";
+/// The last audit entry pruned (its seq and hash): the chain is verified from here.
+const META_AUDIT_ANCHOR: &[u8] = b"m/audit_anchor";
+/// The most audit entries one prune removes (one sled batch); the next prune goes on.
+const MAX_PRUNE_BATCH: usize = 20_000;
 const OPS: &[u8] = b"o/";
 const INFLIGHT: &[u8] = b"i/";
 const NONCES: &[u8] = b"n/";
@@ -677,11 +681,53 @@ impl Journal {
         Ok(n)
     }
 
+    /// Removes the oldest audit entries, those written before `before_ms` (at most 20 000 per
+    /// call), and records the last one removed as the chain's anchor, so the rest still
+    /// verifies; the prune itself is audited. Entries are only ever removed from the start:
+    /// the chain stays contiguous. Returns how many went.
+    pub fn prune_audit(&self, before_ms: i64) -> Result<usize, JournalError> {
+        let mut w = self.write()?;
+        let mut anchor: Option<AuditHead> = None;
+        let mut n = 0;
+        for item in self.tree.scan_prefix(AUDIT) {
+            let (key, v) = item?;
+            let entry: AuditEntry = decode("audit entry", &v)?;
+            if entry.at_ms >= before_ms || n >= MAX_PRUNE_BATCH {
+                break;
+            }
+            w.batch.remove(key);
+            n += 1;
+            anchor = Some(AuditHead {
+                seq: entry.seq,
+                hash: entry.hash,
+            });
+        }
+        let Some(anchor) = anchor else {
+            return Ok(0);
+        };
+        w.put(META_AUDIT_ANCHOR.to_vec(), &anchor)?;
+        w.audit(
+            now_ms(),
+            serde_json::json!({"type": "audit_pruned", "through": anchor.seq, "entries": n}),
+        )?;
+        let token = w.commit()?;
+        self.sync(token)?;
+        Ok(n)
+    }
+
     /// Walks the audit chain: sequence without gaps, each entry's hash, each link, and the head.
+    /// After a prune it starts at the anchor (the last entry pruned): what is left must link to
+    /// it.
     pub fn verify_audit_chain(&self) -> Result<AuditReport, JournalError> {
         let mut problems = Vec::new();
-        let mut prev = GENESIS.to_string();
-        let mut expected = 1u64;
+        let (mut prev, mut expected) = match self.tree.get(META_AUDIT_ANCHOR)? {
+            Some(b) => {
+                let a: AuditHead = decode("audit anchor", &b)?;
+                (a.hash, a.seq + 1)
+            }
+            None => (GENESIS.to_string(), 1u64),
+        };
+        let first = expected;
         for item in self.tree.scan_prefix(AUDIT) {
             let (key, v) = item?;
             let entry: AuditEntry = match decode("audit entry", &v) {
@@ -713,13 +759,14 @@ impl Journal {
             prev = entry.hash.clone();
             expected = entry.seq + 1;
         }
-        let entries = expected - 1;
+        let last = expected - 1;
+        let entries = expected - first;
         match self.tree.get(META_AUDIT_HEAD)? {
             Some(b) => {
                 let head: AuditHead = decode("audit head", &b)?;
-                if head.seq != entries || head.hash != prev {
+                if head.seq != last || head.hash != prev {
                     problems.push(format!(
-                        "chain ends at entry {entries}, but the head says {}: entries were removed from the end",
+                        "chain ends at entry {last}, but the head says {}: entries were removed from the end",
                         head.seq
                     ));
                 }

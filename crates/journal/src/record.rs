@@ -64,6 +64,10 @@ pub struct Approval {
     /// `SHA256:…` of the trust-store line's key that admitted the signer (its own key, or its
     /// certificate authority's): an approval counts later only while that line still admits it.
     pub admitted_by: String,
+    /// For an approval made through a certificate: the certificate's `valid_before` (Unix
+    /// seconds), past which the approval no longer counts; absent for a plain key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_valid_before: Option<i64>,
     /// Lower-case hex SHA-256 of the exact payload bytes signed: approvals count together only
     /// over the same bytes.
     pub payload: String,

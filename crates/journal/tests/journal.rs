@@ -427,6 +427,7 @@ fn approval(key: &str, payload: &str) -> steward_journal::Approval {
             role: Role::Operational,
         },
         admitted_by: format!("SHA256:{key}"),
+        certificate_valid_before: None,
         payload: payload.into(),
         not_after: 2_000_000_000,
         at_ms: 1,
@@ -479,4 +480,33 @@ fn approvals_are_kept_with_the_held_op_across_a_reopen_once_per_key_and_never_af
         Err(JournalError::NotHeld(_, "intent"))
     ));
     assert!(j.verify_audit_chain().unwrap().intact());
+}
+
+#[test]
+fn pruning_the_oldest_audit_entries_keeps_the_rest_verifiable_and_tampering_visible() {
+    let (_d, j) = fresh();
+    for i in 0..6 {
+        j.record(start(100 + i), OpState::Planned).unwrap();
+    }
+    assert_eq!(j.verify_audit_chain().unwrap().entries, 6);
+    // Everything written so far is older than "now + 1 s".
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let cutoff = i64::try_from(now_ms).unwrap() + 1000;
+    assert_eq!(j.prune_audit(cutoff).unwrap(), 6);
+    let report = j.verify_audit_chain().unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    assert_eq!(report.entries, 1, "only the prune's own entry is left");
+    j.record(start(200), OpState::Planned).unwrap();
+    assert!(j.verify_audit_chain().unwrap().intact());
+    assert_eq!(
+        j.prune_audit(0).unwrap(),
+        0,
+        "nothing is older than the epoch"
+    );
+    // Without its anchor the rest no longer verifies: a prune cannot be hidden.
+    j.raw_tree_for_tests().remove(b"m/audit_anchor").unwrap();
+    assert!(!j.verify_audit_chain().unwrap().intact());
 }

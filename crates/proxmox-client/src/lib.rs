@@ -70,5 +70,5 @@ pub use client::{PveClient, PveWriter};
 pub use error::ApiError;
 pub use http::{Endpoint, RequestHook};
 pub use tls::Trust;
-pub use token::ApiToken;
+pub use token::{read_secret_file, ApiToken};
 pub use upid::{Upid, UpidError};

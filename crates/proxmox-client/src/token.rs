@@ -50,16 +50,7 @@ impl ApiToken {
 
     /// Reads a token file; refuses one that group or others can read.
     pub fn from_file(path: &Path) -> Result<ApiToken, String> {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(format!(
-                "{}: readable by group or others (mode {:o}); chmod 600 it",
-                path.display(),
-                meta.permissions().mode() & 0o777
-            ));
-        }
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = read_secret_file(path)?;
         ApiToken::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
@@ -77,6 +68,21 @@ impl ApiToken {
     pub fn matches_header(&self, header: &str) -> bool {
         header == self.header()
     }
+}
+
+/// Reads a file that holds a secret, refusing one that group or others could read: a token
+/// left world-readable is a token already leaked. Errors name the path, never the content.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: readable by group or others (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 #[cfg(test)]

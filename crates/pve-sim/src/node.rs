@@ -206,6 +206,16 @@ impl Counters {
             .or_default() += 1;
     }
 
+    /// Calls of `call` (`destroy`, `start`, …) for `vmid`, from any token.
+    pub fn of(&self, vmid: u32, call: &str) -> u64 {
+        let prefix = format!("{vmid} {call} ");
+        self.calls
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, c)| *c)
+            .sum()
+    }
+
     /// The counts as JSON: `[{vmid, call, token, count}]`.
     pub fn to_json(&self) -> Value {
         Value::Array(

@@ -71,15 +71,7 @@ pub async fn sim(task_time: Duration) -> Sim {
 
 /// Mutating calls of `call` the simulator saw for `vmid`, from any token.
 pub fn calls(sim: &Sim, vmid: u32, call: &str) -> u64 {
-    let prefix = format!("{vmid} {call} ");
-    sim.with_node(|n| {
-        n.st.counters
-            .calls
-            .iter()
-            .filter(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, c)| *c)
-            .sum()
-    })
+    sim.with_node(|n| n.st.counters.of(vmid, call))
 }
 
 /// Writes the agent's token files and `agent.toml` in `dir`, with `provider` as the body of

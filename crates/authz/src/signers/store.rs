@@ -56,6 +56,12 @@ impl TrustEntry {
         self.key.fingerprint(HashAlg::Sha256).to_string()
     }
 
+    /// Whether the line's principals pattern-list admits `principal` (as for a certificate's
+    /// principal): matched, and not negated.
+    pub fn admits_principal(&self, principal: &str) -> bool {
+        match_list(principal, &self.principals) == ListMatch::Yes
+    }
+
     fn admits_namespace(&self, ns: &str) -> bool {
         match &self.options.namespaces {
             None => true,
@@ -83,6 +89,9 @@ pub struct Admission<'a> {
     pub subject: &'a KeyData,
     /// Whether a certificate demands user verification (`verify-required`).
     pub require_user_verified: bool,
+    /// For a certificate: the end of its validity (`valid_before`, Unix seconds); None for a
+    /// plain key.
+    pub certificate_valid_before: Option<i64>,
 }
 
 /// A loaded allowed_signers file.
@@ -182,6 +191,7 @@ impl TrustStore {
                 role: e.role,
                 subject: key,
                 require_user_verified: false,
+                certificate_valid_before: None,
             });
         }
         let fp = key.fingerprint(HashAlg::Sha256);
@@ -252,6 +262,9 @@ impl TrustStore {
                 role: e.role,
                 subject: cert.public_key(),
                 require_user_verified: cert.critical_options().contains_key("verify-required"),
+                certificate_valid_before: Some(
+                    i64::try_from(cert.valid_before()).unwrap_or(i64::MAX),
+                ),
             });
         }
         Err(Rejection::new(Reason::UnknownSigner, miss))
