@@ -105,29 +105,13 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
     );
     // Without a trust store the destroy of 103 is held, never run: the CLI shows it held with
     // what it would destroy, and a real operator signature is refused (no signer admitted).
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .args(args)
-            .arg("--socket")
-            .arg(dir.path().join("agent.sock"))
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let cli = |args: &[&str]| common::cli(dir.path(), args);
     until("103 held", Duration::from_secs(20), || {
         cli(&["pending"]).1.contains("guest.destroy 103")
     });
     let (_, listed) = cli(&["pending"]);
     assert!(listed.contains("local-lvm:vm-103-disk-0 (32G)"), "{listed}");
-    let id: String = listed
-        .strip_prefix("op ")
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let id = common::first_held_id(&listed);
     let (code, template) = cli(&["pending", "show", &id, "--template"]);
     assert_eq!(code, Some(0));
     let op_file = dir.path().join("op.json");
@@ -233,12 +217,7 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
         || memory(101).as_deref() == Some("3072"),
     );
     // SIGTERM: a clean stop, exit 0.
-    let pid = agent.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    agent.sigterm();
     heard("STOPPING=1");
     let t = Instant::now();
     let status = loop {

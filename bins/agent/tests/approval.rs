@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{calls, sim, until, Agent};
+use common::{calls, cli, first_held_id, sim, until, Agent};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -22,19 +22,6 @@ fn start(cfg: &Path) -> Agent {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    )
-}
-
-fn cli(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-        .args(args)
-        .arg("--socket")
-        .arg(dir.join("agent.sock"))
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
     )
 }
 
@@ -75,12 +62,7 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     .await;
     let (_, listed) = cli(d, &["pending"]);
     assert!(listed.contains("needs 2 signatures, has 0"), "{listed}");
-    let id: String = listed
-        .strip_prefix("op ")
-        .unwrap()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let id = first_held_id(&listed);
     let (_, template) = cli(d, &["pending", "show", &id, "--template"]);
     let op_file = d.join("op.json");
     std::fs::write(&op_file, &template).unwrap();
@@ -96,18 +78,9 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     };
     let a = sign(&alice, "alice.sig");
     let submit = |sigs: &[&Path]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .arg("submit")
-            .arg(&op_file)
-            .args(sigs)
-            .arg("--socket")
-            .arg(d.join("agent.sock"))
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let mut args = vec!["submit".to_string(), op_file.display().to_string()];
+        args.extend(sigs.iter().map(|p| p.display().to_string()));
+        cli(d, &args.iter().map(String::as_str).collect::<Vec<_>>())
     };
     // Alice's signature twice in one submission: one key, one approval.
     let (code, said) = submit(&[&a, &a]);
@@ -127,12 +100,7 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     assert_eq!(calls(&sim, 103, "destroy"), 0);
 
     // A restart: the approval is in the journal, not in memory.
-    let pid = agent.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    agent.sigterm();
     drop(agent);
     let _agent = start(&cfg);
     until("the agent answers again", Duration::from_secs(30), || {

@@ -155,12 +155,7 @@ async fn a_hub_converges_the_node_and_its_signed_job_releases_a_held_destroy_onc
         || memory(101).as_deref() == Some("3072"),
     )
     .await;
-    let pid = agent.0.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
+    agent.sigterm();
     let status = agent.0.wait().unwrap();
     let mut log = String::new();
     use std::io::Read;

@@ -20,6 +20,42 @@ pub const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01"
 /// Kills the agent on every way out.
 pub struct Agent(pub Child);
 
+impl Agent {
+    /// Sends SIGTERM (the clean stop systemd asks for); the caller waits, or drops.
+    pub fn sigterm(&self) {
+        let pid = self.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+    }
+}
+
+/// `steward-agent ARGS --socket DIR/agent.sock`: exit code and stdout.
+pub fn cli(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .args(args)
+        .arg("--socket")
+        .arg(dir.join("agent.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// The id of the first op `steward-agent pending` lists (`op ID  expires …`).
+pub fn first_held_id(listed: &str) -> String {
+    listed
+        .strip_prefix("op ")
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
