@@ -723,3 +723,222 @@ async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
         .problems
         .is_empty());
 }
+
+/// A signed `guest.config` job as a hub would compose it: `params` as given, a fresh nonce and a
+/// thirty-minute window.
+fn config_job(guest: u32, params: Value) -> Vec<u8> {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    serde_json::to_vec(&json!({
+        "v": 1, "op": "guest.config", "host": "pve-a", "guest": guest, "params": params,
+        "nonce": steward_testkit::nonce(),
+        "not_before": fmt(now - time::Duration::minutes(1)),
+        "not_after": fmt(now + time::Duration::minutes(30)),
+    }))
+    .unwrap()
+}
+
+/// Security review, finding 1: `unused0` holds disk-7 (here disk-1); a hub shows the operator
+/// "remove the old scratch disk-0" with the real digest. The signature names a volume the slot
+/// does not hold: refused `binding_mismatch` before its nonce is spent, naming the key and both
+/// volumes, and nothing reaches the node. The honest op for the same slot runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let scratch = l.sim.with_node(|n| {
+        let v =
+            n.st.volumes
+                .allocate(
+                    "local-lvm",
+                    101,
+                    4 << 30,
+                    steward_pve_sim::Kind::Qemu,
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs(),
+                )
+                .unwrap();
+        let g = n.st.guests.get_mut(&101).unwrap();
+        g.config.insert("unused0".into(), v.clone());
+        v
+    });
+    assert_ne!(scratch, "local-lvm:vm-101-disk-0");
+    let (digest, identity) = l.sim.with_node(|n| {
+        let g = &n.st.guests[&101];
+        (
+            steward_pve_sim::Node::digest(g),
+            format!("vmgenid:{}", g.config["vmgenid"]),
+        )
+    });
+    let params = |named: &str| {
+        json!({"kind": "qemu", "set": {}, "delete": ["unused0"], "digest": digest,
+               "removes": {"unused0": named}, "identity": identity})
+    };
+    let lie = config_job(101, params("local-lvm:vm-101-disk-0"));
+    let sig = l.kg.sign(&l.op.private, "op@steward", &lie).unwrap();
+    let d = l.engine.signed_job(&lie, &sig).await;
+    match &d {
+        Decision::Refused { reason, detail, .. } => {
+            assert_eq!(reason.code(), "binding_mismatch", "{detail}");
+            assert!(
+                detail.contains("unused0")
+                    && detail.contains("local-lvm:vm-101-disk-0")
+                    && detail.contains(&scratch),
+                "{detail}"
+            );
+        }
+        other => panic!("expected binding_mismatch, got {other:?}"),
+    }
+    assert!(l
+        .sim
+        .with_node(|n| n.st.volumes.owned_by(101).contains(&scratch)));
+    assert_eq!(l.writes(101), 0, "nothing reached the node");
+    // The nonce was not spent: the same bytes are refused again for the same reason, not as a
+    // replay.
+    let again = l.engine.signed_job(&lie, &sig).await;
+    assert!(
+        matches!(&again, Decision::Refused { reason, .. } if reason.code() == "binding_mismatch"),
+        "{again:?}"
+    );
+    // The signature that names what the slot holds runs, and removes exactly that volume.
+    let truth = config_job(101, params(&scratch));
+    let sig = l.kg.sign(&l.op.private, "op@steward", &truth).unwrap();
+    let d = l.engine.signed_job(&truth, &sig).await;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                outcome: Outcome::Succeeded,
+                signed: true,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    let left = l.sim.with_node(|n| n.st.volumes.owned_by(101));
+    assert!(!left.contains(&scratch), "{left:?}");
+    assert!(
+        left.contains(&"local-lvm:vm-101-disk-0".to_string()),
+        "{left:?}"
+    );
+    let _ = l.stop.send(true);
+}
+
+/// Security review, finding 2: an LXC destroy is held, the operator signs, the hub withholds
+/// the signature; the container leaves the node (the held op is superseded); the hub has a new
+/// container created at the VMID with the old MAC on `net1`, then sends the withheld signature
+/// as a job. The template belongs to its op for good: spent as not held, never run; and the
+/// new container's MACs are the agent's own, so it could not pass for the old one anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_template_never_runs_as_a_job_on_a_forged_identity() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 102, "kind": "lxc", "state": "absent"}
+    ]}));
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let h = l.engine.held().await.remove(0);
+    let identity = h.template["params"]["identity"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mac = identity.strip_prefix("hwaddr:").unwrap().to_string();
+    let bytes = serde_json::to_vec(&h.template).unwrap();
+    let withheld = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
+    l.sim.with_node(|n| n.remove_guest(102));
+    l.until("superseded", |l| l.engine.status_now().held == 0)
+        .await;
+    l.desire(json!({"version": 1, "generation": 2, "guests": [
+        {"vmid": 102, "kind": "lxc", "state": "stopped",
+         "create": {"ostemplate": TEMPLATE, "rootfs": "local-lvm:1",
+                    "net1": format!("name=eth1,bridge=vmbr0,hwaddr={mac}")}}
+    ]}));
+    l.until("created", |l| {
+        l.sim
+            .with_node(|n| n.st.guests.get(&102).is_some_and(|g| g.lock.is_none()))
+    })
+    .await;
+    let net1 = l
+        .sim
+        .with_node(|n| n.st.guests[&102].config["net1"].clone());
+    assert!(
+        !net1.to_ascii_uppercase().contains(&mac),
+        "the hub chose the new container's MAC: {net1}"
+    );
+    let d = l.engine.present(&bytes, &withheld).await;
+    assert!(
+        matches!(&d, Decision::Refused { reason, detail, .. }
+            if reason.code() == "binding_mismatch" && detail.contains("not a held")),
+        "{d:?}"
+    );
+    // Spent: the same bytes again are a replay.
+    let again = l.engine.signed_job(&bytes, &withheld).await;
+    assert!(matches!(again, Decision::Replay { .. }), "{again:?}");
+    assert!(l.sim.with_node(|n| n.st.guests.contains_key(&102)));
+    let destroys = l.sim.with_node(|n| n.st.counters.of(102, "destroy"));
+    assert_eq!(destroys, 0);
+    let _ = l.stop.send(true);
+}
+
+/// Security review, finding 3: a hub asks for a container from a template that does not exist.
+/// Each create fails the same way: the engine backs off and, after `PARK_AFTER` failures in a
+/// row, parks the guest with the failure shown in its status, instead of sending creates (and
+/// journaling ops) in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_fails_the_same_way_backs_off_and_parks() {
+    let l = lab_with(0, Duration::from_secs(3600), 2).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 300, "kind": "lxc", "state": "stopped",
+         "create": {"ostemplate": "local:vztmpl/no-such-template.tar.zst", "rootfs": "local-lvm:1",
+                    "net0": "name=eth0,bridge=vmbr0"}}
+    ]}));
+    l.until("parked", |l| {
+        l.engine
+            .status_now()
+            .parked
+            .iter()
+            .any(|p| p.vmid == 300 && p.why.contains("in a row"))
+    })
+    .await;
+    // Each attempt is one journaled create (the simulator refuses before it counts a call).
+    let attempts = |l: &Lab| {
+        l.journal
+            .all_ops()
+            .unwrap()
+            .iter()
+            .filter(|r| r.guest.get() == 300 && matches!(r.action, Action::Create { .. }))
+            .count()
+    };
+    let creates = attempts(&l);
+    let passes = l.engine.status_now().passes;
+    l.until("ten more passes", |l| {
+        l.engine.status_now().passes >= passes + 10
+    })
+    .await;
+    let after = attempts(&l);
+    assert_eq!(after, creates, "no create while parked");
+    assert_eq!(
+        after,
+        steward_engine::PARK_AFTER as usize,
+        "attempts before parking"
+    );
+    let why = l.engine.status_now().parked[0].why.clone();
+    assert!(why.contains("no-such-template"), "{why}");
+    // A new desired spec is a reason to try again: one attempt, then parked again.
+    l.desire(json!({"version": 1, "generation": 2, "guests": [
+        {"vmid": 300, "kind": "lxc", "state": "stopped", "memory": 256,
+         "create": {"ostemplate": "local:vztmpl/no-such-template.tar.zst", "rootfs": "local-lvm:1",
+                    "net0": "name=eth0,bridge=vmbr0"}}
+    ]}));
+    let passes = l.engine.status_now().passes;
+    l.until("ten more passes", |l| {
+        l.engine.status_now().passes >= passes + 10
+    })
+    .await;
+    let again = attempts(&l);
+    assert_eq!(again, after + 1, "one more attempt for the new spec");
+    let _ = l.stop.send(true);
+}

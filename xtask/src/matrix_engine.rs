@@ -182,6 +182,24 @@ impl Lab {
     }
 }
 
+/// A signed `guest.config` job as a hub would compose it.
+fn config_job(guest: u32, params: serde_json::Value) -> Result<Vec<u8>> {
+    use time::format_description::well_known::Rfc3339;
+    let now = time::OffsetDateTime::now_utc();
+    Ok(serde_json::to_vec(&serde_json::json!({
+        "v": 1, "op": "guest.config", "host": "pve-a", "guest": guest, "params": params,
+        "nonce": steward_testkit::nonce(),
+        "not_before": (now - time::Duration::minutes(1)).format(&Rfc3339)?,
+        "not_after": (now + time::Duration::minutes(30)).format(&Rfc3339)?,
+    }))?)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Runs the engine cases.
 pub fn run() -> Result<Vec<GateRow>> {
     crate::matrix_gate::block_on(cases())
@@ -260,6 +278,127 @@ async fn cases() -> Result<Vec<GateRow>> {
             l.state(op104),
             late.label()
         ),
+    ));
+
+    // 100 (security review, finding 1): `unused0` holds a scratch volume; a hub composes a
+    // signed disk change whose `removes` names the guest's system disk instead.
+    let scratch = l.sim.with_node(|n| {
+        let v = n.st.volumes.allocate(
+            "local-lvm",
+            100,
+            4 << 30,
+            steward_pve_sim::Kind::Qemu,
+            unix_now(),
+        );
+        if let (Ok(v), Some(g)) = (&v, n.st.guests.get_mut(&100)) {
+            g.config.insert("unused0".into(), v.clone());
+        }
+        v
+    });
+    let scratch = scratch.map_err(anyhow::Error::msg)?;
+    let (digest, identity) = l
+        .sim
+        .with_node(|n| {
+            n.st.guests.get(&100).map(|g| {
+                (
+                    steward_pve_sim::Node::digest(g),
+                    format!(
+                        "vmgenid:{}",
+                        g.config.get("vmgenid").cloned().unwrap_or_default()
+                    ),
+                )
+            })
+        })
+        .context("guest 100")?;
+    let params = |named: &str| {
+        json!({"kind": "qemu", "set": {}, "delete": ["unused0"], "digest": digest,
+               "removes": {"unused0": named}, "identity": identity})
+    };
+    let lie = config_job(100, params("local-lvm:vm-100-disk-0"))?;
+    let d = l.engine.signed_job(&lie, &l.sign(&lie)?).await;
+    let kept = l
+        .sim
+        .with_node(|n| n.st.volumes.owned_by(100).contains(&scratch));
+    rows.push((
+        "engine: a signed disk change whose `removes` names another volume than the slot holds (finding 1)".into(),
+        "refused:binding_mismatch; volume kept; config calls 0".into(),
+        format!(
+            "{}; volume {}; config calls {}",
+            d.label(),
+            if kept { "kept" } else { "destroyed" },
+            l.sim.with_node(|n| n.st.counters.of(100, "config"))
+        ),
+        crate::matrix_gate::detail(&d),
+    ));
+    let truth = config_job(100, params(&scratch))?;
+    let d = l.engine.signed_job(&truth, &l.sign(&truth)?).await;
+    let left = l.sim.with_node(|n| n.st.volumes.owned_by(100));
+    rows.push((
+        "engine: the same change naming the volume the slot holds removes exactly that volume"
+            .into(),
+        "executed; scratch removed, system disk kept".into(),
+        format!(
+            "{}; scratch {}, system disk {}",
+            d.label(),
+            if left.contains(&scratch) {
+                "kept"
+            } else {
+                "removed"
+            },
+            if left.iter().any(|v| v == "local-lvm:vm-100-disk-0") {
+                "kept"
+            } else {
+                "removed"
+            }
+        ),
+        crate::matrix_gate::detail(&d),
+    ));
+
+    // 105 (finding 2): an LXC destroy is held and signed, the signature withheld; 105 leaves
+    // the node, a new 105 is created with the old MAC on net1, and the signature comes as a job.
+    l.desire(json!({"version": 1, "generation": 4, "guests": [
+        {"vmid": 105, "kind": "lxc", "state": "absent"}
+    ]}))?;
+    let (op105, t105) = l.held(105).await?;
+    let template: serde_json::Value = serde_json::from_slice(&t105)?;
+    let mac = template["params"]["identity"]
+        .as_str()
+        .and_then(|i| i.strip_prefix("hwaddr:"))
+        .context("an LXC identity")?
+        .to_string();
+    let withheld = l.sign(&t105)?;
+    l.sim.with_node(|n| n.remove_guest(105));
+    l.until("105's held op superseded", |l| {
+        l.state(op105) == "refused:superseded"
+    })
+    .await?;
+    l.desire(json!({"version": 1, "generation": 5, "guests": [
+        {"vmid": 105, "kind": "lxc", "state": "stopped",
+         "create": {"ostemplate": "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst",
+                    "rootfs": "local-lvm:1", "net1": format!("name=eth1,bridge=vmbr0,hwaddr={mac}")}}
+    ]}))?;
+    l.until("a new 105", |l| {
+        l.sim
+            .with_node(|n| n.st.guests.get(&105).is_some_and(|g| g.lock.is_none()))
+    })
+    .await?;
+    let forged = l.sim.with_node(|n| {
+        n.st.guests
+            .get(&105)
+            .and_then(|g| g.config.get("net1"))
+            .is_some_and(|v| v.to_ascii_uppercase().contains(&mac))
+    });
+    let d = l.engine.present(&t105, &withheld).await;
+    rows.push((
+        "engine: a superseded template sent later as a job, its VMID recreated with the old MAC on net1 (finding 2)".into(),
+        "refused:binding_mismatch; MAC the agent's; destroy calls 0".into(),
+        format!(
+            "{}; MAC {}; destroy calls {}",
+            d.label(),
+            if forged { "the hub's" } else { "the agent's" },
+            l.destroys(105)
+        ),
+        crate::matrix_gate::detail(&d),
     ));
 
     // 100: signed and run, then the whole engine restarts over the same journal and the

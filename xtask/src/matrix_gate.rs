@@ -341,6 +341,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         txn: Some(txn),
         scratch: false,
         identity: seen(id900),
+        observed: None,
     };
     let create = Action::Create {
         vmid: vmid(900)?,
@@ -358,6 +359,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         txn: None,
         scratch: true,
         identity: seen(id901),
+        observed: None,
     };
     let create = Action::Create {
         vmid: vmid(901)?,

@@ -282,8 +282,13 @@ async fn cases() -> Result<Vec<GateRow>> {
         &p,
     );
 
-    // A signed job carries its signatures together; it keeps nothing when it falls short.
+    // A signed job carries its signatures together; it keeps nothing when it falls short. (A
+    // job, not the held op's template: a payload with a nonce the agent minted is presented
+    // for its op, never run as a job.)
     let (_, t) = hold(208).await?;
+    let mut job: serde_json::Value = serde_json::from_str(&t)?;
+    job["nonce"] = serde_json::json!(steward_testkit::nonce());
+    let t = serde_json::to_string(&job)?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let p = gate
         .run_job(t.as_bytes(), std::slice::from_ref(&a), l.now)

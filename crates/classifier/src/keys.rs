@@ -122,12 +122,16 @@ pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
     }
 }
 
-/// Whether a disk value allocates a new, empty volume: `STORAGE:SIZE[,options]` with SIZE
-/// exactly `\d+(\.\d+)?` (qemu-server's `NEW_DISK_RE`), never a volume id
-/// (`STORAGE:vm-104-disk-0`), a path, or a size Proxmox would read another way.
-pub fn is_new_volume(value: &str) -> bool {
-    let first = value.split(',').next().unwrap_or("");
-    let Some((storage, size)) = first.split_once(':') else {
+/// Whether a disk value allocates a new, empty volume: its one volume (`steward_model::volume_of`,
+/// bare or as `file=`/`volume=`, never both) is `STORAGE:SIZE` with SIZE exactly
+/// `\d+(\.\d+)?` (qemu-server's `NEW_DISK_RE`), never a volume id (`STORAGE:vm-104-disk-0`), a
+/// path, or a size Proxmox would read another way. A value that names a second volume
+/// (`local-lvm:4,file=local-lvm:vm-101-disk-7`) is not a new volume.
+pub fn is_new_volume(kind: GuestKind, key: &str, value: &str) -> bool {
+    let Ok(Some(volume)) = steward_model::volume_of(kind, key, value) else {
+        return false;
+    };
+    let Some((storage, size)) = volume.split_once(':') else {
         return false;
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -146,6 +150,11 @@ pub fn is_new_volume(value: &str) -> bool {
 #[cfg(test)]
 mod new_volume_tests {
     use super::is_new_volume;
+    use steward_model::GuestKind;
+
+    fn new(v: &str) -> bool {
+        is_new_volume(GuestKind::Qemu, "scsi1", v)
+    }
 
     #[test]
     fn only_proxmox_allocation_syntax_is_a_new_volume() {
@@ -154,8 +163,9 @@ mod new_volume_tests {
             "local-lvm:0.5",
             "local-lvm:4,ssd=1",
             "ceph_pool.1:10",
+            "file=local-lvm:4,ssd=1",
         ] {
-            assert!(is_new_volume(ok), "{ok}");
+            assert!(new(ok), "{ok}");
         }
         for bad in [
             "local-lvm:1.2.3",
@@ -166,8 +176,23 @@ mod new_volume_tests {
             "/dev/sdb",
             ":32",
             "local-lvm:32,import-from=local:iso/x.img",
+            // A second volume behind the allocation: Proxmox's parser would refuse it, and the
+            // classifier must never call it new.
+            "local-lvm:4,file=local-lvm:vm-101-disk-7",
+            "file=local-lvm:4,file=local-lvm:vm-101-disk-7",
+            "size=4G",
         ] {
-            assert!(!is_new_volume(bad), "{bad}");
+            assert!(!new(bad), "{bad}");
         }
+        assert!(is_new_volume(
+            GuestKind::Lxc,
+            "rootfs",
+            "volume=local-lvm:8"
+        ));
+        assert!(!is_new_volume(
+            GuestKind::Lxc,
+            "mp0",
+            "local-lvm:8,volume=local-lvm:vm-102-disk-1,mp=/data"
+        ));
     }
 }

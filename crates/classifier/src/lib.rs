@@ -11,7 +11,7 @@
 
 mod keys;
 
-pub use keys::{is_benign_key, is_data_bearing_key};
+pub use keys::{is_benign_key, is_data_bearing_key, is_new_volume};
 
 use steward_model::{Action, ConfigChange, GuestKind};
 
@@ -112,7 +112,7 @@ fn create(kind: GuestKind, config: &std::collections::BTreeMap<String, String>) 
             );
         }
         if is_data_bearing_key(kind, key) {
-            if keys::is_new_volume(value) {
+            if keys::is_new_volume(kind, key, value) {
                 continue;
             }
             return Verdict::Destructive(format!(

@@ -190,7 +190,9 @@ fn random_mac() -> Result<String, String> {
 }
 
 /// The agent gives every guest it creates an identity of its own choosing: QEMU `vmgenid`,
-/// LXC `net0`'s `hwaddr`. What the hub sent for those is replaced.
+/// LXC the `hwaddr` of *every* network device (`steward_model::guest_identity` takes the first
+/// device that has one, so a hub that could pick any of them could give a new container an old
+/// one's identity). What the hub sent for those is replaced.
 fn with_identity(action: Action) -> Result<Action, String> {
     match action {
         Action::Create {
@@ -203,14 +205,20 @@ fn with_identity(action: Action) -> Result<Action, String> {
                     config.insert("vmgenid".into(), random_uuid()?);
                 }
                 GuestKind::Lxc => {
-                    if let Some(net) = config.get("net0").cloned() {
-                        let kept: Vec<&str> = net
+                    for (key, net) in config.iter_mut() {
+                        let is_net = key.strip_prefix("net").is_some_and(|n| {
+                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                        });
+                        if !is_net {
+                            continue;
+                        }
+                        let mut parts: Vec<String> = net
                             .split(',')
-                            .filter(|p| !p.starts_with("hwaddr="))
+                            .filter(|p| !p.trim_start().starts_with("hwaddr="))
+                            .map(str::to_string)
                             .collect();
-                        let mut parts: Vec<String> = kept.iter().map(|p| p.to_string()).collect();
                         parts.push(format!("hwaddr={}", random_mac()?));
-                        config.insert("net0".into(), parts.join(","));
+                        *net = parts.join(",");
                     }
                 }
             }

@@ -10,9 +10,10 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::{Executor, Failure, FailureKind, Guard};
+use steward_gate::binding::{check_removes, removes_volumes};
+use steward_gate::{Executor, Failure, FailureKind, Guard, ObservedConfig};
 use steward_metrics::Metrics;
-use steward_model::{Action, ConfigChange, GuestKind};
+use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
 /// Runs actions on the node through the write half of its API.
@@ -62,11 +63,7 @@ impl NodeExecutor {
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
     /// refuses to destroy a running guest.
-    async fn stop_if_running(
-        &self,
-        kind: GuestKind,
-        vmid: steward_model::Vmid,
-    ) -> Result<(), Failure> {
+    async fn stop_if_running(&self, kind: GuestKind, vmid: Vmid) -> Result<(), Failure> {
         let status = self.node.status(kind, vmid).await.map_err(failure)?;
         if status.get("status").and_then(|s| s.as_str()) == Some("running") {
             let upid = self.node.stop(kind, vmid).await.map_err(failure)?;
@@ -80,7 +77,7 @@ impl NodeExecutor {
     async fn set_config(
         &self,
         kind: GuestKind,
-        vmid: steward_model::Vmid,
+        vmid: Vmid,
         change: &ConfigChange,
     ) -> Result<(), Failure> {
         self.node
@@ -97,7 +94,8 @@ impl NodeExecutor {
         };
         for volume in change.removes.values() {
             if let Some((slot, _)) = after.values.iter().find(|(k, v)| {
-                k.starts_with("unused") && v.split(',').next() == Some(volume.as_str())
+                k.starts_with("unused")
+                    && volume_of(kind, k, v).ok().flatten() == Some(volume.as_str())
             }) {
                 unused.delete.insert(slot.clone());
             }
@@ -139,6 +137,22 @@ impl NodeExecutor {
             Guard::Identity(expected) => expected,
         };
         let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
+        // The gate checked the volumes against a read before it spent the signature; the digest
+        // the write carries pins that config, and this fresh read says so again.
+        if let Action::SetConfig { change, .. } = action {
+            if removes_volumes(action) {
+                let observed = ObservedConfig {
+                    digest: cfg.digest.clone(),
+                    values: cfg.values.clone(),
+                };
+                check_removes(kind, change, &observed).map_err(|why| {
+                    Failure::new(
+                        FailureKind::Other,
+                        format!("binding_mismatch: {why}: nothing was done"),
+                    )
+                })?;
+            }
+        }
         let now = steward_model::guest_identity(kind, &cfg.values);
         if &now != expected {
             return Err(Failure::new(
@@ -214,6 +228,14 @@ impl Executor for NodeExecutor {
             }
         };
         upid.map(|u| Some(u.to_string())).map_err(failure)
+    }
+
+    async fn read_config(&self, kind: GuestKind, vmid: Vmid) -> Result<ObservedConfig, Failure> {
+        let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
+        Ok(ObservedConfig {
+            digest: cfg.digest,
+            values: cfg.values,
+        })
     }
 
     async fn wait(&self, upid: &str) -> Result<(), Failure> {

@@ -8,7 +8,7 @@
 use crate::observe::Snapshot;
 use serde::Serialize;
 use steward_journal::{OpId, OpRecord, OpState};
-use steward_model::Action;
+use steward_model::{volume_of, volume_size, Action, GuestKind};
 
 /// A held op, ready to show and to sign.
 #[derive(Clone, Debug, Serialize)]
@@ -34,18 +34,16 @@ pub struct HeldOp {
     pub approved_by: Vec<String>,
 }
 
-/// The volume a disk config value names, and its `size=`.
-fn volume(value: &str) -> Option<(String, Option<String>)> {
-    let mut parts = value.split(',');
-    let first = parts.next()?;
-    if !first.contains(':') || first.ends_with(":cloudinit") || first == "none" {
-        return None;
+/// The volume config key `key` names with `value` (read as Proxmox reads it:
+/// `steward_model::volume_of`), and its `size=`. A value whose volume is ambiguous is shown
+/// whole: the operator must see it, not a guess.
+fn volume(kind: GuestKind, key: &str, value: &str) -> Option<(String, Option<String>)> {
+    let size = volume_size(value).map(str::to_string);
+    match volume_of(kind, key, value) {
+        Ok(Some(v)) if v.contains(':') && !v.ends_with(":cloudinit") => Some((v.to_string(), size)),
+        Ok(_) => None,
+        Err(e) => Some((format!("{key}={value} ({e})"), size)),
     }
-    let size = value
-        .split(',')
-        .find_map(|p| p.strip_prefix("size="))
-        .map(str::to_string);
-    Some((first.to_string(), size))
 }
 
 fn is_disk(key: &str) -> bool {
@@ -81,7 +79,7 @@ pub fn held_op(
                 volumes.extend(
                     c.iter()
                         .filter(|(k, _)| is_disk(k))
-                        .filter_map(|(_, v)| volume(v)),
+                        .filter_map(|(k, v)| volume(kind, k, v)),
                 );
             }
             if *destroy_unreferenced_disks {
@@ -94,7 +92,7 @@ pub fn held_op(
             for (key, vol) in &change.removes {
                 let size = config
                     .and_then(|c| c.get(key))
-                    .and_then(|v| volume(v))
+                    .and_then(|v| volume(kind, key, v))
                     .and_then(|(_, s)| s);
                 volumes.push((vol.clone(), size));
             }
@@ -108,10 +106,27 @@ pub fn held_op(
                 volumes.extend(
                     c.iter()
                         .filter(|(k, _)| is_disk(k))
-                        .filter_map(|(_, v)| volume(v)),
+                        .filter_map(|(k, v)| volume(kind, k, v)),
                 );
             }
             "restore the backup over the guest, overwriting every disk"
+        }
+        Action::Create { config, .. } => {
+            // A held create attaches, imports or restores something that exists: name every
+            // disk value that is not a new allocation, as the classifier saw it.
+            volumes.extend(
+                config
+                    .iter()
+                    .filter(|(k, _)| is_disk(k))
+                    .filter(|(k, v)| !steward_gate::is_new_volume(kind, k, v))
+                    .filter_map(|(k, v)| volume(kind, k, v)),
+            );
+            for key in ["archive", "ostemplate"] {
+                if let Some(a) = config.get(key).filter(|a| !a.contains(":vztmpl/")) {
+                    volumes.push((a.clone(), None));
+                }
+            }
+            "create the guest with existing data (attached, imported or restored)"
         }
         _ => "an action classified destructive",
     };

@@ -34,5 +34,5 @@ pub use exec::NodeExecutor;
 pub use feed::{feed, FeedConfig};
 pub use held::HeldOp;
 pub use observe::{Observed, PassReport, Snapshot};
-pub use policy::{needs_admin, Requeue};
+pub use policy::{needs_admin, Requeue, PARK_AFTER};
 pub use recover::{task_type, RecoverError, Recovery};

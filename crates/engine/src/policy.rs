@@ -2,8 +2,11 @@
 //! as a `Requeue`. Locked: back off and look again (never `skiplock`); a lock no token can
 //! clear (a dead worker's `create` or `destroyed`, a backup lock with no backup running):
 //! park it and say an administrator is needed. Digest moved: re-read and re-plan now.
-//! Transient: jittered backoff. Denied: park. Held for a signature: nothing to retry until it is
-//! signed or the state changes. A journal write that failed (disk full, EIO): nothing ran;
+//! Transient: jittered backoff. Denied: park. A failure that will come back the same way (not
+//! found, a task that failed, anything else): jittered backoff, and after [`PARK_AFTER`] in a
+//! row, park with the last failure as the reason, so a desired state that cannot succeed (a
+//! template that does not exist) costs a handful of calls, not a loop. Held for a signature:
+//! nothing to retry until it is signed or the state changes. A journal write that failed (disk full, EIO): nothing ran;
 //! back off and try again, since the disk may recover. It must never turn a failure into a blind retry of the same
 //! write.
 
@@ -21,6 +24,11 @@ pub enum Requeue {
     Park(String),
 }
 
+/// Failures in a row (of the kinds that come back the same way) after which a guest is parked
+/// until its desired spec or its observed state changes. With the default backoff (2 s
+/// doubling, each delay drawn from its upper half) that is six attempts in at most a minute.
+pub const PARK_AFTER: u32 = 6;
+
 /// Locks that no API token can clear: only `qm unlock` as root can.
 pub fn needs_admin(lock: &str) -> bool {
     matches!(lock, "create" | "destroyed")
@@ -28,7 +36,22 @@ pub fn needs_admin(lock: &str) -> bool {
 
 /// The next step for a guest after `decision`; `backoff` is that guest's delay source.
 pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Requeue {
-    let mut later = || Requeue::After(backoff.next().unwrap_or(Duration::from_secs(60)));
+    fn later(backoff: &mut crate::backoff::Backoff) -> Requeue {
+        Requeue::After(backoff.next().unwrap_or(Duration::from_secs(60)))
+    }
+    fn repeats(f: &steward_gate::Failure, backoff: &mut crate::backoff::Backoff) -> Requeue {
+        let delay = backoff.next().unwrap_or(Duration::from_secs(60));
+        if backoff.attempts() >= PARK_AFTER {
+            Requeue::Park(format!(
+                "failed {} times in a row ({}: {}): parked until its desired state or the guest changes",
+                backoff.attempts(),
+                f.code(),
+                f.detail
+            ))
+        } else {
+            Requeue::After(delay)
+        }
+    }
     match decision {
         Decision::Executed {
             outcome: Outcome::Succeeded,
@@ -44,10 +67,12 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             FailureKind::Locked { lock } if needs_admin(lock) => Requeue::Park(format!(
                 "locked ({lock}) by a worker that is gone: an administrator must run `qm unlock`/`pct unlock`"
             )),
-            FailureKind::Locked { .. } | FailureKind::Transient { .. } | FailureKind::TaskFailed { .. } => later(),
-            FailureKind::DigestMoved | FailureKind::NotFound => Requeue::Now,
+            FailureKind::Locked { .. } | FailureKind::Transient { .. } => later(backoff),
+            FailureKind::DigestMoved => Requeue::Now,
             FailureKind::Denied => Requeue::Park(format!("the token was refused: {}", f.detail)),
-            FailureKind::Other => later(),
+            FailureKind::NotFound | FailureKind::TaskFailed { .. } | FailureKind::Other => {
+                repeats(f, backoff)
+            }
         },
         Decision::PendingSignature { .. } | Decision::PartlyApproved { .. } => {
             Requeue::Park("held for an operator's signature".into())
@@ -55,7 +80,7 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
         Decision::Refused {
             reason: steward_gate::GateReason::Journal,
             ..
-        } => later(),
+        } => later(backoff),
         Decision::Refused { reason, detail, .. } => Requeue::Park(format!("refused ({reason}): {detail}")),
         Decision::Replay { .. } | Decision::Rotated { .. } => Requeue::Now,
     }
@@ -110,6 +135,16 @@ mod tests {
             Requeue::Park(_)
         ));
         assert!(b.attempts() >= 2);
+        // Not found (a template that does not exist) backs off, then parks.
+        let mut c = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let gone = failed(FailureKind::NotFound);
+        for _ in 1..PARK_AFTER {
+            assert!(matches!(requeue(&gone, &mut c), Requeue::After(_)));
+        }
+        assert!(
+            matches!(requeue(&gone, &mut c), Requeue::Park(why) if why.contains("not_found")),
+            "parked after {PARK_AFTER} in a row, naming the failure"
+        );
         let ok = Decision::Executed {
             op: OpId(1),
             outcome: Outcome::Succeeded,

@@ -7,12 +7,18 @@
 //! (`removes`: key → volume id, read from the config it was planned against) and the config
 //! `digest` it was planned against: the signature names the data, not a slot such as `unused0`,
 //! and the write cannot land on a config that changed since (Proxmox refuses a stale digest). A
-//! signed job that touches data-bearing keys without both is refused. Other config changes bind
-//! neither (their digest is Proxmox's business; the executor still sends it).
+//! signed job that touches data-bearing keys without a digest is refused. Other config changes
+//! bind neither (their digest is Proxmox's business; the executor still sends it).
+//!
+//! Binding the params is not enough: a hub can compose an op whose `removes` names a harmless
+//! volume while the slot it deletes holds another. So before a signature over such a change is
+//! spent, [`check_removes`] holds it against the config read from the node at the signed
+//! digest: `removes` must be exactly the volumes the touched keys hold there, key by key.
 
+use crate::executor::ObservedConfig;
 use serde_json::{json, Map, Value};
 use steward_classifier::is_data_bearing_key;
-use steward_model::{Action, ConfigChange, GuestKind, Vmid};
+use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 
 /// The data-bearing keys a change deletes or replaces.
 fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
@@ -22,6 +28,69 @@ fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
         .chain(change.delete.iter())
         .filter(|k| is_data_bearing_key(kind, k))
         .collect()
+}
+
+/// Whether `action` must be checked against the guest's config before a signature over it is
+/// spent: a config change that touches a data-bearing key or names volumes it removes.
+pub fn removes_volumes(action: &Action) -> bool {
+    match action {
+        Action::SetConfig { kind, change, .. } => {
+            !change.removes.is_empty() || !data_keys(*kind, change).is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// Checks that `change` names exactly the data it destroys on `observed`, the guest's config as
+/// just read from the node: the change was planned against this very config (same digest, so
+/// Proxmox applies it to nothing else), every data-bearing key it sets or deletes that holds a
+/// volume there is in `removes` with exactly that volume, and `removes` names nothing else.
+/// `Err` names the key, the volume signed and the volume held.
+pub fn check_removes(
+    kind: GuestKind,
+    change: &ConfigChange,
+    observed: &ObservedConfig,
+) -> Result<(), String> {
+    match change.digest.as_deref() {
+        Some(d) if d == observed.digest => {}
+        Some(d) => {
+            return Err(format!(
+                "the change was signed against config digest {d}; the guest's config is at {} now",
+                observed.digest
+            ))
+        }
+        None => {
+            return Err(
+                "a change that removes volumes must carry the digest it was planned against".into(),
+            )
+        }
+    }
+    let touched = data_keys(kind, change);
+    for key in &touched {
+        let held = match observed.values.get(key.as_str()) {
+            None => None,
+            Some(v) => volume_of(kind, key, v)
+                .map_err(|e| format!("{key}: the guest's value is ambiguous ({e})"))?,
+        };
+        let signed = change.removes.get(key.as_str());
+        if signed.map(String::as_str) != held {
+            return Err(format!(
+                "{key}: the signature names {}, the guest holds {} there",
+                signed.map_or("no volume", String::as_str),
+                held.unwrap_or("no volume")
+            ));
+        }
+    }
+    if let Some((key, vol)) = change
+        .removes
+        .iter()
+        .find(|(k, _)| !touched.iter().any(|t| t == k))
+    {
+        return Err(format!(
+            "{key}: the signature names {vol} as removed, but the change does not touch {key}"
+        ));
+    }
+    Ok(())
 }
 
 /// What an operator signs for an action.
@@ -154,21 +223,18 @@ pub fn action_from_op(
             }))
             .map_err(|e| format!("params.set/delete/digest/removes: {e}"))?;
             let data = data_keys(kind, &change);
-            if !data.is_empty() {
-                if change.digest.is_none() {
-                    return Err(format!(
-                        "a change to data-bearing keys ({}) must carry params.digest, the config it was planned against",
-                        data.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
-                    ));
-                }
-                if let Some(k) = data
-                    .iter()
-                    .find(|k| !change.removes.contains_key(k.as_str()))
-                {
-                    return Err(format!(
-                        "params.removes must name the volume {k} holds (the data the signature destroys)"
-                    ));
-                }
+            if !data.is_empty() && change.digest.is_none() {
+                return Err(format!(
+                    "a change to data-bearing keys ({}) must carry params.digest, the config it was planned against",
+                    data.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            // What each key holds is checked against the node's config before the signature
+            // is spent (`check_removes`); here only what needs no config.
+            if let Some(k) = change.removes.keys().find(|k| !data.iter().any(|d| d == k)) {
+                return Err(format!(
+                    "params.removes names {k}, which the change does not set or delete"
+                ));
             }
             Action::SetConfig { vmid, kind, change }
         }
@@ -270,17 +336,19 @@ mod tests {
         let b = binding_of(&a, None);
         assert_eq!(b.params["removes"]["scsi1"], "local-lvm:vm-104-disk-1");
         assert_eq!(b.params["digest"], "3f2a");
-        // A job deleting a disk without the digest, or without naming the volume, is refused.
+        // A job deleting a disk without the digest, or naming a volume of a key it does not
+        // touch, is refused.
         let mut p = b.params.clone();
         p["digest"] = Value::Null;
         assert!(action_from_op(b.op, Some(104), &p)
             .unwrap_err()
             .contains("digest"));
         let mut p = b.params.clone();
-        p["removes"] = json!({});
+        p["removes"] =
+            json!({"scsi1": "local-lvm:vm-104-disk-1", "scsi2": "local-lvm:vm-104-disk-2"});
         assert!(action_from_op(b.op, Some(104), &p)
             .unwrap_err()
-            .contains("removes"));
+            .contains("scsi2"));
         // A benign change binds neither.
         let benign = Action::SetConfig {
             vmid: v,
@@ -320,5 +388,107 @@ mod tests {
         assert!(action_from_op("guest.destroy", Some(104), &p).is_err());
         assert!(action_from_op("guest.destroy", None, &p).is_err());
         assert!(action_from_op("guest.start", Some(104), &obj(json!({"kind": "qemu"}))).is_err());
+    }
+
+    fn observed(digest: &str, pairs: &[(&str, &str)]) -> ObservedConfig {
+        ObservedConfig {
+            digest: digest.into(),
+            values: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn change(set: &[(&str, &str)], delete: &[&str], removes: &[(&str, &str)]) -> ConfigChange {
+        ConfigChange {
+            set: set
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            delete: delete.iter().map(|k| k.to_string()).collect(),
+            digest: Some("D".into()),
+            removes: removes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_signed_change_must_name_exactly_the_volumes_its_keys_hold() {
+        let q = GuestKind::Qemu;
+        let cfg = observed(
+            "D",
+            &[
+                ("scsi0", "local-lvm:vm-101-disk-0,size=32G"),
+                ("unused0", "local-lvm:vm-101-disk-7"),
+                ("ide2", "none,media=cdrom"),
+            ],
+        );
+        // The review's finding: unused0 holds disk-7, the signature names disk-0.
+        let lie = change(&[], &["unused0"], &[("unused0", "local-lvm:vm-101-disk-0")]);
+        let e = check_removes(q, &lie, &cfg).unwrap_err();
+        assert!(
+            e.contains("unused0")
+                && e.contains("local-lvm:vm-101-disk-0")
+                && e.contains("local-lvm:vm-101-disk-7"),
+            "{e}"
+        );
+        let truth = change(&[], &["unused0"], &[("unused0", "local-lvm:vm-101-disk-7")]);
+        assert_eq!(check_removes(q, &truth, &cfg), Ok(()));
+        // A touched key that holds a volume must be named.
+        let silent = change(&[("scsi0", "local-lvm:8")], &[], &[]);
+        assert!(check_removes(q, &silent, &cfg)
+            .unwrap_err()
+            .contains("scsi0"));
+        // A slot that holds nothing is named by nothing (an empty CD-ROM, a new disk).
+        let add = change(
+            &[
+                ("scsi1", "local-lvm:8"),
+                ("ide2", "local:iso/x.iso,media=cdrom"),
+            ],
+            &[],
+            &[],
+        );
+        assert_eq!(check_removes(q, &add, &cfg), Ok(()));
+        let invented = change(
+            &[("scsi1", "local-lvm:8")],
+            &[],
+            &[("scsi1", "local-lvm:vm-101-disk-0")],
+        );
+        assert!(check_removes(q, &invented, &cfg).is_err());
+        // Another digest: the config the signature was made for is not the one on the node.
+        let mut stale = truth.clone();
+        stale.digest = Some("E".into());
+        assert!(check_removes(q, &stale, &cfg)
+            .unwrap_err()
+            .contains("digest"));
+        stale.digest = None;
+        assert!(check_removes(q, &stale, &cfg).is_err());
+        // `removes` naming a key the change leaves alone.
+        let extra = change(
+            &[],
+            &["unused0"],
+            &[
+                ("unused0", "local-lvm:vm-101-disk-7"),
+                ("scsi0", "local-lvm:vm-101-disk-0"),
+            ],
+        );
+        assert!(check_removes(q, &extra, &cfg)
+            .unwrap_err()
+            .contains("scsi0"));
+        // A slot whose value names two volumes is never taken as either.
+        let two = observed(
+            "D",
+            &[(
+                "scsi0",
+                "local-lvm:vm-101-disk-0,file=local-lvm:vm-101-disk-9",
+            )],
+        );
+        let del = change(&[], &["scsi0"], &[("scsi0", "local-lvm:vm-101-disk-0")]);
+        assert!(check_removes(q, &del, &two)
+            .unwrap_err()
+            .contains("ambiguous"));
     }
 }

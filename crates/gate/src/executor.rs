@@ -4,7 +4,18 @@
 //! only through the gate; the engine builds it around the API's write half and keeps no copy.
 
 use async_trait::async_trait;
-use steward_model::{Action, Failure};
+use std::collections::BTreeMap;
+use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
+
+/// A guest's config as the executor just read it from the node, with its `digest`: what the
+/// gate checks a signed data-bearing change against before the nonce is spent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedConfig {
+    /// Proxmox's config digest.
+    pub digest: String,
+    /// Every key with its value, as `GET …/config` answers.
+    pub values: BTreeMap<String, String>,
+}
 
 /// What must still hold on the node when an action is dispatched, checked by the executor
 /// against a fresh read just before the call.
@@ -31,4 +42,14 @@ pub trait Executor: Send + Sync {
 
     /// Waits for the task `upid` to end; `Err` carries its failure.
     async fn wait(&self, upid: &str) -> Result<(), Failure>;
+
+    /// Reads the guest's config now. The gate calls it before it spends a signature over a
+    /// change that removes volumes; an executor that cannot read fails closed (the change is
+    /// refused).
+    async fn read_config(&self, kind: GuestKind, vmid: Vmid) -> Result<ObservedConfig, Failure> {
+        Err(Failure::new(
+            FailureKind::Other,
+            format!("this executor cannot read the config of {kind} {vmid}"),
+        ))
+    }
 }

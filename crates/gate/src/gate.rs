@@ -9,9 +9,9 @@
 
 use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
-use crate::binding::{action_from_op, binding_of};
+use crate::binding::{action_from_op, binding_of, removes_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
-use crate::executor::{Executor, Guard};
+use crate::executor::{Executor, Guard, ObservedConfig};
 use crate::rotation::{self, RotationError};
 use crate::template::pending_template;
 use std::path::PathBuf;
@@ -45,6 +45,10 @@ pub struct Submission {
     /// node (`steward_model::guest_identity`); None when it has none or was not seen. A
     /// provenance fact counts only for the guest it names.
     pub identity: Option<String>,
+    /// The guest's config as the gate's executor read it just before a signature over a
+    /// change that removes volumes is spent (`binding::check_removes`); the gate fills it in
+    /// itself, and None there refuses such a change.
+    pub observed: Option<ObservedConfig>,
 }
 
 /// The reversibility gate. It owns its executor: nothing else can reach it.
@@ -89,6 +93,9 @@ pub(crate) enum JobStep {
     /// The verified job names this action on the guest with this identity: submit it with
     /// its signed op.
     Submit(Action, Option<String>),
+    /// The payload carries the nonce of a template the agent minted for this held op: it is
+    /// presented for that op, never run as a fresh job.
+    Held(OpId),
 }
 
 pub(crate) fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
@@ -191,10 +198,15 @@ impl Gate {
     async fn submit_with(
         &self,
         action: Action,
-        sub: Submission,
+        mut sub: Submission,
         signed: Option<(Vec<u8>, Vec<Vec<u8>>)>,
         now: OffsetDateTime,
     ) -> Presented {
+        sub.observed = if signed.is_some() {
+            self.observe_for(&action).await
+        } else {
+            None
+        };
         let a = action.clone();
         let (step, signatures) = self
             .off_worker(move |c| {
@@ -242,8 +254,17 @@ impl Gate {
         now: OffsetDateTime,
     ) -> Presented {
         let (payload, sigs) = (payload.to_vec(), sigs.to_vec());
+        let held = self
+            .off_worker(move |c| c.journal.get(op).ok().flatten())
+            .await
+            .ok()
+            .flatten();
+        let observed = match held {
+            Some(rec) => self.observe_for(&rec.action).await,
+            None => None,
+        };
         let (step, what, signatures) = self
-            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sigs, now))
+            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sigs, now, observed))
             .await
             .unwrap_or_else(|e| {
                 (
@@ -303,6 +324,26 @@ impl Gate {
                 };
                 self.submit_with(action, sub, Some((payload.to_vec(), sigs.to_vec())), now)
                     .await
+            }
+            JobStep::Held(op) => self.approve_pending(op, payload, sigs, now).await,
+        }
+    }
+
+    /// The guest's config, read now, when `action` is a change whose signature must name the
+    /// volumes it removes; None otherwise or when it cannot be read (which refuses the change).
+    async fn observe_for(&self, action: &Action) -> Option<ObservedConfig> {
+        if !removes_volumes(action) {
+            return None;
+        }
+        match self
+            .executor
+            .read_config(action.kind(), action.vmid())
+            .await
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(guest = %action.vmid(), error = %e, "config not read: a change that removes volumes is refused");
+                None
             }
         }
     }
@@ -535,6 +576,7 @@ impl Core {
         payload: &[u8],
         sigs: &[Vec<u8>],
         now: OffsetDateTime,
+        observed: Option<ObservedConfig>,
     ) -> (Step, Option<(&'static str, u32)>, Vec<SigVerdict>) {
         let rec = match self.journal.get(op) {
             Ok(Some(r)) => r,
@@ -562,6 +604,7 @@ impl Core {
             txn: rec.txn,
             scratch: rec.scratch,
             identity: rec.identity.clone(),
+            observed,
         };
         let (step, verdicts) =
             self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sigs, now);
@@ -662,6 +705,37 @@ impl Core {
             audit::decision(&self.journal, "keys.rotate", None, &d);
             return (JobStep::Answered(d), verdicts);
         }
+        // A template the agent minted belongs to its op for good: while the op is held the
+        // signatures go to it; once it ended (ran, superseded, refused) they are spent as
+        // `not_held`. Run as a fresh job, a withheld signature would reach whatever guest holds
+        // the VMID later.
+        match self.minted_for(first.payload.nonce.as_str()) {
+            Ok(Some(rec)) if matches!(rec.state(), OpState::PendingSignature { .. }) => {
+                return (JobStep::Held(rec.id), Vec::new());
+            }
+            Ok(Some(rec)) => {
+                let d = match self.not_held(&rec, payload, sigs, now) {
+                    Step::Answer(d) => d,
+                    Step::Run { op, .. } => refused(
+                        Some(op),
+                        GateReason::BindingMismatch,
+                        format!("op {op} is not held"),
+                    ),
+                };
+                audit::decision(
+                    &self.journal,
+                    rec.action.op_kind(),
+                    Some(rec.guest.get()),
+                    &d,
+                );
+                return (JobStep::Answered(d), verdicts);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let d = refused(None, GateReason::Journal, e);
+                return (JobStep::Answered(d), verdicts);
+            }
+        }
         match action_from_op(
             &first.payload.op,
             first.payload.guest,
@@ -675,6 +749,20 @@ impl Core {
                 (JobStep::Answered(d), verdicts)
             }
         }
+    }
+
+    /// The op whose template the agent minted with `nonce`, whatever became of it since (its
+    /// history keeps the template). Only a payload that passed the pipeline is looked up.
+    fn minted_for(&self, nonce: &str) -> Result<Option<steward_journal::OpRecord>, String> {
+        let ops = self.journal.all_ops().map_err(|e| e.to_string())?;
+        Ok(ops.into_iter().find(|rec| {
+            rec.history.iter().any(|t| match &t.state {
+                OpState::PendingSignature { template } => {
+                    template.get("nonce").and_then(|n| n.as_str()) == Some(nonce)
+                }
+                _ => false,
+            })
+        }))
     }
 
     /// Authz rejection → decision; a replay answers with the first outcome.

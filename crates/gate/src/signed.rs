@@ -6,7 +6,7 @@
 //! let a refused signature change what the others decide.
 
 use crate::approval::{payload_digest, SigVerdict, Tally};
-use crate::binding::{binding_of, binds_identity};
+use crate::binding::{binding_of, binds_identity, check_removes, removes_volumes};
 use crate::decision::{Decision, GateReason};
 use crate::executor::Guard;
 use crate::gate::{refused, Core, Step, Submission};
@@ -258,6 +258,25 @@ impl Core {
                 };
             }
             return Err(record_refusal(GateReason::BindingMismatch, detail));
+        }
+        // 3b. a change that removes volumes names exactly what its keys hold on the node now,
+        // at the digest it was signed for (`sub.observed`, read by the executor just before).
+        if let Action::SetConfig { kind, change, .. } = action {
+            if removes_volumes(action) {
+                let checked = match &sub.observed {
+                    Some(observed) => check_removes(*kind, change, observed),
+                    None => Err("the guest's config could not be read, so the volumes the change removes cannot be checked".into()),
+                };
+                if let Err(detail) = checked {
+                    for (i, _) in &operational {
+                        verdicts[*i] = SigVerdict::Refused {
+                            reason: GateReason::BindingMismatch,
+                            detail: detail.clone(),
+                        };
+                    }
+                    return Err(record_refusal(GateReason::BindingMismatch, detail));
+                }
+            }
         }
         // 4. the tally: distinct approvers over these exact bytes, with what a held op
         // collected (each approval counts only while the line that admitted it still does).

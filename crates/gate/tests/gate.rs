@@ -15,10 +15,12 @@ use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::OffsetDateTime;
 
-/// Records what it is asked to run; clones share the record (the gate owns one clone).
+/// Records what it is asked to run; clones share the record (the gate owns one clone). Its
+/// node's configs are whatever a test puts in `configs`.
 #[derive(Clone, Default)]
 struct FakeExecutor {
     ran: Arc<Mutex<Vec<Action>>>,
+    configs: Arc<Mutex<std::collections::BTreeMap<u32, steward_gate::ObservedConfig>>>,
 }
 
 #[async_trait]
@@ -37,6 +39,18 @@ impl Executor for FakeExecutor {
     }
     async fn wait(&self, _upid: &str) -> Result<(), Failure> {
         Ok(())
+    }
+    async fn read_config(
+        &self,
+        _kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<steward_gate::ObservedConfig, Failure> {
+        self.configs
+            .lock()
+            .unwrap()
+            .get(&vmid.get())
+            .cloned()
+            .ok_or_else(|| Failure::new(steward_gate::FailureKind::NotFound, "no such guest"))
     }
 }
 
@@ -273,6 +287,7 @@ async fn provenance_exceptions_and_hub_labels() {
         txn: Some(txn),
         scratch: false,
         identity: Some(format!("vmgenid:{gen}")),
+        observed: None,
     };
     assert!(matches!(
         l.gate.submit(create, sub.clone(), None, now()).await,
@@ -567,6 +582,15 @@ async fn a_presented_signature_is_settled_even_for_a_benign_action() {
 #[tokio::test]
 async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
     let l = lab();
+    let node = |vol: &str| steward_gate::ObservedConfig {
+        digest: "3f2a9c0d1e".into(),
+        values: [("scsi1".to_string(), format!("{vol},size=8G"))].into(),
+    };
+    l.exec
+        .configs
+        .lock()
+        .unwrap()
+        .insert(104, node("local-lvm:vm-104-disk-9"));
     let change = steward_model::ConfigChange {
         delete: ["scsi1".into()].into(),
         digest: Some("3f2a9c0d1e".into()),
@@ -595,10 +619,21 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
     );
     assert_eq!(template["params"]["digest"], "3f2a9c0d1e");
     let (op, payload) = template_bytes(&held);
-    let d = l
-        .gate
-        .sign_pending(op, &payload, &l.sign(&l.op, "op@steward", &payload), now())
-        .await;
+    let sig = l.sign(&l.op, "op@steward", &payload);
+    // The slot holds another volume than the one the op names: refused, still held, nothing ran.
+    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    assert!(
+        matches!(&d, Decision::Refused { reason: GateReason::BindingMismatch, detail, .. }
+            if detail.contains("local-lvm:vm-104-disk-9")),
+        "{d:?}"
+    );
+    assert_eq!(l.ran(), 0);
+    l.exec
+        .configs
+        .lock()
+        .unwrap()
+        .insert(104, node("local-lvm:vm-104-disk-1"));
+    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
     assert!(
         matches!(d, Decision::Executed { signed: true, .. }),
         "{d:?}"

@@ -11,6 +11,7 @@ mod guest;
 mod identity;
 mod size;
 mod vmid;
+mod volume;
 
 pub use action::{is_config_key, Action, ConfigChange};
 pub use failure::{Failure, FailureKind};
@@ -18,3 +19,4 @@ pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Star
 pub use identity::guest_identity;
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};
+pub use volume::{volume_of, volume_size, AmbiguousVolume};
