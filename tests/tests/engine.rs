@@ -22,6 +22,33 @@ use tokio::sync::{mpsc, watch};
 
 const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
 const USER: &str = "steward@pve!admin";
+const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
+const EVERYDAY_USER: &str = "steward@pve!agent";
+
+/// What `steward-agent setup-token` grants the everyday token: observe, power, and the config
+/// keys the planner manages (no VM.Allocate, disk, snapshot or backup privileges).
+fn everyday_privileges() -> Privileges {
+    Privileges::role_on("PVEAuditor", "/").unwrap().and(
+        "/vms",
+        &[
+            "VM.Audit",
+            "VM.PowerMgmt",
+            "VM.Config.Memory",
+            "VM.Config.CPU",
+            "VM.Config.Options",
+        ],
+    )
+}
+
+/// The agent's executor: the everyday token's writer and the admin token's.
+fn executor(sim: &Sim) -> NodeExecutor {
+    let w = |t: &str| PveWriter::new(endpoint(sim), ApiToken::parse(t).unwrap(), "pve-a").unwrap();
+    NodeExecutor::new(
+        Box::new(w(EVERYDAY)),
+        Box::new(w(ADMIN)),
+        Duration::from_secs(10),
+    )
+}
 const TEMPLATE: &str = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst";
 
 struct Lab {
@@ -48,7 +75,10 @@ fn endpoint(s: &Sim) -> Endpoint {
 async fn lab_with(guests: usize, sweep: Duration, concurrency: usize) -> Lab {
     let sim = Sim::start(SimConfig {
         guests,
-        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        tokens: vec![
+            (SimToken::parse(EVERYDAY).unwrap(), everyday_privileges()),
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+        ],
         task_time: Duration::from_millis(20),
         ..SimConfig::default()
     })
@@ -67,21 +97,22 @@ async fn lab_with(guests: usize, sweep: Duration, concurrency: usize) -> Lab {
     )
     .unwrap();
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
-    let writer = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
-    let exec = NodeExecutor::new(Box::new(writer), Duration::from_secs(10));
+    let exec = executor(&sim);
     let gate = Gate::new(
         verifier,
         journal.clone(),
         Box::new(exec),
         GateConfig::default(),
     );
-    let reader = PveClient::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let reader =
+        PveClient::new(endpoint(&sim), ApiToken::parse(EVERYDAY).unwrap(), "pve-a").unwrap();
     let cfg = EngineConfig {
         interval: Duration::from_millis(150),
         concurrency,
         sweep_period: sweep,
         task_deadline: Duration::from_secs(10),
         token_user: USER.into(),
+        everyday_token_user: EVERYDAY_USER.into(),
         backoff_base: Duration::from_millis(50),
         backoff_cap: Duration::from_millis(400),
         ..EngineConfig::default()
@@ -368,7 +399,10 @@ async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
 async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
     let sim = Sim::start(SimConfig {
         guests: 6,
-        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        tokens: vec![
+            (SimToken::parse(EVERYDAY).unwrap(), everyday_privileges()),
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+        ],
         task_time: Duration::from_millis(20),
         ..SimConfig::default()
     })
@@ -451,7 +485,8 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
     tokio::time::sleep(Duration::from_millis(100)).await;
 
     let reader = PveClient::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
-    let exec = NodeExecutor::new(Box::new(w), Duration::from_secs(10));
+    drop(w);
+    let exec = executor(&sim);
     let kg = Keygen::new().unwrap();
     let op = kg.key(KeyType::Ed25519, "alice").unwrap();
     let text = format!(
@@ -600,16 +635,18 @@ async fn a_held_create_stays_held_until_something_takes_its_vmid() {
 
 #[tokio::test]
 async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_guest() {
-    use steward_gate::{Executor, Guard};
+    use steward_gate::{Authority, Executor, Guard};
     let sim = Sim::start(SimConfig {
-        tokens: vec![(SimToken::parse(ADMIN).unwrap(), Privileges::all())],
+        tokens: vec![
+            (SimToken::parse(EVERYDAY).unwrap(), everyday_privileges()),
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+        ],
         task_time: Duration::from_millis(20),
         ..SimConfig::default()
     })
     .await
     .unwrap();
-    let w = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
-    let exec = NodeExecutor::new(Box::new(w), Duration::from_secs(10));
+    let exec = executor(&sim);
     let create = Action::Create {
         vmid: Vmid::new(101).unwrap(),
         kind: GuestKind::Qemu,
@@ -620,7 +657,9 @@ async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_
         .into(),
     };
     assert!(
-        exec.dispatch(&create, &Guard::Absent).await.is_err(),
+        exec.dispatch(&create, &Guard::Absent, Authority::Admin)
+            .await
+            .is_err(),
         "101 exists"
     );
     let destroy = Action::Destroy {
@@ -630,7 +669,10 @@ async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_
         destroy_unreferenced_disks: false,
     };
     let other = Guard::Identity(Some("vmgenid:0badc0de-0000-4000-8000-00000000ffff".into()));
-    assert!(exec.dispatch(&destroy, &other).await.is_err());
+    assert!(exec
+        .dispatch(&destroy, &other, Authority::Admin)
+        .await
+        .is_err());
     assert!(sim.with_node(|n| n.st.guests.contains_key(&101)));
     assert_eq!(
         sim.with_node(|n| n.st.counters.calls.len()),
@@ -940,5 +982,81 @@ async fn a_create_that_fails_the_same_way_backs_off_and_parks() {
     .await;
     let again = attempts(&l);
     assert_eq!(again, after + 1, "one more attempt for the new spec");
+    let _ = l.stop.send(true);
+}
+
+/// Calls the simulator counted for `vmid` by token user `user` (`steward@pve!agent`).
+fn calls_by(l: &Lab, vmid: u32, user: &str) -> u64 {
+    l.sim.with_node(|n| {
+        n.st.counters
+            .calls
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{vmid} ")) && k.ends_with(&format!(" {user}")))
+            .map(|(_, c)| *c)
+            .sum()
+    })
+}
+
+/// Security review, finding 6: benign actions go out with the everyday token, creates and
+/// signed actions with the admin token (the simulator counts calls per token); and a
+/// data-bearing change sent the benign way, as a classifier mistake would, meets a 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403() {
+    use steward_gate::{Authority, Executor, FailureKind, Guard};
+    let l = lab_with(6, Duration::from_secs(3600), 2).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "running", "memory": "3 GiB", "name": "web"},
+        {"vmid": 950, "kind": "qemu", "state": "stopped", "create": {"scsi0": "local-lvm:1"}},
+        {"vmid": 103, "kind": "qemu", "state": "absent"}
+    ]}));
+    l.until("converged and held", |l| {
+        let s = l.engine.status_now();
+        s.held == 1
+            && l.sim.with_node(|n| {
+                n.st.guests.contains_key(&950)
+                    && n.st.guests[&101].status == "running"
+                    && n.st.guests[&101].config.get("name").map(String::as_str) == Some("web")
+            })
+    })
+    .await;
+    assert!(calls_by(&l, 101, EVERYDAY_USER) >= 2, "start and config");
+    assert_eq!(
+        calls_by(&l, 101, USER),
+        0,
+        "nothing benign with the admin token"
+    );
+    assert_eq!(calls_by(&l, 950, USER), 1, "the create needs VM.Allocate");
+    let h = l.engine.held().await.remove(0);
+    let bytes = serde_json::to_vec(&h.template).unwrap();
+    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
+    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    assert!(
+        matches!(d, Decision::Executed { signed: true, .. }),
+        "{d:?}"
+    );
+    assert!(calls_by(&l, 103, USER) >= 1, "the signed destroy");
+    assert_eq!(calls_by(&l, 103, EVERYDAY_USER), 0);
+    // A classifier mistake: a disk delete dispatched as benign. Proxmox (here its simulator)
+    // answers 403 to the everyday token and the disk stays.
+    let digest = l
+        .sim
+        .with_node(|n| steward_pve_sim::Node::digest(&n.st.guests[&104]));
+    let change = Action::SetConfig {
+        vmid: Vmid::new(104).unwrap(),
+        kind: GuestKind::Qemu,
+        change: steward_model::ConfigChange {
+            delete: ["scsi0".into()].into(),
+            digest: Some(digest),
+            ..Default::default()
+        },
+    };
+    let e = executor(&l.sim)
+        .dispatch(&change, &Guard::Nothing, Authority::Everyday)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Denied, "{e:?}");
+    assert!(l
+        .sim
+        .with_node(|n| n.st.guests[&104].config.contains_key("scsi0")));
     let _ = l.stop.send(true);
 }

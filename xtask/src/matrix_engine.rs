@@ -56,16 +56,24 @@ async fn engine(
         TrustStore::parse("matrix/engine_signers", text.as_bytes())?,
         VerifyConfig::new("pve-a"),
     )?;
-    let writer = PveWriter::new(
-        endpoint(sim)?,
-        ApiToken::parse(ADMIN).map_err(anyhow::Error::msg)?,
-        "pve-a",
-    )
-    .map_err(anyhow::Error::msg)?;
+    // One token with every privilege plays both of the agent's tokens here: the matrix is
+    // about the gate's decisions, not Proxmox's privileges.
+    let writer = || -> Result<PveWriter> {
+        PveWriter::new(
+            endpoint(sim)?,
+            ApiToken::parse(ADMIN).map_err(anyhow::Error::msg)?,
+            "pve-a",
+        )
+        .map_err(anyhow::Error::msg)
+    };
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(NodeExecutor::new(Box::new(writer), Duration::from_secs(10))),
+        Box::new(NodeExecutor::new(
+            Box::new(writer()?),
+            Box::new(writer()?),
+            Duration::from_secs(10),
+        )),
         GateConfig::default(),
     );
     let reader = PveClient::new(

@@ -29,6 +29,7 @@ impl Executor for CountingExecutor {
         &self,
         action: &Action,
         _guard: &steward_gate::Guard,
+        _authority: steward_gate::Authority,
     ) -> Result<Option<String>, Failure> {
         self.ran.fetch_add(1, Ordering::SeqCst);
         Ok(Some(format!(
@@ -37,7 +38,7 @@ impl Executor for CountingExecutor {
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str) -> Result<(), Failure> {
+    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
         Ok(())
     }
 }

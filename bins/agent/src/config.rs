@@ -303,6 +303,13 @@ fn find_line(text: &str, key: &str) -> Option<usize> {
 /// Loads and checks `path`; `Err` holds every problem, each `file:line: key: what`.
 pub fn load(path: &Path) -> Result<Config, Vec<String>> {
     let shown = path.display().to_string();
+    // Whoever can write the config can point the agent at their own trust store.
+    steward_proxmox_client::files::check_secure_path(
+        path,
+        steward_proxmox_client::files::Sensitivity::Public,
+        steward_proxmox_client::files::effective_uid(),
+    )
+    .map_err(|e| vec![e])?;
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
     let cfg: Config = toml::from_str(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| {

@@ -6,6 +6,7 @@
 mod cli;
 mod config;
 mod generate;
+mod preflight;
 mod providers;
 mod run;
 mod setup_token;
@@ -79,9 +80,17 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { config } => match config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
+            Ok(cfg) => {
+                // The files the config names, checked by the code `run` uses.
+                let problems = preflight::problems(&cfg);
+                if problems.is_empty() {
+                    println!("{}: ok", config.display());
+                    return ExitCode::SUCCESS;
+                }
+                for e in problems {
+                    eprintln!("{e}");
+                }
+                ExitCode::from(2)
             }
             Err(errors) => {
                 for e in errors {

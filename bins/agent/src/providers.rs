@@ -4,7 +4,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use std::time::Duration;
-use steward_hub::{HubConfig, HubProvider, HubToken};
+use steward_hub::{HubConfig, HubProvider};
 use steward_providers::{FileProvider, Provider};
 use steward_proxmox_client::{tls, Trust};
 
@@ -18,11 +18,9 @@ pub fn from_config(cfg: &Config) -> Result<Box<dyn Provider>> {
         return Ok(Box::new(FileProvider::new(file)));
     }
     let url = p.hub.clone().context("[provider]: no file and no hub")?;
-    let token_file = p
-        .hub_token_file
-        .as_ref()
-        .context("[provider]: a hub needs hub_token_file")?;
-    let token = HubToken::from_file(token_file).map_err(anyhow::Error::msg)?;
+    let token = crate::preflight::hub_token(cfg)
+        .context("[provider]: a hub needs hub_token_file")?
+        .map_err(anyhow::Error::msg)?;
     let trust = match (&p.hub_fingerprint, &p.hub_ca_file) {
         (Some(f), _) => Trust::Fingerprint(tls::parse_fingerprint(f).map_err(anyhow::Error::msg)?),
         (None, Some(ca)) => Trust::CaFile(ca.clone()),

@@ -16,7 +16,7 @@ use steward_engine::{Engine, EngineConfig, FeedConfig, NodeExecutor};
 use steward_gate::{Gate, GateConfig};
 use steward_journal::{BarrierHook, Journal};
 use steward_metrics::Metrics;
-use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, RequestHook, Trust};
+use steward_proxmox_client::{tls, Endpoint, PveClient, PveWriter, RequestHook, Trust};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
@@ -24,15 +24,9 @@ use tokio::sync::{mpsc, watch};
 const DRAIN: Duration = Duration::from_secs(30);
 
 fn trust_store(cfg: &Config) -> TrustStore {
-    let path = &cfg.trust.allowed_signers;
-    let loaded = std::fs::read(path)
-        .map_err(|e| e.to_string())
-        .and_then(|text| {
-            TrustStore::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
-        });
-    match loaded {
+    match crate::preflight::trust_store(cfg) {
         Ok(store) => {
-            tracing::info!(signers = store.entries().len(), path = %path.display(), "trust store loaded");
+            tracing::info!(signers = store.entries().len(), path = %cfg.trust.allowed_signers.display(), "trust store loaded");
             store
         }
         Err(e) => {
@@ -85,14 +79,19 @@ pub async fn run(cfg: Config) -> Result<()> {
         m.request(method, outcome, took)
     }));
     let verifier = Verifier::new(trust_store(&cfg), VerifyConfig::new(cfg.node.as_str()))?;
-    let everyday = ApiToken::from_file(&cfg.proxmox.token_file).map_err(anyhow::Error::msg)?;
-    let admin = ApiToken::from_file(&cfg.proxmox.admin_token_file).map_err(anyhow::Error::msg)?;
+    let (everyday, admin) =
+        crate::preflight::tokens(&cfg).map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
     let token_user = admin.id().to_string();
+    let everyday_token_user = everyday.id().to_string();
     let ep = endpoint(&cfg)?;
-    let reader = PveClient::new(ep.clone(), everyday, &cfg.node)
+    let reader = PveClient::new(ep.clone(), everyday.clone(), &cfg.node)
         .map_err(anyhow::Error::msg)?
         .with_hook(hook.clone());
-    let writer = PveWriter::new(ep, admin, &cfg.node)
+    // Two writers, one per token: the gate picks, per action (`Authority`).
+    let everyday_writer = PveWriter::new(ep.clone(), everyday, &cfg.node)
+        .map_err(anyhow::Error::msg)?
+        .with_hook(hook.clone());
+    let admin_writer = PveWriter::new(ep, admin, &cfg.node)
         .map_err(anyhow::Error::msg)?
         .with_hook(hook);
     let deadline = Duration::from_secs(cfg.engine.task_deadline_secs);
@@ -104,7 +103,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(NodeExecutor::new(Box::new(writer), deadline).with_metrics(metrics.clone())),
+        Box::new(
+            NodeExecutor::new(Box::new(everyday_writer), Box::new(admin_writer), deadline)
+                .with_metrics(metrics.clone()),
+        ),
         GateConfig {
             trust_store_path: Some(cfg.trust.allowed_signers.clone()),
             approval,
@@ -119,6 +121,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 task_deadline: deadline,
                 conf_dir: cfg.engine.conf_dir.clone(),
                 token_user,
+                everyday_token_user,
                 ..EngineConfig::default()
             },
             Arc::new(reader),

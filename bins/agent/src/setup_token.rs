@@ -17,8 +17,10 @@ pveum role add StewardEveryday --privs 'VM.Audit VM.PowerMgmt VM.Config.CPU VM.C
 pveum user token add {user} agent --privsep 1
 pveum acl modify / --tokens '{user}!agent' --roles StewardEveryday
 
-# Admin: creates, and destructive actions only after an operator's signature.
-pveum role add StewardAdmin --privs 'VM.Audit VM.Allocate VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options VM.Config.Disk VM.Config.Network VM.Config.HWType VM.Snapshot VM.Snapshot.Rollback VM.Backup Datastore.AllocateSpace Datastore.Audit Sys.Audit SDN.Use'
+# Admin: creates (and destroys of guests the agent made itself), and destructive actions only
+# after an operator's signature. Rollback needs VM.Snapshot.Rollback, not VM.Snapshot (which
+# would also let it delete snapshots, which no path sends).
+pveum role add StewardAdmin --privs 'VM.Audit VM.Allocate VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options VM.Config.Disk VM.Config.Network VM.Config.HWType VM.Snapshot.Rollback VM.Backup Datastore.AllocateSpace Datastore.Audit Sys.Audit SDN.Use'
 pveum user token add {user} admin --privsep 1
 pveum acl modify / --tokens '{user}!admin' --roles StewardAdmin
 

@@ -42,9 +42,12 @@ pub struct EngineConfig {
     pub task_deadline: Duration,
     /// `/etc/pve/nodes/<node>` (or the simulator's view), for config-file mtimes.
     pub conf_dir: Option<PathBuf>,
-    /// Our token's id as Proxmox writes it in UPIDs (`steward@pve!admin`): recovery looks for
-    /// our tasks by it.
+    /// Our admin token's id as Proxmox writes it in UPIDs (`steward@pve!admin`): recovery
+    /// looks for our tasks by it and by `everyday_token_user`.
     pub token_user: String,
+    /// Our everyday token's id (`steward@pve!agent`), which benign actions run with; empty
+    /// when the same token does everything.
+    pub everyday_token_user: String,
     /// First retry delay.
     pub backoff_base: Duration,
     /// Longest retry delay.
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             task_deadline: Duration::from_secs(600),
             conf_dir: None,
             token_user: String::new(),
+            everyday_token_user: String::new(),
             backoff_base: Duration::from_secs(2),
             backoff_cap: Duration::from_secs(300),
         }
@@ -307,13 +311,13 @@ impl Engine {
     /// Resolves every op the journal holds in flight (see `recover.rs`). Must run, and
     /// succeed, before `run`.
     pub async fn recover(&self) -> Result<Recovery, RecoverError> {
-        let (r, waiters) = recover::recover(
-            &self.journal,
-            &self.api,
-            &self.cfg.token_user,
-            self.cfg.task_deadline,
-        )
-        .await?;
+        let users: Vec<&str> = [&self.cfg.token_user, &self.cfg.everyday_token_user]
+            .into_iter()
+            .map(String::as_str)
+            .filter(|u| !u.is_empty())
+            .collect();
+        let (r, waiters) =
+            recover::recover(&self.journal, &self.api, &users, self.cfg.task_deadline).await?;
         // Tasks still running are followed in the background; their guests stay busy (their
         // lock is held) until the outcome is recorded.
         for (vmid, w) in waiters {

@@ -1,6 +1,8 @@
 //! The only `Executor`, and so the only holder of the API's write half: what each `Action` is on
-//! the node. Benign: create, start, stop, shutdown (timeout, then stop), reboot, config writes
-//! (synchronous `PUT` with the planned digest). Destructive, reached only after the gate's
+//! the node, sent with the token the gate chose (`Authority`): the everyday token for benign
+//! actions, so that a classifier mistake meets a 403 from Proxmox, the admin token for creates,
+//! provenance destroys and the signed path. Benign: create, start, stop, shutdown (timeout,
+//! then stop), reboot, config writes (synchronous `PUT` with the planned digest). Destructive, reached only after the gate's
 //! signed path: destroy (stopping a running guest first, `purge`), a config change that deletes
 //! or detaches a disk (the `delete`, then the volume it left as `unusedN` is removed, guarded by
 //! the digest), snapshot rollback, restore over an existing guest. Each waits for its task;
@@ -11,14 +13,15 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_gate::binding::{check_removes, removes_volumes};
-use steward_gate::{Executor, Failure, FailureKind, Guard, ObservedConfig};
+use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig};
 use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
-/// Runs actions on the node through the write half of its API.
+/// Runs actions on the node through the write half of its API, one writer per token.
 pub struct NodeExecutor {
-    node: Box<dyn GuestWrite>,
+    everyday: Box<dyn GuestWrite>,
+    admin: Box<dyn GuestWrite>,
     task_deadline: Duration,
     metrics: Option<Arc<Metrics>>,
 }
@@ -36,13 +39,25 @@ fn failure(e: ApiError) -> Failure {
 }
 
 impl NodeExecutor {
-    /// An executor over `node` (the admin token's writer), waiting up to `task_deadline` for
-    /// each task.
-    pub fn new(node: Box<dyn GuestWrite>, task_deadline: Duration) -> NodeExecutor {
+    /// An executor over the everyday token's writer and the admin token's, waiting up to
+    /// `task_deadline` for each task.
+    pub fn new(
+        everyday: Box<dyn GuestWrite>,
+        admin: Box<dyn GuestWrite>,
+        task_deadline: Duration,
+    ) -> NodeExecutor {
         NodeExecutor {
-            node,
+            everyday,
+            admin,
             task_deadline,
             metrics: None,
+        }
+    }
+
+    fn writer(&self, authority: Authority) -> &dyn GuestWrite {
+        match authority {
+            Authority::Everyday => self.everyday.as_ref(),
+            Authority::Admin => self.admin.as_ref(),
         }
     }
 
@@ -52,9 +67,9 @@ impl NodeExecutor {
         self
     }
 
-    async fn finish(&self, upid: &Upid) -> Result<(), Failure> {
+    async fn finish(&self, node: &dyn GuestWrite, upid: &Upid) -> Result<(), Failure> {
         let started = std::time::Instant::now();
-        let r = self.node.wait_task(upid, self.task_deadline).await;
+        let r = node.wait_task(upid, self.task_deadline).await;
         if let Some(m) = &self.metrics {
             m.task(&upid.kind, started.elapsed());
         }
@@ -63,11 +78,16 @@ impl NodeExecutor {
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
     /// refuses to destroy a running guest.
-    async fn stop_if_running(&self, kind: GuestKind, vmid: Vmid) -> Result<(), Failure> {
-        let status = self.node.status(kind, vmid).await.map_err(failure)?;
+    async fn stop_if_running(
+        &self,
+        node: &dyn GuestWrite,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<(), Failure> {
+        let status = node.status(kind, vmid).await.map_err(failure)?;
         if status.get("status").and_then(|s| s.as_str()) == Some("running") {
-            let upid = self.node.stop(kind, vmid).await.map_err(failure)?;
-            self.finish(&upid).await?;
+            let upid = node.stop(kind, vmid).await.map_err(failure)?;
+            self.finish(node, &upid).await?;
         }
         Ok(())
     }
@@ -76,18 +96,16 @@ impl NodeExecutor {
     /// too, and only if it is the volume the change was signed for.
     async fn set_config(
         &self,
+        node: &dyn GuestWrite,
         kind: GuestKind,
         vmid: Vmid,
         change: &ConfigChange,
     ) -> Result<(), Failure> {
-        self.node
-            .set_config(kind, vmid, change)
-            .await
-            .map_err(failure)?;
+        node.set_config(kind, vmid, change).await.map_err(failure)?;
         if change.removes.is_empty() {
             return Ok(());
         }
-        let after = self.node.config(kind, vmid).await.map_err(failure)?;
+        let after = node.config(kind, vmid).await.map_err(failure)?;
         let mut unused = ConfigChange {
             digest: Some(after.digest.clone()),
             ..ConfigChange::default()
@@ -103,22 +121,23 @@ impl NodeExecutor {
         if unused.delete.is_empty() {
             return Ok(());
         }
-        self.node
-            .set_config(kind, vmid, &unused)
-            .await
-            .map_err(failure)
+        node.set_config(kind, vmid, &unused).await.map_err(failure)
     }
 }
 
 impl NodeExecutor {
     /// Checks `guard` against a fresh read of the guest, just before the call.
-    async fn check(&self, action: &Action, guard: &Guard) -> Result<(), Failure> {
+    async fn check(
+        &self,
+        node: &dyn GuestWrite,
+        action: &Action,
+        guard: &Guard,
+    ) -> Result<(), Failure> {
         let (kind, vmid) = (action.kind(), action.vmid());
         let expected = match guard {
             Guard::Nothing => return Ok(()),
             Guard::Absent => {
-                let taken = self
-                    .node
+                let taken = node
                     .list_guests()
                     .await
                     .map_err(failure)?
@@ -136,7 +155,7 @@ impl NodeExecutor {
             }
             Guard::Identity(expected) => expected,
         };
-        let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
+        let cfg = node.config(kind, vmid).await.map_err(failure)?;
         // The gate checked the volumes against a read before it spent the signature; the digest
         // the write carries pins that config, and this fresh read says so again.
         if let Action::SetConfig { change, .. } = action {
@@ -170,8 +189,14 @@ impl NodeExecutor {
 
 #[async_trait]
 impl Executor for NodeExecutor {
-    async fn dispatch(&self, action: &Action, guard: &Guard) -> Result<Option<String>, Failure> {
-        self.check(action, guard).await?;
+    async fn dispatch(
+        &self,
+        action: &Action,
+        guard: &Guard,
+        authority: Authority,
+    ) -> Result<Option<String>, Failure> {
+        let n = self.writer(authority);
+        self.check(n, action, guard).await?;
         if let Action::SetConfig { change, .. } = action {
             if let Some(k) = change
                 .set
@@ -185,7 +210,6 @@ impl Executor for NodeExecutor {
                 ));
             }
         }
-        let n = &self.node;
         let upid = match action {
             Action::Create { vmid, kind, config } => n.create(*kind, *vmid, config).await,
             Action::Start { vmid, kind } => n.start(*kind, *vmid).await,
@@ -198,7 +222,10 @@ impl Executor for NodeExecutor {
             } => n.shutdown(*kind, *vmid, *timeout_secs, *force_stop).await,
             Action::Reboot { vmid, kind } => n.reboot(*kind, *vmid).await,
             Action::SetConfig { vmid, kind, change } => {
-                return self.set_config(*kind, *vmid, change).await.map(|()| None);
+                return self
+                    .set_config(n, *kind, *vmid, change)
+                    .await
+                    .map(|()| None);
             }
             Action::Destroy {
                 vmid,
@@ -206,9 +233,9 @@ impl Executor for NodeExecutor {
                 purge,
                 destroy_unreferenced_disks,
             } => {
-                self.stop_if_running(*kind, *vmid).await?;
+                self.stop_if_running(n, *kind, *vmid).await?;
                 // Stopping took a while: it must still be the same guest.
-                self.check(action, guard).await?;
+                self.check(n, action, guard).await?;
                 n.destroy(*kind, *vmid, *purge, *destroy_unreferenced_disks)
                     .await
             }
@@ -222,8 +249,8 @@ impl Executor for NodeExecutor {
                 kind,
                 archive,
             } => {
-                self.stop_if_running(*kind, *vmid).await?;
-                self.check(action, guard).await?;
+                self.stop_if_running(n, *kind, *vmid).await?;
+                self.check(n, action, guard).await?;
                 n.restore_over(*kind, *vmid, archive).await
             }
         };
@@ -231,19 +258,19 @@ impl Executor for NodeExecutor {
     }
 
     async fn read_config(&self, kind: GuestKind, vmid: Vmid) -> Result<ObservedConfig, Failure> {
-        let cfg = self.node.config(kind, vmid).await.map_err(failure)?;
+        let cfg = self.admin.config(kind, vmid).await.map_err(failure)?;
         Ok(ObservedConfig {
             digest: cfg.digest,
             values: cfg.values,
         })
     }
 
-    async fn wait(&self, upid: &str) -> Result<(), Failure> {
+    async fn wait(&self, upid: &str, authority: Authority) -> Result<(), Failure> {
         let u: Upid = upid
             .parse()
             .map_err(|e: steward_proxmox_client::UpidError| {
                 Failure::new(FailureKind::Other, e.to_string())
             })?;
-        self.finish(&u).await
+        self.finish(self.writer(authority), &u).await
     }
 }

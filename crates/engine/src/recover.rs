@@ -155,11 +155,12 @@ async fn settle(
     }
 }
 
-/// Resolves every in-flight op. `user` is our token's id as it appears in UPIDs.
+/// Resolves every in-flight op. `users` are our tokens' ids as they appear in UPIDs (the
+/// everyday token's and the admin token's: an op ran with one of them).
 pub async fn recover(
     journal: &Arc<Journal>,
     api: &Arc<dyn GuestRead>,
-    user: &str,
+    users: &[&str],
     deadline: Duration,
 ) -> Result<
     (
@@ -228,7 +229,7 @@ pub async fn recover(
                     .into_iter()
                     .filter(|t| {
                         t.upid.kind == ty
-                            && t.upid.user == user
+                            && users.contains(&t.upid.user.as_str())
                             && u64::from(t.upid.starttime) >= since
                     })
                     .min_by_key(|t| t.upid.starttime);
@@ -254,9 +255,10 @@ pub async fn recover(
                                 rec.id,
                                 OpState::Abandoned {
                                     reason: format!(
-                                    "no {ty} task for guest {} by {user} in the node's task list",
-                                    rec.guest
-                                ),
+                                        "no {ty} task for guest {} by {} in the node's task list",
+                                        rec.guest,
+                                        users.join(" or ")
+                                    ),
                                 },
                             );
                             blocking::journal(journal, move |j| j.transition(id, to)).await?;

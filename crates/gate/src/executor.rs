@@ -32,16 +32,45 @@ pub enum Guard {
     Absent,
 }
 
+/// Which of the agent's two Proxmox tokens an action runs with, decided by the gate: the
+/// everyday token (no `VM.Allocate`, disk, snapshot or backup privileges) for benign actions,
+/// so that a classifier mistake meets a 403 from Proxmox; the admin token only for creates
+/// (they need `VM.Allocate`), destroys the agent's own provenance allows, and whatever passed
+/// the signed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authority {
+    /// The everyday token.
+    Everyday,
+    /// The admin token.
+    Admin,
+}
+
+impl Authority {
+    /// `everyday` or `admin`, for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Authority::Everyday => "everyday",
+            Authority::Admin => "admin",
+        }
+    }
+}
+
 /// Runs actions against the node. Failures are typed ([`Failure`]) so that the journal records,
 /// and the engine's retry policy matches, what kind of failure it was.
 #[async_trait]
 pub trait Executor: Send + Sync {
-    /// Starts the action, once `guard` holds; returns the Proxmox task's UPID when it runs as a
-    /// task, `None` when it completed synchronously.
-    async fn dispatch(&self, action: &Action, guard: &Guard) -> Result<Option<String>, Failure>;
+    /// Starts the action with `authority`'s token, once `guard` holds; returns the Proxmox
+    /// task's UPID when it runs as a task, `None` when it completed synchronously.
+    async fn dispatch(
+        &self,
+        action: &Action,
+        guard: &Guard,
+        authority: Authority,
+    ) -> Result<Option<String>, Failure>;
 
-    /// Waits for the task `upid` to end; `Err` carries its failure.
-    async fn wait(&self, upid: &str) -> Result<(), Failure>;
+    /// Waits for the task `upid` (started with `authority`'s token) to end; `Err` carries its
+    /// failure.
+    async fn wait(&self, upid: &str, authority: Authority) -> Result<(), Failure>;
 
     /// Reads the guest's config now. The gate calls it before it spends a signature over a
     /// change that removes volumes; an executor that cannot read fails closed (the change is

@@ -11,7 +11,7 @@ use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
 use crate::binding::{action_from_op, binding_of, removes_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
-use crate::executor::{Executor, Guard, ObservedConfig};
+use crate::executor::{Authority, Executor, Guard, ObservedConfig};
 use crate::rotation::{self, RotationError};
 use crate::template::pending_template;
 use std::path::PathBuf;
@@ -82,6 +82,7 @@ pub(crate) enum Step {
         action: Action,
         signed: bool,
         guard: Guard,
+        authority: Authority,
     },
     Answer(Decision),
 }
@@ -366,14 +367,22 @@ impl Gate {
                 action,
                 signed,
                 guard,
-            } => self.execute(op, &action, signed, &guard).await,
+                authority,
+            } => self.execute(op, &action, signed, &guard, authority).await,
         }
     }
 
     /// Runs an op that is durably in `intent`: the executor on this task, each journal step off
     /// it.
-    async fn execute(&self, op: OpId, action: &Action, signed: bool, guard: &Guard) -> Decision {
-        let outcome = match self.executor.dispatch(action, guard).await {
+    async fn execute(
+        &self,
+        op: OpId,
+        action: &Action,
+        signed: bool,
+        guard: &Guard,
+        authority: Authority,
+    ) -> Decision {
+        let outcome = match self.executor.dispatch(action, guard, authority).await {
             Err(e) => Outcome::Failed(e),
             Ok(None) => Outcome::Succeeded,
             Ok(Some(upid)) => {
@@ -381,7 +390,7 @@ impl Gate {
                 if let Err(e) = self.transition(op, dispatched).await {
                     tracing::error!(target: "audit", %op, error = %e, "task dispatched but not journaled");
                 }
-                match self.executor.wait(&upid).await {
+                match self.executor.wait(&upid, authority).await {
                     Ok(()) => Outcome::Succeeded,
                     Err(e) => Outcome::Failed(e),
                 }
@@ -536,11 +545,18 @@ impl Core {
                     Action::Create { .. } => Guard::Absent,
                     _ => Guard::Nothing,
                 };
+                // Benign actions run with the everyday token, but for the two that need
+                // `VM.Allocate`: a create, and a destroy the agent's own provenance allows.
+                let authority = match action {
+                    Action::Create { .. } | Action::Destroy { .. } => Authority::Admin,
+                    _ => Authority::Everyday,
+                };
                 Step::Run {
                     op: rec.id,
                     action: action.clone(),
                     signed: false,
                     guard,
+                    authority,
                 }
             }
             Verdict::Destructive(why) => {

@@ -31,7 +31,7 @@ mod template;
 
 pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};
 pub use decision::{Decision, GateReason, Outcome, Presented};
-pub use executor::{Executor, Guard, ObservedConfig};
+pub use executor::{Authority, Executor, Guard, ObservedConfig};
 pub use gate::{Gate, GateConfig, Submission};
 pub use steward_classifier::is_new_volume;
 pub use steward_model::{Failure, FailureKind};

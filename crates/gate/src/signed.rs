@@ -8,7 +8,7 @@
 use crate::approval::{payload_digest, SigVerdict, Tally};
 use crate::binding::{binding_of, binds_identity, check_removes, removes_volumes};
 use crate::decision::{Decision, GateReason};
-use crate::executor::Guard;
+use crate::executor::{Authority, Guard};
 use crate::gate::{refused, Core, Step, Submission};
 use steward_authz::{Consumed, Reason, Rejection, Role, VerifiedOp, Verifier};
 use steward_journal::{Approval, Class, OpId, OpState, Signer};
@@ -158,6 +158,7 @@ impl Core {
                     action: action.clone(),
                     signed: true,
                     guard,
+                    authority: Authority::Admin,
                 }
             }
             Err(d) => Step::Answer(d),

@@ -20,6 +20,8 @@ use time::OffsetDateTime;
 #[derive(Clone, Default)]
 struct FakeExecutor {
     ran: Arc<Mutex<Vec<Action>>>,
+    /// The token each dispatch was asked to use.
+    authorities: Arc<Mutex<Vec<steward_gate::Authority>>>,
     configs: Arc<Mutex<std::collections::BTreeMap<u32, steward_gate::ObservedConfig>>>,
 }
 
@@ -29,15 +31,17 @@ impl Executor for FakeExecutor {
         &self,
         action: &Action,
         _guard: &steward_gate::Guard,
+        authority: steward_gate::Authority,
     ) -> Result<Option<String>, Failure> {
         self.ran.lock().unwrap().push(action.clone());
+        self.authorities.lock().unwrap().push(authority);
         Ok(Some(format!(
             "UPID:pve-a:00000001:00000001:00000001:{}:{}:root@pam!steward:",
             action.op_kind(),
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str) -> Result<(), Failure> {
+    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
         Ok(())
     }
     async fn read_config(
@@ -172,6 +176,22 @@ async fn benign_runs_unsigned() {
         "{d:?}"
     );
     assert_eq!(l.ran(), 1);
+    // A benign action runs with the everyday token; a create needs VM.Allocate, the admin's.
+    let create = Action::Create {
+        vmid: vmid(900),
+        kind: GuestKind::Qemu,
+        config: [("scsi0".to_string(), "local-lvm:4".to_string())].into(),
+    };
+    l.gate
+        .submit(create, Submission::default(), None, now())
+        .await;
+    assert_eq!(
+        l.exec.authorities.lock().unwrap().as_slice(),
+        &[
+            steward_gate::Authority::Everyday,
+            steward_gate::Authority::Admin
+        ]
+    );
 }
 
 #[tokio::test]
@@ -197,6 +217,11 @@ async fn unsigned_destructive_is_held_then_released_by_its_signed_template() {
         "{d:?}"
     );
     assert_eq!(l.exec.ran.lock().unwrap().as_slice(), &[destroy(104)]);
+    assert_eq!(
+        l.exec.authorities.lock().unwrap().as_slice(),
+        &[steward_gate::Authority::Admin],
+        "the signed path runs with the admin token"
+    );
     // Presented again: a replay, answered with the first outcome.
     let again = l.gate.sign_pending(op, &payload, &sig, now()).await;
     match again {

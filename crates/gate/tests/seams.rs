@@ -28,10 +28,11 @@ impl Executor for Scripted {
         &self,
         _action: &Action,
         _guard: &steward_gate::Guard,
+        _authority: steward_gate::Authority,
     ) -> Result<Option<String>, Failure> {
         self.result.clone()
     }
-    async fn wait(&self, _upid: &str) -> Result<(), Failure> {
+    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
         Ok(())
     }
 }

@@ -57,6 +57,7 @@
 mod api;
 mod client;
 mod error;
+pub mod files;
 mod http;
 pub mod tls;
 mod token;

@@ -70,18 +70,16 @@ impl ApiToken {
     }
 }
 
-/// Reads a file that holds a secret, refusing one that group or others could read: a token
-/// left world-readable is a token already leaked. Errors name the path, never the content.
+/// Reads a file that holds a secret, refusing one that group or others could read (a token
+/// left world-readable is a token already leaked) or that anyone but root and the agent's user
+/// could write or replace (`files::check_secure_path`). Errors name the path, never the
+/// content.
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!(
-            "{}: readable by group or others (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
-        ));
-    }
+    crate::files::check_secure_path(
+        path,
+        crate::files::Sensitivity::Secret,
+        crate::files::effective_uid(),
+    )?;
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

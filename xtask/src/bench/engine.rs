@@ -46,16 +46,22 @@ async fn rig(addr: &str, fingerprint: &str, cfg: EngineConfig, run: bool) -> Res
     let dir = tempfile::tempdir()?;
     let verifier = Verifier::new(TrustStore::parse("empty", b"")?, VerifyConfig::new("pve-a"))?;
     let journal = Arc::new(Journal::create(dir.path().join("journal"))?);
-    let writer = PveWriter::new(
-        endpoint(addr, fingerprint)?,
-        ApiToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
-        "pve-a",
-    )
-    .map_err(anyhow::Error::msg)?;
+    let writer = || -> Result<PveWriter> {
+        PveWriter::new(
+            endpoint(addr, fingerprint)?,
+            ApiToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
+            "pve-a",
+        )
+        .map_err(anyhow::Error::msg)
+    };
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(NodeExecutor::new(Box::new(writer), Duration::from_secs(60))),
+        Box::new(NodeExecutor::new(
+            Box::new(writer()?),
+            Box::new(writer()?),
+            Duration::from_secs(60),
+        )),
         GateConfig::default(),
     );
     let reader = Arc::new(

@@ -1,0 +1,53 @@
+//! What `run` refuses before it starts, checked by the same code for `check-config`, so that
+//! `check-config` says exactly what `run` would refuse: the API tokens and the hub token (mode,
+//! owner and every directory above them: `steward_proxmox_client::files`), and the trust store
+//! (the same checks, then parsed whole). A refused trust store does not stop the agent: it runs
+//! with nothing destructive allowed, and says so. It must never print a token's content.
+
+use crate::config::Config;
+use steward_authz::TrustStore;
+use steward_hub::HubToken;
+use steward_proxmox_client::files::{check_secure_path, effective_uid, Sensitivity};
+use steward_proxmox_client::ApiToken;
+
+/// The everyday and the admin token, or why `run` refuses them.
+pub fn tokens(cfg: &Config) -> Result<(ApiToken, ApiToken), Vec<String>> {
+    let everyday = ApiToken::from_file(&cfg.proxmox.token_file);
+    let admin = ApiToken::from_file(&cfg.proxmox.admin_token_file);
+    match (everyday, admin) {
+        (Ok(e), Ok(a)) => Ok((e, a)),
+        (e, a) => Err([e.err(), a.err()].into_iter().flatten().collect()),
+    }
+}
+
+/// The hub's bearer token, when the provider is a hub.
+pub fn hub_token(cfg: &Config) -> Option<Result<HubToken, String>> {
+    let p = &cfg.provider;
+    p.hub.as_ref()?;
+    let path = p.hub_token_file.as_ref()?;
+    Some(HubToken::from_file(path))
+}
+
+/// The trust store, loaded only from a file nobody but root and the agent's user can write:
+/// a store anyone could add a key to is no trust store.
+pub fn trust_store(cfg: &Config) -> Result<TrustStore, String> {
+    let path = &cfg.trust.allowed_signers;
+    check_secure_path(path, Sensitivity::Public, effective_uid())?;
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    TrustStore::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
+}
+
+/// Everything `run` would refuse, for `check-config`: fatal problems first, then a trust store
+/// that would be refused (the agent would run with nothing destructive allowed).
+pub fn problems(cfg: &Config) -> Vec<String> {
+    let mut out = tokens(cfg).err().unwrap_or_default();
+    if let Some(Err(e)) = hub_token(cfg) {
+        out.push(e);
+    }
+    if let Err(e) = trust_store(cfg) {
+        out.push(format!(
+            "{e} (the trust store would be refused: the agent would run, but nothing destructive could execute)"
+        ));
+    }
+    out
+}
