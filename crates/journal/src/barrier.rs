@@ -50,6 +50,14 @@ impl std::fmt::Debug for BarrierHook {
     }
 }
 
+/// The fault seam a barrier consults (feature `test-hooks`); shared by every store the journal
+/// opens, so that a fault a test injected outlives a reopen. Without the feature it is nothing.
+#[cfg(feature = "test-hooks")]
+pub type Hooks = Arc<crate::hooks::TestHooks>;
+/// The fault seam a barrier consults: nothing without the `test-hooks` feature.
+#[cfg(not(feature = "test-hooks"))]
+pub type Hooks = ();
+
 /// Shared flush + fdatasync for one sled database.
 #[derive(Debug)]
 pub struct Barrier {
@@ -59,12 +67,14 @@ pub struct Barrier {
     cv: Condvar,
     hook: OnceLock<BarrierHook>,
     #[cfg(feature = "test-hooks")]
-    hooks: crate::hooks::TestHooks,
+    hooks: Hooks,
 }
 
 impl Barrier {
     /// A barrier for `db`, whose directory is `dir` (sled's data file is `dir/db`).
-    pub fn new(db: sled::Db, dir: &Path) -> std::io::Result<Barrier> {
+    pub fn new(db: sled::Db, dir: &Path, hooks: Hooks) -> std::io::Result<Barrier> {
+        #[cfg(not(feature = "test-hooks"))]
+        let () = hooks;
         let data_file = File::open(dir.join("db"))?;
         Ok(Barrier {
             db,
@@ -73,7 +83,7 @@ impl Barrier {
             cv: Condvar::new(),
             hook: OnceLock::new(),
             #[cfg(feature = "test-hooks")]
-            hooks: crate::hooks::TestHooks::default(),
+            hooks,
         })
     }
 

@@ -6,7 +6,7 @@
 //! this crate names sled.
 
 use crate::audit::{AuditEntry, AuditReport, GENESIS};
-use crate::barrier::{Barrier, WriteToken};
+use crate::barrier::{Barrier, Hooks, WriteToken};
 use crate::error::JournalError;
 use crate::lifecycle;
 use crate::record::{
@@ -50,10 +50,10 @@ pub(crate) struct NonceRecord {
     pub(crate) keep_until: i64,
 }
 
-/// The durable journal.
+/// One open sled database holding the journal (the handle callers hold, [`crate::Journal`],
+/// replaces it after a storage error).
 #[derive(Debug)]
-pub struct Journal {
-    path: PathBuf,
+pub(crate) struct Store {
     db: sled::Db,
     tree: sled::Tree,
     /// The writer lock; it also caches the audit head, which only writers change.
@@ -219,9 +219,9 @@ impl<'a> Write<'a> {
     }
 }
 
-impl Journal {
+impl Store {
     /// Creates a new journal at `path`, which must not exist or be an empty directory.
-    pub fn create(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+    pub fn create(path: impl AsRef<Path>, hooks: Hooks) -> Result<Store, JournalError> {
         let path = path.as_ref().to_path_buf();
         let open_err = |reason: String| JournalError::Open {
             path: path.clone(),
@@ -240,7 +240,7 @@ impl Journal {
         db.open_tree(TREE)
             .and_then(|t| t.insert(META_SCHEMA, &SCHEMA_VERSION.to_be_bytes()))
             .map_err(|e| open_err(e.to_string()))?;
-        let j = Journal::assemble(path.clone(), db)?;
+        let j = Store::assemble(path.clone(), db, hooks)?;
         let token = j.barrier.begin();
         j.sync(token)?;
         // The new files must be reachable after a power loss too: sync their directory.
@@ -251,7 +251,7 @@ impl Journal {
     }
 
     /// Opens an existing journal. Never creates, resets or repairs one.
-    pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+    pub fn open(path: impl AsRef<Path>, hooks: Hooks) -> Result<Store, JournalError> {
         let path = path.as_ref().to_path_buf();
         let open_err = |reason: String| JournalError::Open {
             path: path.clone(),
@@ -278,24 +278,15 @@ impl Journal {
                 supported: SCHEMA_VERSION,
             });
         }
-        Journal::assemble(path, db)
+        Store::assemble(path, db, hooks)
     }
 
-    /// Opens the journal at `path`, creating it only if `path` does not exist at all.
-    pub fn open_or_create(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
-        if path.as_ref().exists() {
-            Journal::open(path)
-        } else {
-            Journal::create(path)
-        }
-    }
-
-    fn assemble(path: PathBuf, db: sled::Db) -> Result<Journal, JournalError> {
+    fn assemble(path: PathBuf, db: sled::Db, hooks: Hooks) -> Result<Store, JournalError> {
         let tree = db.open_tree(TREE).map_err(|e| JournalError::Open {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let barrier = Barrier::new(db.clone(), &path).map_err(|e| JournalError::Open {
+        let barrier = Barrier::new(db.clone(), &path, hooks).map_err(|e| JournalError::Open {
             path: path.clone(),
             reason: format!("data file: {e}"),
         })?;
@@ -303,10 +294,9 @@ impl Journal {
             Some(b) => Some(decode::<AuditHead>("audit head", &b)?),
             None => None,
         };
-        Ok(Journal {
+        Ok(Store {
             tree,
             writer: Mutex::new(head),
-            path,
             db,
             barrier,
         })
@@ -336,17 +326,6 @@ impl Journal {
     /// (durable writes, flushes) since open: how well concurrent writes share barriers.
     pub fn barrier_counts(&self) -> (u64, u64) {
         self.barrier.counts()
-    }
-
-    /// The fault seam (feature `test-hooks` only).
-    #[cfg(feature = "test-hooks")]
-    pub fn test_hooks(&self) -> &crate::hooks::TestHooks {
-        self.barrier.hooks()
-    }
-
-    /// Where it lives.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn sync(&self, token: WriteToken<'_>) -> Result<(), JournalError> {
@@ -390,7 +369,7 @@ impl Journal {
     }
 
     /// Moves op `id` to `to`, if the lifecycle allows it. A destructive op cannot reach
-    /// `intent` here (see [`Journal::consume_nonce_into_intent`]). Durable on return.
+    /// `intent` here (see [`Store::consume_nonce_into_intent`]). Durable on return.
     pub fn transition(&self, id: OpId, to: OpState) -> Result<OpRecord, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
@@ -779,8 +758,8 @@ impl Journal {
 
     /// Test access to the raw tree (to prove tampering is detected); see [`audit_key`].
     #[doc(hidden)]
-    pub fn raw_tree_for_tests(&self) -> &sled::Tree {
-        &self.tree
+    pub fn raw_tree_for_tests(&self) -> sled::Tree {
+        self.tree.clone()
     }
 }
 

@@ -16,6 +16,7 @@ pub mod barrier;
 mod error;
 #[cfg(test)]
 mod golden;
+mod handle;
 #[cfg(feature = "test-hooks")]
 pub mod hooks;
 mod journal;
@@ -26,7 +27,8 @@ mod record;
 pub use audit::{AuditEntry, AuditReport};
 pub use barrier::BarrierHook;
 pub use error::JournalError;
-pub use journal::{audit_key, Journal, SCHEMA_VERSION};
+pub use handle::Journal;
+pub use journal::{audit_key, SCHEMA_VERSION};
 pub use record::{
     Approval, Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
 };

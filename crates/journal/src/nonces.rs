@@ -1,7 +1,7 @@
 //! The journal as authz's durable `NonceStore`: check-and-record in one sled transaction, durable
 //! before `Fresh` is returned. Errors fail closed (the caller refuses the op).
 
-use crate::journal::Journal;
+use crate::handle::Journal;
 use steward_authz::{Consumed, Nonce, NonceStore, NonceStoreError};
 
 impl NonceStore for Journal {

@@ -295,7 +295,7 @@ fn audit_tampering_is_detected() {
                 .unwrap();
         }
         assert!(j.verify_audit_chain().unwrap().intact());
-        let tree = j.raw_tree_for_tests();
+        let tree = j.raw_tree_for_tests().unwrap();
         let key = steward_journal::audit_key;
         match tamper {
             "remove-middle" => {
@@ -507,6 +507,9 @@ fn pruning_the_oldest_audit_entries_keeps_the_rest_verifiable_and_tampering_visi
         "nothing is older than the epoch"
     );
     // Without its anchor the rest no longer verifies: a prune cannot be hidden.
-    j.raw_tree_for_tests().remove(b"m/audit_anchor").unwrap();
+    j.raw_tree_for_tests()
+        .unwrap()
+        .remove(b"m/audit_anchor")
+        .unwrap();
     assert!(!j.verify_audit_chain().unwrap().intact());
 }
