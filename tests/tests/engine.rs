@@ -59,6 +59,9 @@ struct Lab {
     stop: watch::Sender<bool>,
     kg: Keygen,
     op: Key,
+    text: String,
+    sweep: Duration,
+    concurrency: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -91,21 +94,50 @@ async fn lab_with(guests: usize, sweep: Duration, concurrency: usize) -> Lab {
         "alice@steward.test namespaces=\"op@steward\" {}\n",
         op.public_line
     );
+    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
+    let (engine, triggers, stop) =
+        start_engine(&sim, &text, journal.clone(), sweep, concurrency).await;
+    Lab {
+        sim,
+        engine,
+        journal,
+        triggers,
+        stop,
+        kg,
+        op,
+        text,
+        sweep,
+        concurrency,
+        _dir: dir,
+    }
+}
+
+/// An engine (gate, both tokens' writers, reader) over `journal` against `sim`, recovered and
+/// running.
+async fn start_engine(
+    sim: &Sim,
+    text: &str,
+    journal: Arc<Journal>,
+    sweep: Duration,
+    concurrency: usize,
+) -> (
+    Arc<Engine>,
+    mpsc::UnboundedSender<Trigger>,
+    watch::Sender<bool>,
+) {
     let verifier = Verifier::new(
         TrustStore::parse("allowed_signers", text.as_bytes()).unwrap(),
         VerifyConfig::new("pve-a"),
     )
     .unwrap();
-    let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
-    let exec = executor(&sim);
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(exec),
+        Box::new(executor(sim)),
         GateConfig::default(),
     );
     let reader =
-        PveClient::new(endpoint(&sim), ApiToken::parse(EVERYDAY).unwrap(), "pve-a").unwrap();
+        PveClient::new(endpoint(sim), ApiToken::parse(EVERYDAY).unwrap(), "pve-a").unwrap();
     let cfg = EngineConfig {
         interval: Duration::from_millis(150),
         concurrency,
@@ -117,24 +149,30 @@ async fn lab_with(guests: usize, sweep: Duration, concurrency: usize) -> Lab {
         backoff_cap: Duration::from_millis(400),
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal.clone()));
+    let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal));
     engine.recover().await.unwrap();
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(engine.clone().run(rx, stopped, Duration::from_secs(5)));
-    Lab {
-        sim,
-        engine,
-        journal,
-        triggers,
-        stop,
-        kg,
-        op,
-        _dir: dir,
-    }
+    (engine, triggers, stop)
 }
 
 impl Lab {
+    /// Stops the engine and starts another over the same journal and node, as a restart of
+    /// the agent would.
+    async fn restart(&mut self) {
+        let _ = self.stop.send(true);
+        let (engine, triggers, stop) = start_engine(
+            &self.sim,
+            &self.text,
+            self.journal.clone(),
+            self.sweep,
+            self.concurrency,
+        )
+        .await;
+        (self.engine, self.triggers, self.stop) = (engine, triggers, stop);
+    }
+
     fn desire(&self, doc: Value) {
         let d = steward_planner::document::parse_json("test", &doc.to_string()).unwrap();
         self.triggers.send(Trigger::Desired(Arc::new(d))).unwrap();
@@ -1058,5 +1096,224 @@ async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403(
     assert!(l
         .sim
         .with_node(|n| n.st.guests[&104].config.contains_key("scsi0")));
+    let _ = l.stop.send(true);
+}
+
+/// Security review, finding 7: a restart, or the same destroy asked for again, finds the op
+/// already held for it instead of minting another template (four templates for one guest in
+/// one run, before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_held_op_per_guest_and_action_across_restarts() {
+    let mut l = lab_with(6, Duration::from_secs(3600), 2).await;
+    let doc = json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 103, "kind": "qemu", "state": "absent"}
+    ]});
+    l.desire(doc.clone());
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let first = l.engine.held().await.remove(0);
+    for generation in 2..4 {
+        l.restart().await;
+        let mut again = doc.clone();
+        again["generation"] = json!(generation);
+        l.desire(again);
+        let passes = l.engine.status_now().passes;
+        l.until("passes", |l| l.engine.status_now().passes >= passes + 3)
+            .await;
+    }
+    let held = l.engine.held().await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(held[0].op, first.op);
+    assert_eq!(held[0].template, first.template);
+    let minted = l
+        .journal
+        .all_ops()
+        .unwrap()
+        .iter()
+        .filter(|r| r.guest.get() == 103)
+        .count();
+    assert_eq!(minted, 1, "one op for the one destroy");
+    let _ = l.stop.send(true);
+}
+
+/// Security review, finding 11: a task that ends `WARNINGS: 1` succeeded, and what its log
+/// warned about is kept with the op.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_that_ends_with_warnings_keeps_them_with_its_op() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    l.sim.with_node(|n| n.st.warn_next = 1);
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "running"}
+    ]}));
+    l.until("101 running", |l| {
+        l.sim.with_node(|n| n.st.guests[&101].status == "running")
+    })
+    .await;
+    l.until("the start journaled", |l| {
+        l.journal
+            .all_ops()
+            .unwrap()
+            .iter()
+            .any(|r| matches!(r.action, Action::Start { .. }) && r.state() == &OpState::Succeeded)
+    })
+    .await;
+    let start = l
+        .journal
+        .all_ops()
+        .unwrap()
+        .into_iter()
+        .find(|r| matches!(r.action, Action::Start { .. }))
+        .unwrap();
+    assert_eq!(start.warnings, vec!["WARN: injected warning".to_string()]);
+    let _ = l.stop.send(true);
+}
+
+/// Security review, finding 10: the node carries out a start but its answer is lost. The
+/// executor looks the task up before calling it a failure: the op follows the task it finds and
+/// succeeds, and no second start is ever sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_whose_answer_is_lost_follows_the_task_it_started() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    l.sim.with_node(|n| n.st.lose_next_answer = 1);
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "running"}
+    ]}));
+    l.until("101 running and its op settled", |l| {
+        l.sim.with_node(|n| n.st.guests[&101].status == "running")
+            && l.journal
+                .all_ops()
+                .unwrap()
+                .iter()
+                .any(|r| r.state().is_terminal())
+    })
+    .await;
+    let passes = l.engine.status_now().passes;
+    l.until("more passes", |l| {
+        l.engine.status_now().passes >= passes + 3
+    })
+    .await;
+    assert_eq!(
+        l.sim.with_node(|n| n.st.lose_next_answer),
+        0,
+        "an answer was lost"
+    );
+    assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "start")), 1);
+    let ops = l.journal.all_ops().unwrap();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].state(), &OpState::Succeeded, "{ops:?}");
+    assert!(ops[0]
+        .history
+        .iter()
+        .any(|t| matches!(t.state, OpState::Dispatched { .. })));
+    let _ = l.stop.send(true);
+}
+
+/// A provider channel for the feed test: a desired-state poll that never answers, jobs that
+/// come once, and reports that fail `fail_reports` times before they are delivered.
+struct Hostile {
+    jobs: Vec<steward_providers::Job>,
+    fail_reports: usize,
+    delivered: Arc<std::sync::Mutex<Vec<steward_providers::Report>>>,
+}
+
+#[async_trait::async_trait]
+impl steward_providers::Provider for Hostile {
+    fn describe(&self) -> String {
+        "hostile test hub".into()
+    }
+    async fn poll(&mut self) -> steward_providers::Update {
+        std::future::pending().await
+    }
+    async fn jobs(&mut self) -> Result<Vec<steward_providers::Job>, String> {
+        Ok(std::mem::take(&mut self.jobs))
+    }
+    async fn report(&mut self, report: &steward_providers::Report) -> Result<(), String> {
+        if self.fail_reports > 0 {
+            self.fail_reports -= 1;
+            return Err("503 Service Unavailable\n\x1b[2Jforged".into());
+        }
+        self.delivered.lock().unwrap().push(report.clone());
+        Ok(())
+    }
+}
+
+/// Security review, finding 9: a hung desired-state poll does not hold up signed jobs or
+/// reports, and each channel's health (last success, last error, failures in a row) shows in
+/// the status (which reports carry) and in metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_channels_do_not_wait_on_each_other_and_show_their_health() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let delivered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hostile = |jobs: Vec<steward_providers::Job>,
+                   fail_reports: usize|
+     -> Box<dyn steward_providers::Provider> {
+        Box::new(Hostile {
+            jobs,
+            fail_reports,
+            delivered: delivered.clone(),
+        })
+    };
+    let job = steward_providers::Job {
+        id: "job-1".into(),
+        payload: "{\"v\":1}".into(),
+        signatures: vec![
+            "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".into(),
+        ],
+    };
+    let (stop, stopped) = watch::channel(false);
+    let feed = tokio::spawn(steward_engine::feed(
+        l.engine.clone(),
+        steward_engine::Channels {
+            desired: hostile(Vec::new(), 0),
+            jobs: hostile(vec![job], 0),
+            report: hostile(Vec::new(), 2),
+        },
+        l.triggers.clone(),
+        stopped,
+        steward_engine::FeedConfig {
+            every: Duration::from_millis(100),
+            report_every: Duration::from_millis(100),
+        },
+    ));
+    let mut saw_failures = 0;
+    l.until("the job's result reported", |l| {
+        let h = l.engine.status_now().provider.get("report").cloned();
+        if let Some(h) = h {
+            saw_failures = saw_failures.max(h.consecutive_failures);
+            if let Some(e) = &h.last_error {
+                assert!(!e.contains('\n') && !e.contains('\x1b'), "{e}");
+            }
+        }
+        delivered
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.results.iter().any(|j| j.job == "job-1"))
+    })
+    .await;
+    assert_eq!(
+        saw_failures, 2,
+        "two failed reports before the third went through"
+    );
+    let status = l.engine.status_now();
+    assert_eq!(status.provider["report"].consecutive_failures, 0);
+    assert!(status.provider["report"].last_success_ms.is_some());
+    assert!(status.provider["jobs"].last_success_ms.is_some());
+    assert!(
+        !status.provider.contains_key("desired"),
+        "the hung poll never ended: {:?}",
+        status.provider
+    );
+    let metrics = l.engine.metrics().encode();
+    assert!(
+        metrics.contains("steward_provider_consecutive_failures{channel=\"report\"} 0"),
+        "{metrics}"
+    );
+    let reported = delivered.lock().unwrap()[0].status["provider"]["jobs"].clone();
+    assert!(reported["last_success_ms"].is_i64(), "{reported}");
+    let _ = stop.send(true);
+    tokio::time::timeout(Duration::from_secs(5), feed)
+        .await
+        .expect("the feed stops on shutdown, its hung poll too")
+        .unwrap();
     let _ = l.stop.send(true);
 }

@@ -38,8 +38,12 @@ impl Executor for CountingExecutor {
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
-        Ok(())
+    async fn wait(
+        &self,
+        _upid: &str,
+        _authority: steward_gate::Authority,
+    ) -> Result<Vec<String>, Failure> {
+        Ok(Vec::new())
     }
 }
 

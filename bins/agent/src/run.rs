@@ -65,8 +65,13 @@ pub async fn run(cfg: Config) -> Result<()> {
     // Signals first: a SIGTERM during start-up still gets the clean path.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let provider = crate::providers::from_config(&cfg)?;
-    tracing::info!(source = %provider.describe(), "desired state source");
+    // One provider per channel (desired state, jobs, reports): none waits on another.
+    let channels = steward_engine::Channels {
+        desired: crate::providers::from_config(&cfg)?,
+        jobs: crate::providers::from_config(&cfg)?,
+        report: crate::providers::from_config(&cfg)?,
+    };
+    tracing::info!(source = %channels.desired.describe(), "desired state source");
     let metrics = Arc::new(Metrics::new());
     let journal = Arc::new(
         Journal::open_or_create(&cfg.journal.dir)
@@ -178,7 +183,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     ));
     let feed = tokio::spawn(steward_engine::feed(
         engine.clone(),
-        provider,
+        channels,
         triggers.clone(),
         stopped.clone(),
         FeedConfig {

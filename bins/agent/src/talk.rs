@@ -55,14 +55,42 @@ pub async fn status(socket: &Path) -> Result<bool> {
         let shown: Vec<String> = policy.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!("signatures needed (distinct keys): {}", shown.join(", "));
     }
+    let esc = steward_authz::escape_controls;
     for p in s["parked"].as_array().into_iter().flatten() {
-        println!("parked {}: {}", p["vmid"], p["why"].as_str().unwrap_or(""));
+        println!(
+            "parked {}: {}",
+            p["vmid"],
+            esc(p["why"].as_str().unwrap_or(""))
+        );
+    }
+    for (channel, h) in s["provider"].as_object().into_iter().flatten() {
+        let failures = h["consecutive_failures"].as_u64().unwrap_or(0);
+        let last_ok = h["last_success_ms"]
+            .as_i64()
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| "never".into());
+        let trouble = h["last_error"]
+            .as_str()
+            .map(|e| format!("  last error: {}", esc(e)))
+            .unwrap_or_default();
+        println!(
+            "provider {channel}: last success {last_ok}  failures in a row {failures}{trouble}"
+        );
     }
     if let Some(e) = s["journal_error"].as_str() {
-        println!("JOURNAL WRITES FAIL (nothing starts until they succeed): {e}");
+        println!(
+            "JOURNAL WRITES FAIL (nothing starts until they succeed): {}",
+            esc(e)
+        );
     }
     if let Some(e) = s["last_error"].as_str() {
-        println!("last error: {e}");
+        println!("last error: {}", esc(e));
     }
     Ok(true)
 }
@@ -92,7 +120,10 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
                 .flatten()
                 .find(|h| h["op"].as_u64() == Some(id))
                 .with_context(|| format!("no held op {id}"))?;
-            println!("{}", serde_json::to_string_pretty(op)?);
+            // JSON escapes control characters; bidi overrides it leaves as they are.
+            for line in serde_json::to_string_pretty(op)?.lines() {
+                println!("{}", steward_authz::escape_controls(line));
+            }
         }
         None => {
             let all = get(&client, "/pending").await?;
@@ -100,12 +131,15 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
             if list.is_empty() {
                 println!("nothing held");
             }
+            // Summaries carry what the node and the hub can name (guest names, volumes):
+            // escaped, so no text can move the cursor or forge another line.
+            let esc = steward_authz::escape_controls;
             for h in list {
                 println!(
                     "op {}  expires {}\n  {}",
                     h["op"],
-                    h["expires"].as_str().unwrap_or("-"),
-                    h["summary"].as_str().unwrap_or("")
+                    esc(h["expires"].as_str().unwrap_or("-")),
+                    esc(h["summary"].as_str().unwrap_or(""))
                 );
             }
         }
@@ -113,12 +147,41 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
     Ok(true)
 }
 
+/// The largest armored signature `submit` reads: an SSHSIG with the largest RSA key and a
+/// certificate is a few KiB; eight of them and a payload fit the local API's body limit.
+const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
+
+/// Reads `path` as text, only if it is a regular file of at most `limit` bytes, and never more
+/// than `limit + 1` bytes of it whatever it grows to while read: a FIFO would hang the CLI,
+/// `/dev/zero` or a huge file would exhaust its memory.
+fn read_bounded(path: &Path, limit: usize, what: &str) -> Result<String> {
+    use std::io::Read;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).with_context(|| shown.to_string())?;
+    if !meta.is_file() {
+        bail!("{shown}: not a regular file (a {what} is read from a file)");
+    }
+    let too_big = || anyhow::anyhow!("{shown}: larger than a {what} may be ({limit} bytes)");
+    if meta.len() > limit as u64 {
+        return Err(too_big());
+    }
+    let file = std::fs::File::open(path).with_context(|| shown.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| shown.to_string())?;
+    if bytes.len() > limit {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).with_context(|| format!("{shown}: not UTF-8 text"))
+}
+
 /// `submit op.json SIG...`: true when the gate did not refuse.
 pub async fn submit(socket: &Path, op: &Path, sigs: &[std::path::PathBuf]) -> Result<bool> {
-    let payload = std::fs::read_to_string(op).with_context(|| op.display().to_string())?;
+    let payload = read_bounded(op, steward_authz::MAX_PAYLOAD_BYTES, "signed op payload")?;
     let signatures = sigs
         .iter()
-        .map(|sig| std::fs::read_to_string(sig).with_context(|| sig.display().to_string()))
+        .map(|sig| read_bounded(sig, MAX_SIGNATURE_BYTES, "signature"))
         .collect::<Result<Vec<_>>>()?;
     let body =
         serde_json::to_vec(&serde_json::json!({"payload": payload, "signatures": signatures}))?;

@@ -88,6 +88,17 @@ pub struct Parked {
     pub why: String,
 }
 
+/// How calls to the provider went on one channel (`desired`, `jobs`, `report`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ProviderHealth {
+    /// Unix ms of the last call that succeeded; None: none yet.
+    pub last_success_ms: Option<i64>,
+    /// Why the last call failed (escaped), until one succeeds.
+    pub last_error: Option<String>,
+    /// Calls that failed in a row.
+    pub consecutive_failures: u64,
+}
+
 /// What the engine reports about itself.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
@@ -116,6 +127,9 @@ pub struct Status {
     pub journal_error: Option<String>,
     /// Whether recovery has run.
     pub recovered: bool,
+    /// The provider's channels (`desired`, `jobs`, `report`), each on its own: a hung or failing
+    /// hub shows here, in reports and in metrics.
+    pub provider: std::collections::BTreeMap<String, ProviderHealth>,
     /// The m-of-n policy in force: distinct keys per signed op kind (`default` for the kinds
     /// not named, `recovery keys.rotate` for rotations signed with recovery keys).
     pub approval_policy: std::collections::BTreeMap<String, u8>,
@@ -341,6 +355,31 @@ impl Engine {
         let mut st = self.status().clone();
         st.approval_policy = self.gate.approval_policy().describe();
         st
+    }
+
+    /// Records how a call on provider channel `channel` (`desired`, `jobs`, `report`) went.
+    pub fn provider_call(&self, channel: &'static str, outcome: Result<(), &str>) {
+        let now = now_ms();
+        let (failures, last) = {
+            let mut st = self.status();
+            let h = st.provider.entry(channel.to_string()).or_default();
+            match outcome {
+                Ok(()) => {
+                    h.last_success_ms = Some(now);
+                    h.last_error = None;
+                    h.consecutive_failures = 0;
+                }
+                Err(why) => {
+                    h.last_error = Some(steward_authz::escape_controls(why));
+                    h.consecutive_failures += 1;
+                }
+            }
+            (
+                h.consecutive_failures,
+                h.last_success_ms.unwrap_or(0) / 1000,
+            )
+        };
+        self.metrics.provider(channel, failures, last);
     }
 
     /// Replaces the desired state (a provider's last good document).

@@ -18,6 +18,9 @@ use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
+/// The task log lines read for a task that ended with warnings.
+const TASK_LOG_LINES: u32 = 500;
+
 /// Runs actions on the node through the write half of its API, one writer per token.
 pub struct NodeExecutor {
     everyday: Box<dyn GuestWrite>,
@@ -36,6 +39,12 @@ impl std::fmt::Debug for NodeExecutor {
 
 fn failure(e: ApiError) -> Failure {
     e.failure()
+}
+
+/// Whether a call got no answer at all (the connection broke or timed out after the request
+/// was sent): it may have been carried out.
+fn answer_lost(e: &ApiError) -> bool {
+    matches!(e, ApiError::Transport(_) | ApiError::Timeout(_))
 }
 
 impl NodeExecutor {
@@ -67,13 +76,33 @@ impl NodeExecutor {
         self
     }
 
-    async fn finish(&self, node: &dyn GuestWrite, upid: &Upid) -> Result<(), Failure> {
+    /// Waits for `upid`; for a task that ended `WARNINGS: n`, its log's `WARN` lines (or, when
+    /// the log cannot be read, the exit status and why).
+    async fn finish(&self, node: &dyn GuestWrite, upid: &Upid) -> Result<Vec<String>, Failure> {
         let started = std::time::Instant::now();
         let r = node.wait_task(upid, self.task_deadline).await;
         if let Some(m) = &self.metrics {
             m.task(&upid.kind, started.elapsed());
         }
-        r.map(|_| ()).map_err(failure)
+        let status = r.map_err(failure)?;
+        if status.warnings().is_none() {
+            return Ok(Vec::new());
+        }
+        let exit = status.exitstatus.clone().unwrap_or_default();
+        Ok(match node.task_log(upid, TASK_LOG_LINES).await {
+            Ok(lines) => {
+                let warned: Vec<String> = lines
+                    .into_iter()
+                    .filter(|l| l.starts_with("WARN"))
+                    .collect();
+                if warned.is_empty() {
+                    vec![exit]
+                } else {
+                    warned
+                }
+            }
+            Err(e) => vec![format!("{exit} (task log not read: {e})")],
+        })
     }
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
@@ -210,6 +239,11 @@ impl Executor for NodeExecutor {
                 ));
             }
         }
+        // A second early: a task the node starts for this call has a start time at or after it.
+        let sent_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+            .saturating_sub(1);
         let upid = match action {
             Action::Create { vmid, kind, config } => n.create(*kind, *vmid, config).await,
             Action::Start { vmid, kind } => n.start(*kind, *vmid).await,
@@ -254,7 +288,26 @@ impl Executor for NodeExecutor {
                 n.restore_over(*kind, *vmid, archive).await
             }
         };
-        upid.map(|u| Some(u.to_string())).map_err(failure)
+        match upid {
+            Ok(u) => Ok(Some(u.to_string())),
+            Err(e) if answer_lost(&e) => {
+                // The POST may have been carried out and only its answer lost: look for the
+                // task before calling it a failure (a failure would be planned again, and run
+                // twice).
+                let Some(ty) = crate::recover::task_type(action) else {
+                    return Err(failure(e));
+                };
+                let user = n.user().to_string();
+                match crate::recover::find_task(n, action, &ty, sent_at, &[user.as_str()]).await {
+                    Ok(Some(t)) => {
+                        tracing::info!(guest = %action.vmid(), upid = %t.upid, error = %e, "the answer was lost, the task found: following it");
+                        Ok(Some(t.upid.to_string()))
+                    }
+                    _ => Err(failure(e)),
+                }
+            }
+            Err(e) => Err(failure(e)),
+        }
     }
 
     async fn read_config(&self, kind: GuestKind, vmid: Vmid) -> Result<ObservedConfig, Failure> {
@@ -265,7 +318,7 @@ impl Executor for NodeExecutor {
         })
     }
 
-    async fn wait(&self, upid: &str, authority: Authority) -> Result<(), Failure> {
+    async fn wait(&self, upid: &str, authority: Authority) -> Result<Vec<String>, Failure> {
         let u: Upid = upid
             .parse()
             .map_err(|e: steward_proxmox_client::UpidError| {

@@ -1,7 +1,8 @@
-//! The feed: the loop between a provider and the engine. Every tick it asks the provider for a
-//! new desired state and for signed jobs, presents each job to the engine (which takes it
-//! through the gate), and reports the engine's status, its held ops and the jobs' decisions
-//! back. It must never decide anything itself: a job is only ever presented, and a refused
+//! The feed: the loops between a provider and the engine, one per channel so that none waits on
+//! another. Every tick one asks the provider for a new desired state, one for signed jobs
+//! (each presented to the engine, which takes it through the gate), and one reports the
+//! engine's status, its held ops and the jobs' decisions back. How each channel's calls go is
+//! the provider's health in the engine's status and metrics. It must never decide anything itself: a job is only ever presented, and a refused
 //! document or an unreachable provider leaves the last good desired state in force.
 
 use crate::decision_view::DecisionView;
@@ -62,8 +63,94 @@ async fn run_job(engine: &Engine, job: &Job) -> Presented {
     engine.present_all(job.payload.as_bytes(), &sigs).await
 }
 
-/// Runs until `shutdown` turns true (checked between ticks and before each job).
+/// The provider's three channels, one provider each (the same source, opened three times), so
+/// that none waits on another: a hung desired-state poll neither delays a signed job nor the
+/// report that tells operators what is held.
+pub struct Channels {
+    /// Polled for desired state.
+    pub desired: Box<dyn Provider>,
+    /// Asked for signed jobs.
+    pub jobs: Box<dyn Provider>,
+    /// Told the status, held ops and job results.
+    pub report: Box<dyn Provider>,
+}
+
+/// Job results not yet reported, shared by the jobs and report loops.
+#[derive(Default)]
+struct Unreported {
+    results: std::sync::Mutex<Vec<JobResult>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Unreported {
+    fn push(&self, r: JobResult) {
+        let mut all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        all.push(r);
+        if all.len() > MAX_UNREPORTED {
+            let extra = all.len() - MAX_UNREPORTED;
+            all.drain(..extra);
+        }
+    }
+
+    fn snapshot(&self) -> Vec<JobResult> {
+        self.results
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Forgets the first `n` (those a report delivered).
+    fn delivered(&self, n: usize) {
+        let mut all = self.results.lock().unwrap_or_else(|e| e.into_inner());
+        let n = n.min(all.len());
+        all.drain(..n);
+    }
+}
+
+/// Waits for the next tick, or returns true when `shutdown` turned true.
+async fn next_tick(tick: &mut tokio::time::Interval, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tick.tick() => *shutdown.borrow(),
+        _ = shutdown.changed() => *shutdown.borrow(),
+    }
+}
+
+fn interval(every: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Runs until `shutdown` turns true: the three channels as three loops.
 pub async fn feed(
+    engine: Arc<Engine>,
+    channels: Channels,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    shutdown: watch::Receiver<bool>,
+    cfg: FeedConfig,
+) {
+    let unreported = Arc::new(Unreported::default());
+    let _ = tokio::join!(
+        desired_loop(
+            engine.clone(),
+            channels.desired,
+            triggers.clone(),
+            shutdown.clone(),
+            cfg
+        ),
+        jobs_loop(
+            engine.clone(),
+            channels.jobs,
+            triggers,
+            shutdown.clone(),
+            cfg,
+            unreported.clone()
+        ),
+        report_loop(engine, channels.report, shutdown, cfg, unreported),
+    );
+}
+
+async fn desired_loop(
     engine: Arc<Engine>,
     mut provider: Box<dyn Provider>,
     triggers: mpsc::UnboundedSender<Trigger>,
@@ -71,32 +158,28 @@ pub async fn feed(
     cfg: FeedConfig,
 ) {
     let source = provider.describe();
-    let mut tick = tokio::time::interval(cfg.every.max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut results: Vec<JobResult> = Vec::new();
-    let mut last_report: Option<Instant> = None;
+    let mut tick = interval(cfg.every);
     let mut last_trouble: Option<String> = None;
-    let mut last_jobs_trouble: Option<String> = None;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
-                    return;
-                }
-            }
-        }
-        match provider.poll().await {
+    while !next_tick(&mut tick, &mut shutdown).await {
+        let polled = tokio::select! {
+            u = provider.poll() => u,
+            _ = shutdown.changed() => return,
+        };
+        match polled {
             Update::New(d) => {
                 tracing::info!(%source, generation = d.generation, guests = d.guests.len(), "new desired state");
                 last_trouble = None;
+                engine.provider_call("desired", Ok(()));
                 let _ = triggers.send(Trigger::Desired(d));
             }
             Update::Refused(why) => {
+                // The provider answered; what it said is refused (the last good state stays).
+                engine.provider_call("desired", Ok(()));
                 let why = loggable(&why);
                 tracing::warn!(%source, %why, "desired state refused; the last good one stays in force");
             }
             Update::Unavailable(why) => {
+                engine.provider_call("desired", Err(&loggable(&why)));
                 // Said once per distinct trouble, not every tick.
                 if last_trouble.as_deref() != Some(why.as_str()) {
                     let shown = loggable(&why);
@@ -104,11 +187,31 @@ pub async fn feed(
                     last_trouble = Some(why);
                 }
             }
-            Update::Unchanged => {}
+            Update::Unchanged => engine.provider_call("desired", Ok(())),
         }
-        match provider.jobs().await {
+    }
+}
+
+async fn jobs_loop(
+    engine: Arc<Engine>,
+    mut provider: Box<dyn Provider>,
+    triggers: mpsc::UnboundedSender<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+    cfg: FeedConfig,
+    unreported: Arc<Unreported>,
+) {
+    let source = provider.describe();
+    let mut tick = interval(cfg.every);
+    let mut last_trouble: Option<String> = None;
+    while !next_tick(&mut tick, &mut shutdown).await {
+        let fetched = tokio::select! {
+            j = provider.jobs() => j,
+            _ = shutdown.changed() => return,
+        };
+        match fetched {
             Ok(jobs) => {
-                last_jobs_trouble = None;
+                last_trouble = None;
+                engine.provider_call("jobs", Ok(()));
                 for job in &jobs {
                     // Shutdown stops new presentations; the one in progress finishes.
                     if *shutdown.borrow() {
@@ -116,27 +219,48 @@ pub async fn feed(
                     }
                     let p = run_job(&engine, job).await;
                     tracing::info!(target: "audit", %source, job = %loggable(&job.id), decision = %p.decision.label(), signatures = job.signatures.len(), "signed job presented");
-                    results.push(JobResult {
+                    unreported.push(JobResult {
                         job: job.id.clone(),
                         decision: serde_json::json!(DecisionView::from(&p)),
                     });
                 }
                 if !jobs.is_empty() {
+                    unreported.wake.notify_one();
                     let _ = triggers.send(Trigger::ReconcileNow);
                 }
             }
             Err(why) => {
-                if last_jobs_trouble.as_deref() != Some(why.as_str()) {
+                engine.provider_call("jobs", Err(&loggable(&why)));
+                if last_trouble.as_deref() != Some(why.as_str()) {
                     let shown = loggable(&why);
                     tracing::warn!(%source, why = %shown, "signed jobs could not be fetched");
-                    last_jobs_trouble = Some(why);
+                    last_trouble = Some(why);
                 }
             }
         }
-        if results.len() > MAX_UNREPORTED {
-            let extra = results.len() - MAX_UNREPORTED;
-            results.drain(..extra);
+    }
+}
+
+async fn report_loop(
+    engine: Arc<Engine>,
+    mut provider: Box<dyn Provider>,
+    mut shutdown: watch::Receiver<bool>,
+    cfg: FeedConfig,
+    unreported: Arc<Unreported>,
+) {
+    let source = provider.describe();
+    let mut tick = interval(cfg.every);
+    let mut last_report: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = unreported.wake.notified() => {}
+            _ = shutdown.changed() => {}
         }
+        if *shutdown.borrow() {
+            return;
+        }
+        let results = unreported.snapshot();
         let due = last_report.is_none_or(|t| t.elapsed() >= cfg.report_every);
         if results.is_empty() && !due {
             continue;
@@ -144,15 +268,22 @@ pub async fn feed(
         let report = Report {
             status: serde_json::json!(engine.status_now()),
             held: serde_json::json!(engine.held().await),
-            results: results.clone(),
+            results,
         };
-        match provider.report(&report).await {
+        let sent = tokio::select! {
+            r = provider.report(&report) => r,
+            _ = shutdown.changed() => return,
+        };
+        match sent {
             Ok(()) => {
-                results.clear();
+                engine.provider_call("report", Ok(()));
+                unreported.delivered(report.results.len());
                 last_report = Some(Instant::now());
             }
             Err(why) => {
-                tracing::warn!(%source, %why, "report not delivered; it is sent again next time")
+                let shown = loggable(&why);
+                engine.provider_call("report", Err(&shown));
+                tracing::warn!(%source, why = %shown, "report not delivered; it is sent again next time");
             }
         }
     }

@@ -65,9 +65,12 @@ pub fn held_op(
     };
     let observed = snap.guests.get(&rec.guest);
     let config = observed.and_then(|o| o.actual.as_ref()).map(|a| &a.config);
+    // The name and every volume are the node's text, which a hub can choose (it names guests
+    // and creates them): escaped here, so neither the CLI, the hub report nor a log can be
+    // shown a forged line.
     let name = observed
-        .and_then(|o| o.entry.name.clone())
-        .unwrap_or_else(|| "(unnamed)".into());
+        .and_then(|o| o.entry.name.as_deref())
+        .map_or_else(|| "(unnamed)".into(), steward_authz::escape_controls);
     let kind = rec.action.kind();
     let mut volumes: Vec<(String, Option<String>)> = Vec::new();
     let what = match &rec.action {
@@ -135,7 +138,12 @@ pub fn held_op(
     } else {
         volumes
             .iter()
-            .map(|(v, s)| format!("{v} ({})", s.as_deref().unwrap_or("size unknown")))
+            .map(|(v, s)| {
+                steward_authz::escape_controls(&format!(
+                    "{v} ({})",
+                    s.as_deref().unwrap_or("size unknown")
+                ))
+            })
             .collect::<Vec<_>>()
             .join(", ")
     };

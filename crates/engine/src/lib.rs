@@ -29,9 +29,9 @@ pub mod retention;
 
 pub use backoff::Backoff;
 pub use decision_view::DecisionView;
-pub use engine::{Engine, EngineConfig, NotRecovered, Parked, Status, Trigger};
+pub use engine::{Engine, EngineConfig, NotRecovered, Parked, ProviderHealth, Status, Trigger};
 pub use exec::NodeExecutor;
-pub use feed::{feed, FeedConfig};
+pub use feed::{feed, Channels, FeedConfig};
 pub use held::HeldOp;
 pub use observe::{Observed, PassReport, Snapshot};
 pub use policy::{needs_admin, Requeue, PARK_AFTER};

@@ -46,7 +46,7 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
                 "failed {} times in a row ({}: {}): parked until its desired state or the guest changes",
                 backoff.attempts(),
                 f.code(),
-                f.detail
+                steward_authz::escape_controls(&f.detail)
             ))
         } else {
             Requeue::After(delay)
@@ -69,7 +69,10 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             )),
             FailureKind::Locked { .. } | FailureKind::Transient { .. } => later(backoff),
             FailureKind::DigestMoved => Requeue::Now,
-            FailureKind::Denied => Requeue::Park(format!("the token was refused: {}", f.detail)),
+            FailureKind::Denied => Requeue::Park(format!(
+                "the token was refused: {}",
+                steward_authz::escape_controls(&f.detail)
+            )),
             FailureKind::NotFound | FailureKind::TaskFailed { .. } | FailureKind::Other => {
                 repeats(f, backoff)
             }
@@ -81,7 +84,10 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             reason: steward_gate::GateReason::Journal,
             ..
         } => later(backoff),
-        Decision::Refused { reason, detail, .. } => Requeue::Park(format!("refused ({reason}): {detail}")),
+        Decision::Refused { reason, detail, .. } => Requeue::Park(format!(
+            "refused ({reason}): {}",
+            steward_authz::escape_controls(detail)
+        )),
         Decision::Replay { .. } | Decision::Rotated { .. } => Requeue::Now,
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use steward_gate::Failure;
 use steward_journal::{Journal, JournalError, OpRecord, OpState};
 use steward_model::{Action, GuestKind};
-use steward_proxmox_client::{ApiError, GuestRead, TaskFilter, TaskSource, Upid};
+use steward_proxmox_client::{ApiError, GuestRead, TaskEntry, TaskFilter, TaskSource, Upid};
 
 /// What recovery did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +80,36 @@ pub fn task_type(action: &Action) -> Option<String> {
         Action::SetConfig { .. } => return None,
     };
     Some(format!("{p}{t}"))
+}
+
+/// The task of type `ty` for `action`'s guest that one of `users` started no earlier than
+/// `since` (Unix seconds), the earliest if several: how an op whose POST was answered by no
+/// UPID (a crash, or an answer lost on the way) is found on the node.
+pub(crate) async fn find_task(
+    api: &dyn GuestRead,
+    action: &Action,
+    ty: &str,
+    since: u64,
+    users: &[&str],
+) -> Result<Option<TaskEntry>, ApiError> {
+    let tasks = api
+        .list_tasks(&TaskFilter {
+            vmid: Some(action.vmid()),
+            typefilter: Some(ty.to_string()),
+            since: Some(since),
+            limit: Some(1000),
+            source: TaskSource::All,
+            ..TaskFilter::default()
+        })
+        .await?;
+    Ok(tasks
+        .into_iter()
+        .filter(|t| {
+            t.upid.kind == ty
+                && users.contains(&t.upid.user.as_str())
+                && u64::from(t.upid.starttime) >= since
+        })
+        .min_by_key(|t| t.upid.starttime))
 }
 
 /// One journal transition, off the async workers.
@@ -215,25 +245,7 @@ pub async fn recover(
                 let since = u64::try_from(since_ms / 1000)
                     .unwrap_or(0)
                     .saturating_sub(1);
-                let tasks = api
-                    .list_tasks(&TaskFilter {
-                        vmid: Some(rec.guest),
-                        typefilter: Some(ty.clone()),
-                        since: Some(since),
-                        limit: Some(1000),
-                        source: TaskSource::All,
-                        ..TaskFilter::default()
-                    })
-                    .await?;
-                let found = tasks
-                    .into_iter()
-                    .filter(|t| {
-                        t.upid.kind == ty
-                            && users.contains(&t.upid.user.as_str())
-                            && u64::from(t.upid.starttime) >= since
-                    })
-                    .min_by_key(|t| t.upid.starttime);
-                match found {
+                match find_task(api.as_ref(), &rec.action, &ty, since, users).await? {
                     Some(t) => {
                         transition(
                             journal,

@@ -69,8 +69,9 @@ pub trait Executor: Send + Sync {
     ) -> Result<Option<String>, Failure>;
 
     /// Waits for the task `upid` (started with `authority`'s token) to end; `Err` carries its
-    /// failure.
-    async fn wait(&self, upid: &str, authority: Authority) -> Result<(), Failure>;
+    /// failure. `Ok` carries the warnings of a task that ended `WARNINGS: n` (a success, as
+    /// Proxmox counts it), empty for a clean one.
+    async fn wait(&self, upid: &str, authority: Authority) -> Result<Vec<String>, Failure>;
 
     /// Reads the guest's config now. The gate calls it before it spends a signature over a
     /// change that removes volumes; an executor that cannot read fails closed (the change is

@@ -382,6 +382,7 @@ impl Gate {
         guard: &Guard,
         authority: Authority,
     ) -> Decision {
+        let mut warnings = Vec::new();
         let outcome = match self.executor.dispatch(action, guard, authority).await {
             Err(e) => Outcome::Failed(e),
             Ok(None) => Outcome::Succeeded,
@@ -391,18 +392,35 @@ impl Gate {
                     tracing::error!(target: "audit", %op, error = %e, "task dispatched but not journaled");
                 }
                 match self.executor.wait(&upid, authority).await {
-                    Ok(()) => Outcome::Succeeded,
+                    Ok(w) => {
+                        warnings = w;
+                        Outcome::Succeeded
+                    }
                     Err(e) => Outcome::Failed(e),
                 }
             }
         };
+        if !warnings.is_empty() {
+            // The node's text: escaped for the log; kept as it was in the journal.
+            let text = steward_authz::escape_controls(&warnings.join(" | "));
+            tracing::warn!(target: "audit", %op, warnings = %text, "task succeeded with warnings");
+        }
         let terminal = match &outcome {
             Outcome::Succeeded => OpState::Succeeded,
             Outcome::Failed(failure) => OpState::Failed {
                 failure: failure.clone(),
             },
         };
-        if let Err(e) = self.transition(op, terminal).await {
+        let noted = self
+            .off_worker(move |c| {
+                c.journal
+                    .transition_noting(op, terminal, warnings)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .and_then(|r| r);
+        if let Err(e) = noted {
             tracing::error!(target: "audit", %op, error = %e, "outcome not journaled");
         }
         Decision::Executed {
@@ -560,6 +578,20 @@ impl Core {
                 }
             }
             Verdict::Destructive(why) => {
+                // One held op per guest and action until it ends: a restart or a new desired
+                // generation asks again, and gets the op (and template) already waiting.
+                match self.held_for(action, sub) {
+                    Ok(Some(rec)) => {
+                        if let OpState::PendingSignature { template } = rec.state() {
+                            return Step::Answer(Decision::PendingSignature {
+                                op: rec.id,
+                                template: template.clone(),
+                            });
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Step::Answer(refused(None, GateReason::Journal, e)),
+                }
                 let template =
                     match pending_template(action, sub.identity.as_deref(), &self.host(), now) {
                         Ok(t) => t,
@@ -765,6 +797,21 @@ impl Core {
                 (JobStep::Answered(d), verdicts)
             }
         }
+    }
+
+    /// The held op for exactly `action` on the guest `sub` names, if one is waiting.
+    fn held_for(
+        &self,
+        action: &Action,
+        sub: &Submission,
+    ) -> Result<Option<steward_journal::OpRecord>, String> {
+        let ops = self.journal.all_ops().map_err(|e| e.to_string())?;
+        Ok(ops.into_iter().find(|rec| {
+            matches!(rec.state(), OpState::PendingSignature { .. })
+                && rec.guest == action.vmid()
+                && rec.action == *action
+                && rec.identity == sub.identity
+        }))
     }
 
     /// The op whose template the agent minted with `nonce`, whatever became of it since (its

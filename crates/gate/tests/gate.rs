@@ -41,8 +41,12 @@ impl Executor for FakeExecutor {
             action.vmid()
         )))
     }
-    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
-        Ok(())
+    async fn wait(
+        &self,
+        _upid: &str,
+        _authority: steward_gate::Authority,
+    ) -> Result<Vec<String>, Failure> {
+        Ok(Vec::new())
     }
     async fn read_config(
         &self,

@@ -32,8 +32,12 @@ impl Executor for Scripted {
     ) -> Result<Option<String>, Failure> {
         self.result.clone()
     }
-    async fn wait(&self, _upid: &str, _authority: steward_gate::Authority) -> Result<(), Failure> {
-        Ok(())
+    async fn wait(
+        &self,
+        _upid: &str,
+        _authority: steward_gate::Authority,
+    ) -> Result<Vec<String>, Failure> {
+        Ok(Vec::new())
     }
 }
 

@@ -230,6 +230,7 @@ fn record(state: OpState) -> OpRecord {
             role: Role::Operational,
         }),
         approvals: Vec::new(),
+        warnings: Vec::new(),
         history: vec![
             Transition {
                 at_ms: 1_764_000_000_000,
@@ -285,6 +286,11 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
         at_ms: 1_764_000_000_500,
     }];
     problems.extend(check("op-pending_signature-approved_1", &partly));
+    // A task that ended `WARNINGS: 1`: its log's warning kept with the op (new in v1, absent
+    // from every record without warnings).
+    let mut warned = record(OpState::Succeeded);
+    warned.warnings = vec!["WARN: volume 'local-lvm:vm-104-disk-1' is busy, retried".into()];
+    problems.extend(check("op-succeeded-warnings", &warned));
     problems.extend(check(
         "provenance",
         &ProvenanceFact {

@@ -192,6 +192,17 @@ impl Journal {
         self.with(|s| s.transition(id, to))
     }
 
+    /// Moves op `id` to `to` as [`Journal::transition`] does, and keeps `warnings` with it
+    /// (the `WARN:` lines of a task that ended `WARNINGS: n`). Durable on return.
+    pub fn transition_noting(
+        &self,
+        id: OpId,
+        to: OpState,
+        warnings: Vec<String>,
+    ) -> Result<OpRecord, JournalError> {
+        self.with(|s| s.transition_noting(id, to, warnings))
+    }
+
     /// Consumes `nonce` and moves destructive op `id` to `intent`, with its signer and the
     /// approvals that counted, in one durable step: the only way a destructive op reaches
     /// `intent`. `AlreadyConsumed` changes nothing.

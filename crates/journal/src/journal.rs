@@ -355,6 +355,7 @@ impl Store {
             nonce: None,
             signer: None,
             approvals: Vec::new(),
+            warnings: Vec::new(),
             history: vec![Transition {
                 at_ms: now_ms(),
                 state: initial,
@@ -371,6 +372,16 @@ impl Store {
     /// Moves op `id` to `to`, if the lifecycle allows it. A destructive op cannot reach
     /// `intent` here (see [`Store::consume_nonce_into_intent`]). Durable on return.
     pub fn transition(&self, id: OpId, to: OpState) -> Result<OpRecord, JournalError> {
+        self.transition_noting(id, to, Vec::new())
+    }
+
+    /// [`Store::transition`], keeping `warnings` (a task's `WARN:` lines) with the op.
+    pub fn transition_noting(
+        &self,
+        id: OpId,
+        to: OpState,
+        warnings: Vec<String>,
+    ) -> Result<OpRecord, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
         let mut rec = w.load(id)?;
@@ -385,6 +396,7 @@ impl Store {
             at_ms,
             state: to.clone(),
         });
+        rec.warnings.extend(warnings);
         w.put(op_key(id), &rec)?;
         if to.is_in_flight() {
             w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);

@@ -203,6 +203,10 @@ pub struct OpRecord {
     /// and, once it ran, every approval that counted. Empty for ops that never had one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,
+    /// For an op whose task ended `WARNINGS: n` (Proxmox counts it a success): the warning
+    /// lines of the task's log. Absent when there were none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Every state it has been in, oldest first; never empty.
     pub history: Vec<Transition>,
 }

@@ -41,6 +41,11 @@ struct StateLabels {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    channel: String,
+}
+
 type Timings<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn api_buckets() -> Histogram {
@@ -72,6 +77,8 @@ pub struct Metrics {
     task_seconds: Timings<TaskLabels>,
     barrier_seconds: Histogram,
     barrier_failures: Counter,
+    provider_failures: Family<ChannelLabels, Gauge>,
+    provider_last_success: Family<ChannelLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,6 +126,8 @@ impl Metrics {
             task_seconds: Family::new_with_constructor(task_buckets),
             barrier_seconds: barrier_buckets(),
             barrier_failures: Counter::default(),
+            provider_failures: Family::default(),
+            provider_last_success: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -169,8 +178,32 @@ impl Metrics {
                 "Journal durability barriers that failed",
                 m.barrier_failures.clone(),
             );
+            r.register(
+                "provider_consecutive_failures",
+                "Calls to the desired-state provider that failed in a row, by channel (desired, jobs, report)",
+                m.provider_failures.clone(),
+            );
+            r.register(
+                "provider_last_success_timestamp_seconds",
+                "When a call to the provider last succeeded (Unix seconds; 0: never), by channel",
+                m.provider_last_success.clone(),
+            );
         }
         m
+    }
+
+    /// A call on provider channel `channel` (`desired`, `jobs`, `report`: a closed set) ended:
+    /// `failures` in a row now, and when one last succeeded (Unix seconds, 0 for never).
+    pub fn provider(&self, channel: &'static str, failures: u64, last_success_secs: i64) {
+        let l = ChannelLabels {
+            channel: channel.into(),
+        };
+        self.provider_failures
+            .get_or_create(&l)
+            .set(i64::try_from(failures).unwrap_or(i64::MAX));
+        self.provider_last_success
+            .get_or_create(&l)
+            .set(last_success_secs);
     }
 
     /// A reconcile pass ran and left the guests so.

@@ -199,8 +199,14 @@ pub trait GuestRead: Send + Sync {
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
     /// One read of a task's status.
     async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
+    /// The token id this client's calls run as (`user@realm!name`), as the UPIDs of the tasks
+    /// it starts name it.
+    fn user(&self) -> &str;
     /// The node's tasks matching `filter`, newest first.
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError>;
+    /// The first `limit` lines of a task's log (`GET …/tasks/{upid}/log`), where a task that
+    /// ended `WARNINGS: n` says what the warnings were (`WARN: …` lines).
+    async fn task_log(&self, upid: &Upid, limit: u32) -> Result<Vec<String>, ApiError>;
 
     /// Polls a task until it stops or `deadline` passes (`Timeout`); a task that stops with
     /// anything but `OK` or `WARNINGS: n` is `TaskFailed`.

@@ -197,6 +197,25 @@ impl GuestRead for PveClient {
         })
     }
 
+    fn user(&self) -> &str {
+        self.http.token_id()
+    }
+
+    async fn task_log(&self, u: &Upid, limit: u32) -> Result<Vec<String>, ApiError> {
+        let path = format!("/nodes/{}/tasks/{}/log", self.node, u);
+        let v = self
+            .http
+            .call(Method::GET, &path, &[("limit".into(), limit.to_string())])
+            .await?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        Ok(arr
+            .iter()
+            .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
+            .collect())
+    }
+
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {
         let path = format!("/nodes/{}/tasks", self.node);
         let v = self.http.call(Method::GET, &path, &filter.params()).await?;
@@ -286,6 +305,14 @@ impl GuestRead for PveWriter {
 
     async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
         self.read.task_status_once(u).await
+    }
+
+    async fn task_log(&self, u: &Upid, limit: u32) -> Result<Vec<String>, ApiError> {
+        self.read.task_log(u, limit).await
+    }
+
+    fn user(&self) -> &str {
+        self.read.user()
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {

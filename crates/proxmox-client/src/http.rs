@@ -105,6 +105,11 @@ impl std::fmt::Debug for Http {
 const READ_RETRIES: u32 = 3;
 
 impl Http {
+    /// The token id requests run as (`user@realm!name`), as UPIDs name it.
+    pub(crate) fn token_id(&self) -> &str {
+        self.token.id()
+    }
+
     /// A transport to `endpoint` authenticating with `token`.
     pub fn new(endpoint: Endpoint, token: ApiToken) -> Result<Http, String> {
         let tls = TlsConnector::from(Arc::new(client_config(&endpoint.trust)?));

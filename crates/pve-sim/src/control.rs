@@ -129,6 +129,10 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
             node.st.warn_next = n;
             Ok(json!({}))
         }
+        ("POST", ["requests", "lose-next-answer"]) => {
+            node.st.lose_next_answer = n;
+            Ok(json!({}))
+        }
         ("POST", ["node", "restart"]) => {
             node.restart();
             Ok(json!({}))

@@ -251,6 +251,11 @@ pub struct NodeState {
     pub hang_next: u32,
     /// See `fail_next`.
     pub warn_next: u32,
+    /// The next N mutating requests are carried out, but their answer is lost (the connection
+    /// is reset after the work): what a client sees when pveproxy or the network fails
+    /// between the call and its answer.
+    #[serde(default)]
+    pub lose_next_answer: u32,
 }
 
 /// The node.
@@ -380,6 +385,7 @@ impl Node {
                 fail_next: 0,
                 hang_next: 0,
                 warn_next: 0,
+                lose_next_answer: 0,
             },
             task_time,
             faults,

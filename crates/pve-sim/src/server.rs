@@ -356,6 +356,10 @@ async fn handle(
             &params,
         );
         s.sync_outside(&n);
+        if method != "GET" && n.st.lose_next_answer > 0 {
+            n.st.lose_next_answer -= 1;
+            return Err(Reset);
+        }
         answer
     };
     if answer.status == 401 {

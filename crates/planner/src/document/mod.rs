@@ -4,6 +4,7 @@
 //! or return a partial state.
 
 mod guest;
+mod strict;
 mod units;
 
 use serde_json::{Map, Value};
@@ -59,10 +60,18 @@ impl Errors {
 
 /// Parses a JSON document. `source` names it in errors (a path or `hub`).
 pub fn parse_json(source: &str, text: &str) -> Result<DesiredState, DocErrors> {
+    let at = |e: &serde_json::Error| format!("{source}:{}:{}", e.line(), e.column());
     let value: Value = serde_json::from_str(text).map_err(|e| {
         DocErrors(vec![DocError {
-            at: format!("{source}:{}:{}", e.line(), e.column()),
+            at: at(&e),
             message: format!("not valid JSON: {e}"),
+        }])
+    })?;
+    // Valid JSON may still say one thing twice, and serde_json would keep the last.
+    strict::check(text).map_err(|e| {
+        DocErrors(vec![DocError {
+            at: at(&e),
+            message: e.to_string(),
         }])
     })?;
     from_value(&value)

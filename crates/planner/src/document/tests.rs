@@ -140,3 +140,17 @@ fn version_generation_and_guests_are_required() {
     let ok = parse_json("hub", r#"{"version":1,"generation":0,"guests":[]}"#).unwrap();
     assert!(ok.guests.is_empty());
 }
+
+#[test]
+fn a_key_written_twice_is_refused_in_either_syntax_with_its_line() {
+    // Security review, finding 13: the last of two keys used to win.
+    let json = "{\"version\": 1, \"generation\": 1, \"guests\": [\n  {\"vmid\": 101, \"kind\": \"qemu\", \"memory\": 512,\n   \"memory\": 65536}]}";
+    let e = parse_json("desired.json", json).unwrap_err();
+    assert_eq!(e.0.len(), 1, "{e}");
+    assert!(e.0[0].at.starts_with("desired.json:3:"), "{e}");
+    assert!(e.0[0].message.contains("guests[0].memory"), "{e}");
+    let toml = "version = 1\ngeneration = 1\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nmemory = 512\nmemory = 65536\n";
+    let e = parse_toml("desired.toml", toml).unwrap_err();
+    assert!(e.0[0].at.starts_with("desired.toml:7"), "{e}");
+    assert!(e.0[0].message.contains("duplicate"), "{e}");
+}
