@@ -156,6 +156,9 @@ pub struct Engine {
     status: Mutex<Status>,
     recovered: AtomicBool,
     metrics: Arc<Metrics>,
+    /// What each held destroy removes beyond its config (snapshot-only and unreferenced
+    /// volumes), read from the node once per op.
+    held_extras: tokio::sync::Mutex<BTreeMap<OpId, Vec<held::Extra>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -267,6 +270,7 @@ impl Engine {
             status: Mutex::new(Status::default()),
             recovered: AtomicBool::new(false),
             metrics: Arc::new(Metrics::new()),
+            held_extras: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -427,15 +431,43 @@ impl Engine {
         let ops = blocking::journal(&self.journal, |j| j.all_ops())
             .await
             .unwrap_or_default();
+        let held: Vec<&steward_journal::OpRecord> = ops
+            .iter()
+            .filter(|r| matches!(r.state(), steward_journal::OpState::PendingSignature { .. }))
+            .collect();
+        // What a held destroy removes beyond its config is read from the node once per op
+        // (never under the observer's lock).
+        let mut extras = self.held_extras.lock().await;
+        extras.retain(|op, _| held.iter().any(|r| r.id == *op));
+        for r in &held {
+            if matches!(r.action, Action::Destroy { .. }) && !extras.contains_key(&r.id) {
+                let config = self
+                    .observer
+                    .lock()
+                    .await
+                    .snapshot()
+                    .guests
+                    .get(&r.guest)
+                    .and_then(|o| o.actual.as_ref())
+                    .map(|a| a.config.clone());
+                // Until its config is read, nothing can be told apart: ask again next time.
+                if config.is_none() {
+                    continue;
+                }
+                let found =
+                    held::destroy_extras(self.api.as_ref(), &r.action, config.as_ref()).await;
+                extras.insert(r.id, found);
+            }
+        }
         let obs = self.observer.lock().await;
         let policy = self.gate.approval_policy();
         let now = OffsetDateTime::now_utc();
-        ops.iter()
-            .filter(|r| matches!(r.state(), steward_journal::OpState::PendingSignature { .. }))
+        held.iter()
             .filter_map(|r| {
                 let needs = policy.threshold(r.action.op_kind(), steward_authz::Role::Operational);
                 let approved = self.gate.approvals_in_force(r, now);
-                held::held_op(r, obs.snapshot(), needs, &approved)
+                let extra = extras.get(&r.id).map_or(&[][..], Vec::as_slice);
+                held::held_op(r, obs.snapshot(), needs, &approved, extra)
             })
             .collect()
     }

@@ -7,8 +7,10 @@
 
 use crate::observe::Snapshot;
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use steward_journal::{OpId, OpRecord, OpState};
 use steward_model::{volume_of, volume_size, Action, GuestKind};
+use steward_proxmox_client::GuestRead;
 
 /// A held op, ready to show and to sign.
 #[derive(Clone, Debug, Serialize)]
@@ -49,7 +51,112 @@ fn volume(kind: GuestKind, key: &str, value: &str) -> Option<(String, Option<Str
 fn is_disk(key: &str) -> bool {
     let base = key.trim_end_matches(|c: char| c.is_ascii_digit());
     (base.len() < key.len() && matches!(base, "scsi" | "virtio" | "sata" | "ide" | "unused" | "mp"))
-        || matches!(key, "efidisk0" | "tpmstate0" | "rootfs")
+        || matches!(key, "efidisk0" | "tpmstate0" | "rootfs" | "vmstate")
+}
+
+/// A volume a destroy removes that the guest's current config does not name, and why it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Extra {
+    /// The volume id (or, when the node could not be asked, what could not be read).
+    pub volume: String,
+    /// Its size, as Proxmox writes it, if known.
+    pub size: Option<String>,
+    /// Where it comes from: `only in snapshot NAME`, `referenced by no config`.
+    pub origin: String,
+}
+
+/// Bytes as Proxmox writes disk sizes (`32G`, `512M`), or bytes.
+fn size_text(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+    if bytes >= GIB && bytes.is_multiple_of(GIB) {
+        format!("{}G", bytes / GIB)
+    } else if bytes.is_multiple_of(MIB) {
+        format!("{}M", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
+}
+
+/// What destroying the guest of `action` removes beyond the volumes its current config names,
+/// read from the node (once per held op: the engine keeps the answer): the volumes only its
+/// snapshots reference (a purge removes them with the guest), and, with
+/// `destroy-unreferenced-disks`, every volume the storages hold for the guest that no config
+/// references. What cannot be read is said as such, never left out silently.
+pub async fn destroy_extras(
+    api: &dyn GuestRead,
+    action: &Action,
+    config: Option<&BTreeMap<String, String>>,
+) -> Vec<Extra> {
+    let Action::Destroy {
+        vmid,
+        kind,
+        destroy_unreferenced_disks,
+        ..
+    } = action
+    else {
+        return Vec::new();
+    };
+    let (vmid, kind) = (*vmid, *kind);
+    let mut known: BTreeSet<String> = config
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| is_disk(k))
+        .filter_map(|(k, v)| volume(kind, k, v).map(|(vol, _)| vol))
+        .collect();
+    let mut out = Vec::new();
+    match api.snapshots(kind, vmid).await {
+        Ok(names) => {
+            for name in names {
+                match api.snapshot_config(kind, vmid, &name).await {
+                    Ok(c) => {
+                        for (k, v) in c.iter().filter(|(k, _)| is_disk(k)) {
+                            if let Some((vol, size)) = volume(kind, k, v) {
+                                if known.insert(vol.clone()) {
+                                    out.push(Extra {
+                                        volume: vol,
+                                        size,
+                                        origin: format!("only in snapshot {name}"),
+                                    });
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => out.push(Extra {
+                        volume: format!("(snapshot {name} could not be read: {e})"),
+                        size: None,
+                        origin: String::new(),
+                    }),
+                }
+            }
+        }
+        Err(e) => out.push(Extra {
+            volume: format!("(snapshots could not be listed: {e})"),
+            size: None,
+            origin: String::new(),
+        }),
+    }
+    if *destroy_unreferenced_disks {
+        match api.guest_volumes(vmid).await {
+            Ok(vols) => {
+                for (vol, bytes) in vols {
+                    if known.insert(vol.clone()) {
+                        out.push(Extra {
+                            volume: vol,
+                            size: bytes.map(size_text),
+                            origin: "referenced by no config".into(),
+                        });
+                    }
+                }
+            }
+            Err(e) => out.push(Extra {
+                volume: format!("(the storages could not be listed: {e})"),
+                size: None,
+                origin: String::new(),
+            }),
+        }
+    }
+    out
 }
 
 /// The summary of `rec` (a held op) against `snap`, under a policy of `needs` distinct
@@ -59,6 +166,7 @@ pub fn held_op(
     snap: &Snapshot,
     needs: u8,
     approved: &[steward_journal::Signer],
+    extras: &[Extra],
 ) -> Option<HeldOp> {
     let OpState::PendingSignature { template } = rec.state() else {
         return None;
@@ -133,19 +241,27 @@ pub fn held_op(
         }
         _ => "an action classified destructive",
     };
-    let vols = if volumes.is_empty() {
+    let shown = |v: &str, s: &Option<String>, origin: &str| {
+        let size = s.as_deref().unwrap_or("size unknown");
+        steward_authz::escape_controls(&if origin.is_empty() {
+            format!("{v} ({size})")
+        } else {
+            format!("{v} ({size}, {origin})")
+        })
+    };
+    let mut listed: Vec<String> = volumes.iter().map(|(v, s)| shown(v, s, "")).collect();
+    for e in extras {
+        if e.origin.is_empty() {
+            listed.push(steward_authz::escape_controls(&e.volume));
+        } else {
+            listed.push(shown(&e.volume, &e.size, &e.origin));
+            volumes.push((e.volume.clone(), e.size.clone()));
+        }
+    }
+    let vols = if listed.is_empty() {
         String::from("no volumes")
     } else {
-        volumes
-            .iter()
-            .map(|(v, s)| {
-                steward_authz::escape_controls(&format!(
-                    "{v} ({})",
-                    s.as_deref().unwrap_or("size unknown")
-                ))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        listed.join(", ")
     };
     let approvals = if needs > 1 || !approved.is_empty() {
         format!(

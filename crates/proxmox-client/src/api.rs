@@ -199,6 +199,19 @@ pub trait GuestRead: Send + Sync {
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
     /// One read of a task's status.
     async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
+    /// The names of the guest's snapshots (`GET …/snapshot`, without `current`).
+    async fn snapshots(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<String>, ApiError>;
+    /// One snapshot's config (`GET …/snapshot/{name}/config`): the disks it references.
+    async fn snapshot_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError>;
+    /// Every volume the node's storages hold for `vmid` (`GET /nodes/{node}/storage`, then
+    /// `…/storage/{storage}/content?vmid=` for each storage holding guest disks), with its size
+    /// in bytes: what `destroy-unreferenced-disks` would remove, among others.
+    async fn guest_volumes(&self, vmid: Vmid) -> Result<Vec<(String, Option<u64>)>, ApiError>;
     /// The token id this client's calls run as (`user@realm!name`), as the UPIDs of the tasks
     /// it starts name it.
     fn user(&self) -> &str;

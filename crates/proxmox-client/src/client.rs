@@ -201,6 +201,70 @@ impl GuestRead for PveClient {
         self.http.token_id()
     }
 
+    async fn snapshots(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<String>, ApiError> {
+        let path = format!("{}/snapshot", self.guest_path(kind, vmid));
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let arr = v
+            .as_array()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        Ok(arr
+            .iter()
+            .filter_map(|s| s.get("name").and_then(Value::as_str))
+            .filter(|n| *n != "current")
+            .map(str::to_string)
+            .collect())
+    }
+
+    async fn snapshot_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let path = format!("{}/snapshot/{name}/config", self.guest_path(kind, vmid));
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected an object")))?;
+        Ok(obj
+            .iter()
+            .filter_map(|(k, val)| text(val).map(|t| (k.clone(), t)))
+            .collect())
+    }
+
+    async fn guest_volumes(&self, vmid: Vmid) -> Result<Vec<(String, Option<u64>)>, ApiError> {
+        let path = format!("/nodes/{}/storage", self.node);
+        let v = self.http.call(Method::GET, &path, &[]).await?;
+        let storages: Vec<String> = v
+            .as_array()
+            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?
+            .iter()
+            .filter(|s| {
+                s.get("content")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.split(',').any(|x| x == "images" || x == "rootdir"))
+            })
+            .filter_map(|s| s.get("storage").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let mut out = Vec::new();
+        for storage in storages {
+            let path = format!("/nodes/{}/storage/{storage}/content", self.node);
+            let v = self
+                .http
+                .call(Method::GET, &path, &[("vmid".into(), vmid.to_string())])
+                .await?;
+            for e in v.as_array().into_iter().flatten() {
+                if e.get("content").and_then(Value::as_str) == Some("backup") {
+                    continue;
+                }
+                if let Some(volid) = e.get("volid").and_then(Value::as_str) {
+                    out.push((volid.to_string(), e.get("size").and_then(num)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn task_log(&self, u: &Upid, limit: u32) -> Result<Vec<String>, ApiError> {
         let path = format!("/nodes/{}/tasks/{}/log", self.node, u);
         let v = self
@@ -313,6 +377,23 @@ impl GuestRead for PveWriter {
 
     fn user(&self) -> &str {
         self.read.user()
+    }
+
+    async fn snapshots(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<String>, ApiError> {
+        self.read.snapshots(kind, vmid).await
+    }
+
+    async fn snapshot_config(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        self.read.snapshot_config(kind, vmid, name).await
+    }
+
+    async fn guest_volumes(&self, vmid: Vmid) -> Result<Vec<(String, Option<u64>)>, ApiError> {
+        self.read.guest_volumes(vmid).await
     }
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {

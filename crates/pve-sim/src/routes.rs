@@ -9,7 +9,8 @@
 //! `GET|POST /nodes/{node}/{qemu,lxc}`, `GET|DELETE …/{vmid}`, `GET …/status/current`,
 //! `POST …/status/{start,stop,shutdown,reboot,suspend,resume}`, `GET|PUT …/config`,
 //! `POST /nodes/{node}/qemu/{vmid}/config`, `GET …/pending`, `GET|POST …/snapshot`,
-//! `GET|DELETE …/snapshot/{snapname}`, `POST …/snapshot/{snapname}/rollback`,
+//! `GET|DELETE …/snapshot/{snapname}`, `GET …/snapshot/{snapname}/config`,
+//! `POST …/snapshot/{snapname}/rollback`,
 //! `PUT /nodes/{node}/qemu/{vmid}/unlink`, `PUT …/resize`, `GET /nodes/{node}/storage`,
 //! `GET /nodes/{node}/storage/{storage}/content`, `GET /nodes/{node}/tasks`,
 //! `GET /nodes/{node}/tasks/{upid}/status`, `GET /nodes/{node}/tasks/{upid}/log`,
@@ -351,6 +352,29 @@ fn handle(
                 ));
             }
             Ok(json!([{"cmd": "rollback"}, {"cmd": "config"}]))
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}/config", Some(k)) => {
+            // qemu-server / pve-container `get_snapshot_config`: the snapshot's section as
+            // stored, with its own snaptime, description and (QEMU) vmstate.
+            let g = node.guest(k, vmid)?;
+            let snap = g.snapshots.get(&var("snapname")).ok_or_else(|| {
+                Refusal::new(
+                    500,
+                    format!("snapshot '{}' does not exist", var("snapname")),
+                )
+            })?;
+            let mut out = serde_json::Map::new();
+            for (key, v) in &snap.config {
+                out.insert(key.clone(), json!(v));
+            }
+            out.insert("snaptime".into(), json!(snap.snaptime));
+            if !snap.description.is_empty() {
+                out.insert("description".into(), json!(snap.description));
+            }
+            if let Some(p) = &snap.parent {
+                out.insert("parent".into(), json!(p));
+            }
+            Ok(Value::Object(out))
         }
         ("DELETE", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}", Some(k)) => {
             node.delsnapshot(k, vmid, &var("snapname"), user).map(upid)
