@@ -22,19 +22,21 @@ pub async fn op(socket: &Path, id: u64) -> Result<bool> {
     Ok(true)
 }
 
+/// Unix milliseconds as RFC 3339.
+fn rfc3339_ms(ms: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
 /// `status`.
 pub async fn status(socket: &Path) -> Result<bool> {
     let s = get(&Client::new(socket), "/status").await?;
     let last = s["last_pass_ms"]
         .as_i64()
         .filter(|ms| *ms > 0)
-        .and_then(|ms| {
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-        })
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(rfc3339_ms)
         .unwrap_or_else(|| "none yet".into());
     println!(
         "node {}  last pass {last}  metrics {}",
@@ -67,13 +69,7 @@ pub async fn status(socket: &Path) -> Result<bool> {
         let failures = h["consecutive_failures"].as_u64().unwrap_or(0);
         let last_ok = h["last_success_ms"]
             .as_i64()
-            .and_then(|ms| {
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-            })
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
+            .and_then(rfc3339_ms)
             .unwrap_or_else(|| "never".into());
         let trouble = h["last_error"]
             .as_str()

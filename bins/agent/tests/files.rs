@@ -20,7 +20,7 @@ fn chmod(p: &Path, mode: u32) {
 
 /// `steward-agent SUB --config CFG`, waited for with a limit: exit code and stderr.
 fn agent(sub: &str, cfg: &Path) -> (Option<i32>, String) {
-    let mut child = Agent(
+    let child = Agent(
         Command::new(env!("CARGO_BIN_EXE_steward-agent"))
             .args([sub, "--config"])
             .arg(cfg)
@@ -29,24 +29,7 @@ fn agent(sub: &str, cfg: &Path) -> (Option<i32>, String) {
             .spawn()
             .unwrap(),
     );
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(t.elapsed() < Duration::from_secs(20), "{sub} did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
+    common::exit_and_stderr(child, Duration::from_secs(20), sub)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,20 +105,7 @@ async fn loose_configuration_trust_store_and_token_files_are_refused_alike() {
         std::thread::sleep(Duration::from_millis(50));
     }
     run.sigterm();
-    let mut run = run;
-    let t = Instant::now();
-    while run.0.try_wait().unwrap().is_none() {
-        assert!(t.elapsed() < Duration::from_secs(20), "no clean stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut log = String::new();
-    use std::io::Read;
-    run.0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
+    let (_, log) = common::exit_and_stderr(run, Duration::from_secs(20), "a clean stop");
     assert!(
         log.contains("NO TRUST STORE") && log.contains("allowed_signers") && log.contains("666"),
         "{log}"

@@ -11,7 +11,7 @@ mod common;
 
 use common::{cli, sim, until, Agent};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_guest_name_cannot_forge_a_held_op_line() {
@@ -77,7 +77,7 @@ fn submit(
     op: &std::path::Path,
     sig: &std::path::Path,
 ) -> (Option<i32>, String) {
-    let mut child = Agent(
+    let child = Agent(
         Command::new(env!("CARGO_BIN_EXE_steward-agent"))
             .arg("submit")
             .arg(op)
@@ -89,28 +89,7 @@ fn submit(
             .spawn()
             .unwrap(),
     );
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "submit hung on {}",
-            op.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status.code(), err)
+    common::exit_and_stderr(child, Duration::from_secs(10), "submit")
 }
 
 #[test]

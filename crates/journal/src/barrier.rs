@@ -56,7 +56,8 @@ impl std::fmt::Debug for BarrierHook {
 pub type Hooks = Arc<crate::hooks::TestHooks>;
 /// The fault seam a barrier consults: nothing without the `test-hooks` feature.
 #[cfg(not(feature = "test-hooks"))]
-pub type Hooks = ();
+#[derive(Clone, Debug, Default)]
+pub struct Hooks(());
 
 /// Shared flush + fdatasync for one sled database.
 #[derive(Debug)]
@@ -74,7 +75,7 @@ impl Barrier {
     /// A barrier for `db`, whose directory is `dir` (sled's data file is `dir/db`).
     pub fn new(db: sled::Db, dir: &Path, hooks: Hooks) -> std::io::Result<Barrier> {
         #[cfg(not(feature = "test-hooks"))]
-        let () = hooks;
+        let Hooks(()) = hooks;
         let data_file = File::open(dir.join("db"))?;
         Ok(Barrier {
             db,

@@ -46,6 +46,29 @@ pub fn cli(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// Waits (at most `limit`) for `child` to exit, its stderr piped: exit code and stderr. A
+/// child still running at `limit` fails the test (and is killed on the way out).
+pub fn exit_and_stderr(mut child: Agent, limit: Duration, what: &str) -> (Option<i32>, String) {
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < limit, "{what} did not exit within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    (status.code(), err)
+}
+
 /// The id of the first op `steward-agent pending` lists (`op ID  expires …`).
 pub fn first_held_id(listed: &str) -> String {
     listed
