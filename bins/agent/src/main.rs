@@ -39,15 +39,44 @@ fn talk<F: std::future::Future<Output = anyhow::Result<bool>>>(f: F) -> ExitCode
     }
 }
 
+/// A writer for text log lines (stderr, in the agent): a field can carry text a node or a hub
+/// chose (a guest name, a task's error), so every control character in a line is escaped
+/// (`\u{1b}`) and only the newline that ends each event stays: no value can forge a line or
+/// move a terminal's cursor. (JSON lines need none of this: serde_json escapes control
+/// characters itself.)
+struct Escaped<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Escaped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let line = steward_authz::escape_controls(body) + end;
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 fn logging(cli: &Cli) {
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(cli.log_level)
-        // Colour only on a terminal: journald and log files get plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_max_level(cli.log_level);
     match cli.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        // Plain text everywhere (no colour codes), so that any escape sequence in a log line
+        // came from data, and is escaped.
+        LogFormat::Text => builder
+            .with_ansi(false)
+            .with_writer(|| Escaped(std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .json()
+            .init(),
     }
 }
 
@@ -124,5 +153,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Escaped;
+    use std::io::Write;
+
+    #[test]
+    fn a_log_line_keeps_its_end_and_escapes_every_other_control() {
+        let mut out = Escaped(Vec::new());
+        out.write_all(b"2026-12-04 WARN name=evil\x1b[2K\nop 999 forged\r\n")
+            .unwrap();
+        let line = String::from_utf8(out.0).unwrap();
+        assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+        assert!(line.ends_with('\n') && !line.contains('\x1b') && !line.contains('\r'));
+        assert!(line.contains("evil\\u{1b}[2K\\nop 999"), "{line:?}");
     }
 }
