@@ -546,3 +546,25 @@ async fn a_held_destroy_names_snapshot_only_state_and_unreferenced_volumes() {
     }
     let _ = l.stop.send(true);
 }
+
+/// Security review, finding 1 (the create half): a disk value that names a second volume behind
+/// an allocation (`local-lvm:4,file=<another guest's disk>`) is not a new volume: the create is
+/// held, and its summary names the existing volume it would attach (it said "no volumes").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_names_an_existing_volume_is_held_and_says_which() {
+    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 950, "kind": "qemu", "state": "stopped",
+         "create": {"scsi0": "local-lvm:4,file=local-lvm:vm-100-disk-0"}}
+    ]}));
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let h = l.engine.held().await.remove(0);
+    assert_eq!(h.op_kind, "guest.create");
+    assert!(
+        h.summary.contains("local-lvm:vm-100-disk-0") && !h.summary.contains("no volumes"),
+        "{}",
+        h.summary
+    );
+    assert!(l.sim.with_node(|n| !n.st.guests.contains_key(&950)));
+    let _ = l.stop.send(true);
+}

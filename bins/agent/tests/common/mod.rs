@@ -101,25 +101,44 @@ pub async fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A simulator whose everyday token has what `steward-agent setup-token` grants it (no
-/// VM.Allocate, disk, snapshot or backup privileges), and whose admin token has everything.
+/// The privileges `steward-agent setup-token` gives `role` (`StewardEveryday`,
+/// `StewardAdmin`), read from the commands it prints, granted on `/` as it grants them.
+pub fn setup_token_role(role: &str) -> Privileges {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+        .arg("setup-token")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("pveum role add {role} ")))
+        .unwrap_or_else(|| panic!("setup-token adds no role {role}:\n{text}"));
+    let privs = line
+        .split_once("--privs '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(p, _)| p)
+        .unwrap();
+    assert!(
+        text.contains(&format!("--roles {role}")) && text.contains("pveum acl modify / "),
+        "{text}"
+    );
+    Privileges::default().and("/", &privs.split(' ').collect::<Vec<_>>())
+}
+
+/// A simulator whose two tokens have exactly what `steward-agent setup-token` grants them:
+/// every process test then shows that each path the agent takes needs no more (and the
+/// everyday token has no VM.Allocate, disk, snapshot or backup privileges).
 pub async fn sim(task_time: Duration) -> Sim {
     Sim::start(SimConfig {
         tokens: vec![
             (
                 SimToken::parse(EVERYDAY).unwrap(),
-                Privileges::role_on("PVEAuditor", "/").unwrap().and(
-                    "/vms",
-                    &[
-                        "VM.Audit",
-                        "VM.PowerMgmt",
-                        "VM.Config.Memory",
-                        "VM.Config.CPU",
-                        "VM.Config.Options",
-                    ],
-                ),
+                setup_token_role("StewardEveryday"),
             ),
-            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+            (
+                SimToken::parse(ADMIN).unwrap(),
+                setup_token_role("StewardAdmin"),
+            ),
         ],
         task_time,
         ..SimConfig::default()
