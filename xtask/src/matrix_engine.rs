@@ -399,7 +399,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let d = l.engine.present(&t105, &withheld).await;
     rows.push((
         "engine: a superseded template sent later as a job, its VMID recreated with the old MAC on net1 (finding 2)".into(),
-        "refused:binding_mismatch; MAC the agent's; destroy calls 0".into(),
+        "replay; MAC the agent's; destroy calls 0".into(),
         format!(
             "{}; MAC {}; destroy calls {}",
             d.label(),

@@ -210,6 +210,24 @@ fn random_mac() -> Result<String, String> {
     Ok(format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2]))
 }
 
+/// The nonce of held op `rec`'s template and how long to keep it spent: past its window and
+/// every skew a verifier could be configured with.
+fn template_nonce(rec: &steward_journal::OpRecord) -> Option<(steward_authz::Nonce, i64)> {
+    let OpState::PendingSignature { template } = rec.state() else {
+        return None;
+    };
+    let nonce = steward_authz::Nonce::parse(template.get("nonce")?.as_str()?).ok()?;
+    let not_after = OffsetDateTime::parse(
+        template.get("not_after")?.as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some((
+        nonce,
+        not_after.unix_timestamp() + steward_authz::MAX_SKEW_SECS,
+    ))
+}
+
 /// The agent gives every guest it creates an identity of its own choosing: QEMU `vmgenid`,
 /// LXC the `hwaddr` of *every* network device (`steward_model::guest_identity` takes the first
 /// device that has one, so a hub that could pick any of them could give a new container an old
@@ -624,9 +642,19 @@ impl Engine {
                             detail: why.clone(),
                         };
                         let id = rec.id;
-                        if blocking::journal(&self.journal, move |j| j.transition(id, to))
-                            .await
-                            .is_ok()
+                        // Its template's nonce is spent with it: once retention forgets the op,
+                        // a withheld signature over the template is still a replay, never a job.
+                        let spent = template_nonce(&rec);
+                        if blocking::journal(&self.journal, move |j| {
+                            j.transition(id, to)?;
+                            if let Some((nonce, keep_until)) = spent {
+                                steward_authz::NonceStore::consume(j, &nonce, keep_until)
+                                    .map_err(|e| steward_journal::JournalError::Storage(e.0))?;
+                            }
+                            Ok::<(), steward_journal::JournalError>(())
+                        })
+                        .await
+                        .is_ok()
                         {
                             tracing::info!(target: "audit", op = %rec.id, guest = %rec.guest, why = %why, "held op superseded");
                         }

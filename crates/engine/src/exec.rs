@@ -18,9 +18,6 @@ use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
 
-/// The task log lines read for a task that ended with warnings.
-const TASK_LOG_LINES: u32 = 500;
-
 /// Runs actions on the node through the write half of its API, one writer per token.
 pub struct NodeExecutor {
     everyday: Box<dyn GuestWrite>,
@@ -85,24 +82,8 @@ impl NodeExecutor {
             m.task(&upid.kind, started.elapsed());
         }
         let status = r.map_err(failure)?;
-        if status.warnings().is_none() {
-            return Ok(Vec::new());
-        }
-        let exit = status.exitstatus.clone().unwrap_or_default();
-        Ok(match node.task_log(upid, TASK_LOG_LINES).await {
-            Ok(lines) => {
-                let warned: Vec<String> = lines
-                    .into_iter()
-                    .filter(|l| l.starts_with("WARN"))
-                    .collect();
-                if warned.is_empty() {
-                    vec![exit]
-                } else {
-                    warned
-                }
-            }
-            Err(e) => vec![format!("{exit} (task log not read: {e})")],
-        })
+        let exit = status.exitstatus.unwrap_or_default();
+        Ok(crate::recover::warnings(node, upid, &exit).await)
     }
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
@@ -116,7 +97,11 @@ impl NodeExecutor {
         let status = node.status(kind, vmid).await.map_err(failure)?;
         if status.get("status").and_then(|s| s.as_str()) == Some("running") {
             let upid = node.stop(kind, vmid).await.map_err(failure)?;
-            self.finish(node, &upid).await?;
+            let warned = self.finish(node, &upid).await?;
+            if !warned.is_empty() {
+                let text = steward_authz::escape_controls(&warned.join(" | "));
+                tracing::warn!(guest = %vmid, warnings = %text, "the stop before the action ended with warnings");
+            }
         }
         Ok(())
     }

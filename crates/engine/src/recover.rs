@@ -121,6 +121,31 @@ async fn transition(
     blocking::journal(journal, move |j| j.transition(id, to).map(|_| ())).await
 }
 
+/// The task log lines read for a task that ended with warnings.
+pub(crate) const TASK_LOG_LINES: u32 = 500;
+
+/// For a task that ended `WARNINGS: n`: its log's `WARN` lines (or, when the log cannot be
+/// read, the exit status and why); nothing for any other ending.
+pub(crate) async fn warnings(api: &dyn GuestRead, upid: &Upid, exitstatus: &str) -> Vec<String> {
+    if !exitstatus.starts_with("WARNINGS") {
+        return Vec::new();
+    }
+    match api.task_log(upid, TASK_LOG_LINES).await {
+        Ok(lines) => {
+            let warned: Vec<String> = lines
+                .into_iter()
+                .filter(|l| l.starts_with("WARN"))
+                .collect();
+            if warned.is_empty() {
+                vec![exitstatus.to_string()]
+            } else {
+                warned
+            }
+        }
+        Err(e) => vec![format!("{exitstatus} (task log not read: {e})")],
+    }
+}
+
 fn ended(exitstatus: &str) -> OpState {
     if steward_proxmox_client::exit_ok(exitstatus) {
         OpState::Succeeded
@@ -145,25 +170,39 @@ async fn settle(
 ) -> Result<Option<tokio::task::JoinHandle<()>>, RecoverError> {
     match api.task_status_once(upid).await {
         Ok(st) if !st.running => {
-            transition(
-                journal,
-                rec.id,
-                ended(st.exitstatus.as_deref().unwrap_or("unexpected status")),
-            )
+            let exit = st.exitstatus.as_deref().unwrap_or("unexpected status");
+            let warned = warnings(api.as_ref(), upid, exit).await;
+            let (id, to) = (rec.id, ended(exit));
+            blocking::journal(journal, move |j| {
+                j.transition_noting(id, to, warned).map(|_| ())
+            })
             .await?;
             Ok(None)
         }
         Ok(_) => {
             let (journal, api, upid, id) = (journal.clone(), api.clone(), upid.clone(), rec.id);
             Ok(Some(tokio::spawn(async move {
-                let to = match api.wait_task(&upid, deadline).await {
-                    Ok(_) => OpState::Succeeded,
-                    Err(ApiError::TaskFailed { exitstatus, .. }) => ended(&exitstatus),
-                    Err(e) => OpState::Abandoned {
-                        reason: format!("recovery could not follow task {upid}: {e}"),
-                    },
+                let (to, warned) = match api.wait_task(&upid, deadline).await {
+                    Ok(st) => {
+                        let exit = st.exitstatus.unwrap_or_default();
+                        (
+                            OpState::Succeeded,
+                            warnings(api.as_ref(), &upid, &exit).await,
+                        )
+                    }
+                    Err(ApiError::TaskFailed { exitstatus, .. }) => {
+                        (ended(&exitstatus), Vec::new())
+                    }
+                    Err(e) => (
+                        OpState::Abandoned {
+                            reason: format!("recovery could not follow task {upid}: {e}"),
+                        },
+                        Vec::new(),
+                    ),
                 };
-                if let Err(e) = blocking::journal(&journal, move |j| j.transition(id, to)).await {
+                if let Err(e) =
+                    blocking::journal(&journal, move |j| j.transition_noting(id, to, warned)).await
+                {
                     tracing::error!(target: "audit", op = %id, error = %e, "recovered outcome not journaled");
                 }
             })))

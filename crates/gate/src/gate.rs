@@ -442,6 +442,31 @@ impl Gate {
     }
 }
 
+/// Whether two actions ask for the same thing: equal, or two creates that differ only in the
+/// identity the agent picks afresh for each submission.
+fn same_request(a: &Action, b: &Action) -> bool {
+    match (a, b) {
+        (
+            Action::Create {
+                vmid: va,
+                kind: ka,
+                config: ca,
+            },
+            Action::Create {
+                vmid: vb,
+                kind: kb,
+                config: cb,
+            },
+        ) => {
+            va == vb
+                && ka == kb
+                && steward_model::without_chosen_identity(*ka, ca)
+                    == steward_model::without_chosen_identity(*kb, cb)
+        }
+        _ => a == b,
+    }
+}
+
 impl Core {
     fn host(&self) -> String {
         self.verifier
@@ -809,7 +834,7 @@ impl Core {
         Ok(ops.into_iter().find(|rec| {
             matches!(rec.state(), OpState::PendingSignature { .. })
                 && rec.guest == action.vmid()
-                && rec.action == *action
+                && same_request(&rec.action, action)
                 && rec.identity == sub.identity
         }))
     }

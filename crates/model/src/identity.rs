@@ -45,6 +45,33 @@ pub fn guest_identity(kind: GuestKind, config: &BTreeMap<String, String>) -> Opt
     }
 }
 
+/// `config` without the identity values the agent chooses at create (QEMU `vmgenid`, the
+/// `hwaddr=` of every LXC network device): two creates that differ only in those are the same
+/// create asked for twice.
+pub fn without_chosen_identity(
+    kind: GuestKind,
+    config: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    config
+        .iter()
+        .filter(|(k, _)| !(kind == GuestKind::Qemu && k.as_str() == "vmgenid"))
+        .map(|(k, v)| {
+            let is_net = k
+                .strip_prefix("net")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if kind == GuestKind::Lxc && is_net {
+                let kept: Vec<&str> = v
+                    .split(',')
+                    .filter(|p| !p.trim_start().starts_with("hwaddr="))
+                    .collect();
+                (k.clone(), kept.join(","))
+            } else {
+                (k.clone(), v.clone())
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
