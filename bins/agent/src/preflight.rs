@@ -1,7 +1,9 @@
 //! What `run` refuses before it starts, checked by the same code for `check-config`, so that
 //! `check-config` says exactly what `run` would refuse: the API tokens and the hub token (mode,
-//! owner and every directory above them: `steward_proxmox_client::files`), and the trust store
-//! (the same checks, then parsed whole). A refused trust store does not stop the agent: it runs
+//! owner and every directory above them: `steward_proxmox_client::files`), the CA files the
+//! node and the hub are trusted by and the desired-state file (whoever writes a CA file can
+//! read the tokens off the wire; whoever writes the desired state can stop every guest), and
+//! the trust store (the same checks, then parsed whole). A refused trust store does not stop the agent: it runs
 //! with nothing destructive allowed, and says so. It must never print a token's content.
 
 use crate::config::Config;
@@ -28,6 +30,22 @@ pub fn hub_token(cfg: &Config) -> Option<Result<HubToken, String>> {
     Some(HubToken::from_file(path))
 }
 
+/// The CA files and the desired-state file the configuration names, each checked like the
+/// configuration itself; every problem, each naming its file and mode.
+pub fn trusted_files(cfg: &Config) -> Vec<String> {
+    // A desired-state file may come later (the provider waits for it); a CA file may not.
+    let desired = cfg.provider.file.as_ref().filter(|p| p.exists());
+    [
+        cfg.proxmox.ca_file.as_ref(),
+        cfg.provider.hub_ca_file.as_ref(),
+        desired,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| check_secure_path(p, Sensitivity::Public, effective_uid()).err())
+    .collect()
+}
+
 /// The trust store, loaded only from a file nobody but root and the agent's user can write:
 /// a store anyone could add a key to is no trust store.
 pub fn trust_store(cfg: &Config) -> Result<TrustStore, String> {
@@ -41,6 +59,7 @@ pub fn trust_store(cfg: &Config) -> Result<TrustStore, String> {
 /// that would be refused (the agent would run with nothing destructive allowed).
 pub fn problems(cfg: &Config) -> Vec<String> {
     let mut out = tokens(cfg).err().unwrap_or_default();
+    out.extend(trusted_files(cfg));
     if let Some(Err(e)) = hub_token(cfg) {
         out.push(e);
     }

@@ -65,6 +65,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     // Signals first: a SIGTERM during start-up still gets the clean path.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let loose = crate::preflight::trusted_files(&cfg);
+    if !loose.is_empty() {
+        anyhow::bail!("{}", loose.join("; "));
+    }
     // One provider per channel (desired state, jobs, reports): none waits on another.
     let channels = steward_engine::Channels {
         desired: crate::providers::from_config(&cfg)?,

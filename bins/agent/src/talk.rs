@@ -10,7 +10,10 @@ use steward_control::Client;
 async fn get(client: &Client, path: &str) -> Result<Value> {
     let (status, body) = client.call("GET", path, Vec::new()).await?;
     if status != 200 {
-        bail!("{path}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "{path}: {}",
+            steward_authz::escape_controls(&String::from_utf8_lossy(&body))
+        );
     }
     Ok(serde_json::from_slice(&body)?)
 }
@@ -100,7 +103,10 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
                 .call("GET", &format!("/pending/{id}/template"), Vec::new())
                 .await?;
             if status != 200 {
-                bail!("{}", String::from_utf8_lossy(&body));
+                bail!(
+                    "{}",
+                    steward_authz::escape_controls(&String::from_utf8_lossy(&body))
+                );
             }
             use std::io::Write as _;
             std::io::stdout()
@@ -147,43 +153,26 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
 /// certificate is a few KiB; eight of them and a payload fit the local API's body limit.
 const MAX_SIGNATURE_BYTES: usize = 16 * 1024;
 
-/// Reads `path` as text, only if it is a regular file of at most `limit` bytes, and never more
-/// than `limit + 1` bytes of it whatever it grows to while read: a FIFO would hang the CLI,
-/// `/dev/zero` or a huge file would exhaust its memory.
-fn read_bounded(path: &Path, limit: usize, what: &str) -> Result<String> {
-    use std::io::Read;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).with_context(|| shown.to_string())?;
-    if !meta.is_file() {
-        bail!("{shown}: not a regular file (a {what} is read from a file)");
-    }
-    let too_big = || anyhow::anyhow!("{shown}: larger than a {what} may be ({limit} bytes)");
-    if meta.len() > limit as u64 {
-        return Err(too_big());
-    }
-    let file = std::fs::File::open(path).with_context(|| shown.to_string())?;
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| shown.to_string())?;
-    if bytes.len() > limit {
-        return Err(too_big());
-    }
-    String::from_utf8(bytes).with_context(|| format!("{shown}: not UTF-8 text"))
-}
-
 /// `submit op.json SIG...`: true when the gate did not refuse.
 pub async fn submit(socket: &Path, op: &Path, sigs: &[std::path::PathBuf]) -> Result<bool> {
-    let payload = read_bounded(op, steward_authz::MAX_PAYLOAD_BYTES, "signed op payload")?;
+    // Regular files only, at most what the verifier would read: a FIFO, a device or a huge
+    // file is refused at once.
+    let read = |path: &Path, limit: usize, what: &str| {
+        steward_providers::read_regular_file(path, limit, what).map_err(anyhow::Error::msg)
+    };
+    let payload = read(op, steward_authz::MAX_PAYLOAD_BYTES, "signed op payload")?;
     let signatures = sigs
         .iter()
-        .map(|sig| read_bounded(sig, MAX_SIGNATURE_BYTES, "signature"))
+        .map(|sig| read(sig, MAX_SIGNATURE_BYTES, "signature"))
         .collect::<Result<Vec<_>>>()?;
     let body =
         serde_json::to_vec(&serde_json::json!({"payload": payload, "signatures": signatures}))?;
     let (status, answer) = Client::new(socket).call("POST", "/submit", body).await?;
     if status != 200 {
-        bail!("{}", String::from_utf8_lossy(&answer));
+        bail!(
+            "{}",
+            steward_authz::escape_controls(&String::from_utf8_lossy(&answer))
+        );
     }
     let d: Value = serde_json::from_slice(&answer)?;
     let label = d["decision"].as_str().unwrap_or("?");
@@ -221,7 +210,10 @@ pub async fn reconcile(socket: &Path) -> Result<bool> {
         .call("POST", "/reconcile", Vec::new())
         .await?;
     if status != 200 {
-        bail!("{}", String::from_utf8_lossy(&body));
+        bail!(
+            "{}",
+            steward_authz::escape_controls(&String::from_utf8_lossy(&body))
+        );
     }
     println!("pass requested");
     Ok(true)

@@ -112,6 +112,18 @@ async fn loose_configuration_trust_store_and_token_files_are_refused_alike() {
     );
     chmod(&d.join("allowed_signers"), 0o644);
 
+    // A desired-state file anyone can write (they could stop every guest): refused alike.
+    chmod(&d.join("desired.toml"), 0o666);
+    for sub in ["check-config", "run"] {
+        let (code, err) = agent(sub, &cfg);
+        assert_eq!(code, Some(2), "{sub}: {err}");
+        assert!(
+            err.contains("desired.toml") && err.contains("666"),
+            "{sub}: {err}"
+        );
+    }
+    chmod(&d.join("desired.toml"), 0o644);
+
     // The directory above them writable by others: anyone could replace the files.
     chmod(d, 0o777);
     let (code, err) = agent("check-config", &cfg);

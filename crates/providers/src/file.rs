@@ -1,6 +1,8 @@
 //! The file provider: `poll` re-reads the file when it changed and says what happened. The
 //! caller (the agent) hands a new document to the engine and logs a refusal; the provider keeps
-//! the last good document either way.
+//! the last good document either way. It reads only a regular file, and at most
+//! [`MAX_DOCUMENT_BYTES`] of it: a FIFO or a device in its place must not hang the poll, nor a
+//! huge file exhaust memory.
 
 use crate::provider::{Provider, Update};
 use async_trait::async_trait;
@@ -9,6 +11,43 @@ use std::sync::Arc;
 use std::time::SystemTime;
 use steward_model::DesiredState;
 use steward_planner::document::{parse_json, parse_toml};
+
+/// The largest desired-state document read (as large as a hub's answer may be).
+pub const MAX_DOCUMENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// Reads `path` as text if it is a regular file of at most `limit` bytes, never more than
+/// `limit` plus one byte whatever it grows to meanwhile (`what` names the file in errors). It
+/// opens without blocking and judges the opened handle, so a FIFO or a device in the file's
+/// place (even one swapped in after a `stat`) cannot hang the reader, nor a huge file exhaust
+/// its memory. For the desired-state file and for what `steward-agent submit` reads.
+pub fn read_regular_file(path: &Path, limit: usize, what: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{shown}: not a regular file (a {what} is read from a file)"
+        ));
+    }
+    let too_big = || format!("{shown}: larger than a {what} may be ({limit} bytes)");
+    if meta.len() > limit as u64 {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if bytes.len() > limit {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8 text"))
+}
 
 /// A desired-state file on the node.
 #[derive(Debug)]
@@ -48,9 +87,10 @@ impl FileProvider {
         }
         self.seen = stamp;
         let source = self.path.display().to_string();
-        let text = match std::fs::read_to_string(&self.path) {
+        let text = match read_regular_file(&self.path, MAX_DOCUMENT_BYTES, "desired-state document")
+        {
             Ok(t) => t,
-            Err(e) => return Update::Refused(format!("{source}: {e}")),
+            Err(e) => return Update::Refused(e),
         };
         let parsed = if self.path.extension().is_some_and(|e| e == "json") {
             parse_json(&source, &text)
@@ -120,5 +160,34 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(p.last_good().unwrap().generation, 1);
+    }
+
+    #[test]
+    fn a_fifo_device_or_huge_file_in_place_of_the_document_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("desired.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // No writer: a blocking open would hang here for ever.
+        match FileProvider::new(&fifo).poll() {
+            Update::Refused(why) => assert!(why.contains("not a regular file"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        match FileProvider::new("/dev/zero").poll() {
+            Update::Refused(why) => assert!(why.contains("not a regular file"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let big = dir.path().join("big.toml");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_DOCUMENT_BYTES as u64 + 1)
+            .unwrap();
+        match FileProvider::new(&big).poll() {
+            Update::Refused(why) => assert!(why.contains("larger than"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -14,5 +14,5 @@
 mod file;
 mod provider;
 
-pub use file::FileProvider;
+pub use file::{read_regular_file, FileProvider, MAX_DOCUMENT_BYTES};
 pub use provider::{Job, JobResult, Provider, Report, Update};
