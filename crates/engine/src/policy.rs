@@ -26,7 +26,8 @@ pub enum Requeue {
 
 /// Failures in a row (of the kinds that come back the same way) after which a guest is parked
 /// until its desired spec or its observed state changes. With the default backoff (2 s
-/// doubling, each delay drawn from its upper half) that is six attempts in at most a minute.
+/// doubling, each delay drawn from its upper half) that is six attempts within about a minute
+/// (the delays between them at most 2, 4, 8, 16 and 32 s).
 pub const PARK_AFTER: u32 = 6;
 
 /// Locks that no API token can clear: only `qm unlock` as root can.
