@@ -284,16 +284,7 @@ async fn a_sigkilled_agent_restarts_follows_its_task_and_runs_nothing_twice() {
         "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nstate = \"running\"\n",
     )
     .unwrap();
-    let start = || {
-        Agent(
-            Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-                .args(["run", "--config"])
-                .arg(&cfg)
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let start = || common::run_agent(&cfg, Stdio::null());
     let mut agent = start();
     until(
         "the start of 101 reached the node",

@@ -10,19 +10,12 @@ mod common;
 
 use common::{calls, cli, first_held_id, sim, until, Agent};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use steward_testkit::{KeyType, Keygen};
 
 fn start(cfg: &Path) -> Agent {
-    Agent(
-        Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .args(["run", "--config"])
-            .arg(cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    common::run_agent(cfg, Stdio::null())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

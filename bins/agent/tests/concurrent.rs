@@ -8,9 +8,9 @@
 
 mod common;
 
-use common::{calls, config, sim, until, Agent};
+use common::{calls, config, sim, until};
 use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use steward_control::Client;
 use steward_hub::protocol::Job;
@@ -36,14 +36,7 @@ async fn sixty_four_clients_and_the_hub_present_one_signature_and_it_runs_once()
         &sim,
         &common::hub_provider(d, &hub, "hub-token-concurrent"),
     );
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = common::run_agent(&cfg, Stdio::null());
     let client = Client::new(d.join("agent.sock"));
     let mut template = Value::Null;
     until("103 held", Duration::from_secs(30), || {

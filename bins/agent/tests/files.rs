@@ -87,14 +87,7 @@ async fn loose_configuration_trust_store_and_token_files_are_refused_alike() {
             && err.contains("nothing destructive"),
         "{err}"
     );
-    let run = Agent(
-        Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let run = common::run_agent(&cfg, Stdio::piped());
     let sock = d.join("agent.sock");
     let t = Instant::now();
     while !sock.exists() {

@@ -35,14 +35,7 @@ async fn a_forged_guest_name_cannot_forge_a_held_op_line() {
         "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n",
     )
     .unwrap();
-    let _agent = Agent(
-        Command::new(env!("CARGO_BIN_EXE_steward-agent"))
-            .args(["run", "--config"])
-            .arg(&cfg)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _agent = common::run_agent(&cfg, Stdio::null());
     until("103 held", Duration::from_secs(30), || {
         cli(d, &["pending"]).1.contains("guest.destroy 103")
     })

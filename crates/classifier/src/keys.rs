@@ -113,12 +113,7 @@ const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid"];
 pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
     match kind {
         GuestKind::Qemu => QEMU_CREATE_ONLY.contains(&key),
-        GuestKind::Lxc => {
-            key == "arch"
-                || key
-                    .strip_prefix("net")
-                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-        }
+        GuestKind::Lxc => key == "arch" || steward_model::is_net_key(key),
     }
 }
 

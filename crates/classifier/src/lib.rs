@@ -150,12 +150,6 @@ fn destroy(unreferenced: bool, provenance: &[Provenance], ctx: Context) -> Verdi
     Verdict::Destructive("destroying a guest destroys its disks".into())
 }
 
-/// `net0` … `netN`.
-fn is_net(key: &str) -> bool {
-    key.strip_prefix("net")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
 fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
     // The executor removes the volumes `removes` names: only a signature may ask for that.
     if !change.removes.is_empty() {
@@ -165,7 +159,7 @@ fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
         // An LXC's network MACs are its identity (`steward_model::guest_identity`), and
         // Proxmox makes up a new MAC for a device written without one: any change would let the
         // guest pass for another.
-        if kind == GuestKind::Lxc && is_net(key) {
+        if kind == GuestKind::Lxc && steward_model::is_net_key(key) {
             return Verdict::Destructive(format!(
                 "{key} carries the container's identity (its MAC)"
             ));
@@ -188,7 +182,7 @@ fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
         }
     }
     for key in &change.delete {
-        if kind == GuestKind::Lxc && is_net(key) {
+        if kind == GuestKind::Lxc && steward_model::is_net_key(key) {
             return Verdict::Destructive(format!(
                 "deleting {key} removes the container's identity (its MAC)"
             ));

@@ -22,7 +22,7 @@ use std::time::Duration;
 use steward_gate::{Decision, Gate, Presented, Submission};
 use steward_journal::{Journal, OpId, OpState};
 use steward_metrics::{GuestCounts, Metrics};
-use steward_model::{Action, DesiredState, GuestKind, GuestSpec, Vmid};
+use steward_model::{Action, DesiredState, GuestSpec, Vmid};
 use steward_proxmox_client::GuestRead;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
@@ -183,88 +183,6 @@ impl std::error::Error for NotRecovered {}
 
 fn now_ms() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-/// A fresh UUID for a QEMU guest the agent creates (its `vmgenid`, the guest's identity). No
-/// randomness, no create: a predictable identity would let another guest pass for this one.
-fn random_uuid() -> Result<String, String> {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| format!("no randomness for an identity: {e}"))?;
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    ))
-}
-
-/// A MAC in Proxmox's range for an LXC guest the agent creates (24 random bits: the range's).
-fn random_mac() -> Result<String, String> {
-    let mut b = [0u8; 3];
-    getrandom::fill(&mut b).map_err(|e| format!("no randomness for an identity: {e}"))?;
-    Ok(format!("BC:24:11:{:02X}:{:02X}:{:02X}", b[0], b[1], b[2]))
-}
-
-/// The nonce of held op `rec`'s template and how long to keep it spent: past its window and
-/// every skew a verifier could be configured with.
-fn template_nonce(rec: &steward_journal::OpRecord) -> Option<(steward_authz::Nonce, i64)> {
-    let OpState::PendingSignature { template } = rec.state() else {
-        return None;
-    };
-    let nonce = steward_authz::Nonce::parse(template.get("nonce")?.as_str()?).ok()?;
-    let not_after = OffsetDateTime::parse(
-        template.get("not_after")?.as_str()?,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .ok()?;
-    Some((
-        nonce,
-        not_after.unix_timestamp() + steward_authz::MAX_SKEW_SECS,
-    ))
-}
-
-/// The agent gives every guest it creates an identity of its own choosing: QEMU `vmgenid`,
-/// LXC the `hwaddr` of *every* network device (`steward_model::guest_identity` takes the first
-/// device that has one, so a hub that could pick any of them could give a new container an old
-/// one's identity). What the hub sent for those is replaced.
-fn with_identity(action: Action) -> Result<Action, String> {
-    match action {
-        Action::Create {
-            vmid,
-            kind,
-            mut config,
-        } => {
-            match kind {
-                GuestKind::Qemu => {
-                    config.insert("vmgenid".into(), random_uuid()?);
-                }
-                GuestKind::Lxc => {
-                    for (key, net) in config.iter_mut() {
-                        let is_net = key.strip_prefix("net").is_some_and(|n| {
-                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
-                        });
-                        if !is_net {
-                            continue;
-                        }
-                        let mut parts: Vec<String> = net
-                            .split(',')
-                            .filter(|p| !p.trim_start().starts_with("hwaddr="))
-                            .map(str::to_string)
-                            .collect();
-                        parts.push(format!("hwaddr={}", random_mac()?));
-                        *net = parts.join(",");
-                    }
-                }
-            }
-            Ok(Action::Create { vmid, kind, config })
-        }
-        other => Ok(other),
-    }
 }
 
 impl Engine {
@@ -644,7 +562,7 @@ impl Engine {
                         let id = rec.id;
                         // Its template's nonce is spent with it: once retention forgets the op,
                         // a withheld signature over the template is still a replay, never a job.
-                        let spent = template_nonce(&rec);
+                        let spent = held::template_nonce(&rec);
                         if blocking::journal(&self.journal, move |j| {
                             j.transition(id, to)?;
                             if let Some((nonce, keep_until)) = spent {
@@ -837,7 +755,7 @@ impl Engine {
             let Some(action) = plan.actions.into_iter().next() else {
                 continue;
             };
-            let action = match with_identity(action) {
+            let action = match crate::identity::with_identity(action) {
                 Ok(a) => a,
                 Err(why) => {
                     slot.parked = Some(why);

@@ -323,3 +323,21 @@ pub fn superseded(rec: &OpRecord, snap: &Snapshot) -> Option<String> {
     }
     None
 }
+
+/// The nonce of held op `rec`'s template and how long to keep it spent: past its window and
+/// every skew a verifier could be configured with.
+pub(crate) fn template_nonce(rec: &OpRecord) -> Option<(steward_authz::Nonce, i64)> {
+    let OpState::PendingSignature { template } = rec.state() else {
+        return None;
+    };
+    let nonce = steward_authz::Nonce::parse(template.get("nonce")?.as_str()?).ok()?;
+    let not_after = time::OffsetDateTime::parse(
+        template.get("not_after")?.as_str()?,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .ok()?;
+    Some((
+        nonce,
+        not_after.unix_timestamp() + steward_authz::MAX_SKEW_SECS,
+    ))
+}

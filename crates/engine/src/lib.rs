@@ -22,6 +22,7 @@ mod engine;
 mod exec;
 mod feed;
 mod held;
+mod identity;
 mod observe;
 mod policy;
 mod recover;

@@ -442,31 +442,6 @@ impl Gate {
     }
 }
 
-/// Whether two actions ask for the same thing: equal, or two creates that differ only in the
-/// identity the agent picks afresh for each submission.
-fn same_request(a: &Action, b: &Action) -> bool {
-    match (a, b) {
-        (
-            Action::Create {
-                vmid: va,
-                kind: ka,
-                config: ca,
-            },
-            Action::Create {
-                vmid: vb,
-                kind: kb,
-                config: cb,
-            },
-        ) => {
-            va == vb
-                && ka == kb
-                && steward_model::without_chosen_identity(*ka, ca)
-                    == steward_model::without_chosen_identity(*kb, cb)
-        }
-        _ => a == b,
-    }
-}
-
 impl Core {
     fn host(&self) -> String {
         self.verifier
@@ -822,35 +797,6 @@ impl Core {
                 (JobStep::Answered(d), verdicts)
             }
         }
-    }
-
-    /// The held op for exactly `action` on the guest `sub` names, if one is waiting.
-    fn held_for(
-        &self,
-        action: &Action,
-        sub: &Submission,
-    ) -> Result<Option<steward_journal::OpRecord>, String> {
-        let ops = self.journal.all_ops().map_err(|e| e.to_string())?;
-        Ok(ops.into_iter().find(|rec| {
-            matches!(rec.state(), OpState::PendingSignature { .. })
-                && rec.guest == action.vmid()
-                && same_request(&rec.action, action)
-                && rec.identity == sub.identity
-        }))
-    }
-
-    /// The op whose template the agent minted with `nonce`, whatever became of it since (its
-    /// history keeps the template). Only a payload that passed the pipeline is looked up.
-    fn minted_for(&self, nonce: &str) -> Result<Option<steward_journal::OpRecord>, String> {
-        let ops = self.journal.all_ops().map_err(|e| e.to_string())?;
-        Ok(ops.into_iter().find(|rec| {
-            rec.history.iter().any(|t| match &t.state {
-                OpState::PendingSignature { template } => {
-                    template.get("nonce").and_then(|n| n.as_str()) == Some(nonce)
-                }
-                _ => false,
-            })
-        }))
     }
 
     /// Authz rejection → decision; a replay answers with the first outcome.

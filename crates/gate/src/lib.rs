@@ -25,6 +25,7 @@ pub mod binding;
 mod decision;
 mod executor;
 mod gate;
+mod lookup;
 pub mod rotation;
 pub(crate) mod signed;
 mod template;

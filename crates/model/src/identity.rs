@@ -45,6 +45,13 @@ pub fn guest_identity(kind: GuestKind, config: &BTreeMap<String, String>) -> Opt
     }
 }
 
+/// Whether `key` is a network device (`net0` … `netN`): on an LXC guest its `hwaddr` is
+/// identity.
+pub fn is_net_key(key: &str) -> bool {
+    key.strip_prefix("net")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// `config` without the identity values the agent chooses at create (QEMU `vmgenid`, the
 /// `hwaddr=` of every LXC network device): two creates that differ only in those are the same
 /// create asked for twice.
@@ -56,10 +63,7 @@ pub fn without_chosen_identity(
         .iter()
         .filter(|(k, _)| !(kind == GuestKind::Qemu && k.as_str() == "vmgenid"))
         .map(|(k, v)| {
-            let is_net = k
-                .strip_prefix("net")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-            if kind == GuestKind::Lxc && is_net {
+            if kind == GuestKind::Lxc && is_net_key(k) {
                 let kept: Vec<&str> = v
                     .split(',')
                     .filter(|p| !p.trim_start().starts_with("hwaddr="))

@@ -16,7 +16,7 @@ mod volume;
 pub use action::{is_config_key, Action, ConfigChange};
 pub use failure::{Failure, FailureKind};
 pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
-pub use identity::{guest_identity, without_chosen_identity};
+pub use identity::{guest_identity, is_net_key, without_chosen_identity};
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};
 pub use volume::{volume_of, volume_size, AmbiguousVolume};

@@ -86,6 +86,18 @@ impl PveClient {
         format!("/nodes/{}/{}/{}", self.node, kind.as_str(), vmid)
     }
 
+    /// `GET path` with `params`, whose answer must be a list.
+    async fn get_list(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+    ) -> Result<Vec<Value>, ApiError> {
+        match self.http.call(Method::GET, path, params).await? {
+            Value::Array(items) => Ok(items),
+            _ => Err(ApiError::Decode(format!("{path}: expected a list"))),
+        }
+    }
+
     async fn power(
         &self,
         kind: GuestKind,
@@ -104,10 +116,7 @@ impl GuestRead for PveClient {
         let mut out = Vec::new();
         for kind in [GuestKind::Qemu, GuestKind::Lxc] {
             let path = format!("/nodes/{}/{}", self.node, kind.as_str());
-            let list = self.http.call(Method::GET, &path, &[]).await?;
-            let arr = list
-                .as_array()
-                .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+            let arr = self.get_list(&path, &[]).await?;
             for g in arr {
                 let vmid = g
                     .get("vmid")
@@ -163,10 +172,7 @@ impl GuestRead for PveClient {
 
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError> {
         let path = format!("{}/pending", self.guest_path(kind, vmid));
-        let v = self.http.call(Method::GET, &path, &[]).await?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        let arr = self.get_list(&path, &[]).await?;
         Ok(arr
             .iter()
             .filter_map(|e| {
@@ -203,10 +209,7 @@ impl GuestRead for PveClient {
 
     async fn snapshots(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<String>, ApiError> {
         let path = format!("{}/snapshot", self.guest_path(kind, vmid));
-        let v = self.http.call(Method::GET, &path, &[]).await?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        let arr = self.get_list(&path, &[]).await?;
         Ok(arr
             .iter()
             .filter_map(|s| s.get("name").and_then(Value::as_str))
@@ -234,10 +237,9 @@ impl GuestRead for PveClient {
 
     async fn guest_volumes(&self, vmid: Vmid) -> Result<Vec<(String, Option<u64>)>, ApiError> {
         let path = format!("/nodes/{}/storage", self.node);
-        let v = self.http.call(Method::GET, &path, &[]).await?;
-        let storages: Vec<String> = v
-            .as_array()
-            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?
+        let storages: Vec<String> = self
+            .get_list(&path, &[])
+            .await?
             .iter()
             .filter(|s| {
                 s.get("content")
@@ -249,11 +251,10 @@ impl GuestRead for PveClient {
         let mut out = Vec::new();
         for storage in storages {
             let path = format!("/nodes/{}/storage/{storage}/content", self.node);
-            let v = self
-                .http
-                .call(Method::GET, &path, &[("vmid".into(), vmid.to_string())])
+            let entries = self
+                .get_list(&path, &[("vmid".into(), vmid.to_string())])
                 .await?;
-            for e in v.as_array().into_iter().flatten() {
+            for e in &entries {
                 if e.get("content").and_then(Value::as_str) == Some("backup") {
                     continue;
                 }
@@ -267,13 +268,9 @@ impl GuestRead for PveClient {
 
     async fn task_log(&self, u: &Upid, limit: u32) -> Result<Vec<String>, ApiError> {
         let path = format!("/nodes/{}/tasks/{}/log", self.node, u);
-        let v = self
-            .http
-            .call(Method::GET, &path, &[("limit".into(), limit.to_string())])
+        let arr = self
+            .get_list(&path, &[("limit".into(), limit.to_string())])
             .await?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
         Ok(arr
             .iter()
             .filter_map(|l| l.get("t").and_then(Value::as_str).map(str::to_string))
@@ -282,10 +279,7 @@ impl GuestRead for PveClient {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<TaskEntry>, ApiError> {
         let path = format!("/nodes/{}/tasks", self.node);
-        let v = self.http.call(Method::GET, &path, &filter.params()).await?;
-        let arr = v
-            .as_array()
-            .ok_or_else(|| ApiError::Decode(format!("{path}: expected a list")))?;
+        let arr = self.get_list(&path, &filter.params()).await?;
         let mut out = Vec::new();
         for t in arr {
             let Some(u) = t.get("upid").and_then(Value::as_str) else {

@@ -46,6 +46,18 @@ pub fn cli(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
+/// `steward-agent run --config CFG`, its stderr as given; killed on every way out.
+pub fn run_agent(cfg: &Path, stderr: std::process::Stdio) -> Agent {
+    Agent(
+        std::process::Command::new(env!("CARGO_BIN_EXE_steward-agent"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Waits (at most `limit`) for `child` to exit, its stderr piped: exit code and stderr. A
 /// child still running at `limit` fails the test (and is killed on the way out).
 pub fn exit_and_stderr(mut child: Agent, limit: Duration, what: &str) -> (Option<i32>, String) {
