@@ -9,18 +9,8 @@
 mod common;
 
 use common::{calls, sim, Agent};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use steward_pve_sim::Sim;
-
-fn config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
-    common::config(
-        dir,
-        sim,
-        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", dir.display()),
-    )
-}
 
 /// `GET /metrics` at `url` (`http://127.0.0.1:PORT/metrics`): the body.
 fn scrape(url: &str) -> String {
@@ -61,7 +51,7 @@ fn until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_on_sigterm() {
     let sim = sim(Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sim);
+    let cfg = common::file_config(dir.path(), &sim);
     // No allowed_signers file: the agent must run, and hold every destructive action.
     std::fs::write(
         dir.path().join("desired.toml"),
@@ -277,7 +267,7 @@ fn a_bad_configuration_exits_two_naming_file_and_line() {
 async fn a_sigkilled_agent_restarts_follows_its_task_and_runs_nothing_twice() {
     let sim = sim(Duration::from_millis(2000)).await;
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &sim);
+    let cfg = common::file_config(dir.path(), &sim);
     // 101 is a stopped VM: starting it is one task that takes 2 s on this node.
     std::fs::write(
         dir.path().join("desired.toml"),

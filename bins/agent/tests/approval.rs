@@ -23,11 +23,7 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     let sim = sim(Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = common::config(
-        d,
-        &sim,
-        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
-    );
+    let cfg = common::file_config(d, &sim);
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str("[approval]\nguest.destroy = 2\nkeys.rotate = 2\nrecovery = 2\n");
     std::fs::write(&cfg, text).unwrap();

@@ -37,11 +37,7 @@ async fn loose_configuration_trust_store_and_token_files_are_refused_alike() {
     let sim = sim(Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = common::config(
-        d,
-        &sim,
-        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
-    );
+    let cfg = common::file_config(d, &sim);
     std::fs::write(d.join("desired.toml"), "version = 1\ngeneration = 1\n").unwrap();
     common::trust(
         d,

@@ -18,11 +18,7 @@ async fn a_forged_guest_name_cannot_forge_a_held_op_line() {
     let sim = sim(Duration::from_millis(20)).await;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let cfg = common::config(
-        d,
-        &sim,
-        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", d.display()),
-    );
+    let cfg = common::file_config(d, &sim);
     sim.with_node(|n| {
         n.st.guests.get_mut(&103).unwrap().config.insert(
             "name".into(),

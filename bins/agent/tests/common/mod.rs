@@ -180,6 +180,15 @@ pub fn config(dir: &Path, sim: &Sim, provider: &str) -> std::path::PathBuf {
     path
 }
 
+/// [`config`] with a file provider: `dir/desired.toml`, polled every second.
+pub fn file_config(dir: &Path, sim: &Sim) -> std::path::PathBuf {
+    config(
+        dir,
+        sim,
+        &format!("file = \"{}/desired.toml\"\npoll_secs = 1", dir.display()),
+    )
+}
+
 /// A hub stub on loopback accepting `token`.
 pub async fn hub(token: &str) -> HubStub {
     HubStub::start(
