@@ -347,7 +347,7 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
         Box::new(exec),
         GateConfig::default(),
     );
-    let engine = Engine::new(
+    let engine = Arc::new(Engine::new(
         EngineConfig {
             token_user: USER.into(),
             task_deadline: Duration::from_secs(10),
@@ -356,8 +356,8 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
         Arc::new(reader),
         gate,
         journal.clone(),
-    );
-    let r = engine.recover().await.unwrap();
+    ));
+    let r = engine.recover().await.unwrap().recovery;
     assert_eq!((r.abandoned, r.adopted, r.settled), (1, 1, 1), "{r:?}");
     assert!(matches!(
         journal.get(lost).unwrap().unwrap().state(),
@@ -375,7 +375,7 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
     );
     // Recovery again is a no-op, and nothing was dispatched by it: 101 still exists, 103 was
     // destroyed exactly once.
-    let again = engine.recover().await.unwrap();
+    let again = engine.recover().await.unwrap().recovery;
     assert_eq!(again, steward_engine::Recovery::default());
     let calls: BTreeMap<String, u64> = sim.with_node(|n| n.st.counters.calls.clone());
     assert!(sim.with_node(|n| n.st.guests.contains_key(&101)));

@@ -409,7 +409,7 @@ pub fn run() -> Result<bool> {
     demo.metrics(&[
         "steward_passes_total ",
         "steward_guests{state=\"converged\"}",
-        "steward_api_requests_total{method=\"GET\",outcome=\"ok\"}",
+        "steward_api_requests_total{method=\"GET\",endpoint=\"list\",outcome=\"ok\"}",
         "steward_journal_barrier_seconds_count ",
     ])?;
     let counts = control(&demo.hub, "GET", "/counts", "")?;

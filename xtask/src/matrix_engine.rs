@@ -93,10 +93,10 @@ async fn engine(
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal));
-    engine.recover().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let recovered = engine.recover().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(engine.clone().run(rx, stopped, Duration::from_secs(5)));
+    tokio::spawn(recovered.run(rx, stopped, Duration::from_secs(5)));
     Ok((engine, triggers, stop))
 }
 

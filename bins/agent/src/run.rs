@@ -84,9 +84,11 @@ pub async fn run(cfg: Config) -> Result<()> {
     let m = metrics.clone();
     journal.observe_barriers(BarrierHook(Arc::new(move |took, ok| m.barrier(took, ok))));
     let m = metrics.clone();
-    let hook = RequestHook(Arc::new(move |method: &str, outcome: &str, took| {
-        m.request(method, outcome, took)
-    }));
+    let hook = RequestHook(Arc::new(
+        move |method: &str, endpoint: &str, outcome: &str, took| {
+            m.request(method, endpoint, outcome, took)
+        },
+    ));
     let verifier = Verifier::new(trust_store(&cfg), VerifyConfig::new(cfg.node.as_str()))?;
     let (everyday, admin) =
         crate::preflight::tokens(&cfg).map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
@@ -139,8 +141,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         )
         .with_metrics(metrics.clone()),
     );
-    let recovery = engine.recover().await.context("recovery")?;
-    tracing::info!(?recovery, "recovered; reconciling");
+    let recovered = engine.recover().await.context("recovery")?;
+    tracing::info!(recovery = ?recovered.recovery, "recovered; reconciling");
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
     let metrics_server = match cfg.api.metrics_addr() {
@@ -176,7 +178,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         cfg.api.socket.display()
     ));
     let watchdog = systemd::watchdog();
-    let loop_task = tokio::spawn(engine.clone().run(rx, stopped.clone(), DRAIN));
+    let loop_task = tokio::spawn(recovered.run(rx, stopped.clone(), DRAIN));
     let keep = Duration::from_secs(cfg.journal.retention_secs);
     let retention = tokio::spawn(steward_engine::retention::run(
         journal.clone(),
@@ -207,7 +209,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     if tokio::time::timeout(DRAIN, feed).await.is_err() {
         tracing::warn!("shutdown: a signed job was still being presented after the drain deadline");
     }
-    loop_task.await??;
+    loop_task.await?;
     let _ = retention.await;
     api.abort();
     if let Some((_, t)) = metrics_server {

@@ -171,7 +171,7 @@ async fn the_agent_converges_keeps_the_last_good_state_holds_destroys_and_stops_
     assert!(
         sample(
             &m,
-            "steward_api_requests_total{method=\"GET\",outcome=\"ok\"}"
+            "steward_api_requests_total{method=\"GET\",endpoint=\"list\",outcome=\"ok\"}"
         ) >= 1.0,
         "{m}"
     );

@@ -38,6 +38,12 @@ fn failure(e: ApiError) -> Failure {
     e.failure()
 }
 
+/// Whether `action` is a create that Proxmox would let run over a guest already there (a
+/// restore with `force`).
+fn overwrites(action: &Action) -> bool {
+    matches!(action, Action::Create { config, .. } if config.get("force").is_some_and(|f| f != "0"))
+}
+
 /// Whether a call got no answer at all (the connection broke or timed out after the request
 /// was sent): it may have been carried out.
 fn answer_lost(e: &ApiError) -> bool {
@@ -150,6 +156,11 @@ impl NodeExecutor {
         let (kind, vmid) = (action.kind(), action.vmid());
         let expected = match guard {
             Guard::Nothing => return Ok(()),
+            // Proxmox refuses a create on a VMID in use before it forks a worker (qemu-server
+            // and pve-container check the config file, cluster-wide) unless it is a restore
+            // with `force`: only that one needs a look first, and the snapshot that planned a
+            // plain create already said the VMID was free.
+            Guard::Absent if !overwrites(action) => return Ok(()),
             Guard::Absent => {
                 let taken = node
                     .list_guests()

@@ -1,14 +1,19 @@
 //! Observation at constant cost. `pveproxy` is slow and shared with humans, and Proxmox's list
 //! calls carry no config digest, so each pass reads: the two guest lists (always: 2 requests);
-//! the config and pending list (2 requests) only of managed guests whose list entry changed,
-//! that the engine marked dirty (an action just ran on it, its desired spec changed), whose
-//! config file's mtime moved (when the agent can read `/etc/pve`), or whose turn it is in the
-//! paced sweep that re-reads every managed guest within `sweep_period`. Only the observer reads
-//! the API; reconcile reads the snapshot it writes. It must never write, and it is handed the
-//! read half of the API only.
+//! one guest's config with its pending changes (`GET …/pending`, 1 request) only for managed
+//! guests whose list entry changed, that the engine marked dirty (an action just ran on it, its
+//! desired spec changed), whose config file's mtime moved (when the agent can read
+//! `/etc/pve`), or whose turn it is in the paced sweep that re-reads every managed guest within
+//! `sweep_period`; and the node's running tasks (1 request) only while a managed guest is
+//! locked, to tell a lock with a task behind it from one that will not lift. Each pass
+//! publishes a new [`Snapshot`] (shared, never mutated once published); each guest in it
+//! carries a version that moves only when something the planner reads changed. Only the
+//! observer reads the API for the engine's loop; reconcile reads the snapshot. It must never
+//! write, and it is handed the read half of the API only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use steward_model::{GuestKind, Vmid};
@@ -21,11 +26,14 @@ pub struct Observed {
     /// Its list entry (every pass).
     pub entry: GuestEntry,
     /// Its config, digest and pending keys, from the last config read (managed guests only).
-    pub actual: Option<ActualGuest>,
+    pub actual: Option<Arc<ActualGuest>>,
     /// Its identity (`steward_model::guest_identity`) from that config.
     pub identity: Option<String>,
     /// When its config was last read.
     pub read_at: Option<std::time::Instant>,
+    /// Moves whenever something the planner or the scheduler reads of it changed (its list
+    /// entry's status, lock, name, memory, kind; its config, digest or pending keys).
+    pub version: u64,
 }
 
 /// What the node looked like at the last pass.
@@ -33,13 +41,22 @@ pub struct Observed {
 pub struct Snapshot {
     /// Every guest on the node the token may see.
     pub guests: BTreeMap<Vmid, Observed>,
+    /// Guests with a task running on the node (read only while a managed guest is locked).
+    pub busy: BTreeSet<Vmid>,
 }
 
 impl Snapshot {
     /// The planner's view of `vmid`, if its config was read.
     pub fn actual(&self, vmid: Vmid) -> Option<&ActualGuest> {
-        self.guests.get(&vmid).and_then(|o| o.actual.as_ref())
+        self.guests.get(&vmid).and_then(|o| o.actual.as_deref())
     }
+}
+
+/// Versions for observed guests, unique across passes.
+static VERSIONS: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    VERSIONS.fetch_add(1, Ordering::Relaxed)
 }
 
 /// What one pass found.
@@ -56,7 +73,7 @@ pub struct PassReport {
 /// The observer.
 pub struct Observer {
     api: Arc<dyn GuestRead>,
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
     dirty: BTreeSet<Vmid>,
     sweep_after: Option<Vmid>,
     sweep_period: Duration,
@@ -94,7 +111,7 @@ impl Observer {
     ) -> Observer {
         Observer {
             api,
-            snapshot: Snapshot::default(),
+            snapshot: Arc::new(Snapshot::default()),
             dirty: BTreeSet::new(),
             sweep_after: None,
             sweep_period,
@@ -104,7 +121,7 @@ impl Observer {
     }
 
     /// The last snapshot.
-    pub fn snapshot(&self) -> &Snapshot {
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
     }
 
@@ -129,8 +146,10 @@ impl Observer {
         self.mtimes.insert(vmid, m) != Some(m)
     }
 
-    /// One pass: the lists, then the configs that need reading. `managed` are the guests the
-    /// desired state names; `interval` is the time between passes (it paces the sweep).
+    /// One pass: the lists, then the configs that need reading, then (while a managed guest
+    /// is locked) the running tasks. `managed` are the guests the desired state names;
+    /// `interval` is the time between passes (it paces the sweep). On success the new snapshot
+    /// is [`Observer::snapshot`]; on error the last one stays.
     pub async fn pass(
         &mut self,
         managed: &BTreeSet<Vmid>,
@@ -139,6 +158,10 @@ impl Observer {
         let mut report = PassReport::default();
         let list = self.api.list_guests().await?;
         report.requests += 2;
+        let mut next = Snapshot {
+            guests: BTreeMap::new(),
+            busy: BTreeSet::new(),
+        };
         let listed: BTreeSet<Vmid> = list.iter().map(|e| e.vmid).collect();
         report.vanished = self
             .snapshot
@@ -148,11 +171,122 @@ impl Observer {
             .copied()
             .collect();
         for v in &report.vanished {
-            self.snapshot.guests.remove(v);
             self.mtimes.remove(v);
         }
-        // The paced sweep: managed guests whose config was last read a sweep period ago or
-        // more, at most enough per pass to cover every guest within the period (round robin).
+        let sweep = self.sweep(managed, &listed, interval);
+        let mut to_read = Vec::new();
+        for entry in list {
+            let vmid = entry.vmid;
+            let moved = managed.contains(&vmid) && self.mtime_moved(entry.kind, vmid);
+            let prev = self.snapshot.guests.get(&vmid);
+            let changed = prev.is_none_or(|p| {
+                entry_key(&p.entry) != entry_key(&entry) || p.entry.kind != entry.kind
+            });
+            let need = managed.contains(&vmid)
+                && (prev.is_none_or(|p| p.actual.is_none())
+                    || changed
+                    || moved
+                    || self.dirty.contains(&vmid)
+                    || sweep.contains(&vmid));
+            let observed = match prev {
+                Some(p) if !changed => Observed { entry, ..p.clone() },
+                Some(p) => Observed {
+                    // The list says the status moved: the planner reads it from `actual`.
+                    actual: p.actual.as_ref().map(|a| {
+                        let mut a = ActualGuest::clone(a);
+                        a.status = entry.status.clone();
+                        Arc::new(a)
+                    }),
+                    entry,
+                    identity: p.identity.clone(),
+                    read_at: p.read_at,
+                    version: next_version(),
+                },
+                None => Observed {
+                    entry,
+                    actual: None,
+                    identity: None,
+                    read_at: None,
+                    version: next_version(),
+                },
+            };
+            if need {
+                to_read.push((observed.entry.kind, vmid));
+            }
+            next.guests.insert(vmid, observed);
+        }
+        for (kind, vmid) in to_read {
+            match self.api.config_and_pending(kind, vmid).await {
+                Ok((cfg, pending)) => {
+                    report.requests += 1;
+                    report.config_reads += 1;
+                    let Some(o) = next.guests.get_mut(&vmid) else {
+                        continue;
+                    };
+                    let same = o.actual.as_ref().is_some_and(|a| {
+                        a.digest == cfg.digest && a.pending == pending && a.config == cfg.values
+                    });
+                    if !same {
+                        o.identity = steward_model::guest_identity(kind, &cfg.values);
+                        o.actual = Some(Arc::new(ActualGuest {
+                            vmid,
+                            kind,
+                            status: o.entry.status.clone(),
+                            config: cfg.values,
+                            digest: cfg.digest,
+                            pending,
+                        }));
+                        o.version = next_version();
+                    }
+                    o.read_at = Some(std::time::Instant::now());
+                    self.dirty.remove(&vmid);
+                }
+                // Gone between the list and the read: the next pass sees it absent.
+                Err(ApiError::NotFound(_)) => {
+                    report.requests += 1;
+                    next.guests.remove(&vmid);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let locked = next
+            .guests
+            .iter()
+            .any(|(v, o)| managed.contains(v) && o.entry.lock.is_some());
+        if locked {
+            let filter = steward_proxmox_client::TaskFilter {
+                source: steward_proxmox_client::TaskSource::Active,
+                ..Default::default()
+            };
+            report.requests += 1;
+            next.busy = match self.api.list_tasks(&filter).await {
+                Ok(tasks) => tasks
+                    .iter()
+                    .filter_map(|t| t.upid.id.parse::<u64>().ok())
+                    .filter_map(|v| Vmid::new(v).ok())
+                    .collect(),
+                // When the node cannot say, every locked guest counts as busy: waiting is the
+                // safe side.
+                Err(_) => next
+                    .guests
+                    .iter()
+                    .filter(|(_, o)| o.entry.lock.is_some())
+                    .map(|(v, _)| *v)
+                    .collect(),
+            };
+        }
+        self.snapshot = Arc::new(next);
+        Ok(report)
+    }
+
+    /// The paced sweep: managed guests whose config was last read a sweep period ago or more,
+    /// at most enough per pass to cover every guest within the period (round robin).
+    fn sweep(
+        &mut self,
+        managed: &BTreeSet<Vmid>,
+        listed: &BTreeSet<Vmid>,
+        interval: Duration,
+    ) -> BTreeSet<Vmid> {
         let now = std::time::Instant::now();
         let due: Vec<Vmid> = managed
             .iter()
@@ -172,98 +306,16 @@ impl Observer {
             .sweep_after
             .and_then(|after| due.iter().position(|v| *v > after))
             .unwrap_or(0);
-        let sweep: BTreeSet<Vmid> = due
+        let sweep: Vec<Vmid> = due
             .iter()
             .cycle()
             .skip(start)
             .take(budget.min(due.len()))
             .copied()
             .collect();
-        if let Some(last) = due
-            .iter()
-            .cycle()
-            .skip(start)
-            .take(budget.min(due.len()))
-            .last()
-        {
+        if let Some(last) = sweep.last() {
             self.sweep_after = Some(*last);
         }
-        let mut to_read = Vec::new();
-        for entry in list {
-            let vmid = entry.vmid;
-            let moved = managed.contains(&vmid) && self.mtime_moved(entry.kind, vmid);
-            let prev = self.snapshot.guests.get(&vmid);
-            let changed = prev.is_none_or(|p| {
-                entry_key(&p.entry) != entry_key(&entry) || p.entry.kind != entry.kind
-            });
-            let need = managed.contains(&vmid)
-                && (prev.is_none_or(|p| p.actual.is_none())
-                    || changed
-                    || moved
-                    || self.dirty.contains(&vmid)
-                    || sweep.contains(&vmid));
-            match self.snapshot.guests.get_mut(&vmid) {
-                Some(o) => {
-                    if let Some(a) = &mut o.actual {
-                        a.status = entry.status.clone();
-                    }
-                    o.entry = entry.clone();
-                }
-                None => {
-                    self.snapshot.guests.insert(
-                        vmid,
-                        Observed {
-                            entry: entry.clone(),
-                            actual: None,
-                            identity: None,
-                            read_at: None,
-                        },
-                    );
-                }
-            }
-            if need {
-                to_read.push(entry);
-            }
-        }
-        for entry in to_read {
-            let (kind, vmid) = (entry.kind, entry.vmid);
-            let read = async {
-                let cfg = self.api.config(kind, vmid).await?;
-                let pending = self.api.pending(kind, vmid).await?;
-                Ok::<_, ApiError>((cfg, pending))
-            };
-            match read.await {
-                Ok((cfg, pending)) => {
-                    report.requests += 2;
-                    report.config_reads += 1;
-                    let identity = steward_model::guest_identity(kind, &cfg.values);
-                    let actual = ActualGuest {
-                        vmid,
-                        kind,
-                        status: entry.status.clone(),
-                        config: cfg.values,
-                        digest: cfg.digest,
-                        pending: pending
-                            .into_iter()
-                            .filter(|p| p.pending.is_some() || p.delete)
-                            .map(|p| p.key)
-                            .collect(),
-                    };
-                    if let Some(o) = self.snapshot.guests.get_mut(&vmid) {
-                        o.actual = Some(actual);
-                        o.identity = identity;
-                        o.read_at = Some(std::time::Instant::now());
-                    }
-                    self.dirty.remove(&vmid);
-                }
-                // Gone between the list and the read: the next pass sees it absent.
-                Err(ApiError::NotFound(_)) => {
-                    report.requests += 1;
-                    self.snapshot.guests.remove(&vmid);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(report)
+        sweep.into_iter().collect()
     }
 }

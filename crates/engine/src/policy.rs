@@ -10,20 +10,105 @@
 //! back off and try again, since the disk may recover. It must never turn a failure into a blind retry of the same
 //! write.
 
+use serde::Serialize;
 use std::time::Duration;
 use steward_gate::{Decision, FailureKind, Outcome};
 
 /// When to look at a guest again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Requeue {
-    /// At the next pass (progress was made, or the config must be re-read now).
+    /// As soon as it is observed again (progress was made, or the config must be re-read now).
     Now,
     /// After this long (backoff).
     After(Duration),
     /// Not until something changes (desired state, the guest on the node, or an operator).
-    Park(String),
+    Park(ParkReason),
 }
 
+/// Why a guest is parked: a closed set, shown as its [`ParkReason::code`] in metrics and with
+/// its detail in status. A parked guest is looked at again when its desired spec or what is
+/// observed of it changes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum ParkReason {
+    /// A lock no token can clear (a dead worker's `create`/`destroyed`, or a lock with no task
+    /// running behind it): an administrator must run `qm unlock`/`pct unlock`.
+    AdminLock {
+        /// The lock.
+        lock: String,
+    },
+    /// Proxmox refused the token (403): its privileges must change.
+    Denied {
+        /// What Proxmox said (escaped).
+        detail: String,
+    },
+    /// Held for an operator's signature (`steward-agent pending`).
+    Held,
+    /// The gate refused the action (its reason code).
+    Refused {
+        /// The gate's reason code (`binding_mismatch`, `role_denied`, …).
+        code: String,
+        /// Why (escaped).
+        detail: String,
+    },
+    /// The same failure came back [`PARK_AFTER`] times in a row and says something the
+    /// desired state asks for does not exist (a template, a storage).
+    Gone {
+        /// What failed last (escaped).
+        detail: String,
+    },
+    /// The same failure came back [`PARK_AFTER`] times in a row.
+    Failing {
+        /// The failure's code (`task_failed`, `other`, …).
+        code: String,
+        /// What failed last (escaped).
+        detail: String,
+    },
+    /// Something in the agent itself went wrong while acting on it (a panic, an action the
+    /// agent cannot make with the identity it must keep).
+    Internal {
+        /// What (escaped).
+        detail: String,
+    },
+}
+
+impl ParkReason {
+    /// Its label in metrics and the local API.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ParkReason::AdminLock { .. } => "admin_lock",
+            ParkReason::Denied { .. } => "denied",
+            ParkReason::Held => "held",
+            ParkReason::Refused { .. } => "refused",
+            ParkReason::Gone { .. } => "gone",
+            ParkReason::Failing { .. } => "failing",
+            ParkReason::Internal { .. } => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ParkReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ParkReason::AdminLock { lock } => write!(
+                f,
+                "locked ({lock}) with no task running for it: an administrator must unlock it (qm unlock / pct unlock)"
+            ),
+            ParkReason::Denied { detail } => write!(f, "the token was refused: {detail}"),
+            ParkReason::Held => f.write_str("held for an operator's signature"),
+            ParkReason::Refused { code, detail } => write!(f, "refused ({code}): {detail}"),
+            ParkReason::Gone { detail } => write!(
+                f,
+                "failed {PARK_AFTER} times in a row (not_found: {detail}): parked until its desired state or the guest changes"
+            ),
+            ParkReason::Failing { code, detail } => write!(
+                f,
+                "failed {PARK_AFTER} times in a row ({code}: {detail}): parked until its desired state or the guest changes"
+            ),
+            ParkReason::Internal { detail } => write!(f, "internal error while acting on it: {detail}"),
+        }
+    }
+}
 /// Failures in a row (of the kinds that come back the same way) after which a guest is parked
 /// until its desired spec or its observed state changes. With the default backoff (2 s
 /// doubling, each delay drawn from its upper half) that is six attempts within about a minute
@@ -42,16 +127,17 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
     }
     fn repeats(f: &steward_gate::Failure, backoff: &mut crate::backoff::Backoff) -> Requeue {
         let delay = backoff.next().unwrap_or(Duration::from_secs(60));
-        if backoff.attempts() >= PARK_AFTER {
-            Requeue::Park(format!(
-                "failed {} times in a row ({}: {}): parked until its desired state or the guest changes",
-                backoff.attempts(),
-                f.code(),
-                steward_authz::escape_controls(&f.detail)
-            ))
-        } else {
-            Requeue::After(delay)
+        if backoff.attempts() < PARK_AFTER {
+            return Requeue::After(delay);
         }
+        let detail = steward_authz::escape_controls(&f.detail);
+        Requeue::Park(match f.kind {
+            FailureKind::NotFound => ParkReason::Gone { detail },
+            _ => ParkReason::Failing {
+                code: f.code().to_string(),
+                detail,
+            },
+        })
     }
     match decision {
         Decision::Executed {
@@ -65,31 +151,44 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             outcome: Outcome::Failed(f),
             ..
         } => match &f.kind {
-            FailureKind::Locked { lock } if needs_admin(lock) => Requeue::Park(format!(
-                "locked ({lock}) by a worker that is gone: an administrator must run `qm unlock`/`pct unlock`"
-            )),
+            FailureKind::Locked { lock } if needs_admin(lock) => {
+                Requeue::Park(ParkReason::AdminLock { lock: lock.clone() })
+            }
             FailureKind::Locked { .. } | FailureKind::Transient { .. } => later(backoff),
             FailureKind::DigestMoved => Requeue::Now,
-            FailureKind::Denied => Requeue::Park(format!(
-                "the token was refused: {}",
-                steward_authz::escape_controls(&f.detail)
-            )),
+            FailureKind::Denied => Requeue::Park(ParkReason::Denied {
+                detail: steward_authz::escape_controls(&f.detail),
+            }),
             FailureKind::NotFound | FailureKind::TaskFailed { .. } | FailureKind::Other => {
                 repeats(f, backoff)
             }
         },
         Decision::PendingSignature { .. } | Decision::PartlyApproved { .. } => {
-            Requeue::Park("held for an operator's signature".into())
+            Requeue::Park(ParkReason::Held)
         }
         Decision::Refused {
             reason: steward_gate::GateReason::Journal,
             ..
         } => later(backoff),
-        Decision::Refused { reason, detail, .. } => Requeue::Park(format!(
-            "refused ({reason}): {}",
-            steward_authz::escape_controls(detail)
-        )),
+        Decision::Refused { reason, detail, .. } => Requeue::Park(ParkReason::Refused {
+            code: reason.to_string(),
+            detail: steward_authz::escape_controls(detail),
+        }),
         Decision::Replay { .. } | Decision::Rotated { .. } => Requeue::Now,
+    }
+}
+
+/// A locked guest the engine did not lock: wait for the task behind the lock (backoff), or,
+/// when no token can clear the lock or no task runs behind it, park it for an administrator.
+pub(crate) fn locked(
+    lock: &str,
+    task_running: bool,
+    backoff: &mut crate::backoff::Backoff,
+) -> Requeue {
+    if needs_admin(lock) || !task_running {
+        Requeue::Park(ParkReason::AdminLock { lock: lock.into() })
+    } else {
+        Requeue::After(backoff.next().unwrap_or(Duration::from_secs(60)))
     }
 }
 
@@ -149,7 +248,10 @@ mod tests {
             assert!(matches!(requeue(&gone, &mut c), Requeue::After(_)));
         }
         assert!(
-            matches!(requeue(&gone, &mut c), Requeue::Park(why) if why.contains("not_found")),
+            matches!(
+                requeue(&gone, &mut c),
+                Requeue::Park(ParkReason::Gone { .. })
+            ),
             "parked after {PARK_AFTER} in a row, naming the failure"
         );
         let ok = Decision::Executed {

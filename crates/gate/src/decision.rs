@@ -1,6 +1,6 @@
 //! What the gate decided, with stable reason codes: authz's, plus `role_denied`,
-//! `binding_mismatch`, `rotation_refused` and `journal` (a write that must precede execution
-//! failed, so nothing ran).
+//! `binding_mismatch`, `rotation_refused`, `threshold_not_met`, `superseded` and `journal` (a
+//! write that must precede execution failed, so nothing ran).
 
 use std::fmt;
 use steward_authz::Reason;
@@ -23,6 +23,10 @@ pub enum GateReason {
     /// Fewer distinct keys approved the op than its policy asks (m-of-n); nothing ran and, for
     /// a signed job, nothing was kept.
     Threshold,
+    /// A held op's guest changed before it was signed (gone, another guest on the VMID, its
+    /// config moved): it no longer means what it was held for, and its template's nonce is
+    /// spent.
+    Superseded,
 }
 
 impl GateReason {
@@ -35,6 +39,7 @@ impl GateReason {
             GateReason::RotationRefused => "rotation_refused",
             GateReason::Journal => "journal",
             GateReason::Threshold => "threshold_not_met",
+            GateReason::Superseded => "superseded",
         }
     }
 }

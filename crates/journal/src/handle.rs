@@ -257,6 +257,11 @@ impl Journal {
         self.with(|s| s.in_flight())
     }
 
+    /// Every op held for a signature, from an index (no scan of history).
+    pub fn held(&self) -> Result<Vec<OpRecord>, JournalError> {
+        self.with(|s| s.held())
+    }
+
     /// Every op, oldest first.
     pub fn all_ops(&self) -> Result<Vec<OpRecord>, JournalError> {
         self.with(|s| s.all_ops())

@@ -32,9 +32,24 @@ const META_AUDIT_ANCHOR: &[u8] = b"m/audit_anchor";
 const MAX_PRUNE_BATCH: usize = 20_000;
 const OPS: &[u8] = b"o/";
 const INFLIGHT: &[u8] = b"i/";
+/// Ops in `pending_signature` (`h/<id>`): the engine asks for them every pass.
+const HELD: &[u8] = b"h/";
+/// Set once the held index covers every op (journals written before it existed are indexed
+/// once, when first opened).
+const META_HELD_INDEX: &[u8] = b"m/held_index";
 const NONCES: &[u8] = b"n/";
 const PROVENANCE: &[u8] = b"p/";
 const AUDIT: &[u8] = b"a/";
+
+/// Keeps op `id`'s entry in the held index in step with its new state `to`.
+fn index_held(batch: &mut sled::Batch, id: OpId, to: &OpState) {
+    let key = k(HELD, &id.0.to_be_bytes());
+    if matches!(to, OpState::PendingSignature { .. }) {
+        batch.insert(key, &[][..]);
+    } else {
+        batch.remove(key);
+    }
+}
 
 /// The audit chain's head (`m/audit_head`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -294,6 +309,18 @@ impl Store {
             Some(b) => Some(decode::<AuditHead>("audit head", &b)?),
             None => None,
         };
+        if tree.get(META_HELD_INDEX)?.is_none() {
+            // A journal from before the held index: one scan, in one batch with the marker.
+            let mut batch = sled::Batch::default();
+            for item in tree.scan_prefix(OPS) {
+                let (key, v) = item?;
+                let rec = decode_op(&format!("op key {key:?}"), &v)?;
+                index_held(&mut batch, rec.id, rec.state());
+            }
+            batch.insert(META_HELD_INDEX, &[1u8][..]);
+            tree.apply_batch(batch)?;
+            db.flush()?;
+        }
         Ok(Store {
             tree,
             writer: Mutex::new(head),
@@ -363,6 +390,7 @@ impl Store {
         };
         let mut w = self.write()?;
         w.put(op_key(id), &rec)?;
+        index_held(&mut w.batch, id, rec.state());
         w.audit(rec.history[0].at_ms, transition_event(&rec, None))?;
         let token = w.commit()?;
         self.sync(token)?;
@@ -403,6 +431,7 @@ impl Store {
         } else {
             w.batch.remove(k(INFLIGHT, &id.0.to_be_bytes()));
         }
+        index_held(&mut w.batch, id, &to);
         if to == OpState::Succeeded {
             match rec.action {
                 Action::Create { .. } => set_provenance(&mut w, &rec, at_ms)?,
@@ -455,6 +484,7 @@ impl Store {
         });
         w.put(op_key(id), &rec)?;
         w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);
+        index_held(&mut w.batch, id, &OpState::Intent);
         w.audit(at_ms, transition_event(&rec, Some(&from)))?;
         let token = w.commit()?;
         self.sync(token)?;
@@ -571,6 +601,23 @@ impl Store {
             let rec = self
                 .get(id)?
                 .ok_or_else(|| JournalError::Corrupt(format!("in-flight {id} has no record")))?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// Every op held for a signature, from the index (no scan of history).
+    pub fn held(&self) -> Result<Vec<OpRecord>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(HELD) {
+            let (key, _) = item?;
+            let id = OpId(u64::from_be_bytes(
+                <[u8; 8]>::try_from(&key[HELD.len()..])
+                    .map_err(|_| JournalError::Corrupt("held key".into()))?,
+            ));
+            let rec = self
+                .get(id)?
+                .ok_or_else(|| JournalError::Corrupt(format!("held {id} has no record")))?;
             out.push(rec);
         }
         Ok(out)

@@ -513,3 +513,39 @@ fn pruning_the_oldest_audit_entries_keeps_the_rest_verifiable_and_tampering_visi
         .unwrap();
     assert!(!j.verify_audit_chain().unwrap().intact());
 }
+
+#[test]
+fn a_journal_from_before_the_held_index_is_indexed_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal");
+    let held = {
+        let j = Journal::create(&path).unwrap();
+        let held = j
+            .record(
+                destroy(105),
+                OpState::PendingSignature {
+                    template: serde_json::json!({"op": "guest.destroy"}),
+                },
+            )
+            .unwrap();
+        j.record(start(104), OpState::Planned).unwrap();
+        assert_eq!(j.held().unwrap().len(), 1);
+        // What an older agent left: the op, and neither the index nor its marker.
+        let tree = j.raw_tree_for_tests().unwrap();
+        let keys: Vec<_> = tree
+            .iter()
+            .keys()
+            .map(Result::unwrap)
+            .filter(|k| k.starts_with(b"h/") || k.as_ref() == b"m/held_index")
+            .collect();
+        assert_eq!(keys.len(), 2, "one held entry and the marker");
+        for k in keys {
+            tree.remove(k).unwrap();
+        }
+        tree.flush().unwrap();
+        held.id
+    };
+    let j = Journal::open(&path).unwrap();
+    let ids: Vec<_> = j.held().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(ids, vec![held]);
+}

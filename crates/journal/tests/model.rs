@@ -75,6 +75,14 @@ fn check(j: &Journal, m: &Model) -> Result<(), TestCaseError> {
         .map(|(id, _)| *id)
         .collect();
     prop_assert_eq!(flying, want);
+    let held: BTreeSet<OpId> = j.held().unwrap().iter().map(|r| r.id).collect();
+    let want: BTreeSet<OpId> = m
+        .ops
+        .iter()
+        .filter(|(_, (_, h))| matches!(h.last(), Some(OpState::PendingSignature { .. })))
+        .map(|(id, _)| *id)
+        .collect();
+    prop_assert_eq!(held, want, "the held index agrees with the ops' states");
     for (id, (_, hist)) in &m.ops {
         let rec = j.get(*id).unwrap().unwrap();
         let got: Vec<&OpState> = rec.history.iter().map(|t| &t.state).collect();

@@ -28,6 +28,7 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: String,
+    endpoint: String,
     outcome: String,
 }
 
@@ -70,6 +71,8 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     decisions: Family<ReasonLabels, Counter>,
     guests: Family<StateLabels, Gauge>,
+    parked: Family<ReasonLabels, Gauge>,
+    pass_reasons: Family<ReasonLabels, Counter>,
     held: Gauge,
     in_flight: Gauge,
     requests: Family<RequestLabels, Counter>,
@@ -119,6 +122,8 @@ impl Metrics {
             actions: Family::default(),
             decisions: Family::default(),
             guests: Family::default(),
+            parked: Family::default(),
+            pass_reasons: Family::default(),
             held: Gauge::default(),
             in_flight: Gauge::default(),
             requests: Family::default(),
@@ -148,6 +153,16 @@ impl Metrics {
                 m.guests.clone(),
             );
             r.register(
+                "parked_guests",
+                "Guests parked after the last pass, by reason (admin_lock, denied, held, refused, gone, failing, internal)",
+                m.parked.clone(),
+            );
+            r.register(
+                "pass_triggers",
+                "Reconcile passes by what started them (tick, desired, action_ended, reconcile_now)",
+                m.pass_reasons.clone(),
+            );
+            r.register(
                 "held_ops",
                 "Ops held for an operator's signature",
                 m.held.clone(),
@@ -155,12 +170,12 @@ impl Metrics {
             r.register("in_flight_ops", "Actions in flight", m.in_flight.clone());
             r.register(
                 "api_requests",
-                "Proxmox API requests, by method and outcome (ok or the error kind)",
+                "Proxmox API requests, by method, endpoint class (list, config, pending, status, task, write, other) and outcome (ok or the error kind)",
                 m.requests.clone(),
             );
             r.register(
                 "api_request_duration_seconds",
-                "Proxmox API request latency, by method and outcome",
+                "Proxmox API request latency, by method, endpoint class and outcome",
                 m.request_seconds.clone(),
             );
             r.register(
@@ -225,6 +240,35 @@ impl Metrics {
         self.in_flight.set(gauge(in_flight));
     }
 
+    /// A pass started, for `reason` (`tick`, `desired`, `action_ended`, `reconcile_now`).
+    pub fn pass_reason(&self, reason: &'static str) {
+        self.pass_reasons
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Parked guests by reason code after a pass (every code, at zero when none).
+    pub fn parked(&self, by_reason: &std::collections::BTreeMap<&'static str, usize>) {
+        for code in [
+            "admin_lock",
+            "denied",
+            "held",
+            "refused",
+            "gone",
+            "failing",
+            "internal",
+        ] {
+            let n = by_reason.get(code).copied().unwrap_or(0);
+            self.parked
+                .get_or_create(&ReasonLabels {
+                    reason: code.into(),
+                })
+                .set(gauge(n));
+        }
+    }
+
     /// Actions in flight now.
     pub fn in_flight(&self, n: usize) {
         self.in_flight.set(gauge(n));
@@ -250,10 +294,12 @@ impl Metrics {
             .inc();
     }
 
-    /// A Proxmox API request ended.
-    pub fn request(&self, method: &str, outcome: &str, took: Duration) {
+    /// A Proxmox API request ended: its method, endpoint class (`list`, `config`, `pending`,
+    /// `status`, `task`, `write`, `other`), and outcome.
+    pub fn request(&self, method: &str, endpoint: &str, outcome: &str, took: Duration) {
         let l = RequestLabels {
             method: method.into(),
+            endpoint: endpoint.into(),
             outcome: outcome.into(),
         };
         self.requests.get_or_create(&l).inc();
@@ -318,7 +364,7 @@ mod tests {
         m.action("guest.destroy", "pending_signature");
         m.action("guest.destroy", "pending_signature");
         m.decision("refused:replay");
-        m.request("GET", "ok", Duration::from_millis(3));
+        m.request("GET", "list", "ok", Duration::from_millis(3));
         m.task("qmstart", Duration::from_millis(700));
         m.barrier(Duration::from_micros(300), false);
         let t = m.encode();
@@ -337,7 +383,7 @@ mod tests {
         );
         assert_eq!(
             line(&t, "steward_api_requests_total{"),
-            Some("steward_api_requests_total{method=\"GET\",outcome=\"ok\"} 1")
+            Some("steward_api_requests_total{method=\"GET\",endpoint=\"list\",outcome=\"ok\"} 1")
         );
         assert!(
             t.contains("steward_task_duration_seconds_count{task_type=\"qmstart\"} 1"),

@@ -197,6 +197,26 @@ pub trait GuestRead: Send + Sync {
     async fn config(&self, kind: GuestKind, vmid: Vmid) -> Result<GuestConfig, ApiError>;
     /// `GET …/pending`.
     async fn pending(&self, kind: GuestKind, vmid: Vmid) -> Result<Vec<PendingEntry>, ApiError>;
+    /// What `config` gives (pending values applied, with the digest) and the keys with a
+    /// pending change, in one request where the node allows: Proxmox's `GET …/pending`
+    /// (`config_with_pending_array`) lists every plain key of the loaded config, `digest`
+    /// among them. An answer without a digest falls back to a `config` read as well.
+    async fn config_and_pending(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+    ) -> Result<(GuestConfig, std::collections::BTreeSet<String>), ApiError> {
+        let entries = self.pending(kind, vmid).await?;
+        let changing = entries
+            .iter()
+            .filter(|p| p.pending.is_some() || p.delete)
+            .map(|p| p.key.clone())
+            .collect();
+        match crate::pending::applied(&entries) {
+            Some(cfg) => Ok((cfg, changing)),
+            None => Ok((self.config(kind, vmid).await?, changing)),
+        }
+    }
     /// One read of a task's status.
     async fn task_status_once(&self, upid: &Upid) -> Result<TaskStatus, ApiError>;
     /// The names of the guest's snapshots (`GET …/snapshot`, without `current`).

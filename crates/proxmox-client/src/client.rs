@@ -22,6 +22,7 @@ use steward_model::{ConfigChange, GuestKind, Vmid};
 pub struct PveClient {
     http: Http,
     node: String,
+    pacing: crate::pacing::TaskPacing,
 }
 
 fn bool01(b: bool) -> String {
@@ -59,6 +60,7 @@ impl PveClient {
         Ok(PveClient {
             http: Http::new(endpoint, token)?,
             node: node.into(),
+            pacing: crate::pacing::TaskPacing::default(),
         })
     }
 
@@ -184,6 +186,38 @@ impl GuestRead for PveClient {
                 })
             })
             .collect())
+    }
+
+    /// Paced by what the task's type took before (`pacing.rs`).
+    async fn wait_task(
+        &self,
+        upid: &Upid,
+        deadline: std::time::Duration,
+    ) -> Result<TaskStatus, ApiError> {
+        let start = tokio::time::Instant::now();
+        let mut wait = self.pacing.wait(&upid.kind);
+        loop {
+            let delay = wait.next();
+            if start.elapsed() + delay > deadline {
+                return Err(ApiError::Timeout(format!(
+                    "task {upid} still running after {deadline:?}"
+                )));
+            }
+            tokio::time::sleep(delay).await;
+            let s = self.task_status_once(upid).await?;
+            if s.running {
+                continue;
+            }
+            self.pacing.ended(&wait);
+            return if s.succeeded() {
+                Ok(s)
+            } else {
+                Err(ApiError::TaskFailed {
+                    upid: upid.to_string(),
+                    exitstatus: s.exitstatus.unwrap_or_default(),
+                })
+            };
+        }
     }
 
     async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
@@ -363,6 +397,14 @@ impl GuestRead for PveWriter {
 
     async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {
         self.read.task_status_once(u).await
+    }
+
+    async fn wait_task(
+        &self,
+        upid: &Upid,
+        deadline: std::time::Duration,
+    ) -> Result<TaskStatus, ApiError> {
+        self.read.wait_task(upid, deadline).await
     }
 
     async fn task_log(&self, u: &Upid, limit: u32) -> Result<Vec<String>, ApiError> {

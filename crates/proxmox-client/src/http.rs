@@ -68,14 +68,36 @@ impl Endpoint {
     }
 }
 
-/// Told of every request as it ends: the method, `ok` or the error's [`ApiError::kind`], and how
-/// long it took (retries are separate requests). For metrics; it never sees a path's
-/// parameters, a body or the token.
+/// Told of every request as it ends: the method, its [`endpoint_class`], `ok` or the error's
+/// [`ApiError::kind`], and how long it took (retries are separate requests). For metrics; it
+/// never sees a path's parameters, a body or the token.
 #[derive(Clone)]
 pub struct RequestHook(pub Arc<RequestFn>);
 
-/// A [`RequestHook`]'s function: (method, outcome, duration).
-pub type RequestFn = dyn Fn(&str, &str, Duration) + Send + Sync;
+/// A [`RequestHook`]'s function: (method, endpoint class, outcome, duration).
+pub type RequestFn = dyn Fn(&str, &str, &str, Duration) + Send + Sync;
+
+/// What a request reads or does, as a closed set of labels (so the agent can say where its
+/// requests go, per class, without a path's VMIDs in a label): `write` (any method but GET),
+/// `list` (the guest lists and `/cluster/resources`), `config`, `pending`, `status` (a guest's
+/// `status/current`), `task` (a task's status or log, the task list), `other`.
+pub fn endpoint_class(method: &Method, path: &str) -> &'static str {
+    if method != Method::GET {
+        return "write";
+    }
+    let path = path.split('?').next().unwrap_or(path);
+    let mut parts = path.trim_matches('/').split('/');
+    let (first, rest): (Option<&str>, Vec<&str>) = (parts.next(), parts.collect());
+    match (first, rest.as_slice()) {
+        (Some("cluster"), ["resources"]) => "list",
+        (Some("nodes"), [_, "qemu" | "lxc"]) => "list",
+        (Some("nodes"), [_, "tasks", ..]) => "task",
+        (Some("nodes"), [_, "qemu" | "lxc", _, "config"]) => "config",
+        (Some("nodes"), [_, "qemu" | "lxc", _, "pending"]) => "pending",
+        (Some("nodes"), [_, "qemu" | "lxc", _, "status", "current"]) => "status",
+        _ => "other",
+    }
+}
 
 impl std::fmt::Debug for RequestHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -176,7 +198,12 @@ impl Http {
                     });
             if let Some(h) = &self.hook {
                 let outcome = result.as_ref().map_or_else(ApiError::kind, |_| "ok");
-                (h.0)(method.as_str(), outcome, started.elapsed());
+                (h.0)(
+                    method.as_str(),
+                    endpoint_class(&method, path),
+                    outcome,
+                    started.elapsed(),
+                );
             }
             match result {
                 Err(e) if idempotent && e.is_transient() && attempt + 1 < READ_RETRIES => {
@@ -269,6 +296,37 @@ impl Http {
             _ => Err(ApiError::Decode(format!(
                 "{method} {path}: no data envelope"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_path_has_its_class() {
+        let cases = [
+            (Method::GET, "/nodes/pve-a/qemu", "list"),
+            (Method::GET, "/nodes/pve-a/lxc", "list"),
+            (Method::GET, "/cluster/resources?type=vm", "list"),
+            (Method::GET, "/nodes/pve-a/qemu/100/config", "config"),
+            (Method::GET, "/nodes/pve-a/lxc/100/pending", "pending"),
+            (
+                Method::GET,
+                "/nodes/pve-a/qemu/100/status/current",
+                "status",
+            ),
+            (Method::GET, "/nodes/pve-a/tasks/UPID:x/status", "task"),
+            (Method::GET, "/nodes/pve-a/tasks", "task"),
+            (Method::GET, "/nodes/pve-a/storage", "other"),
+            (Method::GET, "/version", "other"),
+            (Method::POST, "/nodes/pve-a/qemu/100/status/start", "write"),
+            (Method::PUT, "/nodes/pve-a/qemu/100/config", "write"),
+            (Method::DELETE, "/nodes/pve-a/qemu/100", "write"),
+        ];
+        for (m, path, want) in cases {
+            assert_eq!(endpoint_class(&m, path), want, "{m} {path}");
         }
     }
 }

@@ -59,6 +59,8 @@ mod client;
 mod error;
 pub mod files;
 mod http;
+mod pacing;
+mod pending;
 pub mod tls;
 mod token;
 mod upid;
@@ -69,7 +71,7 @@ pub use api::{
 };
 pub use client::{PveClient, PveWriter};
 pub use error::ApiError;
-pub use http::{Endpoint, RequestHook};
+pub use http::{endpoint_class, Endpoint, RequestHook};
 pub use tls::Trust;
 pub use token::{read_secret_file, ApiToken};
 pub use upid::{Upid, UpidError};

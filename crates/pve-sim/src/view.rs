@@ -167,10 +167,20 @@ impl Node {
     }
 
     /// `GET …/pending`: every key, with its current value, its pending value, or `delete: 1`.
+    /// Like Proxmox's `config_with_pending_array`, it lists every plain key of the loaded
+    /// config, so `digest`, `lock` and `parent` are there as values too.
     pub fn pending(&self, kind: Kind, vmid: u32) -> Result<Value, Refusal> {
         let g = self.guest(kind, vmid)?;
         let mut keys: std::collections::BTreeSet<&String> = g.config.keys().collect();
         keys.extend(g.pending.keys());
+        let meta = [
+            ("digest", Some(Node::digest(g))),
+            ("lock", g.lock.clone()),
+            ("parent", g.parent.clone()),
+        ];
+        let meta = meta
+            .into_iter()
+            .filter_map(|(k, v)| Some(json!({"key": k, "value": v?})));
         let out = keys
             .into_iter()
             .map(|k| {
@@ -186,6 +196,7 @@ impl Node {
                 }
                 e
             })
+            .chain(meta)
             .collect();
         Ok(Value::Array(out))
     }

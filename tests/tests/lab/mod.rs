@@ -153,10 +153,10 @@ pub async fn start_engine(
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal));
-    engine.recover().await.unwrap();
+    let recovered = engine.recover().await.unwrap();
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
-    tokio::spawn(engine.clone().run(rx, stopped, Duration::from_secs(5)));
+    tokio::spawn(recovered.run(rx, stopped, Duration::from_secs(5)));
     (engine, triggers, stop)
 }
 

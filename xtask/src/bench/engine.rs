@@ -73,11 +73,11 @@ async fn rig(addr: &str, fingerprint: &str, cfg: EngineConfig, run: bool) -> Res
         .map_err(anyhow::Error::msg)?,
     );
     let engine = Arc::new(Engine::new(cfg, reader.clone(), gate, journal));
-    engine.recover().await?;
+    let recovered = engine.recover().await?;
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
     if run {
-        tokio::spawn(engine.clone().run(rx, stopped, Duration::from_secs(10)));
+        tokio::spawn(recovered.run(rx, stopped, Duration::from_secs(10)));
     }
     Ok(Rig {
         engine,

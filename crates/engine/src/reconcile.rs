@@ -1,0 +1,64 @@
+//! Reconcile one guest: from the newest snapshot and its desired spec, what it needs next. A
+//! pure function of those two (so its answer can be kept until either moves), returning one
+//! [`Step`]; the loop turns a step into a gate submission or, through `policy`, a requeue.
+//! It must never read the API, sleep, or look at why the loop woke up.
+
+use crate::observe::Snapshot;
+use steward_model::{Action, GuestSpec, Vmid};
+
+/// What one guest needs now.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// Nothing to do.
+    Converged,
+    /// Listed, but its config has not been read yet: nothing to decide.
+    Unread,
+    /// Something to do, but someone else holds the guest's lock in Proxmox.
+    Locked {
+        /// The lock (`backup`, `create`, …).
+        lock: String,
+        /// Whether the node runs a task for the guest (a lock with none will not lift).
+        task_running: bool,
+    },
+    /// The plan's next action, and the identity of the guest that holds the VMID now.
+    Act {
+        /// The action.
+        action: Action,
+        /// `steward_model::guest_identity` as last read.
+        identity: Option<String>,
+    },
+}
+
+impl Step {
+    /// Whether the guest's turn means doing something (acting, or deciding about a lock).
+    pub(crate) fn acts(&self) -> bool {
+        matches!(self, Step::Act { .. } | Step::Locked { .. })
+    }
+
+    /// Whether the guest differs from its desired state.
+    pub(crate) fn drifting(&self) -> bool {
+        self.acts()
+    }
+}
+
+/// The step `vmid` needs, desired as `spec`, observed in `snap`.
+pub(crate) fn reconcile(snap: &Snapshot, vmid: Vmid, spec: &GuestSpec) -> Step {
+    let observed = snap.guests.get(&vmid);
+    if observed.is_some_and(|o| o.actual.is_none()) {
+        return Step::Unread;
+    }
+    let plan = steward_planner::plan_guest(spec, snap.actual(vmid));
+    let Some(action) = plan.actions.into_iter().next() else {
+        return Step::Converged;
+    };
+    if let Some(lock) = observed.and_then(|o| o.entry.lock.clone()) {
+        return Step::Locked {
+            lock,
+            task_running: snap.busy.contains(&vmid),
+        };
+    }
+    Step::Act {
+        action,
+        identity: observed.and_then(|o| o.identity.clone()),
+    }
+}

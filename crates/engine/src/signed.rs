@@ -1,0 +1,121 @@
+//! The signed-op desk: an operator's signatures (local API or provider) reach the gate here,
+//! each under its guest's scheduler slot, so a signed op and the loop's action never act on
+//! one guest at once, and a desk never waits behind an observation pass. Whether the payload
+//! releases a held op (it is exactly that op's template) or runs as a signed job is looked up
+//! from the journal's held index and the newest snapshot; the gate verifies either way.
+//! It must never decide anything the gate decides, nor keep a slot for a VMID an unverified
+//! payload made up.
+
+use crate::engine::Engine;
+use crate::schedule::Busy;
+use steward_gate::{Decision, Presented};
+use steward_journal::OpId;
+use steward_model::Vmid;
+use time::OffsetDateTime;
+
+impl Engine {
+    /// Runs `f` (a gate call about `guest`) holding the guest's slot; tells the loop to
+    /// re-read the guest when something ran.
+    async fn under_slot<F>(&self, guest: Option<Vmid>, f: F) -> Presented
+    where
+        F: std::future::Future<Output = Presented>,
+    {
+        let p = match guest {
+            Some(g) => {
+                let mut slot = self.take(g, Busy::Signed).await;
+                let p = f.await;
+                slot.ran = matches!(p.decision, Decision::Executed { .. });
+                p
+            }
+            None => f.await,
+        };
+        self.record(None, &p.decision);
+        p
+    }
+
+    /// Releases a held op with its signed op (the operator signed the template).
+    pub async fn sign_pending(&self, op: OpId, payload: &[u8], sig: &[u8]) -> Decision {
+        self.approve_pending(op, payload, &[sig.to_vec()])
+            .await
+            .decision
+    }
+
+    /// Presents signatures for a held op: it runs once enough distinct keys approved it (its
+    /// m-of-n policy); until then the approvals are kept with it.
+    pub async fn approve_pending(&self, op: OpId, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
+        let guest = crate::blocking::journal(&self.journal, move |j| j.get(op))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.guest);
+        let gate = self.gate.clone();
+        self.under_slot(
+            guest,
+            gate.approve_pending(op, payload, sigs, OffsetDateTime::now_utc()),
+        )
+        .await
+    }
+
+    /// A signed op from an operator (local API or provider): when its payload is exactly a
+    /// held op's template it releases that op, otherwise it runs as a signed job. The gate
+    /// verifies either way; this only picks the door.
+    pub async fn present(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        self.present_all(payload, &[sig.to_vec()]).await.decision
+    }
+
+    /// [`Engine::present`] with one or several signatures over the same payload: counted
+    /// together against the op's m-of-n policy (a held op also counts what it collected).
+    pub async fn present_all(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
+        let parsed: Option<serde_json::Value> = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
+            .then(|| serde_json::from_slice(payload).ok())
+            .flatten();
+        let held_op = match &parsed {
+            Some(p) => crate::blocking::journal(&self.journal, |j| j.held())
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .find(|r| {
+                    matches!(r.state(), steward_journal::OpState::PendingSignature { template } if template == p)
+                })
+                .map(|r| r.id),
+            None => None,
+        };
+        let p = match held_op {
+            Some(op) => self.approve_pending(op, payload, sigs).await,
+            None => self.run_job(payload, sigs).await,
+        };
+        // A signature that counted for nothing is said, each with its reason: the decision
+        // alone would hide a stranger's signature beside an operator's.
+        for (i, v) in p.signatures.iter().enumerate() {
+            if let steward_gate::SigVerdict::Refused { reason, detail } = v {
+                let detail = steward_authz::escape_controls(detail);
+                tracing::warn!(target: "audit", signature = i + 1, verdict = %v.label(), %reason, %detail, "signature not counted");
+            }
+        }
+        p
+    }
+
+    /// Runs a signed job (op bytes + signature from a provider or the local API).
+    pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
+        self.run_job(payload, &[sig.to_vec()]).await.decision
+    }
+
+    /// Runs a signed job with its signatures, counted together (a job keeps nothing when it
+    /// falls short of its threshold).
+    pub async fn run_job(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
+        // The guest is read from the unverified payload only to pick the slot to hold, and
+        // only from a payload of a size the verifier would read at all. A slot for a guest
+        // nobody manages goes when released, so made-up VMIDs leave nothing behind.
+        let guest = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
+            .then(|| serde_json::from_slice::<serde_json::Value>(payload).ok())
+            .flatten()
+            .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
+            .and_then(|g| Vmid::new(g).ok());
+        let gate = self.gate.clone();
+        self.under_slot(
+            guest,
+            gate.run_job(payload, sigs, OffsetDateTime::now_utc()),
+        )
+        .await
+    }
+}
