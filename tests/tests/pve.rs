@@ -357,3 +357,37 @@ async fn idempotent_reads_ride_out_injected_5xx_and_resets() {
         c.requests_sent()
     );
 }
+
+#[tokio::test]
+async fn one_pending_read_tells_what_config_and_pending_tell_together() {
+    let s = sim(Faults::default(), 50).await;
+    let c = client(&s);
+    for (kind, vmid) in [(GuestKind::Qemu, v(101)), (GuestKind::Lxc, v(102))] {
+        // A change that waits for a restart when the guest runs, and one applied at once.
+        let status = c.status(kind, vmid).await.unwrap();
+        let before = c.config(kind, vmid).await.unwrap();
+        c.set_config(
+            kind,
+            vmid,
+            &change(
+                &[("memory", "3072"), ("description", "pending test")],
+                &[],
+                Some(before.digest),
+            ),
+        )
+        .await
+        .unwrap();
+        let config = c.config(kind, vmid).await.unwrap();
+        let pending: std::collections::BTreeSet<String> = c
+            .pending(kind, vmid)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|p| p.pending.is_some() || p.delete)
+            .map(|p| p.key)
+            .collect();
+        let (one, keys) = c.config_and_pending(kind, vmid).await.unwrap();
+        assert_eq!(one, config, "{kind} {vmid} ({})", status["status"]);
+        assert_eq!(keys, pending);
+    }
+}

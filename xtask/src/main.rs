@@ -68,6 +68,9 @@ enum Command {
         /// journal: also time opening a journal with this many op records (0: skip).
         #[arg(long, default_value_t = 0)]
         open_records: u64,
+        /// agent: the numbers of guests to run at.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,200,1000")]
+        guests: Vec<usize>,
     },
     /// The library against `ssh-keygen -Y verify` on N random cases.
     Diff {
@@ -138,7 +141,8 @@ fn main() -> ExitCode {
             round_secs,
             rounds,
             open_records,
-        } => bench::run(which, round_secs, rounds, open_records),
+            guests,
+        } => bench::run(which, round_secs, rounds, open_records, &guests),
         Command::Crash {
             what: CrashTarget::Journal,
             iterations,

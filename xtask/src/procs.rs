@@ -82,6 +82,11 @@ pub struct SimProc {
 impl SimProc {
     /// Starts it with `guests` guests and tasks of `task_ms`.
     pub fn start(dir: &Path, guests: usize, task_ms: u64) -> Result<SimProc> {
+        SimProc::start_with(dir, guests, task_ms, &[])
+    }
+
+    /// [`SimProc::start`] with more arguments (`--conf-dir DIR`).
+    pub fn start_with(dir: &Path, guests: usize, task_ms: u64, more: &[&str]) -> Result<SimProc> {
         std::fs::write(
             dir.join("sim-tokens"),
             format!("{EVERYDAY} VM.Audit+VM.PowerMgmt+VM.Config.Memory+VM.Config.CPU+VM.Config.Options@/vms PVEAuditor@/\n{ADMIN}\n"),
@@ -94,6 +99,7 @@ impl SimProc {
             .arg(dir.join("sim-tokens"))
             .arg("--state-dir")
             .arg(dir.join("sim-state"))
+            .args(more)
             .stdout(Stdio::piped())
             .spawn()
             .context("starting steward-pve-sim")?;

@@ -27,7 +27,7 @@ fn default_concurrency() -> usize {
     4
 }
 fn default_sweep() -> u64 {
-    300
+    1200
 }
 fn default_deadline() -> u64 {
     600

@@ -63,8 +63,9 @@ pub async fn status(socket: &Path) -> Result<bool> {
     let esc = steward_authz::escape_controls;
     for p in s["parked"].as_array().into_iter().flatten() {
         println!(
-            "parked {}: {}",
+            "parked {} ({}): {}",
             p["vmid"],
+            esc(p["reason"].as_str().unwrap_or("unknown")),
             esc(p["why"].as_str().unwrap_or(""))
         );
     }

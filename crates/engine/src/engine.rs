@@ -469,7 +469,8 @@ impl Engine {
             .map(|g| g.vmid)
             .collect();
         let mut obs = self.observer.lock().await;
-        let r = obs.pass(&managed, self.cfg.interval).await.ok()?;
+        let busy = self.sched().busy_guests();
+        let r = obs.pass(&managed, &busy, self.cfg.interval).await.ok()?;
         self.snapshot.send_replace(obs.snapshot().clone());
         Some(r)
     }

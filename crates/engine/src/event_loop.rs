@@ -269,7 +269,8 @@ impl Looper {
             for v in std::mem::take(&mut self.dirty) {
                 obs.mark_dirty(v);
             }
-            let r = obs.pass(&managed, self.engine.cfg.interval).await;
+            let busy = self.engine.sched().busy_guests();
+            let r = obs.pass(&managed, &busy, self.engine.cfg.interval).await;
             if r.is_ok() {
                 self.engine.snapshot.send_replace(obs.snapshot().clone());
             }

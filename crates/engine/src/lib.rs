@@ -1,8 +1,10 @@
-//! `steward-engine`: the reconcile engine. It observes the node at constant cost, plans each
-//! managed guest from the newest snapshot, hands at most one action per guest (and at most K
-//! across guests) to the gate, and records and retries by one policy. Signed jobs and
-//! signatures for held ops take the same per-guest lock. `Engine::recover` resolves every op
-//! the journal holds in flight before the first mutation.
+//! `steward-engine`: the reconcile engine, shaped as a controller. The observer reads the node
+//! at constant cost and publishes snapshots; one event loop turns wake-ups into a closed set
+//! of events; a scheduler keeps one slot per guest (the only lock on it, taken by the loop's
+//! actions and by signed ops alike); `reconcile` says what one guest needs next from the
+//! newest snapshot; `policy` decides every delay and park. At most one action per guest and at
+//! most K across guests reach the gate. Only a [`Recovered`] engine runs: recovery resolves
+//! every op the journal holds in flight before the first mutation.
 //!
 //! What it must never do: mutate the node except through the gate; run before recovery;
 //! destroy anything because it is absent from the desired state (only `state = "absent"` asks,

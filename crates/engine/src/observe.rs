@@ -147,12 +147,14 @@ impl Observer {
     }
 
     /// One pass: the lists, then the configs that need reading, then (while a managed guest
-    /// is locked) the running tasks. `managed` are the guests the desired state names;
+    /// is locked) the running tasks. `managed` are the guests the desired state names,
+    /// `in_flight` those something acts on now (not read until it is done);
     /// `interval` is the time between passes (it paces the sweep). On success the new snapshot
     /// is [`Observer::snapshot`]; on error the last one stays.
     pub async fn pass(
         &mut self,
         managed: &BTreeSet<Vmid>,
+        in_flight: &BTreeSet<Vmid>,
         interval: Duration,
     ) -> Result<PassReport, ApiError> {
         let mut report = PassReport::default();
@@ -182,7 +184,10 @@ impl Observer {
             let changed = prev.is_none_or(|p| {
                 entry_key(&p.entry) != entry_key(&entry) || p.entry.kind != entry.kind
             });
+            // A guest something acts on now is read once it is done (it is marked dirty then):
+            // a read in the middle would be stale before the plan could use it.
             let need = managed.contains(&vmid)
+                && !in_flight.contains(&vmid)
                 && (prev.is_none_or(|p| p.actual.is_none())
                     || changed
                     || moved

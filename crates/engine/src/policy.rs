@@ -1,5 +1,6 @@
-//! All retry behaviour in one place: what the engine does next with a guest after a decision,
-//! as a `Requeue`. Locked: back off and look again (never `skiplock`); a lock no token can
+//! All retry behaviour in one place: what the engine does next with a guest after a decision
+//! (`requeue`) or when its turn comes while someone else holds its Proxmox lock (`locked`), as
+//! a `Requeue`; every park carries a closed [`ParkReason`]. Locked: back off and look again (never `skiplock`); a lock no token can
 //! clear (a dead worker's `create` or `destroyed`, a backup lock with no backup running):
 //! park it and say an administrator is needed. Digest moved: re-read and re-plan now.
 //! Transient: jittered backoff. Denied: park. A failure that will come back the same way (not

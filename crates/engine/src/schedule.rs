@@ -181,6 +181,15 @@ impl Scheduler {
             .min()
     }
 
+    /// Guests something acts on now.
+    pub(crate) fn busy_guests(&self) -> BTreeSet<Vmid> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.busy.is_some())
+            .map(|(v, _)| *v)
+            .collect()
+    }
+
     /// Parked guests and why.
     pub(crate) fn parked(&self) -> Vec<(Vmid, ParkReason)> {
         self.slots

@@ -174,7 +174,13 @@ impl Node {
         }
         for (k, v) in values {
             if running && !hot(&k) {
-                g.pending.insert(k, Some(v));
+                // A pending value equal to the running one is no change (AbstractConfig's
+                // `cleanup_pending`, which update_vm runs after writing pending values).
+                if g.config.get(&k) == Some(&v) {
+                    g.pending.remove(&k);
+                } else {
+                    g.pending.insert(k, Some(v));
+                }
             } else {
                 g.pending.remove(&k);
                 g.config.insert(k, v);

@@ -185,12 +185,18 @@ impl Node {
             .into_iter()
             .map(|k| {
                 let mut e = json!({"key": k});
-                // The pending list carries values as strings (its schema types them so).
+                // The pending list carries values as strings (its schema types them so), read
+                // from the same loaded config as `GET …/config` (an LXC description ends in
+                // a newline there too).
+                let read = |v: &str| match k.as_str() {
+                    "description" => forms::description_read(kind, v),
+                    _ => v.to_string(),
+                };
                 if let Some(v) = g.config.get(k) {
-                    e["value"] = json!(v);
+                    e["value"] = json!(read(v));
                 }
                 match g.pending.get(k) {
-                    Some(Some(p)) => e["pending"] = json!(p),
+                    Some(Some(p)) => e["pending"] = json!(read(p)),
                     Some(None) => e["delete"] = json!(1),
                     None => {}
                 }

@@ -2,6 +2,7 @@
 //! interleaved rounds, and reports the median rates and their ratio: machines here are noisy, so
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
+mod agent;
 mod engine;
 mod gate;
 mod journal;
@@ -27,10 +28,19 @@ pub enum Which {
     Pve,
     /// The engine against the simulator: convergence, idle cost, memory, drift detection.
     Engine,
+    /// The agent and simulator as processes at 10, 100, 200 and 1 000 guests: converge time
+    /// against the ideal, requests per guest by class, CPU, memory, idle cost, pending heal.
+    Agent,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
-pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> Result<bool> {
+pub fn run(
+    which: Which,
+    round_secs: f64,
+    rounds: usize,
+    open_records: u64,
+    guests: &[usize],
+) -> Result<bool> {
     if cfg!(debug_assertions) {
         eprintln!("warning: xtask built without optimizations; figures are not meaningful");
     }
@@ -42,5 +52,6 @@ pub fn run(which: Which, round_secs: f64, rounds: usize, open_records: u64) -> R
         Which::Gate => gate::run(300),
         Which::Pve => pve::run(round_secs, rounds),
         Which::Engine => engine::run(),
+        Which::Agent => agent::run(guests),
     }
 }
