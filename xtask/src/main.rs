@@ -1,6 +1,8 @@
-//! `cargo xtask`: project automation. `matrix` runs the adversarial matrix against the real
-//! verifier; `layers` checks the crate layering; `bench` measures against baselines taken in the same run. Automation only: nothing
-//! here is shipped, and no check here replaces a test.
+//! `cargo xtask`: project automation. `demo` runs the product's story end to end; `matrix` the
+//! adversarial matrix against the real binaries' libraries; `layers` checks the crate layering
+//! and `tidy` the house rules; `bench` measures against baselines taken in the same run;
+//! `crash`, `soak`, `fuzz`, `diff`, `interop` and `dist` are the long harnesses and the package.
+//! Automation only: nothing here is shipped, and no check here replaces a test.
 
 mod bench;
 mod crash;
@@ -18,6 +20,7 @@ mod matrix_mofn;
 mod procs;
 mod soak;
 mod table;
+mod tidy;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -54,6 +57,9 @@ enum Command {
     Layers,
     /// A third-party Proxmox client (proxmoxer, from PyPI) against the simulator binary.
     Interop,
+    /// The house rules: opening comments, no promises in docs, invariants that say what
+    /// enforces them.
+    Tidy,
     /// Benchmarks, each a ratio against a baseline measured in the same run.
     Bench {
         /// Which benchmark.
@@ -136,6 +142,7 @@ fn main() -> ExitCode {
         } => fuzz::run(runs, target, merge),
         Command::Layers => layers::run(),
         Command::Interop => interop::run(),
+        Command::Tidy => tidy::run(),
         Command::Bench {
             which,
             round_secs,

@@ -1,5 +1,6 @@
 //! The command line, each option defined once with its help. `run` is the daemon; the other
 //! subcommands check the configuration or print what an administrator runs.
+//! It must never read a file or open a connection: parsing only.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -1,6 +1,7 @@
 //! The agent's configuration (TOML), loaded without side effects: every error is reported with
 //! file, line and key, unknown keys are errors, and nothing is opened or connected here (that is
 //! `run.rs`'s job, in a fixed order). `check-config` is exactly this.
+//! It must never open, create or connect anything.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -265,8 +266,27 @@ pub struct EngineSection {
     /// How long one Proxmox task may take, seconds.
     #[serde(default = "default_deadline")]
     pub task_deadline_secs: u64,
-    /// `/etc/pve/nodes/<node>`, for config-file mtimes as a change hint.
+    /// Where the node's guest configs are (`qemu-server/<vmid>.conf`, `lxc/<vmid>.conf`), for
+    /// their mtimes as a change hint. Unset: `/etc/pve/nodes/<node>` when that exists; `""`:
+    /// off.
     pub conf_dir: Option<PathBuf>,
+}
+
+impl EngineSection {
+    /// The config directory the engine watches, if any (see `conf_dir`). Seeing an mtime needs
+    /// only search permission on the directories, which pmxcfs gives every user; the files
+    /// themselves (mode 0640, root:www-data) stay unreadable to the agent, so the hint tells it
+    /// when a guest's config changed, never what it holds.
+    pub fn conf_dir_for(&self, node: &str) -> Option<PathBuf> {
+        match &self.conf_dir {
+            Some(p) if p.as_os_str().is_empty() => None,
+            Some(p) => Some(p.clone()),
+            None => {
+                let p = PathBuf::from("/etc/pve/nodes").join(node);
+                p.is_dir().then_some(p)
+            }
+        }
+    }
 }
 
 impl Default for EngineSection {
@@ -565,5 +585,19 @@ mod tests {
     fn the_shipped_example_loads() {
         let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
         load(&example).unwrap();
+    }
+
+    #[test]
+    fn the_config_directory_hint_defaults_to_the_nodes_directory_and_can_be_turned_off() {
+        let mut e = EngineSection::default();
+        // No /etc/pve here: the default finds nothing and the hint is off.
+        assert_eq!(e.conf_dir_for("no-such-node-here"), None);
+        e.conf_dir = Some(PathBuf::from(""));
+        assert_eq!(e.conf_dir_for("pve-a"), None);
+        e.conf_dir = Some(PathBuf::from("/srv/pve-view"));
+        assert_eq!(
+            e.conf_dir_for("pve-a"),
+            Some(PathBuf::from("/srv/pve-view"))
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! to an exit code (0 done, 2 configuration or start-up error). It holds no logic: the
 //! configuration is `config.rs`, the daemon's wiring `run.rs`, and everything it does lives in
 //! the library crates.
+//! It must never decide anything a library crate decides.
 
 mod cli;
 mod config;

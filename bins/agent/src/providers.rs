@@ -1,5 +1,6 @@
 //! Builds the configured provider: a file, or a hub (token and trust loaded here, so a bad
 //! token file stops the start with its path).
+//! It must never start polling: the feed does, after recovery.
 
 use crate::config::Config;
 use anyhow::{Context, Result};

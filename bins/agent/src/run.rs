@@ -4,6 +4,7 @@
 //! metrics → the provider's feed and the reconcile loop until SIGTERM or SIGINT, when new
 //! actions stop and those in flight get a bounded time to record their outcome. systemd (`Type=notify`) hears `READY=1` once recovery is done and the local API
 //! listens, `STOPPING=1` at the signal, and watchdog pings while the runtime is alive.
+//! It must never mutate the node before recovery, nor signal readiness before the local API listens.
 
 use crate::config::Config;
 use crate::systemd;
@@ -130,7 +131,7 @@ pub async fn run(cfg: Config) -> Result<()> {
                 concurrency: cfg.engine.concurrency,
                 sweep_period: Duration::from_secs(cfg.engine.sweep_secs),
                 task_deadline: deadline,
-                conf_dir: cfg.engine.conf_dir.clone(),
+                conf_dir: cfg.engine.conf_dir_for(cfg.node.as_str()),
                 token_user,
                 everyday_token_user,
                 ..EngineConfig::default()

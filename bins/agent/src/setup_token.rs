@@ -4,6 +4,7 @@
 //! benign) has none of them, so even a classifier bug on the everyday path meets a 403 from
 //! Proxmox. The admin token is used only to create guests and by destructive executors after
 //! the gate's signed path. Neither is ever given to the hub.
+//! It must never print a token's secret nor grant the everyday token a destructive privilege.
 
 /// The commands, as text.
 pub fn commands(user: &str) -> String {

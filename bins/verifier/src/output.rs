@@ -1,5 +1,6 @@
 //! How `steward-verify` prints a verdict: the first line is the contract
 //! (`verified: …` / `rejected: REASON: detail`); `--json` prints the same facts as one object.
+//! It must never print a verdict that differs from the exit code's.
 
 use steward_authz::{escape_controls, fmt_time};
 use steward_authz::{Rejection, VerifiedOp};

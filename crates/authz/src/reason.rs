@@ -1,5 +1,5 @@
-//! Typed rejection reasons: the stable, snake_case codes that the library, `steward-verify` and
-//! (later) the gate and the journal all print. Must never grow a catch-all "other" code: every
+//! Typed rejection reasons: the stable, snake_case codes that the library, `steward-verify`, the
+//! gate and the journal all print. Must never grow a catch-all "other" code: every
 //! refusal names the step of the locked pipeline that refused.
 
 use std::fmt;

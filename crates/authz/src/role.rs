@@ -1,5 +1,6 @@
 //! Roles and the namespaces that carry them. A key's role is the one Steward namespace its
 //! trust-store line admits; nothing else (a comment, a principal name) can confer a role.
+//! A role must never come from anything but that namespace.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

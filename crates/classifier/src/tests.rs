@@ -1,3 +1,5 @@
+//! The classifier's cases, as data: each action and the verdict it must get.
+
 use super::*;
 use proptest::prelude::*;
 use steward_model::Vmid;

@@ -1,4 +1,5 @@
 //! The client the CLI subcommands use: one request per call over the agent's Unix socket.
+//! It must never retry a submission: an op is presented once per call.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -1,6 +1,7 @@
 //! `/metrics` in the Prometheus text format, on a loopback TCP address. It serves only that
 //! one read-only route: nothing reachable over TCP can submit, release or reconcile (those
 //! stay on the Unix socket, whose mode and group decide who may ask).
+//! It must never serve anything but `/metrics`.
 
 use bytes::Bytes;
 use http_body_util::Full;

@@ -1,6 +1,7 @@
 //! What the gate decided, with stable reason codes: authz's, plus `role_denied`,
 //! `binding_mismatch`, `rotation_refused`, `threshold_not_met`, `superseded` and `journal` (a
 //! write that must precede execution failed, so nothing ran).
+//! A code must never change meaning once shipped: reports and logs are read by machines.
 
 use std::fmt;
 use steward_authz::Reason;

@@ -1,5 +1,6 @@
 //! The ready-to-sign payload for an action the gate holds: exactly the binding, this host, a
 //! fresh 128-bit nonce from the OS, and a suggested window. An operator signs it as written.
+//! It must never reuse a nonce or take one from the hub.
 
 use crate::binding::binding_of;
 use base64::Engine as _;

@@ -1,6 +1,7 @@
 //! `steward-hub-stub`: run the hub stub standalone. Thin: arguments and the token file in,
 //! `HubStub::start`, one JSON line out (where it listens and its fingerprint), then wait for
 //! SIGTERM or Ctrl-C.
+//! It must never be shipped as a hub: it is a test server.
 
 use anyhow::{Context, Result};
 use clap::Parser;

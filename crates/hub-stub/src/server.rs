@@ -6,6 +6,8 @@
 //! - `DELETE /nodes/{node}/jobs/{id}` → 204
 //! - `GET /nodes/{node}/reports` → every report received, oldest first
 //! - `GET /counts` → [`Counts`]
+//!
+//! The control listener has no authentication: it must never be given an address beyond loopback.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};

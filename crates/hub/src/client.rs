@@ -2,6 +2,7 @@
 //! as the Proxmox client trusts a node), a fresh connection per request (the agent polls every
 //! few seconds; a kept-alive connection buys nothing), `If-None-Match` with the last `ETag` so
 //! an unchanged answer is a bodiless 304, and every answer bounded in size before it is read.
+//! It must never send the token without verified TLS, nor read an unbounded answer.
 
 use crate::protocol::{self, ReportBody};
 use crate::token::HubToken;

@@ -1,5 +1,6 @@
 //! The wire shapes of protocol version 1, shared by the agent and the hub stub. Paths are
 //! below the hub's base URL; every request carries `Authorization: Bearer TOKEN`.
+//! A field must never change meaning within version 1 (additions only).
 
 use serde::{Deserialize, Serialize};
 pub use steward_providers::{Job, JobResult};

@@ -1,5 +1,6 @@
 //! The agent's bearer token for the hub: read from a file only its owner can read, kept out of
 //! every `Debug` and error.
+//! The token must never reach a log, an error or a report.
 
 use std::path::Path;
 

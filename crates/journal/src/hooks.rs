@@ -2,6 +2,7 @@
 //! durability barrier so that callers can be shown to survive a slow or failing disk (the gate's
 //! blocking boundary, the agent's storage-fault handling). No shipped crate enables the feature
 //! (`cargo xtask layers` checks it), so release builds carry none of this.
+//! A shipped build must never contain it.
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! after the lock is released, so concurrent writers share flushes. sled holds an exclusive file
 //! lock, so this process is the only writer; the mutex orders writers within it. Nothing outside
 //! this crate names sled.
+//! It must never acknowledge a write before it is durable.
 
 use crate::audit::{AuditEntry, AuditReport, GENESIS};
 use crate::barrier::{Barrier, Hooks, WriteToken};

@@ -1,5 +1,6 @@
 //! The journal as authz's durable `NonceStore`: check-and-record in one sled transaction, durable
 //! before `Fresh` is returned. Errors fail closed (the caller refuses the op).
+//! It must never answer `Fresh` twice for one nonce.
 
 use crate::handle::Journal;
 use steward_authz::{Consumed, Nonce, NonceStore, NonceStoreError};

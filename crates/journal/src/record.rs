@@ -1,5 +1,6 @@
 //! The records the journal keeps. Serialized as JSON inside sled: readable in an emergency, and
 //! strict on the way back in (a record that does not decode is corruption, not a skip).
+//! A record's serialized form must never change without a schema version (golden files pin it).
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -2,6 +2,7 @@
 //! these, so the classifier and the gate can reason about all of them; adding a variant is a
 //! security decision (the classifier treats anything it does not know as destructive). Actions
 //! carry no judgement of danger.
+//! It must never carry a judgement of danger or anything to send but the action itself.
 
 use crate::{GuestKind, Vmid};
 use serde::{Deserialize, Serialize};

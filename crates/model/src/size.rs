@@ -1,6 +1,7 @@
 //! Sizes: `MiB` (what Proxmox configs hold) and `ByteSize` (what status answers and humans
 //! write), with the one conversion that matters for convergence: bytes round *up* to the MiB that
 //! will be written, so a guest gets at least what was asked and the next plan sees no drift.
+//! It must never round a size down.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -1,4 +1,5 @@
 //! `Vmid`: a Proxmox guest id, valid by construction (100 ..= 999 999 999, as Proxmox allows).
+//! It must never hold an id Proxmox would refuse.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

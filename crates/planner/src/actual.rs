@@ -1,6 +1,7 @@
 //! What the node has, as the Proxmox client read it: per guest, its kind, status, config (the
 //! default `GET …/config` view, pending values applied), digest and the keys with pending
 //! changes. Raw strings as Proxmox returns them; normalizing them is `normalize`'s job.
+//! It must never be built from anything but the node's answers.
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};

@@ -3,6 +3,7 @@
 //! exist for that kind). The document's validation, the kind checks and normalization all read
 //! this table, so a field cannot be accepted by one and forgotten by another. Adding a row is
 //! the whole of teaching the planner a key's *name*; `normalize` then needs its rule.
+//! A key must never be managed without a row here.
 
 use steward_model::GuestKind;
 

@@ -6,7 +6,7 @@
 //! - [`normalize`] brings Proxmox's stored forms and the document's forms to one canonical form
 //!   per key, so that a plan converges in one pass and never re-issues a change.
 //! - [`plan()`] diffs; [`pve_model`] is a reference model of how Proxmox stores what we write,
-//!   used by the convergence tests (and by the simulator, once it exists).
+//!   used by the planner's convergence tests (`steward-pve-sim` models a whole node).
 //!
 //! It must never judge danger (the classifier does), never plan an action for a guest the
 //! document does not name, and never do I/O.

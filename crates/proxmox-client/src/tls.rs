@@ -1,6 +1,7 @@
 //! TLS trust: pin the node certificate's SHA-256 fingerprint (the `AB:CD:…` form `pvenode cert
 //! info` prints), or trust a given CA file. There is no way to switch verification off. A pinned
 //! certificate still has to prove it holds its key: handshake signatures are verified as usual.
+//! It must never accept a certificate without a pin or a CA.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};

@@ -1,5 +1,6 @@
 //! Deterministic fault injection: the same seed gives the same faults in the same order. Rates
 //! are per request (latency, 5xx, connection reset) and per task (fail, hang).
+//! It must never inject a fault that was not asked for.
 
 use std::sync::Mutex;
 

@@ -1,5 +1,6 @@
 //! `steward-pve-sim`: run the simulator standalone. Thin: arguments and the token file in,
 //! `Sim::start`, wait for Ctrl-C or SIGTERM.
+//! It must never listen beyond the addresses it is given.
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;

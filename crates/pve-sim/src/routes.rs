@@ -16,6 +16,7 @@
 //! `GET /nodes/{node}/tasks/{upid}/status`, `GET /nodes/{node}/tasks/{upid}/log`,
 //! `GET /access/permissions`. Anything else the schema knows is a 501, as is anything it does
 //! not know.
+//! It must never answer for an endpoint Proxmox's schema does not have.
 
 use crate::acl::Privileges;
 use crate::forms::Kind;

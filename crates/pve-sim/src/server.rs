@@ -2,6 +2,7 @@
 //! cert info` form), HTTP/1.1 with keep-alive, per-request faults, and the node behind a mutex;
 //! optionally the out-of-band control listener, the persisted state and the config-file view,
 //! brought up to date after every request that changed the node.
+//! It must never be mistaken for a node: it is a test double.
 
 use crate::acl::Privileges;
 use crate::faults::Faults;

@@ -1,3 +1,5 @@
+//! Tests of the op payload's parsing and binding rules.
+
 use super::*;
 
 const NONCE: &str = "k3J0c2Jq9yZ2Fh1mQ0xvUA";

@@ -1,3 +1,5 @@
+//! Tests of SSHSIG parsing and verification.
+
 use super::*;
 use ed25519_dalek::{Signer as _, SigningKey};
 use sha2::{Digest, Sha256};

@@ -1,3 +1,5 @@
+//! Tests of the desired-state document: parsing, validation and where errors point.
+
 use super::*;
 use steward_model::{GuestKind, GuestState, MiB, Startup};
 

@@ -1,3 +1,5 @@
+//! Tests of planning: each desired/actual pair and the actions it must give.
+
 use super::*;
 use crate::pve_model::{PveModel, TagStyle};
 use proptest::prelude::*;

@@ -1,3 +1,5 @@
+//! Tests of the trust store: loading, lookup and rotation rules.
+
 use super::*;
 use proptest::prelude::*;
 use steward_testkit::{KeyType, Keygen};
