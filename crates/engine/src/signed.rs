@@ -1,8 +1,8 @@
 //! The signed-op desk: an operator's signatures (local API or provider) reach the gate here,
 //! each under its guest's scheduler slot, so a signed op and the loop's action never act on
 //! one guest at once, and a desk never waits behind an observation pass. Whether the payload
-//! releases a held op (it is exactly that op's template) or runs as a signed job is looked up
-//! from the journal's held index and the newest snapshot; the gate verifies either way.
+//! releases a held op (it carries that op's template nonce) or runs as a signed job is the
+//! gate's to find (`Gate::run_job`); the gate judges each signature once either way.
 //! It must never decide anything the gate decides, nor keep a slot for a VMID an unverified
 //! payload made up.
 
@@ -64,26 +64,11 @@ impl Engine {
     }
 
     /// [`Engine::present`] with one or several signatures over the same payload: counted
-    /// together against the op's m-of-n policy (a held op also counts what it collected).
+    /// together against the op's m-of-n policy (a held op also counts what it collected). The
+    /// gate finds a held op by its template's nonce, judges every signature once, and runs,
+    /// holds or refuses; this only takes the guest's slot around it.
     pub async fn present_all(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
-        let parsed: Option<serde_json::Value> = (payload.len() <= steward_authz::MAX_PAYLOAD_BYTES)
-            .then(|| serde_json::from_slice(payload).ok())
-            .flatten();
-        let held_op = match &parsed {
-            Some(p) => crate::blocking::journal(&self.journal, |j| j.held())
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .find(|r| {
-                    matches!(r.state(), steward_journal::OpState::PendingSignature { template } if template == p)
-                })
-                .map(|r| r.id),
-            None => None,
-        };
-        let p = match held_op {
-            Some(op) => self.approve_pending(op, payload, sigs).await,
-            None => self.run_job(payload, sigs).await,
-        };
+        let p = self.run_job(payload, sigs).await;
         // A signature that counted for nothing is said, each with its reason: the decision
         // alone would hide a stranger's signature beside an operator's.
         for (i, v) in p.signatures.iter().enumerate() {

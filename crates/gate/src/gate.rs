@@ -13,6 +13,7 @@ use crate::binding::{action_from_op, binding_of, removes_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
 use crate::executor::{Authority, Executor, Guard, ObservedConfig};
 use crate::rotation::{self, RotationError};
+use crate::signed::{Signed, Verified};
 use crate::template::pending_template;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
@@ -60,6 +61,9 @@ pub struct Gate {
 /// Everything the gate decides synchronously, run on the blocking pool.
 pub(crate) struct Core {
     pub(crate) verifier: RwLock<Verifier>,
+    /// Moves each time a rotation replaces the trust store: a judgement made under an older one
+    /// is made again.
+    generation: std::sync::atomic::AtomicU64,
     /// Serializes rotations from check to swap, so two cannot undo each other.
     rotating: Mutex<()>,
     pub(crate) journal: Arc<Journal>,
@@ -92,11 +96,11 @@ pub(crate) enum JobStep {
     /// Already answered and audited (a rejection, a rotation, an op that names no action).
     Answered(Decision),
     /// The verified job names this action on the guest with this identity: submit it with
-    /// its signed op.
-    Submit(Action, Option<String>),
+    /// its signed op (and the judgement already made of it).
+    Submit(Action, Option<String>, Verified),
     /// The payload carries the nonce of a template the agent minted for this held op: it is
     /// presented for that op, never run as a fresh job.
-    Held(OpId),
+    Held(OpId, Verified),
 }
 
 pub(crate) fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
@@ -119,6 +123,7 @@ impl Gate {
         Gate {
             core: Arc::new(Core {
                 verifier: RwLock::new(verifier),
+                generation: std::sync::atomic::AtomicU64::new(0),
                 rotating: Mutex::new(()),
                 journal,
                 config,
@@ -192,7 +197,7 @@ impl Gate {
         signed: Option<(&[u8], &[u8])>,
         now: OffsetDateTime,
     ) -> Decision {
-        let signed = signed.map(|(p, s)| (p.to_vec(), vec![s.to_vec()]));
+        let signed = signed.map(|(p, s)| (p.to_vec(), vec![s.to_vec()], None));
         self.submit_with(action, sub, signed, now).await.decision
     }
 
@@ -200,7 +205,7 @@ impl Gate {
         &self,
         action: Action,
         mut sub: Submission,
-        signed: Option<(Vec<u8>, Vec<Vec<u8>>)>,
+        signed: Option<(Vec<u8>, Vec<Vec<u8>>, Option<Verified>)>,
         now: OffsetDateTime,
     ) -> Presented {
         sub.observed = if signed.is_some() {
@@ -211,7 +216,19 @@ impl Gate {
         let a = action.clone();
         let (step, signatures) = self
             .off_worker(move |c| {
-                let signed = signed.as_ref().map(|(p, s)| (p.as_slice(), s.as_slice()));
+                let (payload, sigs);
+                let signed = match signed {
+                    Some((p, s, pre)) => {
+                        payload = p;
+                        sigs = s;
+                        Some(Signed {
+                            payload: &payload,
+                            sigs: &sigs,
+                            pre,
+                        })
+                    }
+                    None => None,
+                };
                 c.begin_submit(&a, &sub, signed, now)
             })
             .await
@@ -254,6 +271,18 @@ impl Gate {
         sigs: &[Vec<u8>],
         now: OffsetDateTime,
     ) -> Presented {
+        self.approve_with(op, payload, sigs, None, now).await
+    }
+
+    /// [`Gate::approve_pending`] with the presentation already judged, when it was.
+    async fn approve_with(
+        &self,
+        op: OpId,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
+        pre: Option<Verified>,
+        now: OffsetDateTime,
+    ) -> Presented {
         let (payload, sigs) = (payload.to_vec(), sigs.to_vec());
         let held = self
             .off_worker(move |c| c.journal.get(op).ok().flatten())
@@ -265,7 +294,14 @@ impl Gate {
             None => None,
         };
         let (step, what, signatures) = self
-            .off_worker(move |c| c.begin_sign_pending(op, &payload, &sigs, now, observed))
+            .off_worker(move |c| {
+                let signed = Signed {
+                    payload: &payload,
+                    sigs: &sigs,
+                    pre,
+                };
+                c.begin_sign_pending(op, signed, now, observed)
+            })
             .await
             .unwrap_or_else(|e| {
                 (
@@ -318,15 +354,18 @@ impl Gate {
                 decision,
                 signatures,
             },
-            JobStep::Submit(action, identity) => {
+            JobStep::Submit(action, identity, verified) => {
                 let sub = Submission {
                     identity,
                     ..Submission::default()
                 };
-                self.submit_with(action, sub, Some((payload.to_vec(), sigs.to_vec())), now)
+                let signed = (payload.to_vec(), sigs.to_vec(), Some(verified));
+                self.submit_with(action, sub, Some(signed), now).await
+            }
+            JobStep::Held(op, verified) => {
+                self.approve_with(op, payload, sigs, Some(verified), now)
                     .await
             }
-            JobStep::Held(op) => self.approve_pending(op, payload, sigs, now).await,
         }
     }
 
@@ -516,20 +555,20 @@ impl Core {
         &self,
         action: &Action,
         sub: &Submission,
-        signed: Option<(&[u8], &[Vec<u8>])>,
+        signed: Option<Signed<'_>>,
         now: OffsetDateTime,
     ) -> (Step, Vec<SigVerdict>) {
         let verdict = self.classify(action, sub);
         // A presented signature is always settled on the signed path, even for an action that
         // would be benign without it: verified, bound, and its nonce spent, or refused. Otherwise
         // the same bytes could run again.
-        if let Some((payload, sigs)) = signed {
+        if let Some(signed) = signed {
             let class = if verdict.is_destructive() {
                 Class::Destructive
             } else {
                 Class::Benign
             };
-            return self.authorize(None, action, class, sub, payload, sigs, now);
+            return self.authorize(None, action, class, sub, signed, now);
         }
         (self.begin_unsigned(action, sub, verdict, now), Vec::new())
     }
@@ -621,8 +660,7 @@ impl Core {
     fn begin_sign_pending(
         &self,
         op: OpId,
-        payload: &[u8],
-        sigs: &[Vec<u8>],
+        signed: Signed<'_>,
         now: OffsetDateTime,
         observed: Option<ObservedConfig>,
     ) -> (Step, Option<(&'static str, u32)>, Vec<SigVerdict>) {
@@ -646,7 +684,11 @@ impl Core {
         if rec.class != Class::Destructive
             || !matches!(rec.state(), OpState::PendingSignature { .. })
         {
-            return (self.not_held(&rec, payload, sigs, now), None, Vec::new());
+            return (
+                self.not_held(&rec, signed.payload, signed.sigs, now),
+                None,
+                Vec::new(),
+            );
         }
         let sub = Submission {
             txn: rec.txn,
@@ -654,8 +696,7 @@ impl Core {
             identity: rec.identity.clone(),
             observed,
         };
-        let (step, verdicts) =
-            self.authorize(Some(op), &rec.action, rec.class, &sub, payload, sigs, now);
+        let (step, verdicts) = self.authorize(Some(op), &rec.action, rec.class, &sub, signed, now);
         (
             step,
             Some((rec.action.op_kind(), rec.guest.get())),
@@ -731,12 +772,13 @@ impl Core {
         sigs: &[Vec<u8>],
         now: OffsetDateTime,
     ) -> (JobStep, Vec<SigVerdict>) {
-        let (passed, verdicts) = match self.verify_each(payload, sigs, now) {
-            Ok(x) => x,
+        let verified = self.judge(payload, sigs, now);
+        let (passed, verdicts) = match &verified.judged {
+            Ok((passed, verdicts)) => (passed.clone(), verdicts.clone()),
             Err((r, verdicts)) => {
-                let d = self.rejection(None, payload, r);
+                let d = self.rejection(None, payload, r.clone());
                 audit::decision(&self.journal, "job", None, &d);
-                return (JobStep::Answered(d), verdicts);
+                return (JobStep::Answered(d), verdicts.clone());
             }
         };
         let Some((_, first)) = passed.first() else {
@@ -759,7 +801,7 @@ impl Core {
         // the VMID later.
         match self.minted_for(first.payload.nonce.as_str()) {
             Ok(Some(rec)) if matches!(rec.state(), OpState::PendingSignature { .. }) => {
-                return (JobStep::Held(rec.id), Vec::new());
+                return (JobStep::Held(rec.id, verified), Vec::new());
             }
             Ok(Some(rec)) => {
                 let d = match self.not_held(&rec, payload, sigs, now) {
@@ -790,13 +832,18 @@ impl Core {
             &first.payload.params,
         ) {
             // The signatures are judged again, with role, binding and count, on the signed path.
-            Ok((a, identity)) => (JobStep::Submit(a, identity), Vec::new()),
+            Ok((a, identity)) => (JobStep::Submit(a, identity, verified), Vec::new()),
             Err(e) => {
                 let d = refused(None, GateReason::BindingMismatch, e);
                 audit::decision(&self.journal, &first.payload.op, first.payload.guest, &d);
                 (JobStep::Answered(d), verdicts)
             }
         }
+    }
+
+    /// The trust store's generation (see `Core::generation`).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Authz rejection → decision; a replay answers with the first outcome.
@@ -958,7 +1005,11 @@ impl Core {
             Ok(mut g) => {
                 let config = g.config().clone();
                 match Verifier::new(new, config) {
-                    Ok(nv) => *g = nv,
+                    Ok(nv) => {
+                        *g = nv;
+                        self.generation
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
                     Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
                 }
             }

@@ -15,12 +15,29 @@ use steward_journal::{Approval, Class, OpId, OpState, Signer};
 use steward_model::Action;
 use time::OffsetDateTime;
 
+/// A presentation on its way to the signed path: the signed bytes, the signatures, and the
+/// judgement already made of them, if one was.
+#[derive(Debug)]
+pub(crate) struct Signed<'a> {
+    pub(crate) payload: &'a [u8],
+    pub(crate) sigs: &'a [Vec<u8>],
+    pub(crate) pre: Option<Verified>,
+}
+
 /// A signature that passed the pipeline: its index in the presentation, and what it verified.
 pub(crate) type Passed = (usize, VerifiedOp);
 
 /// What `verify_each` found: the signatures that passed and every signature's verdict, or the
 /// rejection that answers the presentation (with the verdicts so far).
 pub(crate) type Judged = Result<(Vec<Passed>, Vec<SigVerdict>), (Rejection, Vec<SigVerdict>)>;
+
+/// A presentation judged once, and under which trust store: the signed path reuses it while
+/// no rotation has replaced the trust store since, and judges again otherwise.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) generation: u64,
+    pub(crate) judged: Judged,
+}
 
 /// Who signed `v`, as the journal records it.
 pub(crate) fn signer_of(v: &VerifiedOp) -> Signer {
@@ -66,6 +83,16 @@ impl Core {
     /// least one) and every signature's verdict so far (a passed one reads `counted` until
     /// the tally says otherwise). `Err`: a replay (the nonce is spent; the caller answers
     /// with the first outcome), or nothing passed (the first refusal, every detail named).
+    /// Judges every signature over `payload` once, noting the trust store's generation first
+    /// (a rotation during the judging makes the result stale, never wrongly fresh).
+    pub(crate) fn judge(&self, payload: &[u8], sigs: &[Vec<u8>], now: OffsetDateTime) -> Verified {
+        let generation = self.generation();
+        Verified {
+            generation,
+            judged: self.verify_each(payload, sigs, now),
+        }
+    }
+
     pub(crate) fn verify_each(
         &self,
         payload: &[u8],
@@ -121,7 +148,9 @@ impl Core {
     }
 
     /// The signed path for `action`: `existing` is the held op the signatures are presented
-    /// for (None: a new signed submission). Returns what to do and each signature's verdict.
+    /// for (None: a new signed submission); `pre` is this presentation already judged (reused
+    /// while the trust store is the one it was judged under). Returns what to do and each
+    /// signature's verdict.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn authorize(
         &self,
@@ -129,40 +158,31 @@ impl Core {
         action: &Action,
         class: Class,
         sub: &Submission,
-        payload: &[u8],
-        sigs: &[Vec<u8>],
+        signed: Signed<'_>,
         now: OffsetDateTime,
     ) -> (Step, Vec<SigVerdict>) {
         let mut verdicts = Vec::new();
-        let step = match self.authorize_inner(
-            existing,
-            action,
-            class,
-            sub,
-            payload,
-            sigs,
-            now,
-            &mut verdicts,
-        ) {
-            Ok(op) => {
-                // The signature named the guest: the executor checks it still is that one.
-                let guard = if binds_identity(action) {
-                    Guard::Identity(sub.identity.clone())
-                } else if matches!(action, Action::Create { .. }) {
-                    Guard::Absent
-                } else {
-                    Guard::Nothing
-                };
-                Step::Run {
-                    op,
-                    action: action.clone(),
-                    signed: true,
-                    guard,
-                    authority: Authority::Admin,
+        let step =
+            match self.authorize_inner(existing, action, class, sub, signed, now, &mut verdicts) {
+                Ok(op) => {
+                    // The signature named the guest: the executor checks it still is that one.
+                    let guard = if binds_identity(action) {
+                        Guard::Identity(sub.identity.clone())
+                    } else if matches!(action, Action::Create { .. }) {
+                        Guard::Absent
+                    } else {
+                        Guard::Nothing
+                    };
+                    Step::Run {
+                        op,
+                        action: action.clone(),
+                        signed: true,
+                        guard,
+                        authority: Authority::Admin,
+                    }
                 }
-            }
-            Err(d) => Step::Answer(d),
-        };
+                Err(d) => Step::Answer(d),
+            };
         (step, verdicts)
     }
 
@@ -174,11 +194,11 @@ impl Core {
         action: &Action,
         class: Class,
         sub: &Submission,
-        payload: &[u8],
-        sigs: &[Vec<u8>],
+        signed: Signed<'_>,
         now: OffsetDateTime,
         verdicts: &mut Vec<SigVerdict>,
     ) -> Result<OpId, Decision> {
+        let Signed { payload, sigs, pre } = signed;
         // The held op stays held on a refusal (a wrong signature must not cancel it); a new
         // submission's refusal is recorded as a refused op.
         let record_refusal = |reason: GateReason, detail: String| -> Decision {
@@ -196,8 +216,13 @@ impl Core {
                 .map(|r| r.id);
             refused(op, reason, detail)
         };
-        // 1. authz's locked pipeline (with the journal as nonce store), each signature.
-        let passed = match self.verify_each(payload, sigs, now) {
+        // 1. authz's locked pipeline (with the journal as nonce store), each signature, once
+        // per presentation unless a rotation replaced the trust store since.
+        let judged = match pre {
+            Some(v) if v.generation == self.generation() => v.judged,
+            _ => self.verify_each(payload, sigs, now),
+        };
+        let passed = match judged {
             Ok((passed, v)) => {
                 *verdicts = v;
                 passed
