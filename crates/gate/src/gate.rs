@@ -103,6 +103,10 @@ pub(crate) enum JobStep {
     Held(OpId, Verified),
 }
 
+/// A presentation owned for a trip to the blocking pool: the signed bytes, the signatures, and
+/// the judgement already made of them, if one was.
+type Owned = (Vec<u8>, Vec<Vec<u8>>, Option<Verified>);
+
 pub(crate) fn refused(op: Option<OpId>, reason: GateReason, detail: impl Into<String>) -> Decision {
     Decision::Refused {
         op,
@@ -205,7 +209,7 @@ impl Gate {
         &self,
         action: Action,
         mut sub: Submission,
-        signed: Option<(Vec<u8>, Vec<Vec<u8>>, Option<Verified>)>,
+        signed: Option<Owned>,
         now: OffsetDateTime,
     ) -> Presented {
         sub.observed = if signed.is_some() {
