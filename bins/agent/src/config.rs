@@ -301,23 +301,46 @@ impl Default for EngineSection {
     }
 }
 
-/// The line (1-based) where `key = …` (or `"key" = …`) first appears, for errors found after
-/// parsing.
-fn line_of(text: &str, key: &str) -> usize {
-    find_line(text, key).unwrap_or(1)
+/// Where each key of the file stands, from the TOML parser's own spans: errors found after
+/// parsing name the line of the key they are about (in its table, so a key of one section is
+/// never mistaken for another's).
+struct Spans<'a> {
+    text: &'a str,
+    doc: Option<toml::Spanned<toml::de::DeTable<'a>>>,
 }
 
-fn find_line(text: &str, key: &str) -> Option<usize> {
-    let quoted = format!("\"{key}\"");
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            [key, quoted.as_str()].iter().any(|k| {
-                l.strip_prefix(k)
-                    .is_some_and(|r| r.trim_start().starts_with('='))
-            })
-        })
-        .map(|i| i + 1)
+impl<'a> Spans<'a> {
+    fn new(text: &'a str) -> Spans<'a> {
+        Spans {
+            text,
+            doc: toml::de::DeTable::parse(text).ok(),
+        }
+    }
+
+    fn line_at(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    /// The line of the key at `path` (`["engine", "concurrency"]`), if the file sets it.
+    fn line(&self, path: &[&str]) -> Option<usize> {
+        let mut table = self.doc.as_ref()?.get_ref();
+        let (last, parents) = path.split_last()?;
+        for p in parents {
+            table = table.get(*p)?.get_ref().as_table()?;
+        }
+        let (key, _) = table.get_key_value(*last)?;
+        Some(self.line_at(key.span().start))
+    }
+
+    /// The line of the key at `path`, or else of its table's header, or else 1.
+    fn line_or_table(&self, path: &[&str]) -> usize {
+        self.line(path)
+            .or_else(|| self.line(path.get(..path.len().checked_sub(1)?)?))
+            .unwrap_or(1)
+    }
 }
 
 /// Loads and checks `path`; `Err` holds every problem, each `file:line: key: what`.
@@ -338,21 +361,25 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
         vec![format!("{shown}:{line}: {}", e.message())]
     })?;
     let mut errors = Vec::new();
-    let at = |key: &str| format!("{shown}:{}: {key}", line_of(&text, key));
+    let spans = Spans::new(&text);
+    let at = |path: &[&str]| {
+        let key = path.last().copied().unwrap_or_default();
+        format!("{shown}:{}: {key}", spans.line_or_table(path))
+    };
     if cfg.node.trim().is_empty() {
-        errors.push(format!("{}: must name this node", at("node")));
+        errors.push(format!("{}: must name this node", at(&["node"])));
     }
     match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
         (Some(_), Some(_)) => errors.push(format!(
             "{}: give fingerprint or ca_file, not both",
-            at("fingerprint")
+            at(&["proxmox", "fingerprint"])
         )),
         (None, None) => errors.push(format!(
             "{shown}: [proxmox]: give fingerprint (as `pvenode cert info` prints it) or ca_file: there is no unverified mode"
         )),
         (Some(f), None) => {
             if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
-                errors.push(format!("{}: {e}", at("fingerprint")));
+                errors.push(format!("{}: {e}", at(&["proxmox", "fingerprint"])));
             }
         }
         (None, Some(_)) => {}
@@ -360,12 +387,15 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
     if !cfg.proxmox.url.starts_with("https://") {
         errors.push(format!(
             "{}: the Proxmox API is reached over https only",
-            at("url")
+            at(&["proxmox", "url"])
         ));
     }
     let p = &cfg.provider;
     match (&p.file, &p.hub) {
-        (Some(_), Some(_)) => errors.push(format!("{}: give file or hub, not both", at("hub"))),
+        (Some(_), Some(_)) => errors.push(format!(
+            "{}: give file or hub, not both",
+            at(&["provider", "hub"])
+        )),
         (None, None) => errors.push(format!(
             "{shown}: [provider]: give file (a desired-state document) or hub (a hub's URL)"
         )),
@@ -377,13 +407,19 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
                     _ => p.hub_ca_file.is_some(),
                 };
                 if set {
-                    errors.push(format!("{}: only for a hub provider", at(key)));
+                    errors.push(format!(
+                        "{}: only for a hub provider",
+                        at(&["provider", key])
+                    ));
                 }
             }
         }
         (None, Some(url)) => {
             if !url.starts_with("https://") {
-                errors.push(format!("{}: the hub is reached over https only", at("hub")));
+                errors.push(format!(
+                    "{}: the hub is reached over https only",
+                    at(&["provider", "hub"])
+                ));
             }
             if url
                 .trim_start_matches("https://")
@@ -393,7 +429,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             {
                 errors.push(format!(
                     "{}: no credentials in the URL: the bearer token file is the credential",
-                    at("hub")
+                    at(&["provider", "hub"])
                 ));
             }
             if p.hub_token_file.is_none() {
@@ -404,14 +440,14 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             match (&p.hub_fingerprint, &p.hub_ca_file) {
                 (Some(_), Some(_)) => errors.push(format!(
                     "{}: give hub_fingerprint or hub_ca_file, not both",
-                    at("hub_fingerprint")
+                    at(&["provider", "hub_fingerprint"])
                 )),
                 (None, None) => errors.push(format!(
                     "{shown}: [provider]: give hub_fingerprint or hub_ca_file: there is no unverified mode"
                 )),
                 (Some(f), None) => {
                     if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
-                        errors.push(format!("{}: {e}", at("hub_fingerprint")));
+                        errors.push(format!("{}: {e}", at(&["provider", "hub_fingerprint"])));
                     }
                 }
                 (None, Some(_)) => {}
@@ -421,37 +457,43 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
     if cfg.journal.retention_secs < 60 {
         errors.push(format!(
             "{}: at least 60 seconds of history are kept",
-            at("retention_secs")
+            at(&["journal", "retention_secs"])
         ));
     }
     if cfg.engine.concurrency == 0 {
-        errors.push(format!("{}: must be at least 1", at("concurrency")));
+        errors.push(format!(
+            "{}: must be at least 1",
+            at(&["engine", "concurrency"])
+        ));
     }
     if cfg.engine.interval_secs == 0 {
-        errors.push(format!("{}: must be at least 1", at("interval_secs")));
+        errors.push(format!(
+            "{}: must be at least 1",
+            at(&["engine", "interval_secs"])
+        ));
     }
     if cfg.api.metrics != "off" {
         match cfg.api.metrics.parse::<std::net::SocketAddr>() {
             Ok(a) if a.ip().is_loopback() => {}
             Ok(a) => errors.push(format!(
                 "{}: {a} is not a loopback address: metrics are served on loopback only (scrape through a proxy, or `off`)",
-                at("metrics")
+                at(&["api", "metrics"])
             )),
             Err(_) => errors.push(format!(
                 "{}: {:?} is not `host:port` (such as {DEFAULT_METRICS}) or `off`",
-                at("metrics"),
+                at(&["api", "metrics"]),
                 cfg.api.metrics
             )),
         }
     }
     if let Err((key, what)) = cfg.approval_policy() {
-        // A threshold left at its default has no line of its own: name the table's.
-        let line = find_line(&text, &key)
-            .or_else(|| {
-                text.lines()
-                    .position(|l| l.trim() == "[approval]")
-                    .map(|i| i + 1)
-            })
+        // Dotted (`guest.destroy = 2`: nested tables) or quoted (`"guest.destroy" = 2`); a
+        // threshold left at its default has no line of its own: name the table's.
+        let dotted: Vec<&str> = std::iter::once("approval").chain(key.split('.')).collect();
+        let line = spans
+            .line(&dotted)
+            .or_else(|| spans.line(&["approval", key.as_str()]))
+            .or_else(|| spans.line(&["approval"]))
             .unwrap_or(1);
         errors.push(format!("{shown}:{line}: approval: {what}"));
     }
@@ -598,6 +640,24 @@ mod tests {
         assert_eq!(
             e.conf_dir_for("pve-a"),
             Some(PathBuf::from("/srv/pve-view"))
+        );
+    }
+
+    #[test]
+    fn a_bad_value_is_named_at_its_own_line_however_the_key_is_written() {
+        // A dotted key in the root table and an inline table: no line starts with the key's
+        // name, and the parser's spans still find it.
+        let (_d, p) = write(&format!(
+            "# dotted and inline\nengine.concurrency = 0\napi = {{ metrics = \"10.0.0.1:9184\" }}\n{GOOD}"
+        ));
+        let e = load(&p).unwrap_err();
+        assert!(
+            e.iter().any(|l| l.contains("agent.toml:2: concurrency")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter().any(|l| l.contains("agent.toml:3: metrics")),
+            "{e:?}"
         );
     }
 }

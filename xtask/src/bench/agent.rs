@@ -49,6 +49,19 @@ fn cli(dir: &Path, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// Resident memory by kind (kB): anonymous (heap, stacks) and file-backed (the binary's pages).
+fn rss_parts(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
 fn proc_stat(pid: u32) -> (f64, u64) {
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -127,6 +140,8 @@ struct Figures {
     by_class: BTreeMap<String, f64>,
     cpu: f64,
     rss_mib: f64,
+    anon_mib: f64,
+    file_mib: f64,
     idle_lists_per_pass: f64,
     sweep_per_sec: f64,
     heal_secs: f64,
@@ -203,6 +218,7 @@ fn one(n: usize) -> Result<Figures> {
     }
     let (converge_req, _) = counts(&metrics(&addr)?);
     let (cpu, rss) = proc_stat(pid);
+    let (anon, file) = rss_parts(pid);
     // Idle: after one pass (it re-reads the guests whose last action just ended), two passes
     // with nothing to do.
     let (_, p) = counts(&metrics(&addr)?);
@@ -295,6 +311,8 @@ fn one(n: usize) -> Result<Figures> {
         by_class: converge_req,
         cpu,
         rss_mib: rss as f64 / 1024.0,
+        anon_mib: anon as f64 / 1024.0,
+        file_mib: file as f64 / 1024.0,
         idle_lists_per_pass,
         sweep_per_sec,
         heal_secs,
@@ -324,6 +342,10 @@ pub fn run(sizes: &[usize]) -> Result<bool> {
     );
     for &n in sizes {
         let f = one(n)?;
+        println!(
+            "       N = {}: resident {:.1} MiB = {:.1} anonymous (heap, stacks) + {:.1} file-backed (the binary's pages)",
+            f.n, f.rss_mib, f.anon_mib, f.file_mib
+        );
         let classes: Vec<String> = f
             .by_class
             .iter()
