@@ -139,7 +139,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let rt = match tokio::runtime::Runtime::new() {
+            // Two workers and at most eight blocking threads whatever the node's core count:
+            // the agent waits on Proxmox and on the journal's fdatasync, and every thread
+            // costs memory (a Proxmox node has dozens of cores).
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .max_blocking_threads(8)
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: {e}");

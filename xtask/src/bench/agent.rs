@@ -140,6 +140,7 @@ struct Figures {
     by_class: BTreeMap<String, f64>,
     cpu: f64,
     rss_mib: f64,
+    restarted_mib: f64,
     anon_mib: f64,
     file_mib: f64,
     idle_lists_per_pass: f64,
@@ -302,6 +303,28 @@ fn one(n: usize) -> Result<Figures> {
     }
     let heal_secs = heal_started.elapsed().as_secs_f64();
     drop(agent);
+    // The same node and journal after a restart: what a converged agent holds when its
+    // journal's pages were not all just written (the difference is what converging left).
+    let log = std::fs::File::create(d.join("agent-restarted.log"))?;
+    let again = Reaped(
+        Command::new(bin("steward-agent"))
+            .args(["run", "--config"])
+            .arg(d.join("agent.toml"))
+            .env("MALLOC_ARENA_MAX", "2")
+            .stderr(log)
+            .spawn()
+            .context("restarting steward-agent")?,
+    );
+    let t = Instant::now();
+    while !cli(d, &["status"]).contains(&format!("converged {n}")) {
+        ensure!(
+            t.elapsed() < Duration::from_secs(60),
+            "restarted agent not converged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, restarted_rss) = proc_stat(again.0.id());
+    drop(again);
     Ok(Figures {
         n,
         ratio: wall / ideal,
@@ -311,6 +334,7 @@ fn one(n: usize) -> Result<Figures> {
         by_class: converge_req,
         cpu,
         rss_mib: rss as f64 / 1024.0,
+        restarted_mib: restarted_rss as f64 / 1024.0,
         anon_mib: anon as f64 / 1024.0,
         file_mib: file as f64 / 1024.0,
         idle_lists_per_pass,
@@ -343,8 +367,8 @@ pub fn run(sizes: &[usize]) -> Result<bool> {
     for &n in sizes {
         let f = one(n)?;
         println!(
-            "       N = {}: resident {:.1} MiB = {:.1} anonymous (heap, stacks) + {:.1} file-backed (the binary's pages)",
-            f.n, f.rss_mib, f.anon_mib, f.file_mib
+            "       N = {}: resident {:.1} MiB = {:.1} anonymous (heap, stacks) + {:.1} file-backed (the binary's pages); {:.1} MiB once restarted and converged over the same journal",
+            f.n, f.rss_mib, f.anon_mib, f.file_mib, f.restarted_mib
         );
         let classes: Vec<String> = f
             .by_class
