@@ -111,7 +111,7 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
         {"vmid": 101, "kind": "qemu", "state": "stopped", "description": "ours", "cores": 2},
         {"vmid": 103, "kind": "qemu", "state": "stopped", "memory": 4096}
     ]}));
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    l.passes(3).await;
     assert_eq!(l.writes(103), writes, "never forced past a lock");
     assert!(
         !l.engine.status_now().parked.iter().any(|p| p.vmid == 103),
@@ -570,7 +570,7 @@ async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
     .await;
     let why = lab.engine.status_now().journal_error.unwrap();
     assert!(why.contains("No space left on device"), "{why}");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lab.passes(3).await;
     assert_eq!(
         lab.writes(100),
         before,

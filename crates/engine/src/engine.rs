@@ -18,7 +18,7 @@ use std::time::Duration;
 use steward_gate::{Decision, Gate};
 use steward_journal::{Journal, OpId};
 use steward_metrics::Metrics;
-use steward_model::{Action, DesiredState, Vmid};
+use steward_model::{DesiredState, Vmid};
 use steward_proxmox_client::GuestRead;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch, Notify};
@@ -159,8 +159,8 @@ pub struct Engine {
     status: Mutex<Status>,
     metrics: Arc<Metrics>,
     /// What each held destroy removes beyond its config (snapshot-only and unreferenced
-    /// volumes), read from the node once per op.
-    held_extras: tokio::sync::Mutex<BTreeMap<OpId, Vec<held::Extra>>>,
+    /// volumes), read by the observer once per op, after a pass (`event_loop.rs`).
+    pub(crate) held_extras: Mutex<BTreeMap<OpId, Vec<held::Extra>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -239,7 +239,7 @@ impl Engine {
             released_rx: Mutex::new(Some(released_rx)),
             status: Mutex::new(Status::default()),
             metrics: Arc::new(Metrics::new()),
-            held_extras: tokio::sync::Mutex::new(BTreeMap::new()),
+            held_extras: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -344,12 +344,19 @@ impl Engine {
             recover::recover(&self.journal, &self.api, &users, self.cfg.task_deadline).await?;
         // Tasks still running are followed in the background; their guests stay busy (their
         // slot is held) until the outcome is recorded.
+        // Every task of ours still running on a guest is followed; the guest's slot is held
+        // until the last of them is decided.
+        let mut by_guest: BTreeMap<Vmid, Vec<_>> = BTreeMap::new();
         for (vmid, w) in waiters {
-            // Two of our tasks on one guest: the first holds the slot until it is decided.
+            by_guest.entry(vmid).or_default().push(w);
+        }
+        for (vmid, ws) in by_guest {
             let held = self.sched().try_take(vmid, Busy::Recovering);
             let engine = self.clone();
             tokio::spawn(async move {
-                let _ = w.await;
+                for w in ws {
+                    let _ = w.await;
+                }
                 if held {
                     engine.release(vmid, true);
                 }
@@ -427,25 +434,19 @@ impl Engine {
             .flatten()
     }
 
-    /// Held ops with their summaries, from the newest snapshot.
+    /// Held ops with their summaries, from the newest snapshot and what the observer read of
+    /// each held destroy's extra volumes (none until the pass after it was held). Reads nothing
+    /// from the node.
     pub async fn held(&self) -> Vec<HeldOp> {
         let held = blocking::journal(&self.journal, |j| j.held())
             .await
             .unwrap_or_default();
         let snap = self.snapshot();
-        // What a held destroy removes beyond its config is read from the node once per op.
-        let mut extras = self.held_extras.lock().await;
-        extras.retain(|op, _| held.iter().any(|r| r.id == *op));
-        for r in &held {
-            if matches!(r.action, Action::Destroy { .. }) && !extras.contains_key(&r.id) {
-                // Until its config is read, nothing can be told apart: ask again next time.
-                let Some(config) = snap.actual(r.guest).map(|a| a.config.clone()) else {
-                    continue;
-                };
-                let found = held::destroy_extras(self.api.as_ref(), &r.action, Some(&config)).await;
-                extras.insert(r.id, found);
-            }
-        }
+        let extras = self
+            .held_extras
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let policy = self.gate.approval_policy();
         let now = OffsetDateTime::now_utc();
         held.iter()
@@ -469,8 +470,14 @@ impl Engine {
             .map(|g| g.vmid)
             .collect();
         let mut obs = self.observer.lock().await;
-        let busy = self.sched().busy_guests();
-        let r = obs.pass(&managed, &busy, self.cfg.interval).await.ok()?;
+        let (busy, dirty) = {
+            let sched = self.sched();
+            (sched.busy_guests(), sched.stale_guests())
+        };
+        let r = obs
+            .pass(&managed, &busy, &dirty, self.cfg.interval)
+            .await
+            .ok()?;
         self.snapshot.send_replace(obs.snapshot().clone());
         Some(r)
     }

@@ -12,7 +12,8 @@
 //! the snapshot already answers, so the node stays busy while the ended guest waits for its
 //! re-read. Level-triggered: a lost wake-up only delays.
 //! It must never act on a guest that something else holds, nor plan a guest from a snapshot
-//! taken before its last action ended.
+//! taken before its last action ended (a guest is stale until a pass that began after the end
+//! read it or found it gone).
 
 use crate::engine::{now_ms, Engine, Parked, Released, Trigger};
 use crate::held;
@@ -91,7 +92,6 @@ pub(crate) struct Looper {
     asked: Option<(Instant, PassReason)>,
     last_pass: Instant,
     last_pass_took: Duration,
-    dirty: BTreeSet<Vmid>,
 }
 
 /// Runs the loop until shutdown, then drains actions in flight up to `drain`.
@@ -123,7 +123,6 @@ pub(crate) async fn run(
         asked: None,
         last_pass: now,
         last_pass_took: Duration::ZERO,
-        dirty: BTreeSet::new(),
     };
     loop {
         match l.next_event().await {
@@ -133,15 +132,27 @@ pub(crate) async fn run(
     }
     let deadline = Instant::now() + drain;
     while !l.running.is_empty() {
-        if tokio::time::timeout_at(deadline, l.running.join_next())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                left = l.running.len(),
-                "shutdown: actions still in flight after the drain deadline"
-            );
-            break;
+        match tokio::time::timeout_at(deadline, l.running.join_next_with_id()).await {
+            Err(_) => {
+                tracing::warn!(
+                    left = l.running.len(),
+                    "shutdown: actions still in flight after the drain deadline"
+                );
+                break;
+            }
+            // Each guest is let go as its action ends, so a signed op waiting for it is not
+            // kept past the drain.
+            Ok(done) => {
+                let vmid = match done {
+                    Some(Ok((id, (vmid, _)))) => l.tasks.remove(&id).or(Some(vmid)),
+                    Some(Err(e)) => l.tasks.remove(&e.id()),
+                    None => None,
+                };
+                if let Some(v) = vmid {
+                    l.engine.sched().release(v, true);
+                    l.engine.freed.notify_waiters();
+                }
+            }
         }
     }
 }
@@ -197,7 +208,12 @@ impl Looper {
                 Some(r) = self.released.recv() => return Event::Released(r),
                 t = self.triggers.recv(), if self.triggers_open => match t {
                     Some(Trigger::Desired(d)) => return Event::Desired(d),
-                    Some(Trigger::ReconcileNow) => return Event::Pass(PassReason::ReconcileNow),
+                    Some(Trigger::ReconcileNow) => {
+                        // Asked for at once, but never closer than the gap to the last pass:
+                        // a busy script must not run passes back to back against pveproxy.
+                        let at = Instant::now().max(self.last_pass + MIN_GAP);
+                        self.ask(at, PassReason::ReconcileNow);
+                    }
                     None => self.triggers_open = false,
                 },
                 _ = tokio::time::sleep_until(wake) => {
@@ -233,12 +249,11 @@ impl Looper {
                     tracing::debug!(%vmid, decision = %d.label(), "action ended");
                 }
                 self.engine.freed.notify_waiters();
-                self.dirty.insert(vmid);
                 self.ask_after_end();
             }
             Event::Released(r) => {
+                tracing::debug!(vmid = %r.vmid, ran = r.ran, "a signed op or a recovered task let go of a guest");
                 if r.ran {
-                    self.dirty.insert(r.vmid);
                     self.ask_after_end();
                 }
             }
@@ -266,11 +281,13 @@ impl Looper {
         let managed: BTreeSet<Vmid> = desired.guests.iter().map(|g| g.vmid).collect();
         let report = {
             let mut obs = self.engine.observer.lock().await;
-            for v in std::mem::take(&mut self.dirty) {
-                obs.mark_dirty(v);
-            }
-            let busy = self.engine.sched().busy_guests();
-            let r = obs.pass(&managed, &busy, self.engine.cfg.interval).await;
+            let (busy, dirty) = {
+                let sched = self.engine.sched();
+                (sched.busy_guests(), sched.stale_guests())
+            };
+            let r = obs
+                .pass(&managed, &busy, &dirty, self.engine.cfg.interval)
+                .await;
             if r.is_ok() {
                 self.engine.snapshot.send_replace(obs.snapshot().clone());
             }
@@ -279,7 +296,7 @@ impl Looper {
         let report = match report {
             Ok(r) => {
                 self.after_observation(&r).await;
-                self.engine.sched().observed(started);
+                self.engine.sched().observed(started, &r.read, &r.listed);
                 Some(r)
             }
             Err(e) => {
@@ -309,6 +326,7 @@ impl Looper {
         let held = crate::blocking::journal(journal, |j| j.held())
             .await
             .unwrap_or_default();
+        self.read_extras(&held, &snap).await;
         for rec in held {
             let Some(why) = held::superseded(&rec, &snap) else {
                 continue;
@@ -334,6 +352,44 @@ impl Looper {
             {
                 tracing::info!(target: "audit", op = %rec.id, guest = %rec.guest, why = %why, "held op superseded");
             }
+        }
+    }
+
+    /// What each held destroy removes beyond its config, read once per op (its guest's config
+    /// must have been read first: until then nothing can be told apart).
+    async fn read_extras(
+        &self,
+        held: &[steward_journal::OpRecord],
+        snap: &crate::observe::Snapshot,
+    ) {
+        let wanted: Vec<&steward_journal::OpRecord> = {
+            let mut known = self
+                .engine
+                .held_extras
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            known.retain(|op, _| held.iter().any(|r| r.id == *op));
+            held.iter()
+                .filter(|r| matches!(r.action, steward_model::Action::Destroy { .. }))
+                .filter(|r| !known.contains_key(&r.id))
+                .collect()
+        };
+        for r in wanted {
+            let Some(config) = snap.actual(r.guest).map(|a| a.config.clone()) else {
+                continue;
+            };
+            let found = self
+                .engine
+                .observer
+                .lock()
+                .await
+                .destroy_extras(&r.action, &config)
+                .await;
+            self.engine
+                .held_extras
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(r.id, found);
         }
     }
 

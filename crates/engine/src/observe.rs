@@ -1,15 +1,17 @@
 //! Observation at constant cost. `pveproxy` is slow and shared with humans, and Proxmox's list
 //! calls carry no config digest, so each pass reads: the two guest lists (always: 2 requests);
 //! one guest's config with its pending changes (`GET …/pending`, 1 request) only for managed
-//! guests whose list entry changed, that the engine marked dirty (an action just ran on it, its
-//! desired spec changed), whose config file's mtime moved (when the agent can read
-//! `/etc/pve`), or whose turn it is in the paced sweep that re-reads every managed guest within
-//! `sweep_period`; and the node's running tasks (1 request) only while a managed guest is
-//! locked, to tell a lock with a task behind it from one that will not lift. Each pass
-//! publishes a new [`Snapshot`] (shared, never mutated once published); each guest in it
-//! carries a version that moves only when something the planner reads changed. Only the
-//! observer reads the API for the engine's loop; reconcile reads the snapshot. It must never
-//! write, and it is handed the read half of the API only.
+//! guests whose list entry changed, that the scheduler says are dirty (something ran on them),
+//! whose config file's mtime moved (when the agent can see `/etc/pve`), or whose turn it is in
+//! the paced sweep that re-reads every managed guest within `sweep_period`; and the node's
+//! running tasks (1 request) only while a managed guest is locked, to tell a lock with a task
+//! behind it from one that will not lift. Each pass publishes a new [`Snapshot`] (shared, never
+//! mutated once published); each guest in it carries a version that moves whenever something
+//! reconcile reads of it may have changed (its list entry, config, digest, pending keys, or
+//! whether a task runs behind its lock). A failed pass publishes nothing and uses up no hint.
+//! Only the observer reads the API for the engine's loop (and, once per held destroy, the
+//! volumes it would remove); reconcile reads the snapshot. It must never write, and it is
+//! handed the read half of the API only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -64,8 +66,13 @@ fn next_version() -> u64 {
 pub struct PassReport {
     /// API requests this pass made.
     pub requests: u64,
-    /// Config reads (each is a config and a pending request).
+    /// Config reads (each one `GET …/pending`, or with `GET …/config` where the answer
+    /// carries no digest).
     pub config_reads: u64,
+    /// Guests whose config this pass read.
+    pub read: BTreeSet<Vmid>,
+    /// Guests the node listed (and did not answer 404 for).
+    pub listed: BTreeSet<Vmid>,
     /// Guests that were observed before and are gone now.
     pub vanished: Vec<Vmid>,
 }
@@ -74,7 +81,6 @@ pub struct PassReport {
 pub struct Observer {
     api: Arc<dyn GuestRead>,
     snapshot: Arc<Snapshot>,
-    dirty: BTreeSet<Vmid>,
     sweep_after: Option<Vmid>,
     sweep_period: Duration,
     conf_dir: Option<PathBuf>,
@@ -85,7 +91,6 @@ impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Observer")
             .field("guests", &self.snapshot.guests.len())
-            .field("dirty", &self.dirty)
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +117,6 @@ impl Observer {
         Observer {
             api,
             snapshot: Arc::new(Snapshot::default()),
-            dirty: BTreeSet::new(),
             sweep_after: None,
             sweep_period,
             conf_dir,
@@ -125,36 +129,41 @@ impl Observer {
         &self.snapshot
     }
 
-    /// Read `vmid`'s config at the next pass.
-    pub fn mark_dirty(&mut self, vmid: Vmid) {
-        self.dirty.insert(vmid);
+    /// What held destroy `action` removes beyond the config it names (`held::destroy_extras`),
+    /// read through the observer's handle: it is the only reader.
+    pub(crate) async fn destroy_extras(
+        &self,
+        action: &steward_model::Action,
+        config: &BTreeMap<String, String>,
+    ) -> Vec<crate::held::Extra> {
+        crate::held::destroy_extras(self.api.as_ref(), action, Some(config)).await
     }
 
-    fn mtime_moved(&mut self, kind: GuestKind, vmid: Vmid) -> bool {
-        let Some(dir) = &self.conf_dir else {
-            return false;
-        };
+    /// The config file's mtime when it moved since the last read of the guest (recorded only
+    /// once a read succeeds, so a failed pass or a guest in flight does not use it up).
+    fn mtime_moved(&self, kind: GuestKind, vmid: Vmid) -> Option<SystemTime> {
+        let dir = self.conf_dir.as_ref()?;
         let sub = match kind {
             GuestKind::Qemu => "qemu-server",
             GuestKind::Lxc => "lxc",
         };
-        let Ok(m) = std::fs::metadata(dir.join(sub).join(format!("{vmid}.conf")))
+        let m = std::fs::metadata(dir.join(sub).join(format!("{vmid}.conf")))
             .and_then(|m| m.modified())
-        else {
-            return false;
-        };
-        self.mtimes.insert(vmid, m) != Some(m)
+            .ok()?;
+        (self.mtimes.get(&vmid) != Some(&m)).then_some(m)
     }
 
     /// One pass: the lists, then the configs that need reading, then (while a managed guest
     /// is locked) the running tasks. `managed` are the guests the desired state names,
-    /// `in_flight` those something acts on now (not read until it is done);
+    /// `in_flight` those something acts on now (not read until it is done), `dirty` those to
+    /// read whatever the list says (something ran on them);
     /// `interval` is the time between passes (it paces the sweep). On success the new snapshot
     /// is [`Observer::snapshot`]; on error the last one stays.
     pub async fn pass(
         &mut self,
         managed: &BTreeSet<Vmid>,
         in_flight: &BTreeSet<Vmid>,
+        dirty: &BTreeSet<Vmid>,
         interval: Duration,
     ) -> Result<PassReport, ApiError> {
         let mut report = PassReport::default();
@@ -175,11 +184,16 @@ impl Observer {
         for v in &report.vanished {
             self.mtimes.remove(v);
         }
+        report.listed = listed.clone();
         let sweep = self.sweep(managed, &listed, interval);
         let mut to_read = Vec::new();
         for entry in list {
             let vmid = entry.vmid;
-            let moved = managed.contains(&vmid) && self.mtime_moved(entry.kind, vmid);
+            let mtime = if managed.contains(&vmid) {
+                self.mtime_moved(entry.kind, vmid)
+            } else {
+                None
+            };
             let prev = self.snapshot.guests.get(&vmid);
             let changed = prev.is_none_or(|p| {
                 entry_key(&p.entry) != entry_key(&entry) || p.entry.kind != entry.kind
@@ -190,8 +204,8 @@ impl Observer {
                 && !in_flight.contains(&vmid)
                 && (prev.is_none_or(|p| p.actual.is_none())
                     || changed
-                    || moved
-                    || self.dirty.contains(&vmid)
+                    || mtime.is_some()
+                    || dirty.contains(&vmid)
                     || sweep.contains(&vmid));
             let observed = match prev {
                 Some(p) if !changed => Observed { entry, ..p.clone() },
@@ -216,11 +230,12 @@ impl Observer {
                 },
             };
             if need {
-                to_read.push((observed.entry.kind, vmid));
+                to_read.push((observed.entry.kind, vmid, mtime));
             }
             next.guests.insert(vmid, observed);
         }
-        for (kind, vmid) in to_read {
+        let mut mtimes = Vec::new();
+        for (kind, vmid, mtime) in to_read {
             match self.api.config_and_pending(kind, vmid).await {
                 Ok((cfg, pending)) => {
                     report.requests += 1;
@@ -244,11 +259,15 @@ impl Observer {
                         o.version = next_version();
                     }
                     o.read_at = Some(std::time::Instant::now());
-                    self.dirty.remove(&vmid);
+                    report.read.insert(vmid);
+                    if let Some(m) = mtime {
+                        mtimes.push((vmid, m));
+                    }
                 }
                 // Gone between the list and the read: the next pass sees it absent.
                 Err(ApiError::NotFound(_)) => {
                     report.requests += 1;
+                    report.listed.remove(&vmid);
                     next.guests.remove(&vmid);
                 }
                 Err(e) => return Err(e),
@@ -267,6 +286,7 @@ impl Observer {
             next.busy = match self.api.list_tasks(&filter).await {
                 Ok(tasks) => tasks
                     .iter()
+                    .filter(|t| t.running)
                     .filter_map(|t| t.upid.id.parse::<u64>().ok())
                     .filter_map(|v| Vmid::new(v).ok())
                     .collect(),
@@ -279,6 +299,15 @@ impl Observer {
                     .map(|(v, _)| *v)
                     .collect(),
             };
+        }
+        // Whether a task runs behind a guest's lock is part of what its plan reads.
+        for (v, o) in next.guests.iter_mut() {
+            if next.busy.contains(v) != self.snapshot.busy.contains(v) {
+                o.version = next_version();
+            }
+        }
+        for (v, m) in mtimes {
+            self.mtimes.insert(v, m);
         }
         self.snapshot = Arc::new(next);
         Ok(report)

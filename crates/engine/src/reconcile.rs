@@ -1,6 +1,8 @@
 //! Reconcile one guest: from the newest snapshot and its desired spec, what it needs next. A
-//! pure function of those two (so its answer can be kept until either moves), returning one
-//! [`Step`]; the loop turns a step into a gate submission or, through `policy`, a requeue.
+//! pure function of the guest's entry in the snapshot (whose version moves whenever anything
+//! read here changes, whether a task runs behind its lock included) and its spec, so its
+//! answer can be kept until either moves; it returns one [`Step`], which the loop turns into a
+//! gate submission or, through `policy`, a requeue.
 //! It must never read the API, sleep, or look at why the loop woke up.
 
 use crate::observe::Snapshot;

@@ -42,7 +42,8 @@ pub(crate) struct Slot {
     pub(crate) backoff: Backoff,
     pub(crate) parked: Option<ParkReason>,
     pub(crate) busy: Option<Busy>,
-    /// Something ran on it then: not planned again until a pass that began later re-read it.
+    /// Something ran on it then: not planned again until a pass that began later read it (or
+    /// found it gone).
     pub(crate) stale: Option<Instant>,
     /// Moves when its desired spec changed.
     pub(crate) spec: u64,
@@ -135,14 +136,29 @@ impl Scheduler {
         }
     }
 
-    /// A pass that began at `began` re-read the node: guests that went stale before it may be
-    /// planned again.
-    pub(crate) fn observed(&mut self, began: Instant) {
-        for s in self.slots.values_mut() {
-            if s.stale.is_some_and(|at| at <= began) {
+    /// A pass that began at `began` observed the node: a guest that went stale before it may
+    /// be planned again once that pass read its config, or found it gone.
+    pub(crate) fn observed(
+        &mut self,
+        began: Instant,
+        read: &BTreeSet<Vmid>,
+        listed: &BTreeSet<Vmid>,
+    ) {
+        for (v, s) in self.slots.iter_mut() {
+            let seen = read.contains(v) || !listed.contains(v);
+            if seen && s.stale.is_some_and(|at| at <= began) {
                 s.stale = None;
             }
         }
+    }
+
+    /// Guests to read at the next pass whatever the list says: something ran on them.
+    pub(crate) fn stale_guests(&self) -> BTreeSet<Vmid> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.stale.is_some())
+            .map(|(v, _)| *v)
+            .collect()
     }
 
     /// The managed slots, for reconcile.
@@ -228,13 +244,23 @@ mod tests {
         let before = Instant::now();
         s.release(v(100), true);
         assert!(s.slot(v(100)).stale.is_some(), "ran: waits for a pass");
-        s.observed(before);
+        assert_eq!(s.stale_guests(), [v(100)].into());
+        let (read, listed) = ([v(100)].into(), [v(100)].into());
+        s.observed(before, &read, &listed);
         assert!(
             s.slot(v(100)).stale.is_some(),
             "a pass that began before the end does not count"
         );
-        s.observed(Instant::now());
+        s.observed(Instant::now(), &BTreeSet::new(), &listed);
+        assert!(
+            s.slot(v(100)).stale.is_some(),
+            "a pass that did not read it does not count"
+        );
+        s.observed(Instant::now(), &read, &listed);
         assert!(s.slot(v(100)).stale.is_none());
+        s.release(v(100), true);
+        s.observed(Instant::now(), &BTreeSet::new(), &BTreeSet::new());
+        assert!(s.slot(v(100)).stale.is_none(), "found gone: seen");
     }
 
     #[test]

@@ -23,6 +23,8 @@ impl Engine {
         let p = match guest {
             Some(g) => {
                 let mut slot = self.take(g, Busy::Signed).await;
+                // Dropped mid-call (the caller went away), it may have run: re-read the guest.
+                slot.ran = true;
                 let p = f.await;
                 slot.ran = matches!(p.decision, Decision::Executed { .. });
                 p

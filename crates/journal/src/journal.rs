@@ -616,10 +616,13 @@ impl Store {
                 <[u8; 8]>::try_from(&key[HELD.len()..])
                     .map_err(|_| JournalError::Corrupt("held key".into()))?,
             ));
-            let rec = self
-                .get(id)?
-                .ok_or_else(|| JournalError::Corrupt(format!("held {id} has no record")))?;
-            out.push(rec);
+            // An index entry left by a build that did not keep the index (a downgrade and back)
+            // may name an op that is gone or no longer held: the op's own state decides.
+            if let Some(rec) = self.get(id)? {
+                if matches!(rec.state(), OpState::PendingSignature { .. }) {
+                    out.push(rec);
+                }
+            }
         }
         Ok(out)
     }

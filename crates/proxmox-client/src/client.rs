@@ -197,13 +197,14 @@ impl GuestRead for PveClient {
         let start = tokio::time::Instant::now();
         let mut wait = self.pacing.wait(&upid.kind);
         loop {
-            let delay = wait.next();
-            if start.elapsed() + delay > deadline {
+            let left = deadline.saturating_sub(start.elapsed());
+            if left.is_zero() {
                 return Err(ApiError::Timeout(format!(
                     "task {upid} still running after {deadline:?}"
                 )));
             }
-            tokio::time::sleep(delay).await;
+            // The last sleep is cut to the deadline, and a last poll follows it.
+            tokio::time::sleep(wait.next().min(left)).await;
             let s = self.task_status_once(upid).await?;
             if s.running {
                 continue;

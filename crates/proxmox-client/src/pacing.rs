@@ -3,8 +3,8 @@
 //! about when the type's last tasks ended, then a little later in growing steps; most tasks
 //! end within one or two polls instead of ten at a fixed 25 ms. A wait for a type not seen yet
 //! polls after 250 ms, then at steps from 50 ms growing by half.
-//! It must never poll less often than once a second, nor wait longer than the caller's
-//! deadline.
+//! It must never poll less often than once a second (a type learned slow is still first polled
+//! within a second), nor give up before the caller's deadline without a last poll.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -43,7 +43,9 @@ impl TaskPacing {
             .unwrap_or_else(|e| e.into_inner())
             .get(kind)
             .copied();
-        let step = expected.map_or(Duration::from_millis(50), |e| (e / 16).max(MIN_STEP));
+        let step = expected.map_or(Duration::from_millis(50), |e| {
+            (e / 16).clamp(MIN_STEP, MAX_STEP)
+        });
         Wait {
             kind: kind.to_string(),
             expected,
@@ -72,7 +74,7 @@ impl Wait {
     /// How long to wait before the next poll.
     pub(crate) fn next(&mut self) -> Duration {
         let d = if self.polls == 0 {
-            self.expected.unwrap_or(FIRST_UNKNOWN)
+            self.expected.unwrap_or(FIRST_UNKNOWN).min(MAX_STEP)
         } else {
             let d = self.step;
             self.step = self.step.mul_f64(1.5).min(MAX_STEP);
@@ -127,6 +129,12 @@ mod tests {
             last = w.next();
         }
         assert!(last <= MAX_STEP);
+        // A type learned slow (30 s) is still polled within a second.
+        let slow = TaskPacing::default();
+        polls_for(&slow, Duration::from_secs(30));
+        let mut w = slow.wait("qmstart");
+        assert!(w.next() <= MAX_STEP);
+        assert!(w.next() <= MAX_STEP);
         // A task taking ten times longer than learned still ends, and the next one is paced
         // by it.
         assert!(polls_for(&p, Duration::from_secs(1)) > 1);

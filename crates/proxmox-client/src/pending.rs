@@ -16,7 +16,9 @@ pub(crate) fn applied(entries: &[PendingEntry]) -> Option<GuestConfig> {
             digest = e.value.clone();
             continue;
         }
-        if e.delete {
+        // qemu-server drops a key pending deletion with `delete $conf->{$opt} if $conf->{$opt}`:
+        // a current value Perl calls false ("0", "") stays.
+        if e.delete && !matches!(e.value.as_deref(), Some("0" | "")) {
             continue;
         }
         if let Some(v) = e.pending.as_ref().or(e.value.as_ref()) {
@@ -58,6 +60,19 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(cfg.values, want);
+        // `balloon: 0` pending deletion: GET …/config still shows it (Perl truthiness).
+        let zero = [
+            entry("balloon", Some("0"), None, true),
+            entry("digest", Some("d"), None, false),
+        ];
+        assert_eq!(
+            applied(&zero)
+                .unwrap()
+                .values
+                .get("balloon")
+                .map(String::as_str),
+            Some("0")
+        );
     }
 
     #[test]

@@ -193,6 +193,17 @@ impl Lab {
         }
     }
 
+    /// Waits until the engine ran `n` more passes (asking for them), so that an assert that
+    /// nothing happened follows the engine's progress, not a sleep.
+    pub async fn passes(&self, n: u64) {
+        let start = self.engine.status_now().passes;
+        self.until(&format!("{n} more passes"), |l| {
+            let _ = l.triggers.send(Trigger::ReconcileNow);
+            l.engine.status_now().passes >= start + n
+        })
+        .await;
+    }
+
     pub fn writes(&self, vmid: u32) -> u64 {
         self.sim.with_node(|n| {
             n.st.counters
