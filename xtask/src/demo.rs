@@ -12,33 +12,18 @@
 //!    twice;
 //! 7. the final status, a few metrics, and the journal's audit chain verified.
 
-use crate::procs::{agent_config, bin, build, control, secret, trust_alice, Reaped, SimProc};
+use crate::procs::{
+    agent_config, bin, build, control, scrape, secret, trust_alice, Reaped, SimProc,
+};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn say(step: &str) {
     println!("\n== {step}");
-}
-
-/// `GET url` (`http://127.0.0.1:PORT/metrics`): the body.
-fn scrape(url: &str) -> Result<String> {
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .context("metrics URL")?;
-    let mut tcp = std::net::TcpStream::connect(addr)?;
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out)?;
-    ensure!(out.starts_with("HTTP/1.1 200"), "metrics: {out}");
-    Ok(out)
 }
 
 struct Demo {

@@ -184,3 +184,48 @@ pub fn counter(control_addr: &str, vmid: u32, call: &str) -> Result<u64> {
         .filter_map(|e| e["count"].as_u64())
         .sum())
 }
+
+/// `steward-agent ARGS --socket dir/agent.sock`: what it printed (empty when it could not run).
+pub fn agent_cli(dir: &Path, args: &[&str]) -> String {
+    Command::new(bin("steward-agent"))
+        .args(args)
+        .arg("--socket")
+        .arg(dir.join("agent.sock"))
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// `GET url` (`http://127.0.0.1:PORT/metrics`, as `steward-agent status` prints it): the
+/// whole answer, which must be a 200.
+pub fn scrape(url: &str) -> Result<String> {
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|r| r.strip_suffix("/metrics"))
+        .context("metrics URL")?;
+    let mut tcp = std::net::TcpStream::connect(addr)?;
+    write!(
+        tcp,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    tcp.read_to_string(&mut out)?;
+    ensure!(out.starts_with("HTTP/1.1 200"), "metrics: {out}");
+    Ok(out)
+}
+
+/// `steward-agent run --config dir/agent.toml`, its log in `dir/LOG`, with the environment the
+/// packaged unit gives it.
+pub fn start_agent(dir: &Path, log: &str) -> Result<Reaped> {
+    let log = std::fs::File::create(dir.join(log))?;
+    Ok(Reaped(
+        Command::new(bin("steward-agent"))
+            .args(["run", "--config"])
+            .arg(dir.join("agent.toml"))
+            .env("MALLOC_ARENA_MAX", "2")
+            .stderr(log)
+            .spawn()
+            .context("starting steward-agent")?,
+    ))
+}

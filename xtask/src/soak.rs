@@ -9,11 +9,10 @@
 //! and at the end, and Proxmox API requests per minute (from the agent's own metrics).
 
 use crate::crash::Rng;
-use crate::procs::{agent_config, bin, build, control, counter, Reaped, SimProc};
+use crate::procs::{
+    agent_cli, agent_config, build, control, counter, scrape, start_agent, SimProc,
+};
 use anyhow::{ensure, Context, Result};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FAULTS: &str = "latency=15,errors=0.05,resets=0.03,task-fail=0.1,task-hang=0.03";
@@ -42,17 +41,6 @@ fn desired(generation: u32, rng: &mut Rng) -> String {
     // Asked for, never signed: it must stay held through every fault.
     doc.push_str("\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n");
     doc
-}
-
-fn cli(dir: &Path, args: &[&str]) -> String {
-    Command::new(bin("steward-agent"))
-        .args(args)
-        .arg("--socket")
-        .arg(dir.join("agent.sock"))
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 /// A number after `key ` in the status line.
@@ -94,18 +82,7 @@ fn api_requests(status: &str) -> Result<f64> {
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .context("metrics URL in status")?;
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .context("metrics URL")?;
-    let mut tcp = std::net::TcpStream::connect(addr)?;
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out)?;
-    Ok(out
+    Ok(scrape(url)?
         .lines()
         .filter(|l| l.starts_with("steward_api_requests_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -140,28 +117,20 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
     let mut rng = Rng(seed | 1);
     let mut generation = 1;
     std::fs::write(d.join("desired.toml"), desired(generation, &mut rng))?;
-    let log = std::fs::File::create(d.join("agent.log"))?;
-    let agent = Reaped(
-        Command::new(bin("steward-agent"))
-            .args(["run", "--config"])
-            .arg(d.join("agent.toml"))
-            .stderr(log)
-            .spawn()
-            .context("starting steward-agent")?,
-    );
+    let agent = start_agent(d, "agent.log")?;
     let pid = agent.0.id();
     // A clean start first: the baseline for memory and request rate.
     let t = Instant::now();
-    while !converged(&cli(d, &["status"])) {
+    while !converged(&agent_cli(d, &["status"])) {
         ensure!(
             t.elapsed() < Duration::from_secs(60),
             "no first convergence: {}",
-            cli(d, &["status"])
+            agent_cli(d, &["status"])
         );
         std::thread::sleep(Duration::from_millis(200));
     }
     let rss_start = rss_kib(pid);
-    let requests_start = api_requests(&cli(d, &["status"]))?;
+    let requests_start = api_requests(&agent_cli(d, &["status"]))?;
     let soak_start = Instant::now();
     control(
         &sim.control,
@@ -234,12 +203,12 @@ pub fn run(minutes: f64, seed: u64) -> Result<bool> {
     let calm = Instant::now();
     let limit = Duration::from_secs(120);
     // Only a status from two passes after the calm began counts (an older one may predate it).
-    let passes_at_calm = field(&cli(d, &["status"]), "passes").unwrap_or(0);
+    let passes_at_calm = field(&agent_cli(d, &["status"]), "passes").unwrap_or(0);
     let settled = |s: &str| converged(s) && field(s, "passes").unwrap_or(0) >= passes_at_calm + 2;
-    let mut status = cli(d, &["status"]);
+    let mut status = agent_cli(d, &["status"]);
     while !settled(&status) && calm.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(250));
-        status = cli(d, &["status"]);
+        status = agent_cli(d, &["status"]);
     }
     let ok_converged = settled(&status);
     let to_converge = calm.elapsed();

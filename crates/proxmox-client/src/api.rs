@@ -242,35 +242,10 @@ pub trait GuestRead: Send + Sync {
     async fn task_log(&self, upid: &Upid, limit: u32) -> Result<Vec<String>, ApiError>;
 
     /// Polls a task until it stops or `deadline` passes (`Timeout`); a task that stops with
-    /// anything but `OK` or `WARNINGS: n` is `TaskFailed`.
+    /// anything but `OK` or `WARNINGS: n` is `TaskFailed`. Paced as `pacing.rs` says; this
+    /// default learns nothing across calls (a client that keeps a `TaskPacing` does).
     async fn wait_task(&self, upid: &Upid, deadline: Duration) -> Result<TaskStatus, ApiError> {
-        // Polled every 25 ms for the first half second (most guest tasks end within a few
-        // hundred milliseconds, and the engine's next step waits on this), then backing off by
-        // half again each time to one poll a second.
-        let start = tokio::time::Instant::now();
-        let mut delay = Duration::from_millis(25);
-        loop {
-            let s = self.task_status_once(upid).await?;
-            if !s.running {
-                return if s.succeeded() {
-                    Ok(s)
-                } else {
-                    Err(ApiError::TaskFailed {
-                        upid: upid.to_string(),
-                        exitstatus: s.exitstatus.unwrap_or_default(),
-                    })
-                };
-            }
-            if start.elapsed() + delay > deadline {
-                return Err(ApiError::Timeout(format!(
-                    "task {upid} still running after {deadline:?}"
-                )));
-            }
-            tokio::time::sleep(delay).await;
-            if start.elapsed() >= Duration::from_millis(500) {
-                delay = delay.mul_f64(1.5).min(Duration::from_secs(1));
-            }
-        }
+        crate::pacing::wait(self, &crate::pacing::TaskPacing::default(), upid, deadline).await
     }
 }
 

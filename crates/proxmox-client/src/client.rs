@@ -194,31 +194,7 @@ impl GuestRead for PveClient {
         upid: &Upid,
         deadline: std::time::Duration,
     ) -> Result<TaskStatus, ApiError> {
-        let start = tokio::time::Instant::now();
-        let mut wait = self.pacing.wait(&upid.kind);
-        loop {
-            let left = deadline.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return Err(ApiError::Timeout(format!(
-                    "task {upid} still running after {deadline:?}"
-                )));
-            }
-            // The last sleep is cut to the deadline, and a last poll follows it.
-            tokio::time::sleep(wait.next().min(left)).await;
-            let s = self.task_status_once(upid).await?;
-            if s.running {
-                continue;
-            }
-            self.pacing.ended(&wait);
-            return if s.succeeded() {
-                Ok(s)
-            } else {
-                Err(ApiError::TaskFailed {
-                    upid: upid.to_string(),
-                    exitstatus: s.exitstatus.unwrap_or_default(),
-                })
-            };
-        }
+        crate::pacing::wait(self, &self.pacing, upid, deadline).await
     }
 
     async fn task_status_once(&self, u: &Upid) -> Result<TaskStatus, ApiError> {

@@ -6,9 +6,47 @@
 //! It must never poll less often than once a second (a type learned slow is still first polled
 //! within a second), nor give up before the caller's deadline without a last poll.
 
+use crate::api::{GuestRead, TaskStatus};
+use crate::error::ApiError;
+use crate::upid::Upid;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
+
+/// Polls `upid` through `read` until it stops or `deadline` passes (`Timeout`), paced by
+/// `pacing`; a task that stops with anything but `OK` or `WARNINGS: n` is `TaskFailed`.
+pub(crate) async fn wait<R: GuestRead + ?Sized>(
+    read: &R,
+    pacing: &TaskPacing,
+    upid: &Upid,
+    deadline: Duration,
+) -> Result<TaskStatus, ApiError> {
+    let start = tokio::time::Instant::now();
+    let mut wait = pacing.wait(&upid.kind);
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        if left.is_zero() {
+            return Err(ApiError::Timeout(format!(
+                "task {upid} still running after {deadline:?}"
+            )));
+        }
+        // The last sleep is cut to the deadline, and a last poll follows it.
+        tokio::time::sleep(wait.next().min(left)).await;
+        let s = read.task_status_once(upid).await?;
+        if s.running {
+            continue;
+        }
+        pacing.ended(&wait);
+        return if s.succeeded() {
+            Ok(s)
+        } else {
+            Err(ApiError::TaskFailed {
+                upid: upid.to_string(),
+                exitstatus: s.exitstatus.unwrap_or_default(),
+            })
+        };
+    }
+}
 
 /// Shortest step between two polls of one task.
 const MIN_STEP: Duration = Duration::from_millis(10);

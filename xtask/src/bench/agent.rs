@@ -14,12 +14,9 @@
 //! The ideal is the baseline measured in the same run: it is what K slots kept full would
 //! take, so the ratio says how much of the time the agent itself added.
 
-use crate::procs::{agent_config, bin, build, control, Reaped, SimProc, ADMIN};
+use crate::procs::{agent_cli, agent_config, build, control, scrape, start_agent, SimProc, ADMIN};
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const K: usize = 8;
@@ -36,17 +33,6 @@ fn desired(n: usize, memory: u32) -> String {
         ));
     }
     doc
-}
-
-fn cli(dir: &Path, args: &[&str]) -> String {
-    Command::new(bin("steward-agent"))
-        .args(args)
-        .arg("--socket")
-        .arg(dir.join("agent.sock"))
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
 }
 
 /// Resident memory by kind (kB): anonymous (heap, stacks) and file-backed (the binary's pages).
@@ -83,18 +69,6 @@ fn proc_stat(pid: u32) -> (f64, u64) {
         })
         .unwrap_or(0);
     (cpu, rss)
-}
-
-/// The agent's metrics text.
-fn metrics(addr: &str) -> Result<String> {
-    let mut tcp = std::net::TcpStream::connect(addr)?;
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out)?;
-    Ok(out)
 }
 
 /// Requests by endpoint class, and passes, from the metrics text.
@@ -180,18 +154,8 @@ fn one(n: usize) -> Result<Figures> {
         10,
         "127.0.0.1:0",
     )?;
-    let log = std::fs::File::create(d.join("agent.log"))?;
     let t0 = Instant::now();
-    let agent = Reaped(
-        Command::new(bin("steward-agent"))
-            .args(["run", "--config"])
-            .arg(d.join("agent.toml"))
-            // As the packaged unit runs it.
-            .env("MALLOC_ARENA_MAX", "2")
-            .stderr(log)
-            .spawn()
-            .context("starting steward-agent")?,
-    );
+    let agent = start_agent(d, "agent.log")?;
     let pid = agent.0.id();
     let ideal = 2.0 * (n.div_ceil(K) as f64) * TASK_MS as f64 / 1000.0;
     let step = Duration::from_secs_f64((ideal / 200.0).clamp(0.01, 0.25));
@@ -204,28 +168,27 @@ fn one(n: usize) -> Result<Figures> {
         std::thread::sleep(step);
     }
     let wall = t0.elapsed().as_secs_f64();
-    let status = cli(d, &["status"]);
-    let addr = status
+    let status = agent_cli(d, &["status"]);
+    let url = status
         .split_whitespace()
-        .find_map(|w| w.strip_prefix("http://"))
-        .and_then(|r| r.strip_suffix("/metrics"))
+        .find(|w| w.starts_with("http://"))
         .context("metrics URL in status")?
         .to_string();
     // The agent still records the last starts' ends: wait until it says converged.
     let t = Instant::now();
-    while !cli(d, &["status"]).contains(&format!("converged {n}")) {
+    while !agent_cli(d, &["status"]).contains(&format!("converged {n}")) {
         ensure!(t.elapsed() < Duration::from_secs(30), "agent not converged");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (converge_req, _) = counts(&metrics(&addr)?);
+    let (converge_req, _) = counts(&scrape(&url)?);
     let (cpu, rss) = proc_stat(pid);
     let (anon, file) = rss_parts(pid);
     // Idle: after one pass (it re-reads the guests whose last action just ended), two passes
     // with nothing to do.
-    let (_, p) = counts(&metrics(&addr)?);
+    let (_, p) = counts(&scrape(&url)?);
     let t = Instant::now();
     let (idle_from, passes0) = loop {
-        let (r, q) = counts(&metrics(&addr)?);
+        let (r, q) = counts(&scrape(&url)?);
         if q >= p + 1.0 {
             break (r, q);
         }
@@ -237,7 +200,7 @@ fn one(n: usize) -> Result<Figures> {
     };
     let t = Instant::now();
     let passes1 = loop {
-        let (_, p) = counts(&metrics(&addr)?);
+        let (_, p) = counts(&scrape(&url)?);
         if p >= passes0 + 2.0 {
             break p;
         }
@@ -248,7 +211,7 @@ fn one(n: usize) -> Result<Figures> {
         std::thread::sleep(Duration::from_millis(100));
     };
     let idle_secs = t.elapsed().as_secs_f64();
-    let (idle_req, _) = counts(&metrics(&addr)?);
+    let (idle_req, _) = counts(&scrape(&url)?);
     let idle = minus(&idle_req, &idle_from);
     let idle_lists_per_pass = idle.get("list").copied().unwrap_or(0.0) / (passes1 - passes0);
     // The sweep's rate at the default period, from its budget per pass: what the idle window
@@ -305,18 +268,9 @@ fn one(n: usize) -> Result<Figures> {
     drop(agent);
     // The same node and journal after a restart: what a converged agent holds when its
     // journal's pages were not all just written (the difference is what converging left).
-    let log = std::fs::File::create(d.join("agent-restarted.log"))?;
-    let again = Reaped(
-        Command::new(bin("steward-agent"))
-            .args(["run", "--config"])
-            .arg(d.join("agent.toml"))
-            .env("MALLOC_ARENA_MAX", "2")
-            .stderr(log)
-            .spawn()
-            .context("restarting steward-agent")?,
-    );
+    let again = start_agent(d, "agent-restarted.log")?;
     let t = Instant::now();
-    while !cli(d, &["status"]).contains(&format!("converged {n}")) {
+    while !agent_cli(d, &["status"]).contains(&format!("converged {n}")) {
         ensure!(
             t.elapsed() < Duration::from_secs(60),
             "restarted agent not converged"
