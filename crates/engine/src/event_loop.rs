@@ -293,26 +293,27 @@ impl Looper {
             }
             r
         };
-        let report = match report {
+        let (report, held) = match report {
             Ok(r) => {
-                self.after_observation(&r).await;
+                let held = self.after_observation(&r).await;
                 self.engine.sched().observed(started, &r.read, &r.listed);
-                Some(r)
+                (Some(r), Some(held))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "observation failed; next pass will try again");
                 self.engine.status().last_error = Some(e.to_string());
-                None
+                (None, None)
             }
         };
         self.plan(&desired);
-        self.count(&desired, report.as_ref()).await;
+        self.count(&desired, report.as_ref(), held).await;
         self.last_pass_took = started.elapsed();
     }
 
     /// Housekeeping an observation drives: forget provenance of vanished VMIDs, supersede held
-    /// ops whose guest changed (spending their templates' nonces).
-    async fn after_observation(&self, report: &PassReport) {
+    /// ops whose guest changed (spending their templates' nonces). Returns how many ops are
+    /// still held.
+    async fn after_observation(&self, report: &PassReport) -> usize {
         let journal = &self.engine.journal;
         for v in &report.vanished {
             let vmid = *v;
@@ -327,6 +328,7 @@ impl Looper {
             .await
             .unwrap_or_default();
         self.read_extras(&held, &snap).await;
+        let mut still = held.len();
         for rec in held {
             let Some(why) = held::superseded(&rec, &snap) else {
                 continue;
@@ -350,9 +352,11 @@ impl Looper {
             .await
             .is_ok()
             {
+                still -= 1;
                 tracing::info!(target: "audit", op = %rec.id, guest = %rec.guest, why = %why, "held op superseded");
             }
         }
+        still
     }
 
     /// What each held destroy removes beyond its config, read once per op (its guest's config
@@ -480,10 +484,19 @@ impl Looper {
     }
 
     /// Status and metrics after a pass.
-    async fn count(&self, desired: &DesiredState, report: Option<&PassReport>) {
-        let held = crate::blocking::journal(&self.engine.journal, |j| j.held())
-            .await
-            .map_or(0, |h| h.len());
+    /// `held`: the ops still held, when the observation already read them.
+    async fn count(
+        &self,
+        desired: &DesiredState,
+        report: Option<&PassReport>,
+        held: Option<usize>,
+    ) {
+        let held = match held {
+            Some(n) => n,
+            None => crate::blocking::journal(&self.engine.journal, |j| j.held())
+                .await
+                .map_or(0, |h| h.len()),
+        };
         let (converged, drifting, parked) = {
             let mut sched = self.engine.sched();
             let (mut c, mut d) = (0, 0);

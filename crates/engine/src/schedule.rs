@@ -50,6 +50,16 @@ pub(crate) struct Slot {
     pub(crate) planned: Option<Planned>,
 }
 
+impl Slot {
+    /// Idle, not parked, not stale, with something to do: it acts once it is due.
+    fn waiting(&self) -> bool {
+        self.busy.is_none()
+            && self.parked.is_none()
+            && self.stale.is_none()
+            && self.planned.as_ref().is_some_and(|p| p.step.acts())
+    }
+}
+
 /// Every guest's slot.
 #[derive(Debug)]
 pub(crate) struct Scheduler {
@@ -175,14 +185,7 @@ impl Scheduler {
     pub(crate) fn ready(&self, now: Instant) -> Vec<Vmid> {
         self.slots
             .iter()
-            .filter(|(v, s)| {
-                self.managed.contains(v)
-                    && s.busy.is_none()
-                    && s.parked.is_none()
-                    && s.stale.is_none()
-                    && s.due <= now
-                    && s.planned.as_ref().is_some_and(|p| p.step.acts())
-            })
+            .filter(|(v, s)| self.managed.contains(v) && s.waiting() && s.due <= now)
             .map(|(v, _)| *v)
             .collect()
     }
@@ -191,8 +194,7 @@ impl Scheduler {
     pub(crate) fn soonest(&self, now: Instant) -> Option<Instant> {
         self.slots
             .values()
-            .filter(|s| s.busy.is_none() && s.parked.is_none() && s.stale.is_none() && s.due > now)
-            .filter(|s| s.planned.as_ref().is_some_and(|p| p.step.acts()))
+            .filter(|s| s.waiting() && s.due > now)
             .map(|s| s.due)
             .min()
     }
