@@ -216,7 +216,7 @@ async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
     assert_eq!(l.writes(101), 0, "nothing ran unsigned");
     let bytes = serde_json::to_vec(&h.template).unwrap();
     let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
-    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
     assert!(
         matches!(
             d,
@@ -239,7 +239,7 @@ async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
     });
     assert_eq!(destroys, 1);
     // The same signed bytes again, as a job: a replay, and the sim sees no second destroy.
-    let again = l.engine.signed_job(&bytes, &sig).await;
+    let again = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
     assert!(
         matches!(again, Decision::Replay { first: Some(_) }),
         "{again:?}"
@@ -417,7 +417,7 @@ async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
     });
     // The signature, presented for the held op and again as a job: the customer's guest is
     // never destroyed.
-    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
     assert!(
         !matches!(
             d,
@@ -428,7 +428,7 @@ async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
         ),
         "{d:?}"
     );
-    let again = l.engine.signed_job(&bytes, &sig).await;
+    let again = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
     assert!(
         !matches!(
             again,
@@ -526,9 +526,10 @@ async fn unverified_jobs_naming_made_up_guests_leave_no_state_behind() {
             .engine
             .present(
                 payload.as_bytes(),
-                b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n",
+                &[b"-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n".to_vec()],
             )
-            .await;
+            .await
+            .decision;
         assert!(matches!(d, steward_gate::Decision::Refused { .. }), "{d:?}");
     }
     assert!(

@@ -55,7 +55,7 @@ async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
     };
     let lie = config_job(101, params("local-lvm:vm-101-disk-0"));
     let sig = l.kg.sign(&l.op.private, "op@steward", &lie).unwrap();
-    let d = l.engine.signed_job(&lie, &sig).await;
+    let d = l.engine.present(&lie, &[sig.to_vec()]).await.decision;
     match &d {
         Decision::Refused { reason, detail, .. } => {
             assert_eq!(reason.code(), "binding_mismatch", "{detail}");
@@ -74,7 +74,7 @@ async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
     assert_eq!(l.writes(101), 0, "nothing reached the node");
     // The nonce was not spent: the same bytes are refused again for the same reason, not as a
     // replay.
-    let again = l.engine.signed_job(&lie, &sig).await;
+    let again = l.engine.present(&lie, &[sig.to_vec()]).await.decision;
     assert!(
         matches!(&again, Decision::Refused { reason, .. } if reason.code() == "binding_mismatch"),
         "{again:?}"
@@ -82,7 +82,7 @@ async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
     // The signature that names what the slot holds runs, and removes exactly that volume.
     let truth = config_job(101, params(&scratch));
     let sig = l.kg.sign(&l.op.private, "op@steward", &truth).unwrap();
-    let d = l.engine.signed_job(&truth, &sig).await;
+    let d = l.engine.present(&truth, &[sig.to_vec()]).await.decision;
     assert!(
         matches!(
             d,
@@ -147,12 +147,24 @@ async fn a_superseded_template_never_runs_as_a_job_on_a_forged_identity() {
     );
     // The template's nonce was spent when its op was superseded: a replay, by either door,
     // even once retention has forgotten the op.
-    let d = l.engine.present(&bytes, &withheld).await;
+    let d = l
+        .engine
+        .present(&bytes, &[withheld.to_vec()])
+        .await
+        .decision;
     assert!(matches!(d, Decision::Replay { .. }), "{d:?}");
-    let again = l.engine.signed_job(&bytes, &withheld).await;
+    let again = l
+        .engine
+        .present(&bytes, &[withheld.to_vec()])
+        .await
+        .decision;
     assert!(matches!(again, Decision::Replay { .. }), "{again:?}");
     l.journal.compact(i64::MAX).unwrap();
-    let late = l.engine.signed_job(&bytes, &withheld).await;
+    let late = l
+        .engine
+        .present(&bytes, &[withheld.to_vec()])
+        .await
+        .decision;
     assert!(matches!(late, Decision::Replay { .. }), "{late:?}");
     assert!(l.sim.with_node(|n| n.st.guests.contains_key(&102)));
     let destroys = l.sim.with_node(|n| n.st.counters.of(102, "destroy"));
@@ -252,7 +264,7 @@ async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403(
     let h = l.engine.held().await.remove(0);
     let bytes = serde_json::to_vec(&h.template).unwrap();
     let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
-    let d = l.engine.sign_pending(h.op, &bytes, &sig).await;
+    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
     assert!(
         matches!(d, Decision::Executed { signed: true, .. }),
         "{d:?}"

@@ -245,8 +245,8 @@ async fn cases() -> Result<Vec<GateRow>> {
         l.state(op101) == "refused:superseded" && l.state(op103) == "refused:superseded"
     })
     .await?;
-    let d = l.engine.sign_pending(op101, &t101, &s101).await;
-    let again = l.engine.signed_job(&t101, &s101).await;
+    let d = l.engine.present(&t101, &[s101.to_vec()]).await.decision;
+    let again = l.engine.present(&t101, &[s101.to_vec()]).await.decision;
     rows.push((
         "engine: a held destroy whose VMID another guest took is superseded; its signature then runs nothing, as a release or as a job".into(),
         "refused:superseded; destroy calls 0".into(),
@@ -269,13 +269,13 @@ async fn cases() -> Result<Vec<GateRow>> {
     let mut job: serde_json::Value = serde_json::from_slice(&t104)?;
     job["nonce"] = json!(steward_testkit::nonce());
     let job = serde_json::to_vec(&job)?;
-    let d = l.engine.signed_job(&job, &l.sign(&job)?).await;
+    let d = l.engine.present(&job, &[l.sign(&job)?]).await.decision;
     l.until("104 gone and the held op settled", |l| {
         !l.sim.with_node(|n| n.st.guests.contains_key(&104))
             && l.state(op104) != "pending_signature"
     })
     .await?;
-    let late = l.engine.sign_pending(op104, &t104, &l.sign(&t104)?).await;
+    let late = l.engine.present(&t104, &[l.sign(&t104)?]).await.decision;
     rows.push((
         "engine: a signed job and a held desired-state delta for the same destroy: it runs once"
             .into(),
@@ -323,7 +323,7 @@ async fn cases() -> Result<Vec<GateRow>> {
                "removes": {"unused0": named}, "identity": identity})
     };
     let lie = config_job(100, params("local-lvm:vm-100-disk-0"))?;
-    let d = l.engine.signed_job(&lie, &l.sign(&lie)?).await;
+    let d = l.engine.present(&lie, &[l.sign(&lie)?]).await.decision;
     let kept = l
         .sim
         .with_node(|n| n.st.volumes.owned_by(100).contains(&scratch));
@@ -339,7 +339,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         crate::matrix_gate::detail(&d),
     ));
     let truth = config_job(100, params(&scratch))?;
-    let d = l.engine.signed_job(&truth, &l.sign(&truth)?).await;
+    let d = l.engine.present(&truth, &[l.sign(&truth)?]).await.decision;
     let left = l.sim.with_node(|n| n.st.volumes.owned_by(100));
     rows.push((
         "engine: the same change naming the volume the slot holds removes exactly that volume"
@@ -396,7 +396,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             .and_then(|g| g.config.get("net1"))
             .is_some_and(|v| v.to_ascii_uppercase().contains(&mac))
     });
-    let d = l.engine.present(&t105, &withheld).await;
+    let d = l.engine.present(&t105, &[withheld.to_vec()]).await.decision;
     rows.push((
         "engine: a superseded template sent later as a job, its VMID recreated with the old MAC on net1 (finding 2)".into(),
         "replay; MAC the agent's; destroy calls 0".into(),
@@ -414,9 +414,9 @@ async fn cases() -> Result<Vec<GateRow>> {
     l.desire(json!({"version": 1, "generation": 3, "guests": [
         {"vmid": 100, "kind": "qemu", "state": "absent"}
     ]}))?;
-    let (op100, t100) = l.held(100).await?;
+    let (_, t100) = l.held(100).await?;
     let s100 = l.sign(&t100)?;
-    let first = l.engine.sign_pending(op100, &t100, &s100).await;
+    let first = l.engine.present(&t100, &[s100.to_vec()]).await.decision;
     let _ = l.stop.send(true);
     let Lab {
         sim,
@@ -427,7 +427,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     } = l;
     drop(old);
     let (fresh, _triggers, stop) = engine(&sim, &text, journal).await?;
-    let replay = fresh.signed_job(&t100, &s100).await;
+    let replay = fresh.present(&t100, &[s100.to_vec()]).await.decision;
     let destroys = sim.with_node(|n| n.st.counters.of(100, "destroy"));
     rows.push((
         "engine: a signature presented again after the engine restarted over its journal is a replay".into(),

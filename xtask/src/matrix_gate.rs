@@ -169,7 +169,7 @@ impl Lab {
         held(
             &self
                 .gate
-                .submit(destroy(n)?, Submission::default(), None, self.now)
+                .submit(destroy(n)?, Submission::default(), self.now)
                 .await,
         )
     }
@@ -215,7 +215,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     // Unsigned destructive: a job, and a desired-state delta (planned from `state = "absent"`).
     let d = l
         .gate
-        .submit(destroy(104)?, Submission::default(), None, l.now)
+        .submit(destroy(104)?, Submission::default(), l.now)
         .await;
     row!("unsigned destructive job", "pending_signature", &d);
     let doc = r#"{"version":1,"generation":1,"guests":[{"vmid":105,"kind":"qemu","state":"absent","tags":["scratch"]}]}"#;
@@ -243,10 +243,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         .first()
         .cloned()
         .context("the plan destroys 105")?;
-    let d = l
-        .gate
-        .submit(action, Submission::default(), None, l.now)
-        .await;
+    let d = l.gate.submit(action, Submission::default(), l.now).await;
     row!(
         "unsigned destructive desired-state delta (hub tagged it scratch)",
         "pending_signature",
@@ -254,41 +251,45 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // Signer and signature.
-    let (op, t) = l.hold(106).await?;
+    let (_, t) = l.hold(106).await?;
     let stranger = l.kg.key(KeyType::Ed25519, "mallory")?;
     let d = l
         .gate
-        .sign_pending(
-            op,
-            t.as_bytes(),
-            &l.sign(&stranger, "op@steward", &t)?,
-            l.now,
-        )
-        .await;
+        .present(t.as_bytes(), &[l.sign(&stranger, "op@steward", &t)?], l.now)
+        .await
+        .decision;
     row!("unknown signer", "refused:unknown_signer", &d);
     let good = l.sign(&l.op, "op@steward", &t)?;
     let mut forged = t.clone().into_bytes();
     let at = forged.iter().position(|&b| b == b'6').unwrap_or(0);
     forged[at] = b'7';
-    let d = l.gate.sign_pending(op, &forged, &good, l.now).await;
+    let d = l
+        .gate
+        .present(&forged, &[good.to_vec()], l.now)
+        .await
+        .decision;
     row!(
         "forged payload (guest 106 -> 107 after signing)",
         "refused:bad_signature",
         &d
     );
     let later = l.now + Duration::hours(3);
-    let d = l.gate.sign_pending(op, t.as_bytes(), &good, later).await;
+    let d = l
+        .gate
+        .present(t.as_bytes(), &[good.to_vec()], later)
+        .await
+        .decision;
     row!("expired", "refused:expired", &d);
     let wrong_host = t.replace("\"host\":\"pve-a\"", "\"host\":\"pve-b\"");
     let d = l
         .gate
-        .sign_pending(
-            op,
+        .present(
             wrong_host.as_bytes(),
-            &l.sign(&l.op, "op@steward", &wrong_host)?,
+            &[l.sign(&l.op, "op@steward", &wrong_host)?],
             l.now,
         )
-        .await;
+        .await
+        .decision;
     row!("wrong host", "refused:target", &d);
     for (name, bad) in [
         ("wrong guest", t.replace("\"guest\":106", "\"guest\":999")),
@@ -300,25 +301,21 @@ async fn cases() -> Result<Vec<GateRow>> {
     ] {
         let d = l
             .gate
-            .sign_pending(
-                op,
-                bad.as_bytes(),
-                &l.sign(&l.op, "op@steward", &bad)?,
-                l.now,
-            )
-            .await;
+            .present(bad.as_bytes(), &[l.sign(&l.op, "op@steward", &bad)?], l.now)
+            .await
+            .decision;
         row!(name, "refused:binding_mismatch", &d);
     }
-    let (op2, t2) = l.hold(107).await?;
+    let (_, t2) = l.hold(107).await?;
     let d = l
         .gate
-        .sign_pending(
-            op2,
+        .present(
             t2.as_bytes(),
-            &l.sign(&l.recovery, "recovery@steward", &t2)?,
+            &[l.sign(&l.recovery, "recovery@steward", &t2)?],
             l.now,
         )
-        .await;
+        .await
+        .decision;
     row!(
         "recovery key on an ordinary destructive op",
         "refused:role_denied",
@@ -327,13 +324,21 @@ async fn cases() -> Result<Vec<GateRow>> {
 
     // The good path, then its replay (same gate), then across a restart of the gate.
     let before = l.exec.ran.load(Ordering::SeqCst);
-    let d = l.gate.sign_pending(op, t.as_bytes(), &good, l.now).await;
+    let d = l
+        .gate
+        .present(t.as_bytes(), &[good.to_vec()], l.now)
+        .await
+        .decision;
     row!(
         "valid signature, right role, target and fresh nonce",
         "executed",
         &d
     );
-    let d = l.gate.run_signed_job(t.as_bytes(), &good, l.now).await;
+    let d = l
+        .gate
+        .present(t.as_bytes(), &[good.to_vec()], l.now)
+        .await
+        .decision;
     row!("second presentation", "replay", &d);
     let ran_once = l.exec.ran.load(Ordering::SeqCst) - before;
 
@@ -353,8 +358,8 @@ async fn cases() -> Result<Vec<GateRow>> {
         kind: GuestKind::Qemu,
         config: [("vmgenid".to_string(), id900.to_string())].into(),
     };
-    l.gate.submit(create, sub.clone(), None, l.now).await;
-    let d = l.gate.submit(own_destroy(900)?, sub, None, l.now).await;
+    l.gate.submit(create, sub.clone(), l.now).await;
+    let d = l.gate.submit(own_destroy(900)?, sub, l.now).await;
     row!(
         "same-transaction rollback of the agent's own create",
         "executed",
@@ -371,12 +376,12 @@ async fn cases() -> Result<Vec<GateRow>> {
         kind: GuestKind::Qemu,
         config: [("vmgenid".to_string(), id901.to_string())].into(),
     };
-    l.gate.submit(create, scratch, None, l.now).await;
+    l.gate.submit(create, scratch, l.now).await;
     let reused = Submission {
         identity: seen("99999999-2222-4333-8444-555555555901"),
         ..Submission::default()
     };
-    let d = l.gate.submit(own_destroy(901)?, reused, None, l.now).await;
+    let d = l.gate.submit(own_destroy(901)?, reused, l.now).await;
     row!(
         "agent scratch VMID now held by another guest (identity differs)",
         "pending_signature",
@@ -390,7 +395,6 @@ async fn cases() -> Result<Vec<GateRow>> {
                 identity: seen(id901),
                 ..Submission::default()
             },
-            None,
             l.now,
         )
         .await;
@@ -407,7 +411,6 @@ async fn cases() -> Result<Vec<GateRow>> {
                 identity: seen(id901),
                 ..Submission::default()
             },
-            None,
             l.now,
         )
         .await;
@@ -422,10 +425,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             removes: Default::default(),
         },
     };
-    let d = l
-        .gate
-        .submit(unknown, Submission::default(), None, l.now)
-        .await;
+    let d = l.gate.submit(unknown, Submission::default(), l.now).await;
     row!("unknown config key (hookscript)", "pending_signature", &d);
     let restore = Action::Create {
         vmid: vmid(104)?,
@@ -439,10 +439,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         ]
         .into(),
     };
-    let d = l
-        .gate
-        .submit(restore, Submission::default(), None, l.now)
-        .await;
+    let d = l.gate.submit(restore, Submission::default(), l.now).await;
     row!(
         "create restoring a backup over an existing guest (archive + force)",
         "pending_signature",
@@ -457,7 +454,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     for _ in 0..64 {
         let (g, p, s, now) = (l.gate.clone(), t3.clone(), s3.clone(), l.now);
         tasks.push(tokio::spawn(async move {
-            g.run_signed_job(p.as_bytes(), &s, now).await
+            g.present(p.as_bytes(), &[s.to_vec()], now).await.decision
         }));
     }
     let mut executed = 0;
@@ -487,8 +484,9 @@ async fn cases() -> Result<Vec<GateRow>> {
     let p = l.rotate_payload(&op_line)?;
     let d = l
         .gate
-        .run_signed_job(p.as_bytes(), &l.sign(&l.op, "op@steward", &p)?, l.now)
-        .await;
+        .present(p.as_bytes(), &[l.sign(&l.op, "op@steward", &p)?], l.now)
+        .await
+        .decision;
     row!(
         "rotation: operational key removes the recovery key",
         "refused:role_denied",
@@ -497,12 +495,13 @@ async fn cases() -> Result<Vec<GateRow>> {
     let p = l.rotate_payload(&format!("{op_line}{bob_line}"))?;
     let d = l
         .gate
-        .run_signed_job(
+        .present(
             p.as_bytes(),
-            &l.sign(&l.recovery, "recovery@steward", &p)?,
+            &[l.sign(&l.recovery, "recovery@steward", &p)?],
             l.now,
         )
-        .await;
+        .await
+        .decision;
     row!(
         "rotation: last recovery key removed",
         "refused:rotation_refused",
@@ -527,8 +526,9 @@ async fn cases() -> Result<Vec<GateRow>> {
         dir.path().join("allowed_signers"),
     )?;
     let d = reopened
-        .run_signed_job(t.as_bytes(), &good, OffsetDateTime::now_utc())
-        .await;
+        .present(t.as_bytes(), &[good.to_vec()], OffsetDateTime::now_utc())
+        .await
+        .decision;
     rows.push((
         "replayed nonce across a restart (reopened journal)".into(),
         "replay".into(),

@@ -153,21 +153,16 @@ async fn cases() -> Result<Vec<GateRow>> {
     let hold = |n: u32| {
         let g = &gate;
         let now = l.now;
-        async move {
-            held(
-                &g.submit(destroy(n)?, Submission::default(), None, now)
-                    .await,
-            )
-        }
+        async move { held(&g.submit(destroy(n)?, Submission::default(), now).await) }
     };
 
     // Two distinct operational keys in one presentation.
-    let (op, t) = hold(201).await?;
+    let (_, t) = hold(201).await?;
     let before = exec.ran.load(Ordering::SeqCst);
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let b = l.sign(&l.bob.private, op_ns, &t)?;
     let p = gate
-        .approve_pending(op, t.as_bytes(), &[a.clone(), b.clone()], l.now)
+        .present(t.as_bytes(), &[a.clone(), b.clone()], l.now)
         .await;
     push(
         "threshold 2: two distinct operational keys sign the held destroy: it executes",
@@ -176,7 +171,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
     // Presented after execution.
     let p = gate
-        .approve_pending(op, t.as_bytes(), std::slice::from_ref(&b), l.now)
+        .present(t.as_bytes(), std::slice::from_ref(&b), l.now)
         .await;
     push(
         "threshold 2: a signature presented after the op executed is a replay",
@@ -186,10 +181,10 @@ async fn cases() -> Result<Vec<GateRow>> {
     let ran = exec.ran.load(Ordering::SeqCst) - before;
 
     // The same key twice.
-    let (op, t) = hold(202).await?;
+    let (_, t) = hold(202).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let p = gate
-        .approve_pending(op, t.as_bytes(), &[a.clone(), a.clone()], l.now)
+        .present(t.as_bytes(), &[a.clone(), a.clone()], l.now)
         .await;
     push(
         "threshold 2: the same key signs twice: one approval, held",
@@ -198,11 +193,11 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // A plain key and a certificate for that key.
-    let (op, t) = hold(203).await?;
+    let (_, t) = hold(203).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let cert = l.cert(&l.alice, "carol@steward.test", "alice-copy-1")?;
     let c = l.sign(&cert, op_ns, &t)?;
-    let p = gate.approve_pending(op, t.as_bytes(), &[a, c], l.now).await;
+    let p = gate.present(t.as_bytes(), &[a, c], l.now).await;
     push(
         "threshold 2: a key's plain line and a certificate for the same key: one approval, held",
         "partly_approved 1/2",
@@ -210,14 +205,12 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // Two certificates for one key.
-    let (op, t) = hold(204).await?;
+    let (_, t) = hold(204).await?;
     let c1 = l.cert(&l.bob, "carol@steward.test", "bob-copy-1")?;
     let c2 = l.cert(&l.bob, "dave@steward.test", "bob-copy-2")?;
     let s1 = l.sign(&c1, op_ns, &t)?;
     let s2 = l.sign(&c2, op_ns, &t)?;
-    let p = gate
-        .approve_pending(op, t.as_bytes(), &[s1, s2], l.now)
-        .await;
+    let p = gate.present(t.as_bytes(), &[s1, s2], l.now).await;
     push(
         "threshold 2: two certificates (different principals) for one key: one approval, held",
         "partly_approved 1/2",
@@ -225,16 +218,14 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // Two keys certified for one principal (what an SSO-backed CA hands one operator).
-    let (op, t) = hold(210).await?;
+    let (_, t) = hold(210).await?;
     let k1 = l.kg.key(KeyType::Ed25519, "erin-laptop")?;
     let k2 = l.kg.key(KeyType::Ed25519, "erin-desktop")?;
     let e1 = l.cert(&k1, "erin@steward.test", "erin-1")?;
     let e2 = l.cert(&k2, "erin@steward.test", "erin-2")?;
     let s1 = l.sign(&e1, op_ns, &t)?;
     let s2 = l.sign(&e2, op_ns, &t)?;
-    let p = gate
-        .approve_pending(op, t.as_bytes(), &[s1, s2], l.now)
-        .await;
+    let p = gate.present(t.as_bytes(), &[s1, s2], l.now).await;
     push(
         "threshold 2: two keys certified for one principal: one operator, one approval, held",
         "partly_approved 1/2",
@@ -242,11 +233,11 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // One good and one bad signature.
-    let (op, t) = hold(205).await?;
+    let (_, t) = hold(205).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let stranger = l.kg.key(KeyType::Ed25519, "mallory")?;
     let m = l.sign(&stranger.private, op_ns, &t)?;
-    let p = gate.approve_pending(op, t.as_bytes(), &[m, a], l.now).await;
+    let p = gate.present(t.as_bytes(), &[m, a], l.now).await;
     push(
         "threshold 2: one good and one bad signature: the bad one is reported and does not count, held",
         "partly_approved 1/2",
@@ -254,10 +245,10 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // An operational and a recovery key on a destroy.
-    let (op, t) = hold(206).await?;
+    let (_, t) = hold(206).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let v = l.sign(&l.vault.private, "recovery@steward", &t)?;
-    let p = gate.approve_pending(op, t.as_bytes(), &[a, v], l.now).await;
+    let p = gate.present(t.as_bytes(), &[a, v], l.now).await;
     push(
         "threshold 2: an operational and a recovery key on a destroy: the recovery key's role does not count, held",
         "partly_approved 1/2",
@@ -266,16 +257,14 @@ async fn cases() -> Result<Vec<GateRow>> {
 
     // Signatures over different bytes: alice over the template, bob over an edited copy that
     // binds the same action (another window); then carol's certificate over the template.
-    let (op, t) = hold(207).await?;
+    let (_, t) = hold(207).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
-    gate.approve_pending(op, t.as_bytes(), &[a], l.now).await;
+    gate.present(t.as_bytes(), &[a], l.now).await;
     let mut edited: serde_json::Value = serde_json::from_str(&t)?;
     edited["not_after"] = serde_json::json!((l.now + Duration::minutes(50)).format(&Rfc3339)?);
     let edited = serde_json::to_string(&edited)?;
     let b = l.sign(&l.bob.private, op_ns, &edited)?;
-    let p = gate
-        .approve_pending(op, edited.as_bytes(), &[b], l.now)
-        .await;
+    let p = gate.present(edited.as_bytes(), &[b], l.now).await;
     push(
         "threshold 2: approvals over different bytes (one op edited) are not counted together, held",
         "partly_approved 1/2",
@@ -291,7 +280,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let t = serde_json::to_string(&job)?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let p = gate
-        .run_job(t.as_bytes(), std::slice::from_ref(&a), l.now)
+        .present(t.as_bytes(), std::slice::from_ref(&a), l.now)
         .await;
     push(
         "threshold 2: a signed job with one operator's signature is refused, and its nonce stays unspent",
@@ -299,7 +288,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         &p,
     );
     let b = l.sign(&l.bob.private, op_ns, &t)?;
-    let p = gate.run_job(t.as_bytes(), &[a, b], l.now).await;
+    let p = gate.present(t.as_bytes(), &[a, b], l.now).await;
     push(
         "threshold 2: the same job again with two operators' signatures executes",
         "executed",
@@ -318,7 +307,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         "not_after": (l.now + Duration::minutes(30)).format(&Rfc3339)?,
     }))?;
     let a = l.sign(&l.alice.private, op_ns, &rotate)?;
-    let p = gate.run_job(rotate.as_bytes(), &[a], l.now).await;
+    let p = gate.present(rotate.as_bytes(), &[a], l.now).await;
     push(
         "threshold 2: keys.rotate signed by one operational key is refused",
         "refused:threshold_not_met",
@@ -326,23 +315,22 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // Threshold reached across a restart: alice before, bob after; the executor runs once.
-    let (op, t) = hold(209).await?;
+    let (_, t) = hold(209).await?;
     let a = l.sign(&l.alice.private, op_ns, &t)?;
-    let first = gate.approve_pending(op, t.as_bytes(), &[a], l.now).await;
+    let first = gate.present(t.as_bytes(), &[a], l.now).await;
     drop(gate);
     let after = CountingExecutor::default();
     let reopened = open_gate(&l.text, l.dir.path(), after.clone())?;
     let b = l.sign(&l.bob.private, op_ns, &t)?;
     let p = reopened
-        .approve_pending(
-            op,
+        .present(
             t.as_bytes(),
             std::slice::from_ref(&b),
             OffsetDateTime::now_utc(),
         )
         .await;
     let again = reopened
-        .approve_pending(op, t.as_bytes(), &[b], OffsetDateTime::now_utc())
+        .present(t.as_bytes(), &[b], OffsetDateTime::now_utc())
         .await;
     rows.push((
         "threshold 2: one approval before a restart and one after: it executes once".into(),
@@ -358,15 +346,15 @@ async fn cases() -> Result<Vec<GateRow>> {
     ));
     // A certificate approval withdrawn by narrowing the CA line: carol approves with a
     // certificate, a rotation (alice + bob) narrows the CA to erin@, then bob signs: 1/2.
-    let (op, t) = held(
+    let (_, t) = held(
         &reopened
-            .submit(destroy(211)?, Submission::default(), None, l.now)
+            .submit(destroy(211)?, Submission::default(), l.now)
             .await,
     )?;
     let carol = l.kg.key(KeyType::Ed25519, "carol")?;
     let cc = l.cert(&carol, "carol@steward.test", "carol-1")?;
     let first = reopened
-        .approve_pending(op, t.as_bytes(), &[l.sign(&cc, op_ns, &t)?], l.now)
+        .present(t.as_bytes(), &[l.sign(&cc, op_ns, &t)?], l.now)
         .await;
     let narrowed = l.text.replace(
         "*@steward.test cert-authority",
@@ -379,7 +367,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         "not_after": (l.now + Duration::minutes(30)).format(&Rfc3339)?,
     }))?;
     let rotated = reopened
-        .run_job(
+        .present(
             rotate.as_bytes(),
             &[
                 l.sign(&l.alice.private, op_ns, &rotate)?,
@@ -389,12 +377,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         )
         .await;
     let p = reopened
-        .approve_pending(
-            op,
-            t.as_bytes(),
-            &[l.sign(&l.bob.private, op_ns, &t)?],
-            l.now,
-        )
+        .present(t.as_bytes(), &[l.sign(&l.bob.private, op_ns, &t)?], l.now)
         .await;
     rows.push((
         "threshold 2: a certificate's approval stops counting when a rotation narrows its CA line's principals".into(),

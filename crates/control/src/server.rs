@@ -115,7 +115,7 @@ async fn handle(
                     &json!({"error": format!("body must be {{\"payload\": \"…\", \"signature\": \"…\"}} or {{\"payload\": \"…\", \"signatures\": [\"…\", …]}} with 1..={MAX_SIGNATURES} signatures")}),
                 );
             };
-            let p = engine.present_all(payload.as_bytes(), &sigs).await;
+            let p = engine.present(payload.as_bytes(), &sigs).await;
             let _ = triggers.send(Trigger::ReconcileNow);
             json_answer(StatusCode::OK, &json!(DecisionView::from(&p)))
         }

@@ -474,7 +474,7 @@ impl Looper {
                 let kind = action.op_kind();
                 let d = engine
                     .gate
-                    .submit(action, sub, None, OffsetDateTime::now_utc())
+                    .submit(action, sub, OffsetDateTime::now_utc())
                     .await;
                 engine.record(Some(kind), &d);
                 (vmid, d)

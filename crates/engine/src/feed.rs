@@ -60,7 +60,7 @@ async fn run_job(engine: &Engine, job: &Job) -> Presented {
         .iter()
         .map(|s| s.as_bytes().to_vec())
         .collect();
-    engine.present_all(job.payload.as_bytes(), &sigs).await
+    engine.present(job.payload.as_bytes(), &sigs).await
 }
 
 /// The provider's three channels, one provider each (the same source, opened three times), so

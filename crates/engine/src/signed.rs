@@ -2,14 +2,13 @@
 //! each under its guest's scheduler slot, so a signed op and the loop's action never act on
 //! one guest at once, and a desk never waits behind an observation pass. Whether the payload
 //! releases a held op (it carries that op's template nonce) or runs as a signed job is the
-//! gate's to find (`Gate::run_job`); the gate judges each signature once either way.
+//! gate's to find (`Gate::present`); the gate judges each signature once either way.
 //! It must never decide anything the gate decides, nor keep a slot for a VMID an unverified
 //! payload made up.
 
 use crate::engine::Engine;
 use crate::schedule::Busy;
 use steward_gate::{Decision, Presented};
-use steward_journal::OpId;
 use steward_model::Vmid;
 use time::OffsetDateTime;
 
@@ -35,61 +34,12 @@ impl Engine {
         p
     }
 
-    /// Releases a held op with its signed op (the operator signed the template).
-    pub async fn sign_pending(&self, op: OpId, payload: &[u8], sig: &[u8]) -> Decision {
-        self.approve_pending(op, payload, &[sig.to_vec()])
-            .await
-            .decision
-    }
-
-    /// Presents signatures for a held op: it runs once enough distinct keys approved it (its
-    /// m-of-n policy); until then the approvals are kept with it.
-    pub async fn approve_pending(&self, op: OpId, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
-        let guest = crate::blocking::journal(&self.journal, move |j| j.get(op))
-            .await
-            .ok()
-            .flatten()
-            .map(|r| r.guest);
-        let gate = self.gate.clone();
-        self.under_slot(
-            guest,
-            gate.approve_pending(op, payload, sigs, OffsetDateTime::now_utc()),
-        )
-        .await
-    }
-
-    /// A signed op from an operator (local API or provider): when its payload is exactly a
-    /// held op's template it releases that op, otherwise it runs as a signed job. The gate
-    /// verifies either way; this only picks the door.
-    pub async fn present(&self, payload: &[u8], sig: &[u8]) -> Decision {
-        self.present_all(payload, &[sig.to_vec()]).await.decision
-    }
-
-    /// [`Engine::present`] with one or several signatures over the same payload: counted
-    /// together against the op's m-of-n policy (a held op also counts what it collected). The
-    /// gate finds a held op by its template's nonce, judges every signature once, and runs,
-    /// holds or refuses; this only takes the guest's slot around it.
-    pub async fn present_all(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
-        let p = self.run_job(payload, sigs).await;
-        // A signature that counted for nothing is said, each with its reason: the decision
-        // alone would hide a stranger's signature beside an operator's.
-        for (i, v) in p.signatures.iter().enumerate() {
-            if let steward_gate::SigVerdict::Refused { reason, detail } = v {
-                let detail = steward_authz::escape_controls(detail);
-                tracing::warn!(target: "audit", signature = i + 1, verdict = %v.label(), %reason, %detail, "signature not counted");
-            }
-        }
-        p
-    }
-
-    /// Runs a signed job (op bytes + signature from a provider or the local API).
-    pub async fn signed_job(&self, payload: &[u8], sig: &[u8]) -> Decision {
-        self.run_job(payload, &[sig.to_vec()]).await.decision
-    }
-
-    /// Runs a signed job with its signatures, counted together (a job keeps nothing when it
-    /// falls short of its threshold).
-    pub async fn run_job(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
+    /// The one way in for an operator's signatures (local API or provider), one or several
+    /// over the same payload, counted together against the op's m-of-n policy (a held op also
+    /// counts what it collected). The gate finds a held op by its template's nonce, judges
+    /// every signature once, and runs, holds or refuses; this only takes the guest's slot
+    /// around it and says each signature that counted for nothing.
+    pub async fn present(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
         // The guest is read from the unverified payload only to pick the slot to hold, and
         // only from a payload of a size the verifier would read at all. A slot for a guest
         // nobody manages goes when released, so made-up VMIDs leave nothing behind.
@@ -99,10 +49,20 @@ impl Engine {
             .and_then(|v| v.get("guest").and_then(|g| g.as_u64()))
             .and_then(|g| Vmid::new(g).ok());
         let gate = self.gate.clone();
-        self.under_slot(
-            guest,
-            gate.run_job(payload, sigs, OffsetDateTime::now_utc()),
-        )
-        .await
+        let p = self
+            .under_slot(
+                guest,
+                gate.present(payload, sigs, OffsetDateTime::now_utc()),
+            )
+            .await;
+        // A signature that counted for nothing is said, each with its reason: the decision
+        // alone would hide a stranger's signature beside an operator's.
+        for (i, v) in p.signatures.iter().enumerate() {
+            if let steward_gate::SigVerdict::Refused { reason, detail } = v {
+                let detail = steward_authz::escape_controls(detail);
+                tracing::warn!(target: "audit", signature = i + 1, verdict = %v.label(), %reason, %detail, "signature not counted");
+            }
+        }
+        p
     }
 }

@@ -192,17 +192,11 @@ impl Gate {
             .await?
     }
 
-    /// Submits an action (a desired-state delta, or an engine step), with the signed op that
-    /// authorizes it if the caller has one.
-    pub async fn submit(
-        &self,
-        action: Action,
-        sub: Submission,
-        signed: Option<(&[u8], &[u8])>,
-        now: OffsetDateTime,
-    ) -> Decision {
-        let signed = signed.map(|(p, s)| (p.to_vec(), vec![s.to_vec()], None));
-        self.submit_with(action, sub, signed, now).await.decision
+    /// Submits an unsigned action (a desired-state delta, or an engine step): benign ones run,
+    /// anything else is held for a signature. Signatures come in only through
+    /// [`Gate::present`].
+    pub async fn submit(&self, action: Action, sub: Submission, now: OffsetDateTime) -> Decision {
+        self.submit_with(action, sub, None, now).await.decision
     }
 
     async fn submit_with(
@@ -252,39 +246,16 @@ impl Gate {
         }
     }
 
-    /// Releases a held (`pending_signature`) op with the signed op for it (one signature).
-    pub async fn sign_pending(
-        &self,
-        op: OpId,
-        payload: &[u8],
-        sig: &[u8],
-        now: OffsetDateTime,
-    ) -> Decision {
-        self.approve_pending(op, payload, &[sig.to_vec()], now)
-            .await
-            .decision
-    }
-
-    /// Presents signatures over one payload for a held op: it runs once the distinct keys that
-    /// approved it (now and before) meet its threshold; until then the approvals are kept with
-    /// it (`partly_approved`).
-    pub async fn approve_pending(
-        &self,
-        op: OpId,
-        payload: &[u8],
-        sigs: &[Vec<u8>],
-        now: OffsetDateTime,
-    ) -> Presented {
-        self.approve_with(op, payload, sigs, None, now).await
-    }
-
-    /// [`Gate::approve_pending`] with the presentation already judged, when it was.
+    /// Signatures over one payload for a held op (found by its template's nonce): it runs
+    /// once the distinct keys that approved it (now and before) meet its threshold; until then
+    /// the approvals are kept with it (`partly_approved`). `pre` is the presentation already
+    /// judged by [`Gate::present`].
     async fn approve_with(
         &self,
         op: OpId,
         payload: &[u8],
         sigs: &[Vec<u8>],
-        pre: Option<Verified>,
+        pre: Verified,
         now: OffsetDateTime,
     ) -> Presented {
         let (payload, sigs) = (payload.to_vec(), sigs.to_vec());
@@ -302,9 +273,9 @@ impl Gate {
                 let signed = Signed {
                     payload: &payload,
                     sigs: &sigs,
-                    pre,
+                    pre: Some(pre),
                 };
-                c.begin_sign_pending(op, signed, now, observed)
+                c.begin_release(op, signed, now, observed)
             })
             .await
             .unwrap_or_else(|e| {
@@ -325,19 +296,12 @@ impl Gate {
         }
     }
 
-    /// A destructive op that arrives as a job (one signature): the same checks as a held delta.
-    pub async fn run_signed_job(
-        &self,
-        payload: &[u8],
-        sig: &[u8],
-        now: OffsetDateTime,
-    ) -> Decision {
-        self.run_job(payload, &[sig.to_vec()], now).await.decision
-    }
-
-    /// A signed job with its signatures: they are counted together in this one presentation
-    /// (a job keeps nothing when it falls short of its threshold).
-    pub async fn run_job(
+    /// The one way in for an operator's signatures over one payload. When the payload carries
+    /// a held op's template nonce it is that op's release (its binding checked against the
+    /// held op, its approvals kept toward the threshold); otherwise it is a signed job, whose
+    /// signatures count only in this one presentation (a job keeps nothing when it falls
+    /// short). Each signature is judged once either way.
+    pub async fn present(
         &self,
         payload: &[u8],
         sigs: &[Vec<u8>],
@@ -367,8 +331,7 @@ impl Gate {
                 self.submit_with(action, sub, Some(signed), now).await
             }
             JobStep::Held(op, verified) => {
-                self.approve_with(op, payload, sigs, Some(verified), now)
-                    .await
+                self.approve_with(op, payload, sigs, verified, now).await
             }
         }
     }
@@ -659,9 +622,9 @@ impl Core {
         }
     }
 
-    /// The synchronous half of `approve_pending`; also returns what to audit the decision
+    /// The synchronous half of a held op's release (`approve_with`); also returns what to audit the decision
     /// under, when the held op was found, and each signature's verdict.
-    fn begin_sign_pending(
+    fn begin_release(
         &self,
         op: OpId,
         signed: Signed<'_>,
@@ -769,7 +732,7 @@ impl Core {
         ))
     }
 
-    /// The synchronous half of `run_job`: verify, then rotate keys or name the action.
+    /// The synchronous half of `present`: verify, then rotate keys or name the action.
     fn begin_job(
         &self,
         payload: &[u8],

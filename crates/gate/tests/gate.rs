@@ -164,7 +164,6 @@ async fn benign_runs_unsigned() {
                 kind: GuestKind::Qemu,
             },
             Submission::default(),
-            None,
             now(),
         )
         .await;
@@ -186,9 +185,7 @@ async fn benign_runs_unsigned() {
         kind: GuestKind::Qemu,
         config: [("scsi0".to_string(), "local-lvm:4".to_string())].into(),
     };
-    l.gate
-        .submit(create, Submission::default(), None, now())
-        .await;
+    l.gate.submit(create, Submission::default(), now()).await;
     assert_eq!(
         l.exec.authorities.lock().unwrap().as_slice(),
         &[
@@ -203,12 +200,16 @@ async fn unsigned_destructive_is_held_then_released_by_its_signed_template() {
     let l = lab();
     let held = l
         .gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
     assert_eq!(l.ran(), 0, "never executed while held");
     let (op, payload) = template_bytes(&held);
     let sig = l.sign(&l.op, "op@steward", &payload);
-    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let d = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -227,7 +228,11 @@ async fn unsigned_destructive_is_held_then_released_by_its_signed_template() {
         "the signed path runs with the admin token"
     );
     // Presented again: a replay, answered with the first outcome.
-    let again = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let again = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     match again {
         Decision::Replay { first: Some(first) } => {
             assert_eq!(first.id, op);
@@ -243,9 +248,9 @@ async fn binding_role_and_signer_are_checked() {
     let l = lab();
     let held = l
         .gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
-    let (op, payload) = template_bytes(&held);
+    let (_, payload) = template_bytes(&held);
     let text = String::from_utf8(payload.clone()).unwrap();
     for (what, bad) in [
         ("guest", text.replace("\"guest\":104", "\"guest\":105")),
@@ -253,7 +258,11 @@ async fn binding_role_and_signer_are_checked() {
         ("params", text.replace("\"purge\":true", "\"purge\":false")),
     ] {
         let sig = l.sign(&l.op, "op@steward", bad.as_bytes());
-        let d = l.gate.sign_pending(op, bad.as_bytes(), &sig, now()).await;
+        let d = l
+            .gate
+            .present(bad.as_bytes(), &[sig.to_vec()], now())
+            .await
+            .decision;
         assert!(
             matches!(
                 d,
@@ -266,7 +275,11 @@ async fn binding_role_and_signer_are_checked() {
         );
     }
     let sig = l.sign(&l.recovery, "recovery@steward", &payload);
-    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let d = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -279,7 +292,11 @@ async fn binding_role_and_signer_are_checked() {
     );
     let stranger = l.kg.key(KeyType::Ed25519, "mallory").unwrap();
     let sig = l.sign(&stranger, "op@steward", &payload);
-    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let d = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -294,7 +311,10 @@ async fn binding_role_and_signer_are_checked() {
     // The held op is still held, and still releasable by the right signature.
     let sig = l.sign(&l.op, "op@steward", &payload);
     assert!(matches!(
-        l.gate.sign_pending(op, &payload, &sig, now()).await,
+        l.gate
+            .present(&payload, &[sig.to_vec()], now())
+            .await
+            .decision,
         Decision::Executed { .. }
     ));
 }
@@ -319,7 +339,7 @@ async fn provenance_exceptions_and_hub_labels() {
         observed: None,
     };
     assert!(matches!(
-        l.gate.submit(create, sub.clone(), None, now()).await,
+        l.gate.submit(create, sub.clone(), now()).await,
         Decision::Executed { .. }
     ));
     // The compensation destroys the referenced volumes only.
@@ -329,7 +349,7 @@ async fn provenance_exceptions_and_hub_labels() {
         purge: true,
         destroy_unreferenced_disks: false,
     };
-    let d = l.gate.submit(own, sub, None, now()).await;
+    let d = l.gate.submit(own, sub, now()).await;
     assert!(
         matches!(d, Decision::Executed { signed: false, .. }),
         "same-transaction rollback: {d:?}"
@@ -338,7 +358,7 @@ async fn provenance_exceptions_and_hub_labels() {
     // hub put on it: the classifier never sees tags.
     let d = l
         .gate
-        .submit(destroy(901), Submission::default(), None, now())
+        .submit(destroy(901), Submission::default(), now())
         .await;
     assert!(matches!(d, Decision::PendingSignature { .. }), "{d:?}");
 }
@@ -348,7 +368,7 @@ async fn sixty_four_concurrent_presentations_execute_once() {
     let l = Arc::new(lab());
     let held = l
         .gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
     let (_, payload) = template_bytes(&held);
     let sig = l.sign(&l.op, "op@steward", &payload);
@@ -356,7 +376,10 @@ async fn sixty_four_concurrent_presentations_execute_once() {
     for _ in 0..64 {
         let (l, payload, sig) = (l.clone(), payload.clone(), sig.clone());
         tasks.push(tokio::spawn(async move {
-            l.gate.run_signed_job(&payload, &sig, now()).await
+            l.gate
+                .present(&payload, &[sig.to_vec()], now())
+                .await
+                .decision
         }));
     }
     let mut executed = 0;
@@ -376,12 +399,15 @@ async fn replay_is_caught_across_a_restart() {
     let l = lab();
     let held = l
         .gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
-    let (op, payload) = template_bytes(&held);
+    let (_, payload) = template_bytes(&held);
     let sig = l.sign(&l.op, "op@steward", &payload);
     assert!(matches!(
-        l.gate.sign_pending(op, &payload, &sig, now()).await,
+        l.gate
+            .present(&payload, &[sig.to_vec()], now())
+            .await
+            .decision,
         Decision::Executed { .. }
     ));
     let Lab {
@@ -400,7 +426,10 @@ async fn replay_is_caught_across_a_restart() {
         exec.clone(),
         dir.path().join("allowed_signers"),
     );
-    let d = gate.run_signed_job(&payload, &sig, now()).await;
+    let d = gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(matches!(d, Decision::Replay { first: Some(_) }), "{d:?}");
     assert!(exec.ran.lock().unwrap().is_empty());
 }
@@ -444,8 +473,9 @@ async fn key_rotation_rules() {
     let p = rotate_payload(&op_line);
     let d = l
         .gate
-        .run_signed_job(&p, &l.sign(&l.op, "op@steward", &p), now())
-        .await;
+        .present(&p, &[l.sign(&l.op, "op@steward", &p)], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -460,8 +490,9 @@ async fn key_rotation_rules() {
     let p = rotate_payload(&format!("{op_line}{bob_line}"));
     let d = l
         .gate
-        .run_signed_job(&p, &l.sign(&l.recovery, "recovery@steward", &p), now())
-        .await;
+        .present(&p, &[l.sign(&l.recovery, "recovery@steward", &p)], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -483,19 +514,21 @@ async fn key_rotation_rules() {
     let p = rotate_payload(&new_text);
     let d = l
         .gate
-        .run_signed_job(&p, &l.sign(&l.op, "op@steward", &p), now())
-        .await;
+        .present(&p, &[l.sign(&l.op, "op@steward", &p)], now())
+        .await
+        .decision;
     assert!(matches!(d, Decision::Rotated { entries: 3 }), "{d:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), new_text);
     let held = l
         .gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
-    let (op, payload) = template_bytes(&held);
+    let (_, payload) = template_bytes(&held);
     let d = l
         .gate
-        .sign_pending(op, &payload, &l.sign(&bob, "op@steward", &payload), now())
-        .await;
+        .present(&payload, &[l.sign(&bob, "op@steward", &payload)], now())
+        .await
+        .decision;
     assert!(
         matches!(d, Decision::Executed { signed: true, .. }),
         "bob's new key works: {d:?}"
@@ -519,7 +552,7 @@ async fn provenance_names_the_guest_not_the_vmid() {
         ..Submission::default()
     };
     assert!(matches!(
-        l.gate.submit(create, mine, None, now()).await,
+        l.gate.submit(create, mine, now()).await,
         Decision::Executed { .. }
     ));
     let own = |kind| Action::Destroy {
@@ -542,7 +575,7 @@ async fn provenance_names_the_guest_not_the_vmid() {
             identity,
             ..Submission::default()
         };
-        let d = l.gate.submit(own(kind), sub, None, now()).await;
+        let d = l.gate.submit(own(kind), sub, now()).await;
         assert!(
             matches!(d, Decision::PendingSignature { .. }),
             "{kind}: {d:?}"
@@ -552,12 +585,11 @@ async fn provenance_names_the_guest_not_the_vmid() {
 }
 
 #[tokio::test]
-async fn a_presented_signature_is_settled_even_for_a_benign_action() {
+async fn a_signed_everyday_action_is_refused_not_run_signed_or_unsigned() {
+    // Signatures come in through one door, and a job runs only the ops Steward takes as
+    // signed jobs: a signed `guest.start` is not one of them. It must not run on the signed
+    // path (admin token), nor slip through as the benign action it names.
     let l = lab();
-    let start = Action::Start {
-        vmid: vmid(104),
-        kind: GuestKind::Qemu,
-    };
     let t = now();
     let fmt = |t: OffsetDateTime| {
         t.format(&time::format_description::well_known::Rfc3339)
@@ -571,41 +603,19 @@ async fn a_presented_signature_is_settled_even_for_a_benign_action() {
     }))
     .unwrap();
     let sig = l.sign(&l.op, "op@steward", &payload);
-    let d = l
-        .gate
-        .submit(
-            start.clone(),
-            Submission::default(),
-            Some((&payload, &sig)),
-            now(),
-        )
-        .await;
-    assert!(
-        matches!(d, Decision::Executed { signed: true, .. }),
-        "{d:?}"
-    );
-    // The same bytes again: a replay, not a second run.
-    let d = l
-        .gate
-        .submit(
-            start.clone(),
-            Submission::default(),
-            Some((&payload, &sig)),
-            now(),
-        )
-        .await;
-    assert!(matches!(d, Decision::Replay { .. }), "{d:?}");
-    assert_eq!(l.ran(), 1);
-    // A bad signature on a benign action is refused, not run unsigned.
-    let mut bad = sig.clone();
-    let i = bad.len() / 2;
-    bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
-    let d = l
-        .gate
-        .submit(start, Submission::default(), Some((&payload, &bad)), now())
-        .await;
-    assert!(matches!(d, Decision::Refused { .. }), "{d:?}");
-    assert_eq!(l.ran(), 1);
+    for _ in 0..2 {
+        let d = l
+            .gate
+            .present(&payload, std::slice::from_ref(&sig), now())
+            .await
+            .decision;
+        assert!(
+            matches!(&d, Decision::Refused { reason: GateReason::BindingMismatch, detail, .. }
+                if detail.contains("guest.start")),
+            "{d:?}"
+        );
+    }
+    assert_eq!(l.ran(), 0);
 }
 
 #[tokio::test]
@@ -635,7 +645,6 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
                 change,
             },
             Submission::default(),
-            None,
             now(),
         )
         .await;
@@ -647,10 +656,14 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
         "local-lvm:vm-104-disk-1"
     );
     assert_eq!(template["params"]["digest"], "3f2a9c0d1e");
-    let (op, payload) = template_bytes(&held);
+    let (_, payload) = template_bytes(&held);
     let sig = l.sign(&l.op, "op@steward", &payload);
     // The slot holds another volume than the one the op names: refused, still held, nothing ran.
-    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let d = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(&d, Decision::Refused { reason: GateReason::BindingMismatch, detail, .. }
             if detail.contains("local-lvm:vm-104-disk-9")),
@@ -662,7 +675,11 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
         .lock()
         .unwrap()
         .insert(104, node("local-lvm:vm-104-disk-1"));
-    let d = l.gate.sign_pending(op, &payload, &sig, now()).await;
+    let d = l
+        .gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(d, Decision::Executed { signed: true, .. }),
         "{d:?}"
@@ -704,7 +721,7 @@ async fn a_rotation_signed_with_a_certificate_is_admitted_by_its_ca_line() {
     );
     let p = rotate_payload(&new_text);
     let sig = kg.sign(&cert, "recovery@steward", &p).unwrap();
-    let d = gate.run_signed_job(&p, &sig, now()).await;
+    let d = gate.present(&p, &[sig.to_vec()], now()).await.decision;
     assert!(matches!(d, Decision::Rotated { entries: 3 }), "{d:?}");
     assert_eq!(std::fs::read_to_string(&path).unwrap(), new_text);
 }
@@ -726,11 +743,14 @@ async fn signed_ops_are_refused_while_the_clock_is_behind_the_last_nonce_prune()
     // A prune ran with a clock an hour ahead (it was wrong, then corrected).
     journal.prune_nonces(now().unix_timestamp() + 3600).unwrap();
     let held = gate
-        .submit(destroy(104), Submission::default(), None, now())
+        .submit(destroy(104), Submission::default(), now())
         .await;
-    let (op_id, payload) = template_bytes(&held);
+    let (_, payload) = template_bytes(&held);
     let sig = kg.sign(&op.private, "op@steward", &payload).unwrap();
-    let d = gate.sign_pending(op_id, &payload, &sig, now()).await;
+    let d = gate
+        .present(&payload, &[sig.to_vec()], now())
+        .await
+        .decision;
     assert!(
         matches!(
             d,
@@ -739,41 +759,6 @@ async fn signed_ops_are_refused_while_the_clock_is_behind_the_last_nonce_prune()
                 ..
             }
         ),
-        "{d:?}"
-    );
-}
-
-#[tokio::test]
-async fn a_signature_for_another_op_is_not_burnt_when_presented_for_a_finished_one() {
-    let l = lab();
-    // Op A ran (benign start); op B (a destroy) is held.
-    let a = l
-        .gate
-        .submit(
-            Action::Start {
-                vmid: vmid(104),
-                kind: GuestKind::Qemu,
-            },
-            Submission::default(),
-            None,
-            now(),
-        )
-        .await;
-    let Decision::Executed { op: finished, .. } = a else {
-        panic!("{a:?}");
-    };
-    let held = l
-        .gate
-        .submit(destroy(105), Submission::default(), None, now())
-        .await;
-    let (op_b, payload) = template_bytes(&held);
-    let sig = l.sign(&l.op, "op@steward", &payload);
-    // B's signature presented under A's id: refused, and not spent.
-    let d = l.gate.sign_pending(finished, &payload, &sig, now()).await;
-    assert!(matches!(d, Decision::Refused { .. }), "{d:?}");
-    let d = l.gate.sign_pending(op_b, &payload, &sig, now()).await;
-    assert!(
-        matches!(d, Decision::Executed { signed: true, .. }),
         "{d:?}"
     );
 }

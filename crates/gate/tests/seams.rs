@@ -83,12 +83,7 @@ async fn a_slow_barrier_does_not_stall_other_tasks_on_a_current_thread_runtime()
     };
     let before = ticks.load(Ordering::Relaxed);
     let d = gate
-        .submit(
-            start(104),
-            Submission::default(),
-            None,
-            OffsetDateTime::now_utc(),
-        )
+        .submit(start(104), Submission::default(), OffsetDateTime::now_utc())
         .await;
     let during = ticks.load(Ordering::Relaxed) - before;
     ticker.abort();
@@ -121,12 +116,7 @@ async fn an_executor_failure_reaches_the_journal_typed() {
     );
     let (gate, journal) = gate(&dir, Err(failure.clone()));
     let d = gate
-        .submit(
-            start(104),
-            Submission::default(),
-            None,
-            OffsetDateTime::now_utc(),
-        )
+        .submit(start(104), Submission::default(), OffsetDateTime::now_utc())
         .await;
     let Decision::Executed {
         op,

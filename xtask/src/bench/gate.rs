@@ -69,7 +69,7 @@ pub fn run(signed_ops: usize) -> Result<bool> {
 
     let t = Instant::now();
     for (p, s) in &signed {
-        let d = rt.block_on(gate.run_signed_job(p, s, now));
+        let d = rt.block_on(gate.present(p, &[s.to_vec()], now)).decision;
         anyhow::ensure!(
             matches!(d, Decision::Executed { signed: true, .. }),
             "bench op not executed: {}",
@@ -85,7 +85,7 @@ pub fn run(signed_ops: usize) -> Result<bool> {
             vmid: Vmid::new(104)?,
             kind: GuestKind::Qemu,
         };
-        let d = rt.block_on(gate.submit(a, Submission::default(), None, now));
+        let d = rt.block_on(gate.submit(a, Submission::default(), now));
         anyhow::ensure!(
             matches!(d, Decision::Executed { .. }),
             "benign not executed"
