@@ -160,7 +160,10 @@ impl Lab {
                 .into_iter()
                 .find(|h| h.guest == vmid)
             {
-                return Ok((h.op, serde_json::to_vec(&h.template)?));
+                return Ok((
+                    steward_journal::OpId(h.op),
+                    serde_json::to_vec(&h.template)?,
+                ));
             }
             anyhow::ensure!(tokio::time::Instant::now() < end, "{vmid} never held");
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -1,27 +1,26 @@
 //! The subcommands that talk to the running agent over its local API (they never open the
-//! journal): status, pending, submit, reconcile. Exit codes: 0 done, 1 the gate refused, 2 the
-//! agent could not be asked.
+//! journal): status, pending, submit, reconcile, op. Each reads the answer as its typed view
+//! (`steward_control::Client`). Exit codes: 0 done, 1 the gate refused, 2 the agent could not
+//! be asked. It must never print text the node, a hub or a signer wrote without escaping it.
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{Context, Result};
 use std::path::Path;
-use steward_control::Client;
+use steward_authz::escape_controls as esc;
+use steward_control::view::Submission;
+use steward_control::{Client, ControlError};
 
-async fn get(client: &Client, path: &str) -> Result<Value> {
-    let (status, body) = client.call("GET", path, Vec::new()).await?;
-    if status != 200 {
-        bail!(
-            "{path}: {}",
-            steward_authz::escape_controls(&String::from_utf8_lossy(&body))
-        );
-    }
-    Ok(serde_json::from_slice(&body)?)
+/// The agent's refusal or silence, escaped: its text can carry what a caller sent.
+fn said(e: ControlError) -> anyhow::Error {
+    anyhow::Error::msg(esc(&e.to_string()))
 }
 
 /// `op ID`.
 pub async fn op(socket: &Path, id: u64) -> Result<bool> {
-    let v = get(&Client::new(socket), &format!("/ops/{id}")).await?;
-    println!("{}", serde_json::to_string_pretty(&v)?);
+    let v = Client::new(socket).op(id).await.map_err(said)?;
+    // JSON escapes control characters; bidi overrides it leaves as they are.
+    for line in serde_json::to_string_pretty(&v)?.lines() {
+        println!("{}", esc(line));
+    }
     Ok(true)
 }
 
@@ -35,61 +34,54 @@ fn rfc3339_ms(ms: i64) -> Option<String> {
 
 /// `status`.
 pub async fn status(socket: &Path) -> Result<bool> {
-    let s = get(&Client::new(socket), "/status").await?;
-    let last = s["last_pass_ms"]
-        .as_i64()
+    let s = Client::new(socket).status().await.map_err(said)?;
+    let last = Some(s.last_pass_ms)
         .filter(|ms| *ms > 0)
         .and_then(rfc3339_ms)
         .unwrap_or_else(|| "none yet".into());
+    let agent = s.agent.clone().unwrap_or_default();
     println!(
         "node {}  last pass {last}  metrics {}",
-        s["agent"]["node"].as_str().unwrap_or("?"),
-        s["agent"]["metrics"].as_str().unwrap_or("off")
+        esc(&agent.node),
+        agent.metrics.as_deref().unwrap_or("off")
     );
     println!(
         "passes {}  managed {}  converged {}  drifting {}  in flight {}  held {}  recovered {}",
-        s["passes"],
-        s["managed"],
-        s["converged"],
-        s["drifting"],
-        s["in_flight"],
-        s["held"],
-        s["recovered"]
+        s.passes, s.managed, s.converged, s.drifting, s.in_flight, s.held, s.recovered
     );
-    if let Some(policy) = s["approval_policy"].as_object() {
-        let shown: Vec<String> = policy.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    if !s.approval_policy.is_empty() {
+        let shown: Vec<String> = s
+            .approval_policy
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
         println!("signatures needed (distinct keys): {}", shown.join(", "));
     }
-    let esc = steward_authz::escape_controls;
-    for p in s["parked"].as_array().into_iter().flatten() {
-        println!(
-            "parked {} ({}): {}",
-            p["vmid"],
-            esc(p["reason"].as_str().unwrap_or("unknown")),
-            esc(p["why"].as_str().unwrap_or(""))
-        );
+    for p in &s.parked {
+        println!("parked {} ({}): {}", p.vmid, esc(&p.reason), esc(&p.why));
     }
-    for (channel, h) in s["provider"].as_object().into_iter().flatten() {
-        let failures = h["consecutive_failures"].as_u64().unwrap_or(0);
-        let last_ok = h["last_success_ms"]
-            .as_i64()
+    for (channel, h) in &s.provider {
+        let last_ok = h
+            .last_success_ms
             .and_then(rfc3339_ms)
             .unwrap_or_else(|| "never".into());
-        let trouble = h["last_error"]
-            .as_str()
+        let trouble = h
+            .last_error
+            .as_deref()
             .map(|e| format!("  last error: {}", esc(e)))
             .unwrap_or_default();
         println!(
-            "provider {channel}: last success {last_ok}  failures in a row {failures}{trouble}"
+            "provider {channel}: last success {last_ok}  failures in a row {}{trouble}",
+            h.consecutive_failures
         );
     }
-    if let Some(e) = s["journal_error"].as_str() {
+    if let Some(e) = &s.journal_error {
         println!(
             "JOURNAL WRITES FAIL (nothing starts until they succeed): {}",
             esc(e)
         );
     }
-    if let Some(e) = s["last_error"].as_str() {
+    if let Some(e) = &s.last_error {
         println!("last error: {}", esc(e));
     }
     Ok(true)
@@ -100,49 +92,37 @@ pub async fn pending(socket: &Path, show: Option<(u64, bool)>) -> Result<bool> {
     let client = Client::new(socket);
     match show {
         Some((id, true)) => {
-            let (status, body) = client
-                .call("GET", &format!("/pending/{id}/template"), Vec::new())
-                .await?;
-            if status != 200 {
-                bail!(
-                    "{}",
-                    steward_authz::escape_controls(&String::from_utf8_lossy(&body))
-                );
-            }
+            let bytes = client.template(id).await.map_err(said)?;
             use std::io::Write as _;
             std::io::stdout()
                 .lock()
-                .write_all(&body)
+                .write_all(&bytes)
                 .context("writing the template")?;
         }
         Some((id, false)) => {
-            let all = get(&client, "/pending").await?;
+            let all = client.pending().await.map_err(said)?;
             let op = all
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|h| h["op"].as_u64() == Some(id))
+                .iter()
+                .find(|h| h.op == id)
                 .with_context(|| format!("no held op {id}"))?;
             // JSON escapes control characters; bidi overrides it leaves as they are.
             for line in serde_json::to_string_pretty(op)?.lines() {
-                println!("{}", steward_authz::escape_controls(line));
+                println!("{}", esc(line));
             }
         }
         None => {
-            let all = get(&client, "/pending").await?;
-            let list = all.as_array().cloned().unwrap_or_default();
-            if list.is_empty() {
+            let all = client.pending().await.map_err(said)?;
+            if all.is_empty() {
                 println!("nothing held");
             }
             // Summaries carry what the node and the hub can name (guest names, volumes):
             // escaped, so no text can move the cursor or forge another line.
-            let esc = steward_authz::escape_controls;
-            for h in list {
+            for h in all {
                 println!(
                     "op {}  expires {}\n  {}",
-                    h["op"],
-                    esc(h["expires"].as_str().unwrap_or("-")),
-                    esc(h["summary"].as_str().unwrap_or(""))
+                    h.op,
+                    esc(h.expires.as_deref().unwrap_or("-")),
+                    esc(&h.summary)
                 );
             }
         }
@@ -166,56 +146,38 @@ pub async fn submit(socket: &Path, op: &Path, sigs: &[std::path::PathBuf]) -> Re
         .iter()
         .map(|sig| read(sig, MAX_SIGNATURE_BYTES, "signature"))
         .collect::<Result<Vec<_>>>()?;
-    let body =
-        serde_json::to_vec(&serde_json::json!({"payload": payload, "signatures": signatures}))?;
-    let (status, answer) = Client::new(socket).call("POST", "/submit", body).await?;
-    if status != 200 {
-        bail!(
-            "{}",
-            steward_authz::escape_controls(&String::from_utf8_lossy(&answer))
-        );
+    let d = Client::new(socket)
+        .submit(&Submission::new(payload, signatures))
+        .await
+        .map_err(said)?;
+    let mut line = d.decision.clone();
+    if let Some(op) = d.op {
+        line.push_str(&format!(" op={op}"));
     }
-    let d: Value = serde_json::from_slice(&answer)?;
-    let label = d["decision"].as_str().unwrap_or("?");
-    let mut line = label.to_string();
-    for k in ["op", "signed", "outcome", "detail"] {
-        if !d[k].is_null() {
-            line.push_str(&format!(
-                " {k}={}",
-                d[k].as_str()
-                    .map_or_else(|| d[k].to_string(), str::to_string)
-            ));
+    if let Some(signed) = d.signed {
+        line.push_str(&format!(" signed={signed}"));
+    }
+    for (k, v) in [("outcome", &d.outcome), ("detail", &d.detail)] {
+        if let Some(v) = v {
+            line.push_str(&format!(" {k}={v}"));
         }
     }
-    println!("{}", steward_authz::escape_controls(&line));
+    println!("{}", esc(&line));
     // Each signature's verdict, when there were several or one was not counted.
-    let verdicts = d["signatures"].as_array().cloned().unwrap_or_default();
-    if verdicts.len() > 1 || verdicts.iter().any(|v| v["verdict"] != "counted") {
-        for (v, path) in verdicts.iter().zip(sigs) {
+    if d.signatures.len() > 1 || d.signatures.iter().any(|v| v.verdict != "counted") {
+        for (v, path) in d.signatures.iter().zip(sigs) {
             // A certificate's principal and a refusal's detail are signer-supplied text.
-            let who = steward_authz::escape_controls(v["principal"].as_str().unwrap_or(""));
-            let why = steward_authz::escape_controls(v["detail"].as_str().unwrap_or(""));
-            println!(
-                "  {}: {} {who}{why}",
-                path.display(),
-                v["verdict"].as_str().unwrap_or("?")
-            );
+            let who = esc(v.principal.as_deref().unwrap_or(""));
+            let why = esc(v.detail.as_deref().unwrap_or(""));
+            println!("  {}: {} {who}{why}", path.display(), esc(&v.verdict));
         }
     }
-    Ok(!label.starts_with("refused"))
+    Ok(!d.refused())
 }
 
 /// `reconcile`.
 pub async fn reconcile(socket: &Path) -> Result<bool> {
-    let (status, body) = Client::new(socket)
-        .call("POST", "/reconcile", Vec::new())
-        .await?;
-    if status != 200 {
-        bail!(
-            "{}",
-            steward_authz::escape_controls(&String::from_utf8_lossy(&body))
-        );
-    }
+    Client::new(socket).reconcile().await.map_err(said)?;
     println!("pass requested");
     Ok(true)
 }

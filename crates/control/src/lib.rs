@@ -2,8 +2,8 @@
 //! for the CLI on the node. Its server lists every route in `server.rs`; `Client` is what the
 //! `steward-agent` subcommands use; they never open the journal themselves.
 //!
-//! **API Boundary:** the local API's routes and JSON shapes (`DecisionView`, the engine's
-//! `Status` and `HeldOp`) are what the CLI and local tooling build against.
+//! **API Boundary:** the local API's routes, and its JSON shapes in `steward-view` (re-exported as
+//! `view`, pinned by golden files), are what the CLI and local tooling build against.
 //!
 //! `/metrics` (Prometheus text) is served apart, on a loopback TCP address, by `metrics.rs`:
 //! that listener has no other route.
@@ -20,4 +20,4 @@ mod server;
 pub use client::{Client, ControlError};
 pub use metrics::serve_metrics;
 pub use server::{serve, ApiOptions};
-pub use steward_engine::DecisionView;
+pub use steward_view as view;

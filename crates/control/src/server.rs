@@ -1,15 +1,18 @@
 //! The local API server, on a Unix socket created with mode 0660. Routes:
 //!
-//! - `GET /health` → `{"ok": true, "recovered": bool}`
-//! - `GET /status` → the engine's `Status`, plus `agent`: `{"node", "metrics"}`
+//! Every answer is a `steward_view` shape (pinned by that crate's golden files); a request it
+//! refuses gets an `ErrorBody`.
+//!
+//! - `GET /health` → `Health`
+//! - `GET /status` → the engine's `Status`, with `agent` (`AgentAbout`) set
 //! - `GET /pending` → held ops with their summaries (`HeldOp`)
 //! - `GET /pending/{op}/template` → the exact bytes to sign for held op `{op}`
-//! - `POST /submit` `{"payload": "<op.json text>", "signature": "<armored SSHSIG>"}` (or
+//! - `POST /submit` `Submission`: `{"payload": "<op.json text>", "signature": "<SSHSIG>"}` (or
 //!   `"signatures": [...]`, up to eight over the same payload) → a `DecisionView` with each
 //!   signature's verdict: signatures for a held op's template approve it (it runs once its
 //!   m-of-n threshold is met); any other signed op runs as a signed job (both through the gate)
-//! - `GET /ops/{id}` → one journal op: its action, class, signer, history, and `state`
-//! - `POST /reconcile` → a pass now
+//! - `GET /ops/{id}` → `OpView`: one journal op (its action, class, signer, history) and `state`
+//! - `POST /reconcile` → a pass now; answers `Health`
 //!
 //! It must never act but through the engine.
 
@@ -18,11 +21,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use steward_engine::{DecisionView, Engine, Trigger};
+use steward_engine::{Engine, ToView, Trigger};
+use steward_view::{AgentAbout, ErrorBody, Health, OpView, Submission};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 
@@ -35,14 +38,27 @@ fn answer(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
     r
 }
 
-fn json_answer(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
-    answer(status, v.to_string().into_bytes())
+/// A view as JSON. The views are plain data: serializing one cannot fail, and if it ever
+/// did the caller would get an empty body, never a partial one.
+fn view<T: serde::Serialize>(status: StatusCode, v: &T) -> Response<Full<Bytes>> {
+    answer(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn error(status: StatusCode, error: String) -> Response<Full<Bytes>> {
+    view(status, &ErrorBody { error })
+}
+
+fn health(engine: &Engine) -> Health {
+    Health {
+        ok: true,
+        recovered: engine.status_now().recovered,
+    }
 }
 
 async fn handle(
     engine: Arc<Engine>,
     triggers: mpsc::UnboundedSender<Trigger>,
-    about: &Value,
+    about: &AgentAbout,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
     let (method, path) = (
@@ -51,103 +67,63 @@ async fn handle(
     );
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return json_answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &json!({"error": e.to_string()}),
-            )
-        }
+        Err(e) => return error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
     };
     let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match (method.as_str(), parts.as_slice()) {
-        ("GET", ["health"]) => json_answer(
-            StatusCode::OK,
-            &json!({"ok": true, "recovered": engine.status_now().recovered}),
-        ),
+        ("GET", ["health"]) => view(StatusCode::OK, &health(&engine)),
         ("GET", ["status"]) => {
-            let mut v = json!(engine.status_now());
-            v["agent"] = about.clone();
-            json_answer(StatusCode::OK, &v)
+            let mut s = engine.status_now();
+            s.agent = Some(about.clone());
+            view(StatusCode::OK, &s)
         }
-        ("GET", ["pending"]) => json_answer(StatusCode::OK, &json!(engine.held().await)),
+        ("GET", ["pending"]) => view(StatusCode::OK, &engine.held().await),
         ("GET", ["pending", id, "template"]) => {
             let held = engine.held().await;
-            match held.iter().find(|h| h.op.0.to_string() == *id) {
+            match held.iter().find(|h| h.op.to_string() == *id) {
+                // The exact bytes to sign: compact serde_json, as the gate mints them.
                 Some(h) => answer(
                     StatusCode::OK,
                     serde_json::to_vec(&h.template).unwrap_or_default(),
                 ),
-                None => json_answer(
-                    StatusCode::NOT_FOUND,
-                    &json!({"error": format!("no held op {id}")}),
-                ),
+                None => error(StatusCode::NOT_FOUND, format!("no held op {id}")),
             }
         }
         ("GET", ["ops", id]) => {
             let Ok(n) = id.parse::<u64>() else {
-                return json_answer(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("{id:?} is not an op id")}),
-                );
+                return error(StatusCode::BAD_REQUEST, format!("{id:?} is not an op id"));
             };
             match engine.op(steward_journal::OpId(n)).await {
                 Some(rec) => {
-                    let mut v = json!(rec);
-                    v["state"] = json!(rec.state().name());
-                    json_answer(StatusCode::OK, &v)
+                    let record = match serde_json::to_value(&rec) {
+                        Ok(serde_json::Value::Object(m)) => m,
+                        _ => serde_json::Map::new(),
+                    };
+                    let state = rec.state().name().to_string();
+                    view(StatusCode::OK, &OpView { state, record })
                 }
-                None => json_answer(
-                    StatusCode::NOT_FOUND,
-                    &json!({"error": format!("no op {n}")}),
-                ),
+                None => error(StatusCode::NOT_FOUND, format!("no op {n}")),
             }
         }
         ("POST", ["submit"]) => {
-            let req: Value = match serde_json::from_slice(&body) {
+            let sub: Submission = match serde_json::from_slice(&body) {
                 Ok(v) => v,
-                Err(e) => {
-                    return json_answer(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()}))
-                }
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("submission: {e}")),
             };
-            let Some((payload, sigs)) = submission(&req) else {
-                return json_answer(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("body must be {{\"payload\": \"…\", \"signature\": \"…\"}} or {{\"payload\": \"…\", \"signatures\": [\"…\", …]}} with 1..={MAX_SIGNATURES} signatures")}),
-                );
+            let sigs = match sub.signature_bytes() {
+                Ok(s) => s,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("submission: {e}")),
             };
-            let p = engine.present(payload.as_bytes(), &sigs).await;
+            let p = engine.present(sub.payload.as_bytes(), &sigs).await;
             let _ = triggers.send(Trigger::ReconcileNow);
-            json_answer(StatusCode::OK, &json!(DecisionView::from(&p)))
+            view(StatusCode::OK, &p.view())
         }
         ("POST", ["reconcile"]) => {
             let _ = triggers.send(Trigger::ReconcileNow);
-            json_answer(StatusCode::OK, &json!({"ok": true}))
+            view(StatusCode::OK, &health(&engine))
         }
-        _ => json_answer(
-            StatusCode::NOT_FOUND,
-            &json!({"error": format!("no route {method} {path}")}),
-        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no route {method} {path}")),
     }
-}
-
-/// The most signatures one submission may carry (as many as a hub job may).
-pub const MAX_SIGNATURES: usize = 8;
-
-/// A submission's payload and signatures: `signature` (one) or `signatures` (several), not
-/// both, each a string; None when the body has another shape.
-fn submission(req: &Value) -> Option<(&str, Vec<Vec<u8>>)> {
-    let payload = req.get("payload")?.as_str()?;
-    let sigs: Vec<Vec<u8>> = match (req.get("signature"), req.get("signatures")) {
-        (Some(one), None) => vec![one.as_str()?.as_bytes().to_vec()],
-        (None, Some(Value::Array(many))) => many
-            .iter()
-            .map(|s| s.as_str().map(|s| s.as_bytes().to_vec()))
-            .collect::<Option<_>>()?,
-        _ => return None,
-    };
-    (1..=MAX_SIGNATURES)
-        .contains(&sigs.len())
-        .then_some((payload, sigs))
 }
 
 /// The numeric id of group `name`, through the system's group database (NSS).
@@ -190,7 +166,10 @@ pub async fn serve(
         std::fs::create_dir_all(dir)?;
     }
     let gid = opts.group.as_deref().map(group_id).transpose()?;
-    let about = Arc::new(json!({"node": opts.node, "metrics": opts.metrics_url}));
+    let about = Arc::new(AgentAbout {
+        node: opts.node,
+        metrics: opts.metrics_url,
+    });
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
     if let Some(gid) = gid {

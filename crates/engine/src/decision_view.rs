@@ -1,72 +1,44 @@
-//! A gate decision as the local API and the hub report show it (JSON). It must never carry
+//! A gate decision turned into its view (`steward_view::DecisionView`), as the local API and
+//! the hub report show it. It must never carry
 //! more than the decision says: no payload, no signature.
 
-use serde::{Deserialize, Serialize};
 use steward_gate::{Decision, Outcome, Presented, SigVerdict};
+use steward_view::{DecisionView, SignatureView};
 
-/// A gate decision as JSON.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DecisionView {
-    /// `executed`, `pending_signature`, `refused:<code>`, `replay`, `rotated`.
-    pub decision: String,
-    /// The journal op, when there is one.
-    pub op: Option<u64>,
-    /// For `executed`: whether a signature authorized it.
-    pub signed: Option<bool>,
-    /// For `executed`: `succeeded`, or the failure.
-    pub outcome: Option<String>,
-    /// For refusals: why. For `partly_approved`: how many of how many, and who.
-    pub detail: Option<String>,
-    /// What became of each signature presented, in order (none for an unsigned decision).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signatures: Vec<SignatureView>,
+/// A gate answer as the local API and the hub report show it (`steward_view`).
+pub trait ToView {
+    /// The view of this answer.
+    fn view(&self) -> DecisionView;
 }
 
-/// One presented signature's verdict.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignatureView {
-    /// `counted`, `already_counted` (its key was counted already), or `refused:<code>`.
-    pub verdict: String,
-    /// The signer's principal, for a signature that passed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
-    /// The signing key's `SHA256:…` fingerprint, for a signature that passed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// Why it was refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
-
-impl From<&SigVerdict> for SignatureView {
-    fn from(v: &SigVerdict) -> Self {
-        let (principal, key, detail) = match v {
-            SigVerdict::Counted(s) | SigVerdict::AlreadyCounted(s) => (
-                Some(s.principal.clone()),
-                Some(s.key_fingerprint.clone()),
-                None,
-            ),
-            SigVerdict::Refused { detail, .. } => (None, None, Some(detail.clone())),
-        };
-        SignatureView {
-            verdict: v.label(),
-            principal,
-            key,
-            detail,
-        }
+fn signature_view(v: &SigVerdict) -> SignatureView {
+    let (principal, key, detail) = match v {
+        SigVerdict::Counted(s) | SigVerdict::AlreadyCounted(s) => (
+            Some(s.principal.clone()),
+            Some(s.key_fingerprint.clone()),
+            None,
+        ),
+        SigVerdict::Refused { detail, .. } => (None, None, Some(detail.clone())),
+    };
+    SignatureView {
+        verdict: v.label(),
+        principal,
+        key,
+        detail,
     }
 }
 
-impl From<&Presented> for DecisionView {
-    fn from(p: &Presented) -> Self {
-        let mut v = DecisionView::from(&p.decision);
-        v.signatures = p.signatures.iter().map(SignatureView::from).collect();
+impl ToView for Presented {
+    fn view(&self) -> DecisionView {
+        let mut v = self.decision.view();
+        v.signatures = self.signatures.iter().map(signature_view).collect();
         v
     }
 }
 
-impl From<&Decision> for DecisionView {
-    fn from(d: &Decision) -> Self {
+impl ToView for Decision {
+    fn view(&self) -> DecisionView {
+        let d = self;
         let mut v = DecisionView {
             decision: d.label(),
             op: None,

@@ -10,7 +10,6 @@ use crate::held::{self, HeldOp};
 use crate::observe::{Observer, PassReport, Snapshot};
 use crate::recover::{self, RecoverError, Recovery};
 use crate::schedule::{Busy, Scheduler};
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use steward_journal::{Journal, OpId};
 use steward_metrics::Metrics;
 use steward_model::{DesiredState, Vmid};
 use steward_proxmox_client::GuestRead;
+use steward_view::Status;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -71,65 +71,6 @@ pub enum Trigger {
     Desired(Arc<DesiredState>),
     /// Someone asked for a pass now.
     ReconcileNow,
-}
-
-/// A guest parked until something changes, and why.
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
-pub struct Parked {
-    /// The guest.
-    pub vmid: u32,
-    /// Why, as a closed code (`admin_lock`, `denied`, `held`, `refused`, `gone`, `failing`,
-    /// `internal`).
-    pub reason: &'static str,
-    /// Why, said for a person.
-    pub why: String,
-}
-
-/// How calls to the provider went on one channel (`desired`, `jobs`, `report`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ProviderHealth {
-    /// Unix ms of the last call that succeeded; None: none yet.
-    pub last_success_ms: Option<i64>,
-    /// Why the last call failed (escaped), until one succeeds.
-    pub last_error: Option<String>,
-    /// Calls that failed in a row.
-    pub consecutive_failures: u64,
-}
-
-/// What the engine reports about itself.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Status {
-    /// Passes so far.
-    pub passes: u64,
-    /// Unix ms of the last pass.
-    pub last_pass_ms: i64,
-    /// Guests the desired state names.
-    pub managed: usize,
-    /// Of those, with nothing to do.
-    pub converged: usize,
-    /// Of those, with something to do.
-    pub drifting: usize,
-    /// Actions in flight.
-    pub in_flight: usize,
-    /// Ops held for a signature.
-    pub held: usize,
-    /// Guests parked, with the reason.
-    pub parked: Vec<Parked>,
-    /// API requests made by observation so far.
-    pub observe_requests: u64,
-    /// The last observation error, if the last pass failed.
-    pub last_error: Option<String>,
-    /// Set while journal writes fail (disk full, I/O error): no action can start until they
-    /// succeed again, since every mutation is journaled before it is sent.
-    pub journal_error: Option<String>,
-    /// Whether recovery has run.
-    pub recovered: bool,
-    /// The provider's channels (`desired`, `jobs`, `report`), each on its own: a hung or failing
-    /// hub shows here, in reports and in metrics.
-    pub provider: std::collections::BTreeMap<String, ProviderHealth>,
-    /// The m-of-n policy in force: distinct keys per signed op kind (`default` for the kinds
-    /// not named, `recovery keys.rotate` for rotations signed with recovery keys).
-    pub approval_policy: std::collections::BTreeMap<String, u8>,
 }
 
 /// Something outside the loop tells it (the desk, recovery): a guest's slot was released.

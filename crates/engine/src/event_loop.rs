@@ -15,7 +15,7 @@
 //! taken before its last action ended (a guest is stale until a pass that began after the end
 //! read it or found it gone).
 
-use crate::engine::{now_ms, Engine, Parked, Released, Trigger};
+use crate::engine::{now_ms, Engine, Released, Trigger};
 use crate::held;
 use crate::observe::PassReport;
 use crate::policy::{self, ParkReason, Requeue};
@@ -28,6 +28,7 @@ use steward_gate::{Decision, Submission};
 use steward_journal::OpState;
 use steward_metrics::GuestCounts;
 use steward_model::{DesiredState, Vmid};
+use steward_view::Parked;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -536,7 +537,7 @@ impl Looper {
             .into_iter()
             .map(|(v, p)| Parked {
                 vmid: v.get(),
-                reason: p.code(),
+                reason: p.code().to_string(),
                 why: p.to_string(),
             })
             .collect();

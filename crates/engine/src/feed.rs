@@ -5,7 +5,7 @@
 //! the provider's health in the engine's status and metrics. It must never decide anything itself: a job is only ever presented, and a refused
 //! document or an unreachable provider leaves the last good desired state in force.
 
-use crate::decision_view::DecisionView;
+use crate::decision_view::ToView;
 use crate::engine::{Engine, Trigger};
 use std::sync::Arc;
 use std::time::Duration;
@@ -221,7 +221,7 @@ async fn jobs_loop(
                     tracing::info!(target: "audit", %source, job = %loggable(&job.id), decision = %p.decision.label(), signatures = job.signatures.len(), "signed job presented");
                     unreported.push(JobResult {
                         job: job.id.clone(),
-                        decision: serde_json::json!(DecisionView::from(&p)),
+                        decision: p.view(),
                     });
                 }
                 if !jobs.is_empty() {
@@ -266,8 +266,8 @@ async fn report_loop(
             continue;
         }
         let report = Report {
-            status: serde_json::json!(engine.status_now()),
-            held: serde_json::json!(engine.held().await),
+            status: engine.status_now(),
+            held: engine.held().await,
             results,
         };
         let sent = tokio::select! {

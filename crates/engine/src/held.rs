@@ -6,35 +6,11 @@
 //! meaning. It must never summarize from anything but the node's own config.
 
 use crate::observe::Snapshot;
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use steward_journal::{OpId, OpRecord, OpState};
+use steward_journal::{OpRecord, OpState};
 use steward_model::{volume_of, volume_size, Action, GuestKind};
 use steward_proxmox_client::GuestRead;
-
-/// A held op, ready to show and to sign.
-#[derive(Clone, Debug, Serialize)]
-pub struct HeldOp {
-    /// The journal op.
-    pub op: OpId,
-    /// The guest.
-    pub guest: u32,
-    /// `guest.destroy`, …
-    pub op_kind: String,
-    /// The ready-to-sign payload (sign exactly these bytes: `serde_json` compact form).
-    pub template: serde_json::Value,
-    /// What it destroys, for a human.
-    pub summary: String,
-    /// The volumes it removes: (volume id, size as Proxmox writes it, if known).
-    pub volumes: Vec<(String, Option<String>)>,
-    /// The template's `not_after`.
-    pub expires: Option<String>,
-    /// Distinct operational keys its policy asks for (m-of-n).
-    pub needs: u8,
-    /// Who approved it so far (principals, one per distinct key, approvals still in their
-    /// window); it runs when there are `needs` of them.
-    pub approved_by: Vec<String>,
-}
+pub use steward_view::HeldOp;
 
 /// The volume config key `key` names with `value` (read as Proxmox reads it:
 /// `steward_model::volume_of`), and its `size=`. A value whose volume is ambiguous is shown
@@ -277,7 +253,7 @@ pub fn held_op(
         String::new()
     };
     Some(HeldOp {
-        op: rec.id,
+        op: rec.id.0,
         guest: rec.guest.get(),
         op_kind: rec.action.op_kind().into(),
         template: template.clone(),

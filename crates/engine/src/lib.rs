@@ -35,11 +35,12 @@ mod schedule;
 mod signed;
 
 pub use backoff::Backoff;
-pub use decision_view::DecisionView;
-pub use engine::{Engine, EngineConfig, Parked, ProviderHealth, Recovered, Status, Trigger};
+pub use decision_view::ToView;
+pub use engine::{Engine, EngineConfig, Recovered, Trigger};
 pub use exec::NodeExecutor;
 pub use feed::{feed, Channels, FeedConfig};
 pub use held::HeldOp;
 pub use observe::{Observed, PassReport, Snapshot};
 pub use policy::{needs_admin, ParkReason, Requeue, PARK_AFTER};
 pub use recover::{task_type, RecoverError, Recovery};
+pub use steward_view::{DecisionView, Parked, ProviderHealth, Status};

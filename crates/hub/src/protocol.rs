@@ -74,19 +74,5 @@ pub fn parse_jobs(body: &[u8]) -> Result<Vec<Job>, String> {
         .collect())
 }
 
-/// The body of `POST …/report`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReportBody {
-    /// 1.
-    pub protocol: u32,
-    /// The reporting node.
-    pub node: String,
-    /// The agent's version.
-    pub agent_version: String,
-    /// The engine's status (as `steward-agent status` shows it).
-    pub status: serde_json::Value,
-    /// Ops held for a signature: id, guest, kind, the template to sign, a summary, expiry.
-    pub held: serde_json::Value,
-    /// Jobs decided since the last report delivered.
-    pub results: Vec<JobResult>,
-}
+/// The body of `POST …/report` (its shape is `steward_view`'s, pinned by its goldens).
+pub use steward_view::ReportBody;

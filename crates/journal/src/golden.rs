@@ -16,46 +16,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::path::PathBuf;
 use steward_authz::Role;
 use steward_model::{Action, ConfigChange, Failure, FailureKind, GuestKind, Vmid};
 
-/// `golden/` of this crate, found at run time (cargo and nextest set `CARGO_MANIFEST_DIR` for
-/// the test), so that a test binary built in another checkout reads this one's files.
-fn dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-        .join("golden")
-}
-
-/// Checks `value` against `golden/<name>.json`: the same bytes, and the same value read back.
+/// Checks `value` against `golden/<name>.json` of this crate (`steward_testkit::golden`).
 fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     name: &str,
     value: &T,
 ) -> Option<String> {
-    let path = dir().join(format!("{name}.json"));
-    let bytes = serde_json::to_vec(value).expect("serializable");
-    if std::env::var_os("STEWARD_BLESS").is_some() {
-        std::fs::create_dir_all(dir()).expect("golden dir");
-        std::fs::write(&path, &bytes).expect("write golden");
-        return None;
-    }
-    let stored = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) => return Some(format!("{}: {e}", path.display())),
-    };
-    if stored != bytes {
-        return Some(format!(
-            "{name}: serialized form changed\n  golden: {}\n  now:    {}",
-            String::from_utf8_lossy(&stored),
-            String::from_utf8_lossy(&bytes)
-        ));
-    }
-    match serde_json::from_slice::<T>(&stored) {
-        Ok(back) if back == *value => None,
-        Ok(back) => Some(format!("{name}: read back as {back:?}")),
-        Err(e) => Some(format!("{name}: does not decode: {e}")),
-    }
+    let dir = steward_testkit::golden::dir(env!("CARGO_MANIFEST_DIR"));
+    steward_testkit::golden::check(&dir, name, value)
 }
 
 fn vmid() -> Vmid {

@@ -33,22 +33,15 @@ pub struct Job {
     pub signatures: Vec<String>,
 }
 
-/// What became of one job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JobResult {
-    /// The job's id.
-    pub job: String,
-    /// The gate's decision, as the local API shows it.
-    pub decision: serde_json::Value,
-}
+pub use steward_view::JobResult;
 
 /// What the agent tells its source.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     /// The engine's status.
-    pub status: serde_json::Value,
+    pub status: steward_view::Status,
     /// Ops held for a signature, with their templates and summaries.
-    pub held: serde_json::Value,
+    pub held: Vec<steward_view::HeldOp>,
     /// Jobs decided since the last report.
     pub results: Vec<JobResult>,
 }

@@ -3,6 +3,8 @@
 //! tests, the adversarial matrix and benchmarks. It must never be a dependency of a shipped
 //! crate, and never fakes what `ssh-keygen` would produce.
 
+pub mod golden;
+
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
