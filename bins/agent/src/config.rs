@@ -1,350 +1,123 @@
-//! The agent's configuration (TOML), loaded without side effects: every error is reported with
-//! file, line and key, unknown keys are errors, and nothing is opened or connected here (that is
-//! `run.rs`'s job, in a fixed order). `check-config` is exactly this.
+//! The agent's configuration, in two stages. `load` reads the TOML file (`file.rs`: its shape
+//! and defaults), checks it whole — every error with file, line and key, from the parser's
+//! spans (`spans.rs`) — and resolves it into `Settings`: durations, the Proxmox endpoint, the
+//! provider's source and trust, the metrics address, the approval policy, the config
+//! directory hint. `run` takes `Settings` and cannot fail on any of them; `check-config` is
+//! `load` plus the file checks `run` makes (`preflight.rs`).
 //! It must never open, create or connect anything.
 
-use serde::Deserialize;
+mod file;
+mod spans;
+
+pub use file::DEFAULT_SOCKET;
+use file::{File, DEFAULT_METRICS};
+use spans::Spans;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use steward_gate::ApprovalPolicy;
+use steward_proxmox_client::{tls, Endpoint, Trust};
 
-fn default_url() -> String {
-    "https://127.0.0.1:8006".into()
-}
-fn default_signers() -> PathBuf {
-    "/etc/steward/allowed_signers".into()
-}
-fn default_journal() -> PathBuf {
-    "/var/lib/steward".into()
-}
-fn default_timeout() -> u64 {
-    30
-}
-fn default_poll() -> u64 {
-    2
-}
-fn default_interval() -> u64 {
-    30
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_sweep() -> u64 {
-    1200
-}
-fn default_deadline() -> u64 {
-    600
-}
-/// Where the local API listens unless the configuration says otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/steward/agent.sock";
-fn default_socket() -> PathBuf {
-    DEFAULT_SOCKET.into()
-}
-
-/// The whole file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
+/// Everything `run` needs from the configuration, resolved and checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// This node's name, as Proxmox and signed ops name it.
     pub node: String,
-    /// How to reach the node's API.
-    pub proxmox: Proxmox,
-    /// The operators' keys.
-    #[serde(default)]
-    pub trust: Trust,
-    /// The journal.
-    #[serde(default)]
-    pub journal: JournalSection,
-    /// Where the desired state comes from.
-    pub provider: Provider,
-    /// The reconcile loop.
-    #[serde(default)]
-    pub engine: EngineSection,
-    /// The local API.
-    #[serde(default)]
-    pub api: Api,
-    /// m-of-n: distinct operator keys per signed op kind (see [`Config::approval_policy`]).
-    #[serde(default)]
-    pub approval: toml::Table,
-}
-
-impl Config {
-    /// The `[approval]` table as a policy: `default` (op kinds not named), `recovery`
-    /// (`keys.rotate` signed with recovery keys), and a threshold per op kind, written dotted
-    /// (`guest.destroy = 2`) or quoted (`"guest.destroy" = 2`). `Err`: (key, what is wrong).
-    pub fn approval_policy(&self) -> Result<steward_gate::ApprovalPolicy, (String, String)> {
-        let mut default = 1;
-        let mut recovery = 1;
-        let mut ops = Vec::new();
-        let mut flat = Vec::new();
-        flatten("", &self.approval, &mut flat);
-        // `guest.destroy = 2` and `"guest.destroy" = 1` are two TOML keys naming one op kind:
-        // which one wins must not depend on the file's order, so neither does.
-        let mut names = std::collections::BTreeSet::new();
-        if let Some((key, _)) = flat.iter().find(|(k, _)| !names.insert(k.clone())) {
-            return Err((key.clone(), format!("{key} is set twice")));
-        }
-        for (key, value) in flat {
-            let Some(n) = value.as_integer() else {
-                return Err((key, format!("{value} is not a whole number")));
-            };
-            let n = u64::try_from(n).unwrap_or(0);
-            match key.as_str() {
-                "default" => default = n,
-                "recovery" => recovery = n,
-                _ => ops.push((key, n)),
-            }
-        }
-        steward_gate::ApprovalPolicy::new(default, recovery, ops).map_err(|e| {
-            let key = match &e {
-                steward_gate::PolicyError::UnknownOp(k) => k.clone(),
-                steward_gate::PolicyError::OutOfRange { what, .. }
-                | steward_gate::PolicyError::WeakRotation { what, .. } => what.clone(),
-            };
-            (key, e.to_string())
-        })
-    }
-}
-
-/// `guest = { destroy = 2 }` → `("guest.destroy", 2)`: dotted keys are nested tables in TOML.
-fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
-    for (k, v) in table {
-        let key = if prefix.is_empty() {
-            k.clone()
-        } else {
-            format!("{prefix}.{k}")
-        };
-        match v {
-            toml::Value::Table(t) => flatten(&key, t, out),
-            other => out.push((key, other.clone())),
-        }
-    }
-}
-
-/// Where `/metrics` is served unless the configuration says otherwise.
-pub const DEFAULT_METRICS: &str = "127.0.0.1:9184";
-fn default_metrics() -> String {
-    DEFAULT_METRICS.into()
-}
-
-/// `[api]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Api {
-    /// The Unix socket (mode 0660) the CLI talks to.
-    #[serde(default = "default_socket")]
-    pub socket: PathBuf,
-    /// The group that owns the socket (its members may use the CLI); the agent's own group
-    /// when absent.
-    pub socket_group: Option<String>,
-    /// `host:port` on loopback for `/metrics` (Prometheus text), or `off`.
-    #[serde(default = "default_metrics")]
-    pub metrics: String,
-}
-
-impl Default for Api {
-    fn default() -> Self {
-        Api {
-            socket: default_socket(),
-            socket_group: None,
-            metrics: default_metrics(),
-        }
-    }
-}
-
-impl Api {
-    /// The metrics address, `None` when `off` (checked by `load`).
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        if self.metrics == "off" {
-            return None;
-        }
-        self.metrics.parse().ok()
-    }
-}
-
-/// `[proxmox]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Proxmox {
-    /// The API (default `https://127.0.0.1:8006`).
-    #[serde(default = "default_url")]
-    pub url: String,
-    /// The everyday token's file (`user@realm!agent=SECRET`, mode 0600).
-    pub token_file: PathBuf,
-    /// The admin token's file (mode 0600).
-    pub admin_token_file: PathBuf,
-    /// The node certificate's SHA-256 as `pvenode cert info` prints it.
-    pub fingerprint: Option<String>,
-    /// Or a CA certificate file to trust instead.
-    pub ca_file: Option<PathBuf>,
-    /// Per-request timeout, seconds.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
-}
-
-/// `[trust]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Trust {
+    /// How to reach the node's API, and with which tokens.
+    pub proxmox: ProxmoxSettings,
     /// The allowed_signers file.
-    #[serde(default = "default_signers")]
-    pub allowed_signers: PathBuf,
+    pub trust_file: PathBuf,
+    /// The journal.
+    pub journal: JournalSettings,
+    /// Where the desired state and jobs come from.
+    pub provider: ProviderSettings,
+    /// The reconcile loop.
+    pub engine: EngineSettings,
+    /// The local API and metrics.
+    pub api: ApiSettings,
+    /// m-of-n: distinct operator keys per signed op kind.
+    pub approval: ApprovalPolicy,
 }
 
-impl Default for Trust {
-    fn default() -> Self {
-        Trust {
-            allowed_signers: default_signers(),
-        }
-    }
+/// `[proxmox]`, resolved.
+#[derive(Clone, Debug)]
+pub struct ProxmoxSettings {
+    /// Address, server name, trust and per-request timeout.
+    pub endpoint: Endpoint,
+    /// The everyday token's file.
+    pub token_file: PathBuf,
+    /// The admin token's file.
+    pub admin_token_file: PathBuf,
+    /// The CA file the node is trusted by, if that is how (checked like the config).
+    pub ca_file: Option<PathBuf>,
 }
 
-/// `[journal]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JournalSection {
+/// `[journal]`, resolved.
+#[derive(Clone, Debug)]
+pub struct JournalSettings {
     /// Its directory.
-    #[serde(default = "default_journal")]
     pub dir: PathBuf,
-    /// How long finished ops and audit entries are kept, seconds (default 30 days; at least
-    /// 60). Consumed nonces are kept exactly as long as their op could still be admitted,
-    /// whatever this says.
-    #[serde(default = "default_retention")]
-    pub retention_secs: u64,
+    /// How long finished ops and audit entries are kept.
+    pub retention: Duration,
 }
 
-fn default_retention() -> u64 {
-    steward_engine::retention::DEFAULT_RETENTION.as_secs()
+/// Where the desired state comes from: exactly one.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A desired-state file on the node.
+    File(PathBuf),
+    /// A hub.
+    Hub {
+        /// Its base URL (https).
+        url: String,
+        /// The bearer token's file.
+        token_file: PathBuf,
+        /// How its certificate is trusted.
+        trust: Trust,
+    },
 }
 
-impl Default for JournalSection {
-    fn default() -> Self {
-        JournalSection {
-            dir: default_journal(),
-            retention_secs: default_retention(),
-        }
-    }
-}
-
-fn default_report() -> u64 {
-    30
-}
-
-/// `[provider]`: a file, or a hub (exactly one).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Provider {
-    /// A desired-state file (`.json`, or TOML).
-    pub file: Option<PathBuf>,
-    /// A hub's base URL (`https://hub.example.org:8443`).
-    pub hub: Option<String>,
-    /// The hub's bearer token file (mode 0600).
-    pub hub_token_file: Option<PathBuf>,
-    /// The hub certificate's SHA-256 (`AB:CD:…`).
-    pub hub_fingerprint: Option<String>,
-    /// Or a CA certificate file to trust for the hub.
+/// `[provider]`, resolved.
+#[derive(Clone, Debug)]
+pub struct ProviderSettings {
+    /// The source.
+    pub source: Source,
+    /// The hub's CA file, if that is how it is trusted (checked like the config).
     pub hub_ca_file: Option<PathBuf>,
-    /// How often the source is asked for changes (and jobs), seconds.
-    #[serde(default = "default_poll")]
-    pub poll_secs: u64,
-    /// A hub hears the agent's status and held ops at least this often, seconds.
-    #[serde(default = "default_report")]
-    pub report_secs: u64,
+    /// How often the source is asked for changes and jobs.
+    pub poll: Duration,
+    /// A hub hears the agent's status and held ops at least this often.
+    pub report_every: Duration,
 }
 
-/// `[engine]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EngineSection {
-    /// Seconds between passes when nothing else wakes the loop.
-    #[serde(default = "default_interval")]
-    pub interval_secs: u64,
+/// `[engine]`, resolved.
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// Between passes when nothing else wakes the loop.
+    pub interval: Duration,
     /// Actions in flight at once.
-    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Every managed guest's config is re-read within this many seconds.
-    #[serde(default = "default_sweep")]
-    pub sweep_secs: u64,
-    /// How long one Proxmox task may take, seconds.
-    #[serde(default = "default_deadline")]
-    pub task_deadline_secs: u64,
-    /// Where the node's guest configs are (`qemu-server/<vmid>.conf`, `lxc/<vmid>.conf`), for
-    /// their mtimes as a change hint. Unset: `/etc/pve/nodes/<node>` when that exists; `""`:
-    /// off.
+    /// Every managed guest's config is re-read within this.
+    pub sweep: Duration,
+    /// How long one Proxmox task may take.
+    pub task_deadline: Duration,
+    /// The config directory whose mtimes hint at changes; None: no hint.
     pub conf_dir: Option<PathBuf>,
 }
 
-impl EngineSection {
-    /// The config directory the engine watches, if any (see `conf_dir`). Seeing an mtime needs
-    /// only search permission on the directories, which pmxcfs gives every user; the files
-    /// themselves (mode 0640, root:www-data) stay unreadable to the agent, so the hint tells it
-    /// when a guest's config changed, never what it holds.
-    pub fn conf_dir_for(&self, node: &str) -> Option<PathBuf> {
-        match &self.conf_dir {
-            Some(p) if p.as_os_str().is_empty() => None,
-            Some(p) => Some(p.clone()),
-            None => {
-                let p = PathBuf::from("/etc/pve/nodes").join(node);
-                p.is_dir().then_some(p)
-            }
-        }
-    }
+/// `[api]`, resolved.
+#[derive(Clone, Debug)]
+pub struct ApiSettings {
+    /// The Unix socket the CLI talks to.
+    pub socket: PathBuf,
+    /// The group that owns it; the agent's own when None.
+    pub socket_group: Option<String>,
+    /// Where `/metrics` is served (loopback); None: off.
+    pub metrics: Option<SocketAddr>,
 }
 
-impl Default for EngineSection {
-    fn default() -> Self {
-        EngineSection {
-            interval_secs: default_interval(),
-            concurrency: default_concurrency(),
-            sweep_secs: default_sweep(),
-            task_deadline_secs: default_deadline(),
-            conf_dir: None,
-        }
-    }
-}
-
-/// Where each key of the file stands, from the TOML parser's own spans: errors found after
-/// parsing name the line of the key they are about (in its table, so a key of one section is
-/// never mistaken for another's).
-struct Spans<'a> {
-    text: &'a str,
-    doc: Option<toml::Spanned<toml::de::DeTable<'a>>>,
-}
-
-impl<'a> Spans<'a> {
-    fn new(text: &'a str) -> Spans<'a> {
-        Spans {
-            text,
-            doc: toml::de::DeTable::parse(text).ok(),
-        }
-    }
-
-    fn line_at(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())]
-            .matches('\n')
-            .count()
-            + 1
-    }
-
-    /// The line of the key at `path` (`["engine", "concurrency"]`), if the file sets it.
-    fn line(&self, path: &[&str]) -> Option<usize> {
-        let mut table = self.doc.as_ref()?.get_ref();
-        let (last, parents) = path.split_last()?;
-        for p in parents {
-            table = table.get(*p)?.get_ref().as_table()?;
-        }
-        let (key, _) = table.get_key_value(*last)?;
-        Some(self.line_at(key.span().start))
-    }
-
-    /// The line of the key at `path`, or else of its table's header, or else 1.
-    fn line_or_table(&self, path: &[&str]) -> usize {
-        self.line(path)
-            .or_else(|| self.line(path.get(..path.len().checked_sub(1)?)?))
-            .unwrap_or(1)
-    }
-}
-
-/// Loads and checks `path`; `Err` holds every problem, each `file:line: key: what`.
-pub fn load(path: &Path) -> Result<Config, Vec<String>> {
+/// Loads, checks and resolves `path`; `Err` holds every problem, each `file:line: key: what`.
+pub fn load(path: &Path) -> Result<Settings, Vec<String>> {
     let shown = path.display().to_string();
     // Whoever can write the config can point the agent at their own trust store.
     steward_proxmox_client::files::check_secure_path(
@@ -354,7 +127,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
     )
     .map_err(|e| vec![e])?;
     let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{shown}: {e}")])?;
-    let cfg: Config = toml::from_str(&text).map_err(|e| {
+    let cfg: File = toml::from_str(&text).map_err(|e| {
         let line = e.span().map_or(1, |s| {
             text[..s.start.min(text.len())].matches('\n').count() + 1
         });
@@ -369,37 +142,48 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
     if cfg.node.trim().is_empty() {
         errors.push(format!("{}: must name this node", at(&["node"])));
     }
-    match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
-        (Some(_), Some(_)) => errors.push(format!(
+    let node_trust = match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
+        (Some(_), Some(_)) => Err(format!(
             "{}: give fingerprint or ca_file, not both",
             at(&["proxmox", "fingerprint"])
         )),
-        (None, None) => errors.push(format!(
+        (None, None) => Err(format!(
             "{shown}: [proxmox]: give fingerprint (as `pvenode cert info` prints it) or ca_file: there is no unverified mode"
         )),
-        (Some(f), None) => {
-            if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
-                errors.push(format!("{}: {e}", at(&["proxmox", "fingerprint"])));
-            }
+        (Some(f), None) => tls::parse_fingerprint(f)
+            .map(Trust::Fingerprint)
+            .map_err(|e| format!("{}: {e}", at(&["proxmox", "fingerprint"]))),
+        (None, Some(ca)) => Ok(Trust::CaFile(ca.clone())),
+    };
+    let endpoint = match node_trust {
+        Err(e) => {
+            errors.push(e);
+            None
         }
-        (None, Some(_)) => {}
-    }
-    if !cfg.proxmox.url.starts_with("https://") {
-        errors.push(format!(
-            "{}: the Proxmox API is reached over https only",
-            at(&["proxmox", "url"])
-        ));
-    }
+        Ok(trust) => Endpoint::from_url(
+            &cfg.proxmox.url,
+            trust,
+            Duration::from_secs(cfg.proxmox.timeout_secs),
+        )
+        .map_err(|e| errors.push(format!("{}: {e}", at(&["proxmox", "url"]))))
+        .ok(),
+    };
     let p = &cfg.provider;
-    match (&p.file, &p.hub) {
-        (Some(_), Some(_)) => errors.push(format!(
-            "{}: give file or hub, not both",
-            at(&["provider", "hub"])
-        )),
-        (None, None) => errors.push(format!(
-            "{shown}: [provider]: give file (a desired-state document) or hub (a hub's URL)"
-        )),
-        (Some(_), None) => {
+    let source = match (&p.file, &p.hub) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "{}: give file or hub, not both",
+                at(&["provider", "hub"])
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(format!(
+                "{shown}: [provider]: give file (a desired-state document) or hub (a hub's URL)"
+            ));
+            None
+        }
+        (Some(file), None) => {
             for key in ["hub_token_file", "hub_fingerprint", "hub_ca_file"] {
                 let set = match key {
                     "hub_token_file" => p.hub_token_file.is_some(),
@@ -413,6 +197,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
                     ));
                 }
             }
+            Some(Source::File(file.clone()))
         }
         (None, Some(url)) => {
             if !url.starts_with("https://") {
@@ -437,23 +222,30 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
                     "{shown}: [provider]: a hub needs hub_token_file (the bearer token, mode 0600)"
                 ));
             }
-            match (&p.hub_fingerprint, &p.hub_ca_file) {
-                (Some(_), Some(_)) => errors.push(format!(
+            let trust = match (&p.hub_fingerprint, &p.hub_ca_file) {
+                (Some(_), Some(_)) => Err(format!(
                     "{}: give hub_fingerprint or hub_ca_file, not both",
                     at(&["provider", "hub_fingerprint"])
                 )),
-                (None, None) => errors.push(format!(
+                (None, None) => Err(format!(
                     "{shown}: [provider]: give hub_fingerprint or hub_ca_file: there is no unverified mode"
                 )),
-                (Some(f), None) => {
-                    if let Err(e) = steward_proxmox_client::tls::parse_fingerprint(f) {
-                        errors.push(format!("{}: {e}", at(&["provider", "hub_fingerprint"])));
-                    }
-                }
-                (None, Some(_)) => {}
+                (Some(f), None) => tls::parse_fingerprint(f)
+                    .map(Trust::Fingerprint)
+                    .map_err(|e| format!("{}: {e}", at(&["provider", "hub_fingerprint"]))),
+                (None, Some(ca)) => Ok(Trust::CaFile(ca.clone())),
+            };
+            let trust = trust.map_err(|e| errors.push(e)).ok();
+            match (trust, &p.hub_token_file) {
+                (Some(trust), Some(token_file)) => Some(Source::Hub {
+                    url: url.clone(),
+                    token_file: token_file.clone(),
+                    trust,
+                }),
+                _ => None,
             }
         }
-    }
+    };
     if cfg.journal.retention_secs < 60 {
         errors.push(format!(
             "{}: at least 60 seconds of history are kept",
@@ -466,27 +258,31 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             at(&["engine", "concurrency"])
         ));
     }
-    if cfg.engine.interval_secs == 0 {
-        errors.push(format!(
-            "{}: must be at least 1",
-            at(&["engine", "interval_secs"])
-        ));
+    for (section, key, value) in [
+        ("engine", "interval_secs", cfg.engine.interval_secs),
+        ("provider", "poll_secs", cfg.provider.poll_secs),
+        ("provider", "report_secs", cfg.provider.report_secs),
+    ] {
+        if value == 0 {
+            errors.push(format!("{}: must be at least 1", at(&[section, key])));
+        }
     }
-    if cfg.api.metrics != "off" {
-        match cfg.api.metrics.parse::<std::net::SocketAddr>() {
-            Ok(a) if a.ip().is_loopback() => {}
-            Ok(a) => errors.push(format!(
+    let metrics = match cfg.api.metrics.as_str() {
+        "off" => Ok(None),
+        text => match text.parse::<SocketAddr>() {
+            Ok(a) if a.ip().is_loopback() => Ok(Some(a)),
+            Ok(a) => Err(format!(
                 "{}: {a} is not a loopback address: metrics are served on loopback only (scrape through a proxy, or `off`)",
                 at(&["api", "metrics"])
             )),
-            Err(_) => errors.push(format!(
-                "{}: {:?} is not `host:port` (such as {DEFAULT_METRICS}) or `off`",
+            Err(_) => Err(format!(
+                "{}: {text:?} is not `host:port` (such as {DEFAULT_METRICS}) or `off`",
                 at(&["api", "metrics"]),
-                cfg.api.metrics
             )),
-        }
-    }
-    if let Err((key, what)) = cfg.approval_policy() {
+        },
+    };
+    let metrics = metrics.map_err(|e| errors.push(e)).ok();
+    let approval = cfg.approval_policy().map_err(|(key, what)| {
         // Dotted (`guest.destroy = 2`: nested tables) or quoted (`"guest.destroy" = 2`); a
         // threshold left at its default has no line of its own: name the table's.
         let dotted: Vec<&str> = std::iter::once("approval").chain(key.split('.')).collect();
@@ -496,11 +292,72 @@ pub fn load(path: &Path) -> Result<Config, Vec<String>> {
             .or_else(|| spans.line(&["approval"]))
             .unwrap_or(1);
         errors.push(format!("{shown}:{line}: approval: {what}"));
+    });
+    match (endpoint, source, metrics, approval) {
+        (Some(endpoint), Some(source), Some(metrics), Ok(approval)) if errors.is_empty() => {
+            Ok(resolve(cfg, endpoint, source, metrics, approval))
+        }
+        _ => Err(errors),
     }
-    if errors.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(errors)
+}
+
+/// The checked file as settings: every fallible part was resolved by `load`.
+fn resolve(
+    cfg: File,
+    endpoint: Endpoint,
+    source: Source,
+    metrics: Option<SocketAddr>,
+    approval: ApprovalPolicy,
+) -> Settings {
+    let conf_dir = conf_dir_for(cfg.engine.conf_dir.as_deref(), &cfg.node);
+    Settings {
+        proxmox: ProxmoxSettings {
+            endpoint,
+            token_file: cfg.proxmox.token_file,
+            admin_token_file: cfg.proxmox.admin_token_file,
+            ca_file: cfg.proxmox.ca_file,
+        },
+        trust_file: cfg.trust.allowed_signers,
+        journal: JournalSettings {
+            dir: cfg.journal.dir,
+            retention: Duration::from_secs(cfg.journal.retention_secs),
+        },
+        provider: ProviderSettings {
+            source,
+            hub_ca_file: cfg.provider.hub_ca_file,
+            poll: Duration::from_secs(cfg.provider.poll_secs),
+            report_every: Duration::from_secs(cfg.provider.report_secs),
+        },
+        engine: EngineSettings {
+            interval: Duration::from_secs(cfg.engine.interval_secs),
+            concurrency: cfg.engine.concurrency,
+            sweep: Duration::from_secs(cfg.engine.sweep_secs),
+            task_deadline: Duration::from_secs(cfg.engine.task_deadline_secs),
+            conf_dir,
+        },
+        api: ApiSettings {
+            socket: cfg.api.socket,
+            socket_group: cfg.api.socket_group,
+            metrics,
+        },
+        approval,
+        node: cfg.node,
+    }
+}
+
+/// The config directory the engine watches, if any (`[engine] conf_dir`: unset means
+/// `/etc/pve/nodes/<node>` when it exists, `""` off). Seeing an mtime needs only search
+/// permission on the directories, which pmxcfs gives every user; the files themselves (mode
+/// 0640, root:www-data) stay unreadable to the agent, so the hint tells it when a guest's
+/// config changed, never what it holds.
+fn conf_dir_for(set: Option<&Path>, node: &str) -> Option<PathBuf> {
+    match set {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let p = PathBuf::from("/etc/pve/nodes").join(node);
+            p.is_dir().then_some(p)
+        }
     }
 }
 
@@ -521,9 +378,15 @@ mod tests {
     fn a_good_file_loads_with_its_defaults() {
         let (_d, p) = write(GOOD);
         let c = load(&p).unwrap();
-        assert_eq!(c.proxmox.url, "https://127.0.0.1:8006");
+        let ep = format!("{:?}", c.proxmox.endpoint);
+        assert!(ep.contains("127.0.0.1:8006"), "{ep}");
         assert_eq!(c.engine.concurrency, 4);
+        assert_eq!(c.engine.interval, Duration::from_secs(30));
+        assert_eq!(c.engine.sweep, Duration::from_secs(1200));
+        assert_eq!(c.provider.poll, Duration::from_secs(2));
         assert_eq!(c.journal.dir, PathBuf::from("/var/lib/steward"));
+        assert_eq!(c.api.metrics, Some("127.0.0.1:9184".parse().unwrap()));
+        assert!(matches!(&c.provider.source, Source::File(f) if f.ends_with("desired.toml")));
     }
 
     #[test]
@@ -531,7 +394,7 @@ mod tests {
         let (_d, p) = write(&format!(
             "{GOOD}\n[approval]\nguest.destroy = 2\n\"keys.rotate\" = 3\nrecovery = 2\n"
         ));
-        let policy = load(&p).unwrap().approval_policy().unwrap();
+        let policy = load(&p).unwrap().approval;
         use steward_authz::Role;
         assert_eq!(policy.threshold("guest.destroy", Role::Operational), 2);
         assert_eq!(policy.threshold("guest.rollback", Role::Operational), 1);
@@ -585,6 +448,20 @@ mod tests {
         let (_d, p) = write(&no_trust);
         let e = load(&p).unwrap_err();
         assert!(e[0].contains("no unverified mode"), "{e:?}");
+        let (_d, p) = write(&GOOD.replace("[provider]", "[provider]\npoll_secs = 0"));
+        let e = load(&p).unwrap_err();
+        assert!(
+            e[0].contains("agent.toml:9: poll_secs: must be at least 1"),
+            "{e:?}"
+        );
+        // A URL `run` could not reach is refused here, not when the agent starts.
+        let (_d, p) =
+            write(&GOOD.replace("[proxmox]\n", "[proxmox]\nurl = \"https://pve a:8006\"\n"));
+        let e = load(&p).unwrap_err();
+        assert!(
+            e[0].contains("agent.toml:4: url") && e[0].contains("not a URL"),
+            "{e:?}"
+        );
         let (_d, p) = write(&format!("{GOOD}\n[api]\nmetrics = \"0.0.0.0:9184\"\n"));
         let e = load(&p).unwrap_err();
         assert!(
@@ -600,7 +477,11 @@ mod tests {
             "hub = \"https://hub.example.org\"\nhub_token_file = \"/etc/steward/hub-token\"\nhub_ca_file = \"/etc/steward/hub-ca.pem\"",
         ));
         let c = load(&p).unwrap();
-        assert_eq!(c.provider.hub.as_deref(), Some("https://hub.example.org"));
+        assert!(
+            matches!(&c.provider.source, Source::Hub { url, trust: Trust::CaFile(_), .. } if url == "https://hub.example.org"),
+            "{:?}",
+            c.provider.source
+        );
         let (_d, p) = write(&GOOD.replace(
             "file = \"/etc/steward/desired.toml\"",
             "hub = \"http://hub.example.org\"",
@@ -631,16 +512,15 @@ mod tests {
 
     #[test]
     fn the_config_directory_hint_defaults_to_the_nodes_directory_and_can_be_turned_off() {
-        let mut e = EngineSection::default();
         // No /etc/pve here: the default finds nothing and the hint is off.
-        assert_eq!(e.conf_dir_for("no-such-node-here"), None);
-        e.conf_dir = Some(PathBuf::from(""));
-        assert_eq!(e.conf_dir_for("pve-a"), None);
-        e.conf_dir = Some(PathBuf::from("/srv/pve-view"));
+        assert_eq!(conf_dir_for(None, "no-such-node-here"), None);
+        assert_eq!(conf_dir_for(Some(Path::new("")), "pve-a"), None);
         assert_eq!(
-            e.conf_dir_for("pve-a"),
+            conf_dir_for(Some(Path::new("/srv/pve-view")), "pve-a"),
             Some(PathBuf::from("/srv/pve-view"))
         );
+        let (_d, p) = write(&format!("{GOOD}\n[engine]\nconf_dir = \"\"\n"));
+        assert_eq!(load(&p).unwrap().engine.conf_dir, None);
     }
 
     #[test]

@@ -6,14 +6,14 @@
 //! the trust store (the same checks, then parsed whole). A refused trust store does not stop the agent: it runs
 //! with nothing destructive allowed, and says so. It must never print a token's content.
 
-use crate::config::Config;
+use crate::config::{Settings, Source};
 use steward_authz::TrustStore;
 use steward_hub::HubToken;
 use steward_proxmox_client::files::{check_secure_path, effective_uid, Sensitivity};
 use steward_proxmox_client::ApiToken;
 
 /// The everyday and the admin token, or why `run` refuses them.
-pub fn tokens(cfg: &Config) -> Result<(ApiToken, ApiToken), Vec<String>> {
+pub fn tokens(cfg: &Settings) -> Result<(ApiToken, ApiToken), Vec<String>> {
     let everyday = ApiToken::from_file(&cfg.proxmox.token_file);
     let admin = ApiToken::from_file(&cfg.proxmox.admin_token_file);
     match (everyday, admin) {
@@ -23,18 +23,21 @@ pub fn tokens(cfg: &Config) -> Result<(ApiToken, ApiToken), Vec<String>> {
 }
 
 /// The hub's bearer token, when the provider is a hub.
-pub fn hub_token(cfg: &Config) -> Option<Result<HubToken, String>> {
-    let p = &cfg.provider;
-    p.hub.as_ref()?;
-    let path = p.hub_token_file.as_ref()?;
-    Some(HubToken::from_file(path))
+pub fn hub_token(cfg: &Settings) -> Option<Result<HubToken, String>> {
+    match &cfg.provider.source {
+        Source::Hub { token_file, .. } => Some(HubToken::from_file(token_file)),
+        Source::File(_) => None,
+    }
 }
 
 /// The CA files and the desired-state file the configuration names, each checked like the
 /// configuration itself; every problem, each naming its file and mode.
-pub fn trusted_files(cfg: &Config) -> Vec<String> {
+pub fn trusted_files(cfg: &Settings) -> Vec<String> {
     // A desired-state file may come later (the provider waits for it); a CA file may not.
-    let desired = cfg.provider.file.as_ref().filter(|p| p.exists());
+    let desired = match &cfg.provider.source {
+        Source::File(p) => Some(p).filter(|p| p.exists()),
+        Source::Hub { .. } => None,
+    };
     [
         cfg.proxmox.ca_file.as_ref(),
         cfg.provider.hub_ca_file.as_ref(),
@@ -48,8 +51,8 @@ pub fn trusted_files(cfg: &Config) -> Vec<String> {
 
 /// The trust store, loaded only from a file nobody but root and the agent's user can write:
 /// a store anyone could add a key to is no trust store.
-pub fn trust_store(cfg: &Config) -> Result<TrustStore, String> {
-    let path = &cfg.trust.allowed_signers;
+pub fn trust_store(cfg: &Settings) -> Result<TrustStore, String> {
+    let path = &cfg.trust_file;
     check_secure_path(path, Sensitivity::Public, effective_uid())?;
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     TrustStore::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())
@@ -57,7 +60,7 @@ pub fn trust_store(cfg: &Config) -> Result<TrustStore, String> {
 
 /// Everything `run` would refuse, for `check-config`: fatal problems first, then a trust store
 /// that would be refused (the agent would run with nothing destructive allowed).
-pub fn problems(cfg: &Config) -> Vec<String> {
+pub fn problems(cfg: &Settings) -> Vec<String> {
     let mut out = tokens(cfg).err().unwrap_or_default();
     out.extend(trusted_files(cfg));
     if let Some(Err(e)) = hub_token(cfg) {

@@ -2,38 +2,33 @@
 //! token file stops the start with its path).
 //! It must never start polling: the feed does, after recovery.
 
-use crate::config::Config;
-use anyhow::{Context, Result};
+use crate::config::{Settings, Source};
+use anyhow::Result;
 use std::time::Duration;
 use steward_hub::{HubConfig, HubProvider};
 use steward_providers::{FileProvider, Provider};
-use steward_proxmox_client::{tls, Trust};
 
 /// How long one request to the hub may take.
 const HUB_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The provider `cfg` names (`check-config` made sure it names exactly one).
-pub fn from_config(cfg: &Config) -> Result<Box<dyn Provider>> {
-    let p = &cfg.provider;
-    if let Some(file) = &p.file {
-        return Ok(Box::new(FileProvider::new(file)));
+/// The provider `cfg` names.
+pub fn from_config(cfg: &Settings) -> Result<Box<dyn Provider>> {
+    match &cfg.provider.source {
+        Source::File(file) => Ok(Box::new(FileProvider::new(file))),
+        Source::Hub { url, trust, .. } => {
+            let token = match crate::preflight::hub_token(cfg) {
+                Some(t) => t.map_err(anyhow::Error::msg)?,
+                None => anyhow::bail!("[provider]: a hub needs hub_token_file"),
+            };
+            let hub = HubProvider::new(HubConfig {
+                url: url.clone(),
+                node: cfg.node.clone(),
+                token,
+                trust: trust.clone(),
+                timeout: HUB_TIMEOUT,
+            })
+            .map_err(anyhow::Error::msg)?;
+            Ok(Box::new(hub))
+        }
     }
-    let url = p.hub.clone().context("[provider]: no file and no hub")?;
-    let token = crate::preflight::hub_token(cfg)
-        .context("[provider]: a hub needs hub_token_file")?
-        .map_err(anyhow::Error::msg)?;
-    let trust = match (&p.hub_fingerprint, &p.hub_ca_file) {
-        (Some(f), _) => Trust::Fingerprint(tls::parse_fingerprint(f).map_err(anyhow::Error::msg)?),
-        (None, Some(ca)) => Trust::CaFile(ca.clone()),
-        (None, None) => anyhow::bail!("[provider]: a hub needs hub_fingerprint or hub_ca_file"),
-    };
-    let hub = HubProvider::new(HubConfig {
-        url,
-        node: cfg.node.clone(),
-        token,
-        trust,
-        timeout: HUB_TIMEOUT,
-    })
-    .map_err(anyhow::Error::msg)?;
-    Ok(Box::new(hub))
 }

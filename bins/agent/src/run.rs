@@ -6,7 +6,7 @@
 //! listens, `STOPPING=1` at the signal, and watchdog pings while the runtime is alive.
 //! It must never mutate the node before recovery, nor signal readiness before the local API listens.
 
-use crate::config::Config;
+use crate::config::Settings;
 use crate::systemd;
 use anyhow::{Context, Result};
 use std::sync::Arc;
@@ -17,17 +17,17 @@ use steward_engine::{Engine, EngineConfig, FeedConfig, NodeExecutor};
 use steward_gate::{Gate, GateConfig};
 use steward_journal::{BarrierHook, Journal};
 use steward_metrics::Metrics;
-use steward_proxmox_client::{tls, Endpoint, PveClient, PveWriter, RequestHook, Trust};
+use steward_proxmox_client::{PveClient, PveWriter, RequestHook};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 
 /// How long in-flight actions get to finish after SIGTERM.
 const DRAIN: Duration = Duration::from_secs(30);
 
-fn trust_store(cfg: &Config) -> TrustStore {
+fn trust_store(cfg: &Settings) -> TrustStore {
     match crate::preflight::trust_store(cfg) {
         Ok(store) => {
-            tracing::info!(signers = store.entries().len(), path = %cfg.trust.allowed_signers.display(), "trust store loaded");
+            tracing::info!(signers = store.entries().len(), path = %cfg.trust_file.display(), "trust store loaded");
             store
         }
         Err(e) => {
@@ -37,32 +37,13 @@ fn trust_store(cfg: &Config) -> TrustStore {
                 "NO TRUST STORE: the agent runs, but NOTHING DESTRUCTIVE CAN EXECUTE until a valid allowed_signers file is in place"
             );
             // An empty store admits no signer: every destructive action stays held.
-            TrustStore::parse("(no trust store)", b"").unwrap_or_else(|_| unreachable_empty())
+            TrustStore::empty("(no trust store)")
         }
     }
 }
 
-/// An empty trust store always parses; this is never reached.
-fn unreachable_empty() -> TrustStore {
-    std::process::exit(2)
-}
-
-fn endpoint(cfg: &Config) -> Result<Endpoint> {
-    let trust = match (&cfg.proxmox.fingerprint, &cfg.proxmox.ca_file) {
-        (Some(f), _) => Trust::Fingerprint(tls::parse_fingerprint(f).map_err(anyhow::Error::msg)?),
-        (None, Some(ca)) => Trust::CaFile(ca.clone()),
-        (None, None) => anyhow::bail!("no fingerprint or ca_file (check-config says so)"),
-    };
-    Endpoint::from_url(
-        &cfg.proxmox.url,
-        trust,
-        Duration::from_secs(cfg.proxmox.timeout_secs),
-    )
-    .map_err(anyhow::Error::msg)
-}
-
 /// Runs the daemon until a signal; Ok when it stopped cleanly.
-pub async fn run(cfg: Config) -> Result<()> {
+pub async fn run(cfg: Settings) -> Result<()> {
     // Signals first: a SIGTERM during start-up still gets the clean path.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -95,7 +76,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         crate::preflight::tokens(&cfg).map_err(|e| anyhow::anyhow!("{}", e.join("; ")))?;
     let token_user = admin.id().to_string();
     let everyday_token_user = everyday.id().to_string();
-    let ep = endpoint(&cfg)?;
+    let ep = cfg.proxmox.endpoint.clone();
     let reader = PveClient::new(ep.clone(), everyday.clone(), &cfg.node)
         .map_err(anyhow::Error::msg)?
         .with_hook(hook.clone());
@@ -106,11 +87,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let admin_writer = PveWriter::new(ep, admin, &cfg.node)
         .map_err(anyhow::Error::msg)?
         .with_hook(hook);
-    let deadline = Duration::from_secs(cfg.engine.task_deadline_secs);
-    // `config::load` refused a bad policy already; never fall back to a weaker one here.
-    let approval = cfg
-        .approval_policy()
-        .map_err(|(key, what)| anyhow::anyhow!("approval.{key}: {what}"))?;
+    let deadline = cfg.engine.task_deadline;
+    let approval = cfg.approval.clone();
     tracing::info!(policy = ?approval.describe(), "approval policy");
     let gate = Gate::new(
         verifier,
@@ -120,18 +98,18 @@ pub async fn run(cfg: Config) -> Result<()> {
                 .with_metrics(metrics.clone()),
         ),
         GateConfig {
-            trust_store_path: Some(cfg.trust.allowed_signers.clone()),
+            trust_store_path: Some(cfg.trust_file.clone()),
             approval,
         },
     );
     let engine = Arc::new(
         Engine::new(
             EngineConfig {
-                interval: Duration::from_secs(cfg.engine.interval_secs),
+                interval: cfg.engine.interval,
                 concurrency: cfg.engine.concurrency,
-                sweep_period: Duration::from_secs(cfg.engine.sweep_secs),
+                sweep_period: cfg.engine.sweep,
                 task_deadline: deadline,
-                conf_dir: cfg.engine.conf_dir_for(cfg.node.as_str()),
+                conf_dir: cfg.engine.conf_dir.clone(),
                 token_user,
                 everyday_token_user,
                 ..EngineConfig::default()
@@ -146,7 +124,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(recovery = ?recovered.recovery, "recovered; reconciling");
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);
-    let metrics_server = match cfg.api.metrics_addr() {
+    let metrics_server = match cfg.api.metrics {
         Some(addr) => {
             let (bound, task) =
                 steward_control::serve_metrics(addr, metrics.clone(), stopped.clone())
@@ -180,7 +158,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     ));
     let watchdog = systemd::watchdog();
     let loop_task = tokio::spawn(recovered.run(rx, stopped.clone(), DRAIN));
-    let keep = Duration::from_secs(cfg.journal.retention_secs);
+    let keep = cfg.journal.retention;
     let retention = tokio::spawn(steward_engine::retention::run(
         journal.clone(),
         keep,
@@ -194,8 +172,8 @@ pub async fn run(cfg: Config) -> Result<()> {
         triggers.clone(),
         stopped.clone(),
         FeedConfig {
-            every: Duration::from_secs(cfg.provider.poll_secs.max(1)),
-            report_every: Duration::from_secs(cfg.provider.report_secs.max(1)),
+            every: cfg.provider.poll,
+            report_every: cfg.provider.report_every,
         },
     ));
     tokio::select! {

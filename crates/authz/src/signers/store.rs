@@ -102,6 +102,16 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
+    /// A store that admits no signer (`source` names why, e.g. "(no trust store)"): what an
+    /// agent runs with when its allowed_signers file is missing or refused, so nothing
+    /// destructive can execute.
+    pub fn empty(source: &str) -> TrustStore {
+        TrustStore {
+            source: source.to_string(),
+            entries: Vec::new(),
+        }
+    }
+
     /// Parses allowed_signers text. `source` names it in errors (normally the path).
     ///
     /// Fails on the first line that OpenSSH would not accept, or that admits a key to both
