@@ -6,20 +6,16 @@
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-
-use lab::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_engine::{Engine, EngineConfig};
-use steward_gate::{Decision, Gate, GateConfig, Outcome};
+use steward_engine::EngineConfig;
+use steward_gate::{Decision, Outcome};
 use steward_journal::{Journal, NewOp, OpState};
+use steward_lab::*;
 use steward_model::{Action, GuestKind, Vmid};
-use steward_proxmox_client::{ApiToken, GuestWrite, PveClient, PveWriter};
-use steward_testkit::{KeyType, Keygen};
+use steward_proxmox_client::{ApiToken, GuestWrite, PveWriter};
 
 fn mixed(n: u32) -> Value {
     let guests: Vec<Value> = (0..n)
@@ -40,8 +36,15 @@ fn mixed(n: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_fifty_guests_from_nothing_then_writes_nothing() {
-    let l = lab_with(0, Duration::from_secs(2), 8).await;
-    l.desire(mixed(50));
+    let l = Lab::start(LabConfig {
+        guests: 0,
+        sweep: Duration::from_secs(2),
+        concurrency: 8,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    l.desire(mixed(50)).unwrap();
     l.until("50 converged", |l| l.engine.status_now().converged == 50)
         .await;
     let created = l.sim.with_node(|n| n.st.guests.len());
@@ -65,11 +68,19 @@ async fn converges_fifty_guests_from_nothing_then_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out() {
-    let l = lab_with(6, Duration::from_millis(900), 4).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_millis(900),
+        concurrency: 4,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "description": "ours", "cores": 2},
         {"vmid": 103, "kind": "qemu", "state": "stopped", "memory": 2048}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("converged", |l| l.engine.status_now().converged == 2)
         .await;
     // Another tool edits a key no list field shows: only the sweep can see it.
@@ -99,7 +110,12 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
     );
     // A guest locked by a running backup is not written while locked, then converges.
     l.sim.with_node(|n| n.st.hang_next = 1);
-    let w = PveWriter::new(endpoint(&l.sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let w = PveWriter::new(
+        endpoint(&l.sim.addr.to_string(), &l.sim.fingerprint).unwrap(),
+        ApiToken::parse(ADMIN).unwrap(),
+        "pve-a",
+    )
+    .unwrap();
     // A task that runs (and changes nothing: 103 is stopped already) stands for the backup.
     let _backup = w
         .stop(GuestKind::Qemu, Vmid::new(103).unwrap())
@@ -110,7 +126,8 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
     l.desire(json!({"version": 1, "generation": 2, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "description": "ours", "cores": 2},
         {"vmid": 103, "kind": "qemu", "state": "stopped", "memory": 4096}
-    ]}));
+    ]}))
+    .unwrap();
     l.passes(3).await;
     assert_eq!(l.writes(103), writes, "never forced past a lock");
     assert!(
@@ -133,7 +150,8 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
     l.sim.lock(104, Some("backup"));
     l.desire(json!({"version": 1, "generation": 3, "guests": [
         {"vmid": 104, "kind": "qemu", "state": "running", "memory": 1024}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("dead backup lock parked", |l| {
         l.engine.status_now().parked.iter().any(|p| p.vmid == 104)
     })
@@ -144,7 +162,8 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
         .with_node(|n| n.leftover(150, steward_pve_sim::Kind::Qemu, "create"));
     l.desire(json!({"version": 1, "generation": 4, "guests": [
         {"vmid": 150, "kind": "qemu", "state": "stopped", "memory": 1024}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("parked", |l| {
         l.engine
             .status_now()
@@ -160,10 +179,18 @@ async fn drift_no_list_shows_is_healed_within_one_sweep_and_locks_are_waited_out
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_digest_race_is_replanned_not_retried_blindly() {
     // A long sweep: the engine does not see the out-of-band edit before it writes.
-    let l = lab_with(6, Duration::from_secs(3600), 4).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(3600),
+        concurrency: 4,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "cores": 2}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("converged", |l| l.engine.status_now().converged == 1)
         .await;
     // Another tool changes an unmanaged key the list does not show: the digest moves silently.
@@ -177,7 +204,8 @@ async fn a_digest_race_is_replanned_not_retried_blindly() {
     });
     l.desire(json!({"version": 1, "generation": 2, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "cores": 4}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("cores 4", |l| {
         l.sim
             .with_node(|n| n.st.guests[&101].config.get("cores").map(String::as_str) == Some("4"))
@@ -199,10 +227,18 @@ async fn a_digest_race_is_replanned_not_retried_blindly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
-    let l = lab_with(6, Duration::from_secs(5), 4).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(5),
+        concurrency: 4,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "absent"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let held = l.engine.held().await;
     assert_eq!(held.len(), 1);
@@ -250,7 +286,7 @@ async fn an_unsigned_destroy_is_held_summarized_signed_run_once_and_replayed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
-    let sim = sim_with(6).await;
+    let sim = sim_with(6).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
     let destroy = |n: u32| Action::Destroy {
@@ -292,7 +328,12 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
     let lost = intent(destroy(101), &steward_testkit::nonce());
     // Crash between POST and outcome: the destroy of 103 was sent, its UPID never journaled.
     let sent = intent(destroy(103), &steward_testkit::nonce());
-    let w = PveWriter::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
+    let w = PveWriter::new(
+        endpoint(&sim.addr.to_string(), &sim.fingerprint).unwrap(),
+        ApiToken::parse(ADMIN).unwrap(),
+        "pve-a",
+    )
+    .unwrap();
     w.destroy(GuestKind::Qemu, Vmid::new(103).unwrap(), true, false)
         .await
         .unwrap();
@@ -327,37 +368,26 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    let reader = PveClient::new(endpoint(&sim), ApiToken::parse(ADMIN).unwrap(), "pve-a").unwrap();
     drop(w);
-    let exec = executor(&sim);
-    let kg = Keygen::new().unwrap();
-    let op = kg.key(KeyType::Ed25519, "alice").unwrap();
-    let text = format!(
-        "alice@steward.test namespaces=\"op@steward\" {}\n",
-        op.public_line
-    );
-    let verifier = Verifier::new(
-        TrustStore::parse("s", text.as_bytes()).unwrap(),
-        VerifyConfig::new("pve-a"),
-    )
-    .unwrap();
-    let gate = Gate::new(
-        verifier,
+    // The agent's reader is the admin token here: recovery reads the admin token's tasks.
+    let rig = rig(
+        &sim.addr.to_string(),
+        &sim.fingerprint,
         journal.clone(),
-        Box::new(exec),
-        GateConfig::default(),
-    );
-    let engine = Arc::new(Engine::new(
-        EngineConfig {
-            token_user: USER.into(),
-            task_deadline: Duration::from_secs(10),
-            ..EngineConfig::default()
+        RigConfig {
+            engine: EngineConfig {
+                task_deadline: Duration::from_secs(10),
+                ..EngineConfig::default()
+            },
+            everyday: ADMIN,
+            run: false,
+            ..RigConfig::default()
         },
-        Arc::new(reader),
-        gate,
-        journal.clone(),
-    ));
-    let r = engine.recover().await.unwrap().recovery;
+    )
+    .await
+    .unwrap();
+    let engine = rig.engine.clone();
+    let r = rig.recovered.unwrap().recovery;
     assert_eq!((r.abandoned, r.adopted, r.settled), (1, 1, 1), "{r:?}");
     assert!(matches!(
         journal.get(lost).unwrap().unwrap().state(),
@@ -385,10 +415,18 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
-    let l = lab_with(6, Duration::from_secs(3600), 4).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(3600),
+        concurrency: 4,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "absent"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let h = l.engine.held().await.remove(0);
     let identity = h.template["params"]["identity"]
@@ -401,7 +439,8 @@ async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
     // Before the operator's signature arrives, 101 is destroyed some other way and a customer's
     // guest takes the VMID. The engine stops managing 101 meanwhile (a long sweep: it has not
     // looked at the new guest's config yet).
-    l.desire(json!({"version": 1, "generation": 2, "guests": []}));
+    l.desire(json!({"version": 1, "generation": 2, "guests": []}))
+        .unwrap();
     l.sim.with_node(|n| {
         n.remove_guest(101);
         n.add_guest(
@@ -457,11 +496,18 @@ async fn a_signature_names_the_guest_and_never_reaches_another_at_its_vmid() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_create_stays_held_until_something_takes_its_vmid() {
-    let l = lab_with(6, Duration::from_secs(5), 4).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(5),
+        concurrency: 4,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     // A create that attaches another guest's existing volume is held for a signature.
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 950, "kind": "qemu", "state": "stopped", "create": {"scsi0": "local-lvm:vm-100-disk-0"}}
-    ]}));
+    ]})).unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let passes = l.engine.status_now().passes;
     l.until("more passes", |l| {
@@ -479,8 +525,14 @@ async fn a_held_create_stays_held_until_something_takes_its_vmid() {
 #[tokio::test]
 async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_guest() {
     use steward_gate::{Authority, Executor, Guard};
-    let sim = sim_with(6).await;
-    let exec = executor(&sim);
+    let sim = sim_with(6).await.unwrap();
+    let exec = executor(
+        &sim.addr.to_string(),
+        &sim.fingerprint,
+        EVERYDAY,
+        Duration::from_secs(10),
+    )
+    .unwrap();
     let create = Action::Create {
         vmid: Vmid::new(101).unwrap(),
         kind: GuestKind::Qemu,
@@ -517,7 +569,14 @@ async fn the_executor_refuses_a_create_on_a_taken_vmid_and_a_destroy_of_another_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unverified_jobs_naming_made_up_guests_leave_no_state_behind() {
-    let lab = lab_with(3, Duration::from_secs(60), 2).await;
+    let lab = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(60),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     let before = lab.engine.guest_locks_kept();
     // A hostile hub: payloads naming 300 VMIDs nobody manages, with garbage signatures.
     for vmid in 5000..5300u32 {
@@ -541,7 +600,14 @@ async fn unverified_jobs_naming_made_up_guests_leave_no_state_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
-    let lab = lab_with(3, Duration::from_secs(60), 2).await;
+    let lab = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(60),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     let memory = |l: &Lab, vmid: u32| {
         l.sim.with_node(|n| {
             n.st.guests
@@ -552,7 +618,8 @@ async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
     // 101 converges while the disk is fine: an acknowledged op.
     lab.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "memory": 3072}
-    ]}));
+    ]}))
+    .unwrap();
     lab.until("101 at 3 GiB", |l| {
         memory(l, 101).as_deref() == Some("3072")
     })
@@ -564,7 +631,8 @@ async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
     lab.desire(json!({"version": 1, "generation": 2, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "stopped", "memory": 3072},
         {"vmid": 100, "kind": "qemu", "state": "running", "memory": 1536}
-    ]}));
+    ]}))
+    .unwrap();
     lab.until("the status says the journal fails", |l| {
         l.engine.status_now().journal_error.is_some()
     })

@@ -5,14 +5,12 @@
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod lab;
-
-use lab::*;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_gate::{Decision, Outcome};
 use steward_journal::OpState;
+use steward_lab::*;
 use steward_model::{Action, GuestKind, Vmid};
 use tokio::sync::watch;
 
@@ -22,7 +20,14 @@ use tokio::sync::watch;
 /// volumes, and nothing reaches the node. The honest op for the same slot runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     let scratch = l.sim.with_node(|n| {
         let v =
             n.st.volumes
@@ -112,10 +117,18 @@ async fn a_signed_disk_change_destroys_only_the_volume_it_names() {
 /// anyway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_template_never_runs_as_a_job_on_a_forged_identity() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 102, "kind": "lxc", "state": "absent"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let h = l.engine.held().await.remove(0);
     let identity = h.template["params"]["identity"]
@@ -132,7 +145,8 @@ async fn a_superseded_template_never_runs_as_a_job_on_a_forged_identity() {
         {"vmid": 102, "kind": "lxc", "state": "stopped",
          "create": {"ostemplate": TEMPLATE, "rootfs": "local-lvm:1",
                     "net1": format!("name=eth1,bridge=vmbr0,hwaddr={mac}")}}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("created", |l| {
         l.sim
             .with_node(|n| n.st.guests.get(&102).is_some_and(|g| g.lock.is_none()))
@@ -178,12 +192,20 @@ async fn a_superseded_template_never_runs_as_a_job_on_a_forged_identity() {
 /// journaling ops) in a loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_fails_the_same_way_backs_off_and_parks() {
-    let l = lab_with(0, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 0,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 300, "kind": "lxc", "state": "stopped",
          "create": {"ostemplate": "local:vztmpl/no-such-template.tar.zst", "rootfs": "local-lvm:1",
                     "net0": "name=eth0,bridge=vmbr0"}}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("parked", |l| {
         l.engine
             .status_now()
@@ -221,7 +243,8 @@ async fn a_create_that_fails_the_same_way_backs_off_and_parks() {
         {"vmid": 300, "kind": "lxc", "state": "stopped", "memory": 256,
          "create": {"ostemplate": "local:vztmpl/no-such-template.tar.zst", "rootfs": "local-lvm:1",
                     "net0": "name=eth0,bridge=vmbr0"}}
-    ]}));
+    ]}))
+    .unwrap();
     let passes = l.engine.status_now().passes;
     l.until("ten more passes", |l| {
         l.engine.status_now().passes >= passes + 10
@@ -238,12 +261,20 @@ async fn a_create_that_fails_the_same_way_backs_off_and_parks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403() {
     use steward_gate::{Authority, Executor, FailureKind, Guard};
-    let l = lab_with(6, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "running", "memory": "3 GiB", "name": "web"},
         {"vmid": 950, "kind": "qemu", "state": "stopped", "create": {"scsi0": "local-lvm:1"}},
         {"vmid": 103, "kind": "qemu", "state": "absent"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("converged and held", |l| {
         let s = l.engine.status_now();
         s.held == 1
@@ -285,7 +316,9 @@ async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403(
             ..Default::default()
         },
     };
-    let e = executor(&l.sim)
+    let e = l
+        .executor()
+        .unwrap()
         .dispatch(&change, &Guard::Nothing, Authority::Everyday)
         .await
         .unwrap_err();
@@ -301,21 +334,28 @@ async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403(
 /// one run, before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_held_op_per_guest_and_action_across_restarts() {
-    let mut l = lab_with(6, Duration::from_secs(3600), 2).await;
+    let mut l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     // A destroy, and a create that attaches an existing volume (its identity is chosen afresh
     // by the agent each time it is asked for).
     let doc = json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 103, "kind": "qemu", "state": "absent"},
         {"vmid": 950, "kind": "qemu", "state": "stopped", "create": {"scsi0": "local-lvm:vm-100-disk-0"}}
     ]});
-    l.desire(doc.clone());
+    l.desire(doc.clone()).unwrap();
     l.until("held", |l| l.engine.status_now().held == 2).await;
     let first = l.engine.held().await;
     for generation in 2..4 {
-        l.restart().await;
+        l.restart().await.unwrap();
         let mut again = doc.clone();
         again["generation"] = json!(generation);
-        l.desire(again);
+        l.desire(again).unwrap();
         let passes = l.engine.status_now().passes;
         l.until("passes", |l| l.engine.status_now().passes >= passes + 3)
             .await;
@@ -343,11 +383,19 @@ async fn one_held_op_per_guest_and_action_across_restarts() {
 /// warned about is kept with the op.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_that_ends_with_warnings_keeps_them_with_its_op() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.sim.with_node(|n| n.st.warn_next = 1);
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "running"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("101 running", |l| {
         l.sim.with_node(|n| n.st.guests[&101].status == "running")
     })
@@ -376,11 +424,19 @@ async fn a_task_that_ends_with_warnings_keeps_them_with_its_op() {
 /// succeeds, and no second start is ever sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_post_whose_answer_is_lost_follows_the_task_it_started() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.sim.with_node(|n| n.st.lose_next_answer = 1);
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "running"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("101 running and its op settled", |l| {
         l.sim.with_node(|n| n.st.guests[&101].status == "running")
             && l.journal
@@ -445,7 +501,14 @@ impl steward_providers::Provider for Hostile {
 /// the status (which reports carry) and in metrics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_channels_do_not_wait_on_each_other_and_show_their_health() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     let delivered = Arc::new(std::sync::Mutex::new(Vec::new()));
     let hostile = |jobs: Vec<steward_providers::Job>,
                    fail_reports: usize|
@@ -524,7 +587,14 @@ async fn provider_channels_do_not_wait_on_each_other_and_show_their_health() {
 /// planner's destroys remove unreferenced disks) the guest's volumes no config references.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_destroy_names_snapshot_only_state_and_unreferenced_volumes() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -547,7 +617,8 @@ async fn a_held_destroy_names_snapshot_only_state_and_unreferenced_volumes() {
     });
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 101, "kind": "qemu", "state": "absent"}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let mut summary = String::new();
     for _ in 0..50 {
@@ -573,11 +644,19 @@ async fn a_held_destroy_names_snapshot_only_state_and_unreferenced_volumes() {
 /// held, and its summary names the existing volume it would attach (it said "no volumes").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_names_an_existing_volume_is_held_and_says_which() {
-    let l = lab_with(3, Duration::from_secs(3600), 2).await;
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_secs(3600),
+        concurrency: 2,
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
     l.desire(json!({"version": 1, "generation": 1, "guests": [
         {"vmid": 950, "kind": "qemu", "state": "stopped",
          "create": {"scsi0": "local-lvm:4,file=local-lvm:vm-100-disk-0"}}
-    ]}));
+    ]}))
+    .unwrap();
     l.until("held", |l| l.engine.status_now().held == 1).await;
     let h = l.engine.held().await.remove(0);
     assert_eq!(h.op_kind, "guest.create");

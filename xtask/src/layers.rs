@@ -167,7 +167,10 @@ pub fn run() -> Result<bool> {
             .flat_map(|t| t["kind"].as_array().into_iter().flatten())
             .filter_map(Value::as_str)
             .collect();
-        let shipped = name != "xtask" && name != "steward-tests" && name != "steward-testkit";
+        let shipped = !matches!(
+            name,
+            "xtask" | "steward-tests" | "steward-testkit" | "steward-lab"
+        );
         for dep in p["dependencies"].as_array().into_iter().flatten() {
             let dname = str_of(dep, "name");
             let normal_dep = dep["kind"].is_null();
@@ -189,9 +192,9 @@ pub fn run() -> Result<bool> {
                     ));
                 }
             }
-            if shipped && dname == "steward-testkit" {
+            if shipped && matches!(dname, "steward-testkit" | "steward-lab") {
                 problems.push(format!(
-                    "{name} is shipped but depends on test support (steward-testkit)"
+                    "{name} is shipped but depends on test support ({dname})"
                 ));
             }
             let features: Vec<&str> = dep["features"]

@@ -6,147 +6,37 @@
 
 use crate::matrix_gate::GateRow;
 use anyhow::{Context, Result};
-use std::sync::Arc;
 use std::time::Duration;
-use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_engine::{Engine, EngineConfig, NodeExecutor, Trigger};
-use steward_gate::{Decision, Gate, GateConfig};
-use steward_journal::{Journal, OpId, OpState};
-use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, Trust};
-use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
-use steward_testkit::{Key, KeyType, Keygen};
-use tokio::sync::{mpsc, watch};
+use steward_gate::Decision;
+use steward_journal::{OpId, OpState};
+use steward_lab::{config_job, LabConfig};
 
-const ADMIN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+/// The matrix's engine lab: `steward_lab::Lab` with one token playing both of the agent's
+/// (the matrix is about the gate's decisions, not Proxmox's privileges), a long sweep (config
+/// changes are seen through the list and the digest, as in the field), and what the cases ask
+/// of it.
+struct Lab(steward_lab::Lab);
 
-struct Lab {
-    sim: Sim,
-    engine: Arc<Engine>,
-    journal: Arc<Journal>,
-    triggers: mpsc::UnboundedSender<Trigger>,
-    stop: watch::Sender<bool>,
-    kg: Keygen,
-    alice: Key,
-    text: String,
-}
-
-fn endpoint(s: &Sim) -> Result<Endpoint> {
-    Ok(Endpoint {
-        addr: s.addr.to_string(),
-        server_name: "localhost".into(),
-        trust: Trust::Fingerprint(
-            tls::parse_fingerprint(&s.fingerprint).map_err(anyhow::Error::msg)?,
-        ),
-        timeout: Duration::from_secs(5),
-        keep_alive: true,
-    })
-}
-
-/// An engine over `journal`, against `sim`, running.
-async fn engine(
-    sim: &Sim,
-    text: &str,
-    journal: Arc<Journal>,
-) -> Result<(
-    Arc<Engine>,
-    mpsc::UnboundedSender<Trigger>,
-    watch::Sender<bool>,
-)> {
-    let verifier = Verifier::new(
-        TrustStore::parse("matrix/engine_signers", text.as_bytes())?,
-        VerifyConfig::new("pve-a"),
-    )?;
-    // One token with every privilege plays both of the agent's tokens here: the matrix is
-    // about the gate's decisions, not Proxmox's privileges.
-    let writer = || -> Result<PveWriter> {
-        PveWriter::new(
-            endpoint(sim)?,
-            ApiToken::parse(ADMIN).map_err(anyhow::Error::msg)?,
-            "pve-a",
-        )
-        .map_err(anyhow::Error::msg)
-    };
-    let gate = Gate::new(
-        verifier,
-        journal.clone(),
-        Box::new(NodeExecutor::new(
-            Box::new(writer()?),
-            Box::new(writer()?),
-            Duration::from_secs(10),
-        )),
-        GateConfig::default(),
-    );
-    let reader = PveClient::new(
-        endpoint(sim)?,
-        ApiToken::parse(ADMIN).map_err(anyhow::Error::msg)?,
-        "pve-a",
-    )
-    .map_err(anyhow::Error::msg)?;
-    let cfg = EngineConfig {
-        interval: Duration::from_millis(150),
-        // A long sweep: config changes are seen through the list and the digest, as in the field.
-        sweep_period: Duration::from_secs(3600),
-        task_deadline: Duration::from_secs(10),
-        token_user: "steward@pve!admin".into(),
-        backoff_base: Duration::from_millis(50),
-        backoff_cap: Duration::from_millis(400),
-        ..EngineConfig::default()
-    };
-    let engine = Arc::new(Engine::new(cfg, Arc::new(reader), gate, journal));
-    let recovered = engine.recover().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (triggers, rx) = mpsc::unbounded_channel();
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(recovered.run(rx, stopped, Duration::from_secs(5)));
-    Ok((engine, triggers, stop))
+impl std::ops::Deref for Lab {
+    type Target = steward_lab::Lab;
+    fn deref(&self) -> &steward_lab::Lab {
+        &self.0
+    }
 }
 
 impl Lab {
-    async fn new(dir: &std::path::Path) -> Result<Lab> {
-        let sim = Sim::start(SimConfig {
+    async fn new() -> Result<Lab> {
+        Ok(Lab(steward_lab::Lab::start(LabConfig {
             guests: 6,
-            tokens: vec![(
-                SimToken::parse(ADMIN).map_err(anyhow::Error::msg)?,
-                Privileges::all(),
-            )],
-            task_time: Duration::from_millis(20),
-            ..SimConfig::default()
+            sweep: Duration::from_secs(3600),
+            everyday: steward_lab::ADMIN,
+            ..LabConfig::default()
         })
-        .await
-        .map_err(anyhow::Error::msg)?;
-        let kg = Keygen::new()?;
-        let alice = kg.key(KeyType::Ed25519, "alice")?;
-        let text = format!(
-            "alice@steward.test namespaces=\"op@steward\" {}\n",
-            alice.public_line
-        );
-        let journal = Arc::new(Journal::create(dir.join("journal"))?);
-        let (engine, triggers, stop) = engine(&sim, &text, journal.clone()).await?;
-        Ok(Lab {
-            sim,
-            engine,
-            journal,
-            triggers,
-            stop,
-            kg,
-            alice,
-            text,
-        })
+        .await?))
     }
 
-    fn desire(&self, doc: serde_json::Value) -> Result<()> {
-        let d = steward_planner::document::parse_json("matrix", &doc.to_string())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        self.triggers.send(Trigger::Desired(Arc::new(d)))?;
-        Ok(())
-    }
-
-    async fn until(&self, what: &str, mut f: impl FnMut(&Lab) -> bool) -> Result<()> {
-        let end = tokio::time::Instant::now() + Duration::from_secs(30);
-        while !f(self) {
-            anyhow::ensure!(tokio::time::Instant::now() < end, "timed out: {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+    async fn until(&self, what: &str, f: impl FnMut(&steward_lab::Lab) -> bool) -> Result<()> {
+        Ok(self.0.wait_for(what, f).await?)
     }
 
     /// The held op for `vmid` and the exact bytes to sign, once the engine holds it.
@@ -171,38 +61,21 @@ impl Lab {
     }
 
     fn sign(&self, bytes: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.kg.sign(&self.alice.private, "op@steward", bytes)?)
+        Ok(self.kg.sign(&self.op.private, "op@steward", bytes)?)
     }
 
     fn destroys(&self, vmid: u32) -> u64 {
         self.sim.with_node(|n| n.st.counters.of(vmid, "destroy"))
     }
-
-    fn state(&self, op: OpId) -> String {
-        match self
-            .journal
-            .get(op)
-            .ok()
-            .flatten()
-            .map(|r| r.state().clone())
-        {
-            Some(OpState::Refused { code, .. }) => format!("refused:{code}"),
-            Some(s) => s.name().to_string(),
-            None => "gone".into(),
-        }
-    }
 }
 
-/// A signed `guest.config` job as a hub would compose it.
-fn config_job(guest: u32, params: serde_json::Value) -> Result<Vec<u8>> {
-    use time::format_description::well_known::Rfc3339;
-    let now = time::OffsetDateTime::now_utc();
-    Ok(serde_json::to_vec(&serde_json::json!({
-        "v": 1, "op": "guest.config", "host": "pve-a", "guest": guest, "params": params,
-        "nonce": steward_testkit::nonce(),
-        "not_before": (now - time::Duration::minutes(1)).format(&Rfc3339)?,
-        "not_after": (now + time::Duration::minutes(30)).format(&Rfc3339)?,
-    }))?)
+/// What the journal says of `op`: its state, `refused:<code>`, or `gone`.
+fn state(l: &steward_lab::Lab, op: OpId) -> String {
+    match l.journal.get(op).ok().flatten().map(|r| r.state().clone()) {
+        Some(OpState::Refused { code, .. }) => format!("refused:{code}"),
+        Some(s) => s.name().to_string(),
+        None => "gone".into(),
+    }
 }
 
 fn unix_now() -> u64 {
@@ -217,8 +90,7 @@ pub fn run() -> Result<Vec<GateRow>> {
 }
 
 async fn cases() -> Result<Vec<GateRow>> {
-    let dir = tempfile::tempdir()?;
-    let l = Lab::new(dir.path()).await.context("engine lab")?;
+    let l = Lab::new().await.context("engine lab")?;
     let mut rows: Vec<GateRow> = Vec::new();
     use serde_json::json;
 
@@ -245,7 +117,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         n.remove_guest(103);
     });
     l.until("both superseded", |l| {
-        l.state(op101) == "refused:superseded" && l.state(op103) == "refused:superseded"
+        state(l, op101) == "refused:superseded" && state(l, op103) == "refused:superseded"
     })
     .await?;
     let d = l.engine.present(&t101, &[s101.to_vec()]).await.decision;
@@ -253,13 +125,13 @@ async fn cases() -> Result<Vec<GateRow>> {
     rows.push((
         "engine: a held destroy whose VMID another guest took is superseded; its signature then runs nothing, as a release or as a job".into(),
         "refused:superseded; destroy calls 0".into(),
-        format!("{}; destroy calls {}", l.state(op101), l.destroys(101)),
+        format!("{}; destroy calls {}", state(&l, op101), l.destroys(101)),
         format!("release: {}, job: {}", d.label(), again.label()),
     ));
     rows.push((
         "engine: a held destroy whose guest vanished is superseded".into(),
         "refused:superseded".into(),
-        l.state(op103),
+        state(&l, op103),
         String::new(),
     ));
 
@@ -275,7 +147,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let d = l.engine.present(&job, &[l.sign(&job)?]).await.decision;
     l.until("104 gone and the held op settled", |l| {
         !l.sim.with_node(|n| n.st.guests.contains_key(&104))
-            && l.state(op104) != "pending_signature"
+            && state(l, op104) != "pending_signature"
     })
     .await?;
     let late = l.engine.present(&t104, &[l.sign(&t104)?]).await.decision;
@@ -286,7 +158,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         format!("{}; destroy calls {}", d.label(), l.destroys(104)),
         format!(
             "held op then {}; its own signature later: {}",
-            l.state(op104),
+            state(&l, op104),
             late.label()
         ),
     ));
@@ -325,7 +197,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         json!({"kind": "qemu", "set": {}, "delete": ["unused0"], "digest": digest,
                "removes": {"unused0": named}, "identity": identity})
     };
-    let lie = config_job(100, params("local-lvm:vm-100-disk-0"))?;
+    let lie = config_job(100, params("local-lvm:vm-100-disk-0"));
     let d = l.engine.present(&lie, &[l.sign(&lie)?]).await.decision;
     let kept = l
         .sim
@@ -341,7 +213,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         ),
         crate::matrix_gate::detail(&d),
     ));
-    let truth = config_job(100, params(&scratch))?;
+    let truth = config_job(100, params(&scratch));
     let d = l.engine.present(&truth, &[l.sign(&truth)?]).await.decision;
     let left = l.sim.with_node(|n| n.st.volumes.owned_by(100));
     rows.push((
@@ -380,7 +252,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let withheld = l.sign(&t105)?;
     l.sim.with_node(|n| n.remove_guest(105));
     l.until("105's held op superseded", |l| {
-        l.state(op105) == "refused:superseded"
+        state(l, op105) == "refused:superseded"
     })
     .await?;
     l.desire(json!({"version": 1, "generation": 5, "guests": [
@@ -420,18 +292,10 @@ async fn cases() -> Result<Vec<GateRow>> {
     let (_, t100) = l.held(100).await?;
     let s100 = l.sign(&t100)?;
     let first = l.engine.present(&t100, &[s100.to_vec()]).await.decision;
-    let _ = l.stop.send(true);
-    let Lab {
-        sim,
-        engine: old,
-        journal,
-        text,
-        ..
-    } = l;
-    drop(old);
-    let (fresh, _triggers, stop) = engine(&sim, &text, journal).await?;
-    let replay = fresh.present(&t100, &[s100.to_vec()]).await.decision;
-    let destroys = sim.with_node(|n| n.st.counters.of(100, "destroy"));
+    let mut l = l;
+    l.0.restart().await?;
+    let replay = l.engine.present(&t100, &[s100.to_vec()]).await.decision;
+    let destroys = l.destroys(100);
     rows.push((
         "engine: a signature presented again after the engine restarted over its journal is a replay".into(),
         "executed, then replay; destroy calls 1".into(),
@@ -445,6 +309,6 @@ async fn cases() -> Result<Vec<GateRow>> {
             _ => String::new(),
         },
     ));
-    let _ = stop.send(true);
+    let _ = l.stop.send(true);
     Ok(rows)
 }

@@ -3,49 +3,17 @@
 //! decision label (`executed`, `pending_signature`, `refused:<code>`, `replay`, `rotated`).
 
 use anyhow::{Context, Result};
-use async_trait::async_trait;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_gate::{Decision, Executor, Failure, Gate, GateConfig, Submission};
+use steward_gate::{Decision, Gate, GateConfig, Submission};
 use steward_journal::Journal;
+use steward_lab::FakeExecutor;
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
 pub(crate) const HOST: &str = "pve-a";
-
-/// Counts what it is asked to run; runs nothing. Clones share the count (the gate owns one).
-#[derive(Clone, Default)]
-pub struct CountingExecutor {
-    /// Dispatches so far.
-    pub ran: Arc<AtomicUsize>,
-}
-
-#[async_trait]
-impl Executor for CountingExecutor {
-    async fn dispatch(
-        &self,
-        action: &Action,
-        _guard: &steward_gate::Guard,
-        _authority: steward_gate::Authority,
-    ) -> Result<Option<String>, Failure> {
-        self.ran.fetch_add(1, Ordering::SeqCst);
-        Ok(Some(format!(
-            "UPID:{HOST}:00000001:00000001:00000001:{}:{}:root@pam!steward:",
-            action.op_kind(),
-            action.vmid()
-        )))
-    }
-    async fn wait(
-        &self,
-        _upid: &str,
-        _authority: steward_gate::Authority,
-    ) -> Result<Vec<String>, Failure> {
-        Ok(Vec::new())
-    }
-}
 
 /// One gate case: name, expected label, got label, detail.
 pub type GateRow = (String, String, String, String);
@@ -55,7 +23,7 @@ struct Lab {
     op: Key,
     recovery: Key,
     dir: tempfile::TempDir,
-    exec: CountingExecutor,
+    exec: FakeExecutor,
     gate: Arc<Gate>,
     now: OffsetDateTime,
 }
@@ -67,7 +35,7 @@ fn signers_text(op: &Key, recovery: &Key) -> String {
     )
 }
 
-fn make_gate(text: &str, journal: &Path, exec: CountingExecutor, path: PathBuf) -> Result<Gate> {
+fn make_gate(text: &str, journal: &Path, exec: FakeExecutor, path: PathBuf) -> Result<Gate> {
     let store = TrustStore::parse("matrix/gate_signers", text.as_bytes())?;
     let verifier = Verifier::new(store, VerifyConfig::new(HOST))?;
     Ok(Gate::new(
@@ -142,7 +110,7 @@ impl Lab {
         let text = signers_text(&op, &recovery);
         let path = dir.path().join("allowed_signers");
         std::fs::write(&path, &text)?;
-        let exec = CountingExecutor::default();
+        let exec = FakeExecutor::default();
         let gate = Arc::new(make_gate(
             &text,
             &dir.path().join("journal"),
@@ -323,7 +291,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     );
 
     // The good path, then its replay (same gate), then across a restart of the gate.
-    let before = l.exec.ran.load(Ordering::SeqCst);
+    let before = l.exec.count();
     let d = l
         .gate
         .present(t.as_bytes(), &[good.to_vec()], l.now)
@@ -340,7 +308,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         .await
         .decision;
     row!("second presentation", "replay", &d);
-    let ran_once = l.exec.ran.load(Ordering::SeqCst) - before;
+    let ran_once = l.exec.count() - before;
 
     // Provenance: it names the guest (kind and identity), and covers only what the agent made.
     let txn = l.gate.begin_txn().await.map_err(anyhow::Error::msg)?;
@@ -449,7 +417,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     // 64 concurrent presentations of one signed op.
     let (_, t3) = l.hold(108).await?;
     let s3 = l.sign(&l.op, "op@steward", &t3)?;
-    let before = l.exec.ran.load(Ordering::SeqCst);
+    let before = l.exec.count();
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (g, p, s, now) = (l.gate.clone(), t3.clone(), s3.clone(), l.now);
@@ -463,7 +431,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             executed += 1;
         }
     }
-    let ran = l.exec.ran.load(Ordering::SeqCst) - before;
+    let ran = l.exec.count() - before;
     rows.push((
         "64 concurrent presentations of one signed op".into(),
         "executed x1".into(),
@@ -518,7 +486,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         ..
     } = l;
     drop(gate);
-    let fresh_exec = CountingExecutor::default();
+    let fresh_exec = FakeExecutor::default();
     let reopened = make_gate(
         &signers_text(&opk, &recovery),
         &dir.path().join("journal"),
@@ -536,7 +504,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         format!(
             "{}; executor ran {} time(s) after restart, {ran_once} before",
             detail(&d),
-            fresh_exec.ran.load(Ordering::SeqCst)
+            fresh_exec.count()
         ),
     ));
     drop(exec);

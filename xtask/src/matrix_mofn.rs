@@ -3,14 +3,14 @@
 //! certificates), run against the real gate over a real journal with an executor that only
 //! counts. "got" is the decision label; a `partly_approved` answer carries its count (`1/2`).
 
-use crate::matrix_gate::{destroy, held, CountingExecutor, GateRow, HOST};
+use crate::matrix_gate::{destroy, held, GateRow, HOST};
 use anyhow::{Context, Result};
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
 use steward_gate::{ApprovalPolicy, Decision, Gate, GateConfig, Presented, SigVerdict, Submission};
 use steward_journal::Journal;
+use steward_lab::FakeExecutor;
 use steward_testkit::{CertSpec, Key, KeyType, Keygen};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
 
@@ -25,7 +25,7 @@ fn policy() -> Result<ApprovalPolicy> {
     )?)
 }
 
-fn open_gate(text: &str, dir: &Path, exec: CountingExecutor) -> Result<Gate> {
+fn open_gate(text: &str, dir: &Path, exec: FakeExecutor) -> Result<Gate> {
     let store = TrustStore::parse("matrix/mofn_signers", text.as_bytes())?;
     let verifier = Verifier::new(store, VerifyConfig::new(HOST))?;
     Ok(Gate::new(
@@ -143,7 +143,7 @@ pub fn run() -> Result<Vec<GateRow>> {
 
 async fn cases() -> Result<Vec<GateRow>> {
     let l = Lab::new().context("m-of-n lab")?;
-    let exec = CountingExecutor::default();
+    let exec = FakeExecutor::default();
     let gate = open_gate(&l.text, l.dir.path(), exec.clone())?;
     let mut rows: Vec<GateRow> = Vec::new();
     let mut push = |name: &str, expected: &str, p: &Presented| {
@@ -158,7 +158,7 @@ async fn cases() -> Result<Vec<GateRow>> {
 
     // Two distinct operational keys in one presentation.
     let (_, t) = hold(201).await?;
-    let before = exec.ran.load(Ordering::SeqCst);
+    let before = exec.count();
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let b = l.sign(&l.bob.private, op_ns, &t)?;
     let p = gate
@@ -178,7 +178,7 @@ async fn cases() -> Result<Vec<GateRow>> {
         "replay",
         &p,
     );
-    let ran = exec.ran.load(Ordering::SeqCst) - before;
+    let ran = exec.count() - before;
 
     // The same key twice.
     let (_, t) = hold(202).await?;
@@ -319,7 +319,7 @@ async fn cases() -> Result<Vec<GateRow>> {
     let a = l.sign(&l.alice.private, op_ns, &t)?;
     let first = gate.present(t.as_bytes(), &[a], l.now).await;
     drop(gate);
-    let after = CountingExecutor::default();
+    let after = FakeExecutor::default();
     let reopened = open_gate(&l.text, l.dir.path(), after.clone())?;
     let b = l.sign(&l.bob.private, op_ns, &t)?;
     let p = reopened
@@ -340,7 +340,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             got(&first.decision),
             got(&p.decision),
             got(&again.decision),
-            after.ran.load(Ordering::SeqCst)
+            after.count()
         ),
         detail(&p),
     ));

@@ -223,7 +223,10 @@ pub fn start_agent(dir: &Path, log: &str) -> Result<Reaped> {
         Command::new(bin("steward-agent"))
             .args(["run", "--config"])
             .arg(dir.join("agent.toml"))
+            // As the packaged unit sets them (packaging/steward-agent.service).
             .env("MALLOC_ARENA_MAX", "2")
+            .env("MALLOC_MMAP_THRESHOLD_", "131072")
+            .env("MALLOC_TRIM_THRESHOLD_", "131072")
             .stderr(log)
             .spawn()
             .context("starting steward-agent")?,

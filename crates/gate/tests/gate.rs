@@ -4,63 +4,14 @@
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use steward_authz::{Reason, TrustStore, Verifier, VerifyConfig};
-use steward_gate::{
-    Decision, Executor, Failure, Gate, GateConfig, GateReason, Outcome, Submission,
-};
+use steward_gate::{Decision, Gate, GateConfig, GateReason, Outcome, Submission};
 use steward_journal::{Journal, OpState};
+use steward_lab::FakeExecutor;
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{Key, KeyType, Keygen};
 use time::OffsetDateTime;
-
-/// Records what it is asked to run; clones share the record (the gate owns one clone). Its
-/// node's configs are whatever a test puts in `configs`.
-#[derive(Clone, Default)]
-struct FakeExecutor {
-    ran: Arc<Mutex<Vec<Action>>>,
-    /// The token each dispatch was asked to use.
-    authorities: Arc<Mutex<Vec<steward_gate::Authority>>>,
-    configs: Arc<Mutex<std::collections::BTreeMap<u32, steward_gate::ObservedConfig>>>,
-}
-
-#[async_trait]
-impl Executor for FakeExecutor {
-    async fn dispatch(
-        &self,
-        action: &Action,
-        _guard: &steward_gate::Guard,
-        authority: steward_gate::Authority,
-    ) -> Result<Option<String>, Failure> {
-        self.ran.lock().unwrap().push(action.clone());
-        self.authorities.lock().unwrap().push(authority);
-        Ok(Some(format!(
-            "UPID:pve-a:00000001:00000001:00000001:{}:{}:root@pam!steward:",
-            action.op_kind(),
-            action.vmid()
-        )))
-    }
-    async fn wait(
-        &self,
-        _upid: &str,
-        _authority: steward_gate::Authority,
-    ) -> Result<Vec<String>, Failure> {
-        Ok(Vec::new())
-    }
-    async fn read_config(
-        &self,
-        _kind: GuestKind,
-        vmid: Vmid,
-    ) -> Result<steward_gate::ObservedConfig, Failure> {
-        self.configs
-            .lock()
-            .unwrap()
-            .get(&vmid.get())
-            .cloned()
-            .ok_or_else(|| Failure::new(steward_gate::FailureKind::NotFound, "no such guest"))
-    }
-}
 
 struct Lab {
     kg: Keygen,
@@ -142,7 +93,7 @@ impl Lab {
         self.kg.sign(&key.private, ns, payload).unwrap()
     }
     fn ran(&self) -> usize {
-        self.exec.ran.lock().unwrap().len()
+        self.exec.count()
     }
 }
 
@@ -187,7 +138,7 @@ async fn benign_runs_unsigned() {
     };
     l.gate.submit(create, Submission::default(), now()).await;
     assert_eq!(
-        l.exec.authorities.lock().unwrap().as_slice(),
+        l.exec.authorities().as_slice(),
         &[
             steward_gate::Authority::Everyday,
             steward_gate::Authority::Admin
@@ -221,9 +172,9 @@ async fn unsigned_destructive_is_held_then_released_by_its_signed_template() {
         ),
         "{d:?}"
     );
-    assert_eq!(l.exec.ran.lock().unwrap().as_slice(), &[destroy(104)]);
+    assert_eq!(l.exec.ran().as_slice(), &[destroy(104)]);
     assert_eq!(
-        l.exec.authorities.lock().unwrap().as_slice(),
+        l.exec.authorities().as_slice(),
         &[steward_gate::Authority::Admin],
         "the signed path runs with the admin token"
     );
@@ -431,7 +382,7 @@ async fn replay_is_caught_across_a_restart() {
         .await
         .decision;
     assert!(matches!(d, Decision::Replay { first: Some(_) }), "{d:?}");
-    assert!(exec.ran.lock().unwrap().is_empty());
+    assert!(exec.ran().is_empty());
 }
 
 fn rotate_payload(text: &str) -> Vec<u8> {
@@ -625,11 +576,7 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
         digest: "3f2a9c0d1e".into(),
         values: [("scsi1".to_string(), format!("{vol},size=8G"))].into(),
     };
-    l.exec
-        .configs
-        .lock()
-        .unwrap()
-        .insert(104, node("local-lvm:vm-104-disk-9"));
+    l.exec.set_config(104, node("local-lvm:vm-104-disk-9"));
     let change = steward_model::ConfigChange {
         delete: ["scsi1".into()].into(),
         digest: Some("3f2a9c0d1e".into()),
@@ -670,11 +617,7 @@ async fn a_held_disk_delete_names_its_volume_and_digest_in_the_template() {
         "{d:?}"
     );
     assert_eq!(l.ran(), 0);
-    l.exec
-        .configs
-        .lock()
-        .unwrap()
-        .insert(104, node("local-lvm:vm-104-disk-1"));
+    l.exec.set_config(104, node("local-lvm:vm-104-disk-1"));
     let d = l
         .gate
         .present(&payload, &[sig.to_vec()], now())

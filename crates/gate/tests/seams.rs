@@ -5,41 +5,15 @@
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_gate::{
-    Decision, Executor, Failure, FailureKind, Gate, GateConfig, Outcome, Submission,
-};
+use steward_gate::{Decision, Failure, FailureKind, Gate, GateConfig, Outcome, Submission};
 use steward_journal::{Journal, OpState};
+use steward_lab::FakeExecutor;
 use steward_model::{Action, GuestKind, Vmid};
 use time::OffsetDateTime;
-
-/// Answers every dispatch with `result`.
-struct Scripted {
-    result: Result<Option<String>, Failure>,
-}
-
-#[async_trait]
-impl Executor for Scripted {
-    async fn dispatch(
-        &self,
-        _action: &Action,
-        _guard: &steward_gate::Guard,
-        _authority: steward_gate::Authority,
-    ) -> Result<Option<String>, Failure> {
-        self.result.clone()
-    }
-    async fn wait(
-        &self,
-        _upid: &str,
-        _authority: steward_gate::Authority,
-    ) -> Result<Vec<String>, Failure> {
-        Ok(Vec::new())
-    }
-}
 
 fn gate(dir: &tempfile::TempDir, result: Result<Option<String>, Failure>) -> (Gate, Arc<Journal>) {
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
@@ -49,7 +23,7 @@ fn gate(dir: &tempfile::TempDir, result: Result<Option<String>, Failure>) -> (Ga
     let gate = Gate::new(
         verifier,
         journal.clone(),
-        Box::new(Scripted { result }),
+        Box::new(FakeExecutor::answering(result)),
         GateConfig::default(),
     );
     (gate, journal)

@@ -13,79 +13,45 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use steward_authz::{TrustStore, Verifier, VerifyConfig};
-use steward_engine::{Engine, EngineConfig, NodeExecutor, Trigger};
-use steward_gate::{Gate, GateConfig};
+use steward_engine::{EngineConfig, Trigger};
 use steward_journal::Journal;
+use steward_lab::RigConfig;
 use steward_model::DesiredState;
-use steward_proxmox_client::{tls, ApiToken, Endpoint, PveClient, PveWriter, Trust};
 use steward_pve_sim::{Privileges, Sim, SimConfig, SimToken};
-use tokio::sync::{mpsc, watch};
 
-const TOKEN: &str = "steward@pve!admin=5f1e3c2a-0000-4000-8000-00000000ad01";
+/// One token with every privilege plays both of the agent's: the bench measures the engine,
+/// not Proxmox's privileges.
+const TOKEN: &str = steward_lab::ADMIN;
 
-fn endpoint(addr: &str, fingerprint: &str) -> Result<Endpoint> {
-    Ok(Endpoint {
-        addr: addr.to_string(),
-        server_name: "localhost".into(),
-        trust: Trust::Fingerprint(tls::parse_fingerprint(fingerprint).map_err(anyhow::Error::msg)?),
-        timeout: Duration::from_secs(30),
-        keep_alive: true,
-    })
-}
-
+/// The lab's rig over a journal of its own.
 struct Rig {
-    engine: Arc<Engine>,
-    reader: Arc<PveClient>,
-    triggers: mpsc::UnboundedSender<Trigger>,
-    stop: watch::Sender<bool>,
+    rig: steward_lab::Rig,
     _dir: tempfile::TempDir,
 }
 
-async fn rig(addr: &str, fingerprint: &str, cfg: EngineConfig, run: bool) -> Result<Rig> {
-    let dir = tempfile::tempdir()?;
-    let verifier = Verifier::new(TrustStore::parse("empty", b"")?, VerifyConfig::new("pve-a"))?;
-    let journal = Arc::new(Journal::create(dir.path().join("journal"))?);
-    let writer = || -> Result<PveWriter> {
-        PveWriter::new(
-            endpoint(addr, fingerprint)?,
-            ApiToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
-            "pve-a",
-        )
-        .map_err(anyhow::Error::msg)
-    };
-    let gate = Gate::new(
-        verifier,
-        journal.clone(),
-        Box::new(NodeExecutor::new(
-            Box::new(writer()?),
-            Box::new(writer()?),
-            Duration::from_secs(60),
-        )),
-        GateConfig::default(),
-    );
-    let reader = Arc::new(
-        PveClient::new(
-            endpoint(addr, fingerprint)?,
-            ApiToken::parse(TOKEN).map_err(anyhow::Error::msg)?,
-            "pve-a",
-        )
-        .map_err(anyhow::Error::msg)?,
-    );
-    let engine = Arc::new(Engine::new(cfg, reader.clone(), gate, journal));
-    let recovered = engine.recover().await?;
-    let (triggers, rx) = mpsc::unbounded_channel();
-    let (stop, stopped) = watch::channel(false);
-    if run {
-        tokio::spawn(recovered.run(rx, stopped, Duration::from_secs(10)));
+impl std::ops::Deref for Rig {
+    type Target = steward_lab::Rig;
+    fn deref(&self) -> &steward_lab::Rig {
+        &self.rig
     }
-    Ok(Rig {
-        engine,
-        reader,
-        triggers,
-        stop,
-        _dir: dir,
-    })
+}
+
+async fn rig(addr: &str, fingerprint: &str, engine: EngineConfig, run: bool) -> Result<Rig> {
+    let dir = tempfile::tempdir()?;
+    let journal = Arc::new(Journal::create(dir.path().join("journal"))?);
+    let rig = steward_lab::rig(
+        addr,
+        fingerprint,
+        journal,
+        RigConfig {
+            engine,
+            everyday: TOKEN,
+            run,
+            ..RigConfig::default()
+        },
+    )
+    .await?;
+    Ok(Rig { rig, _dir: dir })
 }
 
 fn doc(guests: Vec<serde_json::Value>) -> Result<Arc<DesiredState>> {

@@ -3,13 +3,13 @@
 //! (the full pipeline, binding, durable nonce + intent, execution, terminal record), against the
 //! authz-only verification rate of the same signed ops, measured in the same run.
 
-use crate::matrix_gate::CountingExecutor;
 use anyhow::{Context, Result};
 use std::sync::Arc;
 use std::time::Instant;
 use steward_authz::{TrustStore, Verifier, VerifyConfig};
 use steward_gate::{Decision, Gate, GateConfig, Submission};
 use steward_journal::Journal;
+use steward_lab::FakeExecutor;
 use steward_model::{Action, GuestKind, Vmid};
 use steward_testkit::{KeyType, Keygen};
 use time::{format_description::well_known::Rfc3339, Duration, OffsetDateTime};
@@ -32,7 +32,7 @@ pub fn run(signed_ops: usize) -> Result<bool> {
     let gate = Gate::new(
         verifier()?,
         journal,
-        Box::new(CountingExecutor::default()),
+        Box::new(FakeExecutor::default()),
         GateConfig::default(),
     );
     let now = OffsetDateTime::now_utc();
