@@ -393,7 +393,15 @@ async fn recovery_adopts_or_abandons_and_never_dispatches_again() {
         journal.get(lost).unwrap().unwrap().state(),
         OpState::Abandoned { .. }
     ));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The adopted task's outcome is recorded by recovery's waiter, after `recover` returned.
+    let end = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !journal.get(sent).unwrap().unwrap().state().is_terminal() {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "adopted op never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let adopted = journal.get(sent).unwrap().unwrap();
     assert!(adopted.history.iter().any(
         |t| matches!(&t.state, OpState::Dispatched { upid } if upid.contains(":qmdestroy:103:"))

@@ -1,5 +1,5 @@
 //! The gate's flows: submit (desired-state deltas and jobs alike), sign a held op, run a signed
-//! job, rotate keys. The order of checks is fixed: classify → (benign: journal intent, execute)
+//! job (a key rotation's own step is in `rotation.rs`). The order of checks is fixed: classify → (benign: journal intent, execute)
 //! | (destructive: authz pipeline → role scope → binding → durable nonce + intent → execute).
 //!
 //! The blocking boundary is decided here, once: every journal step (sled reads and writes, the
@@ -12,14 +12,12 @@ use crate::audit;
 use crate::binding::{action_from_op, binding_of, removes_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
 use crate::executor::{Authority, Executor, Guard, ObservedConfig};
-use crate::rotation::{self, RotationError};
+use crate::rotation;
 use crate::signed::{Signed, Verified};
 use crate::template::pending_template;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use steward_authz::{
-    Consumed, NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier,
-};
+use steward_authz::{NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier};
 use steward_classifier::{classify, Context, Provenance, Verdict};
 use steward_journal::{Class, Journal, NewOp, OpId, OpState, TxnId};
 use steward_model::Action;
@@ -63,9 +61,9 @@ pub(crate) struct Core {
     pub(crate) verifier: RwLock<Verifier>,
     /// Moves each time a rotation replaces the trust store: a judgement made under an older one
     /// is made again.
-    generation: std::sync::atomic::AtomicU64,
+    pub(crate) generation: std::sync::atomic::AtomicU64,
     /// Serializes rotations from check to swap, so two cannot undo each other.
-    rotating: Mutex<()>,
+    pub(crate) rotating: Mutex<()>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) config: GateConfig,
 }
@@ -834,154 +832,5 @@ impl Core {
                 e.fingerprint() == admitted_by && e.role == role && rotation::valid_at(e, at)
             })
         })
-    }
-
-    /// `keys.rotate` by the signatures that passed: the role whose distinct keys meet its
-    /// threshold rotates (recovery first: its rules are the wider), under the role rules, at
-    /// least one recovery key, durable nonce, atomic write, swap.
-    fn rotate(
-        &self,
-        passed: &[crate::signed::Passed],
-        mut verdicts: Vec<SigVerdict>,
-        now: OffsetDateTime,
-    ) -> (Decision, Vec<SigVerdict>) {
-        // Held from the check to the swap: the check sees the store the rotation replaces, and
-        // a rotation verified against an older store (say, by a key another rotation just
-        // retired) is re-checked against the current one below.
-        let Ok(_rotating) = self.rotating.lock() else {
-            return (
-                refused(None, GateReason::Journal, "rotation lock poisoned"),
-                verdicts,
-            );
-        };
-        let mut counts = Vec::new();
-        let mut chosen = None;
-        for role in [Role::Recovery, Role::Operational] {
-            // The line that admitted each signer (its key, or for a certificate its CA's key)
-            // must still be in the current store, with the same role, and valid now.
-            let mut tally = crate::approval::Tally::default();
-            for (i, v) in passed.iter().filter(|(_, v)| v.role == role) {
-                let signer = crate::signed::signer_of(v);
-                verdicts[*i] = if !self.still_admits(&v.admitted_by, role, now) {
-                    SigVerdict::Refused {
-                        reason: GateReason::Authz(Reason::UnknownSigner),
-                        detail: "the line that admitted the signer left the trust store or is no longer valid".into(),
-                    }
-                } else if tally.add(&signer) {
-                    SigVerdict::Counted(signer)
-                } else {
-                    SigVerdict::AlreadyCounted(signer)
-                };
-            }
-            let needs = self.config.approval.threshold("keys.rotate", role);
-            counts.push(format!("{} of {needs} {role}", tally.count()));
-            if tally.count() >= usize::from(needs) && chosen.is_none() {
-                chosen = Some(role);
-            }
-        }
-        let Some(role) = chosen else {
-            let any_admitted = passed
-                .iter()
-                .any(|(_, v)| self.still_admits(&v.admitted_by, v.role, now));
-            let d = if !any_admitted {
-                refused(
-                    None,
-                    GateReason::Authz(Reason::UnknownSigner),
-                    "the line that admitted the signer left the trust store or is no longer valid",
-                )
-            } else {
-                refused(
-                    None,
-                    GateReason::Threshold,
-                    format!(
-                        "keys.rotate needs more distinct keys of one role: has {}",
-                        counts.join(", ")
-                    ),
-                )
-            };
-            return (d, verdicts);
-        };
-        let Some((_, v)) = passed.iter().find(|(_, v)| v.role == role) else {
-            return (
-                refused(
-                    None,
-                    GateReason::Journal,
-                    "internal: no signer of the chosen role",
-                ),
-                verdicts,
-            );
-        };
-        (self.rotate_with(v, role, now), verdicts)
-    }
-
-    /// The rotation itself, once enough keys of `role` signed `v`'s payload.
-    fn rotate_with(&self, v: &VerifiedOp, role: Role, now: OffsetDateTime) -> Decision {
-        let text = match (
-            v.payload.params.len(),
-            v.payload
-                .params
-                .get("allowed_signers")
-                .and_then(|t| t.as_str()),
-        ) {
-            (1, Some(t)) => t.to_string(),
-            _ => {
-                return refused(
-                    None,
-                    GateReason::BindingMismatch,
-                    "keys.rotate takes exactly params.allowed_signers",
-                )
-            }
-        };
-        if v.payload.guest.is_some() {
-            return refused(
-                None,
-                GateReason::BindingMismatch,
-                "keys.rotate names no guest",
-            );
-        }
-        let Some(path) = self.config.trust_store_path.clone() else {
-            return refused(
-                None,
-                GateReason::RotationRefused,
-                "no trust store path configured",
-            );
-        };
-        let old = match self.verifier.read() {
-            Ok(g) => g.trust_store().clone(),
-            Err(_) => return refused(None, GateReason::Journal, "verifier lock poisoned"),
-        };
-        let new = match rotation::check(&old, &text, role, now.unix_timestamp()) {
-            Ok(s) => s,
-            Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
-            Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
-        };
-        match self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
-            Ok(Consumed::Fresh) => {}
-            Ok(Consumed::AlreadyConsumed) => return Decision::Replay { first: None },
-            Err(e) => return refused(None, GateReason::Journal, e.to_string()),
-        }
-        if let Err(e) = rotation::write_atomically(&path, &text) {
-            return refused(
-                None,
-                GateReason::Journal,
-                format!("{}: {e}", path.display()),
-            );
-        }
-        let entries = new.entries().len();
-        match self.verifier.write() {
-            Ok(mut g) => {
-                let config = g.config().clone();
-                match Verifier::new(new, config) {
-                    Ok(nv) => {
-                        *g = nv;
-                        self.generation
-                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
-                }
-            }
-            Err(_) => return refused(None, GateReason::Journal, "verifier lock poisoned"),
-        }
-        Decision::Rotated { entries }
     }
 }
