@@ -6,7 +6,7 @@
 //! this crate names sled.
 //! It must never acknowledge a write before it is durable.
 
-use crate::audit::{AuditEntry, AuditReport, GENESIS};
+use crate::audit::{AuditEntry, GENESIS};
 use crate::barrier::{Barrier, Hooks, WriteToken};
 use crate::error::JournalError;
 use crate::lifecycle;
@@ -25,22 +25,22 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// The one tree every record lives in.
 const TREE: &str = "journal";
 const META_SCHEMA: &[u8] = b"m/schema";
-const META_AUDIT_HEAD: &[u8] = b"m/audit_head";
-const META_LAST_PRUNE: &[u8] = b"m/last_prune";
+pub(crate) const META_AUDIT_HEAD: &[u8] = b"m/audit_head";
+pub(crate) const META_LAST_PRUNE: &[u8] = b"m/last_prune";
 /// The last audit entry pruned (its seq and hash): the chain is verified from here.
-const META_AUDIT_ANCHOR: &[u8] = b"m/audit_anchor";
+pub(crate) const META_AUDIT_ANCHOR: &[u8] = b"m/audit_anchor";
 /// The most audit entries one prune removes (one sled batch); the next prune goes on.
-const MAX_PRUNE_BATCH: usize = 20_000;
-const OPS: &[u8] = b"o/";
+pub(crate) const MAX_PRUNE_BATCH: usize = 20_000;
+pub(crate) const OPS: &[u8] = b"o/";
 const INFLIGHT: &[u8] = b"i/";
 /// Ops in `pending_signature` (`h/<id>`): the engine asks for them every pass.
 const HELD: &[u8] = b"h/";
 /// Set once the held index covers every op (journals written before it existed are indexed
 /// once, when first opened).
 const META_HELD_INDEX: &[u8] = b"m/held_index";
-const NONCES: &[u8] = b"n/";
+pub(crate) const NONCES: &[u8] = b"n/";
 const PROVENANCE: &[u8] = b"p/";
-const AUDIT: &[u8] = b"a/";
+pub(crate) const AUDIT: &[u8] = b"a/";
 
 /// Keeps op `id`'s entry in the held index in step with its new state `to`.
 fn index_held(batch: &mut sled::Batch, id: OpId, to: &OpState) {
@@ -71,7 +71,7 @@ pub(crate) struct NonceRecord {
 #[derive(Debug)]
 pub(crate) struct Store {
     db: sled::Db,
-    tree: sled::Tree,
+    pub(crate) tree: sled::Tree,
     /// The writer lock; it also caches the audit head, which only writers change.
     writer: Mutex<Option<AuditHead>>,
     barrier: Barrier,
@@ -114,7 +114,7 @@ fn sled_config(path: &Path) -> sled::Config {
     sled::Config::new().path(path).cache_capacity(CACHE_BYTES)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -142,12 +142,15 @@ fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, JournalError> {
     serde_json::to_vec(v).map_err(|e| JournalError::Corrupt(format!("encode: {e}")))
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, JournalError> {
+pub(crate) fn decode<T: for<'de> Deserialize<'de>>(
+    what: &str,
+    bytes: &[u8],
+) -> Result<T, JournalError> {
     serde_json::from_slice(bytes).map_err(|e| JournalError::Corrupt(format!("{what}: {e}")))
 }
 
 /// Decodes an op record, refusing one with no history (it would have no state).
-fn decode_op(what: &str, bytes: &[u8]) -> Result<OpRecord, JournalError> {
+pub(crate) fn decode_op(what: &str, bytes: &[u8]) -> Result<OpRecord, JournalError> {
     let rec: OpRecord = decode(what, bytes)?;
     if rec.history.is_empty() {
         return Err(JournalError::Corrupt(format!(
@@ -172,20 +175,20 @@ fn transition_event(rec: &OpRecord, from: Option<&OpState>) -> serde_json::Value
 }
 
 /// One write in preparation: reads see the tree, writes go to the batch.
-struct Write<'a> {
+pub(crate) struct Write<'a> {
     tree: &'a sled::Tree,
-    batch: sled::Batch,
+    pub(crate) batch: sled::Batch,
     token: WriteToken<'a>,
     head: Option<AuditHead>,
     lock: MutexGuard<'a, Option<AuditHead>>,
 }
 
 impl<'a> Write<'a> {
-    fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, JournalError> {
+    pub(crate) fn get(&self, key: &[u8]) -> Result<Option<sled::IVec>, JournalError> {
         Ok(self.tree.get(key)?)
     }
 
-    fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) -> Result<(), JournalError> {
+    pub(crate) fn put<T: Serialize>(&mut self, key: Vec<u8>, v: &T) -> Result<(), JournalError> {
         self.batch.insert(key, encode(v)?);
         Ok(())
     }
@@ -212,7 +215,11 @@ impl<'a> Write<'a> {
     }
 
     /// Appends one audit entry after the current head.
-    fn audit(&mut self, at_ms: i64, event: serde_json::Value) -> Result<u64, JournalError> {
+    pub(crate) fn audit(
+        &mut self,
+        at_ms: i64,
+        event: serde_json::Value,
+    ) -> Result<u64, JournalError> {
         let (seq, prev) = match &self.head {
             Some(h) => (h.seq + 1, h.hash.as_str()),
             None => (1, GENESIS),
@@ -230,7 +237,7 @@ impl<'a> Write<'a> {
 
     /// Applies the batch atomically (still under the writer lock), then publishes the new audit
     /// head; the token then waits for durability, after the lock is released.
-    fn commit(mut self) -> Result<WriteToken<'a>, JournalError> {
+    pub(crate) fn commit(mut self) -> Result<WriteToken<'a>, JournalError> {
         self.tree.apply_batch(self.batch)?;
         *self.lock = self.head;
         Ok(self.token)
@@ -332,7 +339,7 @@ impl Store {
         })
     }
 
-    fn write(&self) -> Result<Write<'_>, JournalError> {
+    pub(crate) fn write(&self) -> Result<Write<'_>, JournalError> {
         let token = self.barrier.begin();
         let lock = self
             .writer
@@ -358,7 +365,7 @@ impl Store {
         self.barrier.counts()
     }
 
-    fn sync(&self, token: WriteToken<'_>) -> Result<(), JournalError> {
+    pub(crate) fn sync(&self, token: WriteToken<'_>) -> Result<(), JournalError> {
         self.barrier.sync(token).map_err(JournalError::Storage)
     }
 
@@ -667,158 +674,6 @@ impl Store {
         let token = w.commit()?;
         self.sync(token)?;
         Ok(true)
-    }
-
-    /// When nonces were last pruned (Unix seconds), if ever. A verifier whose clock reads
-    /// earlier must not trust the nonce store: nonces that clock would still admit may be gone.
-    pub fn last_prune(&self) -> Result<Option<i64>, JournalError> {
-        match self.tree.get(META_LAST_PRUNE)? {
-            Some(b) => decode("last prune", &b).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Forgets nonces whose `keep_until` (Unix seconds) is before `now_secs`; never earlier,
-    /// and never with a clock earlier than the last prune's (`ClockBehind`, nothing pruned).
-    pub fn prune_nonces(&self, now_secs: i64) -> Result<usize, JournalError> {
-        let mut w = self.write()?;
-        if let Some(b) = w.get(META_LAST_PRUNE)? {
-            let last: i64 = decode("last prune", &b)?;
-            if now_secs < last {
-                return Err(JournalError::ClockBehind {
-                    last,
-                    now: now_secs,
-                });
-            }
-        }
-        w.put(META_LAST_PRUNE.to_vec(), &now_secs)?;
-        let mut n = 0;
-        for item in self.tree.scan_prefix(NONCES) {
-            let (key, v) = item?;
-            let rec: NonceRecord = decode("nonce record", &v)?;
-            if rec.keep_until < now_secs {
-                w.batch.remove(key);
-                n += 1;
-            }
-        }
-        let token = w.commit()?;
-        self.sync(token)?;
-        Ok(n)
-    }
-
-    /// Removes terminal ops whose last transition is older than `cutoff_ms` (their audit
-    /// entries, nonces and provenance stay). Returns how many went.
-    pub fn compact(&self, cutoff_ms: i64) -> Result<usize, JournalError> {
-        let mut w = self.write()?;
-        let mut n = 0;
-        for item in self.tree.scan_prefix(OPS) {
-            let (key, v) = item?;
-            let rec = decode_op("op", &v)?;
-            let last = rec.history.last().map_or(i64::MAX, |t| t.at_ms);
-            if rec.state().is_terminal() && last < cutoff_ms {
-                w.batch.remove(key);
-                n += 1;
-            }
-        }
-        let token = w.commit()?;
-        self.sync(token)?;
-        Ok(n)
-    }
-
-    /// Removes the oldest audit entries, those written before `before_ms` (at most 20 000 per
-    /// call), and records the last one removed as the chain's anchor, so the rest still
-    /// verifies; the prune itself is audited. Entries are only ever removed from the start:
-    /// the chain stays contiguous. Returns how many went.
-    pub fn prune_audit(&self, before_ms: i64) -> Result<usize, JournalError> {
-        let mut w = self.write()?;
-        let mut anchor: Option<AuditHead> = None;
-        let mut n = 0;
-        for item in self.tree.scan_prefix(AUDIT) {
-            let (key, v) = item?;
-            let entry: AuditEntry = decode("audit entry", &v)?;
-            if entry.at_ms >= before_ms || n >= MAX_PRUNE_BATCH {
-                break;
-            }
-            w.batch.remove(key);
-            n += 1;
-            anchor = Some(AuditHead {
-                seq: entry.seq,
-                hash: entry.hash,
-            });
-        }
-        let Some(anchor) = anchor else {
-            return Ok(0);
-        };
-        w.put(META_AUDIT_ANCHOR.to_vec(), &anchor)?;
-        w.audit(
-            now_ms(),
-            serde_json::json!({"type": "audit_pruned", "through": anchor.seq, "entries": n}),
-        )?;
-        let token = w.commit()?;
-        self.sync(token)?;
-        Ok(n)
-    }
-
-    /// Walks the audit chain: sequence without gaps, each entry's hash, each link, and the head.
-    /// After a prune it starts at the anchor (the last entry pruned): what is left must link to
-    /// it.
-    pub fn verify_audit_chain(&self) -> Result<AuditReport, JournalError> {
-        let mut problems = Vec::new();
-        let (mut prev, mut expected) = match self.tree.get(META_AUDIT_ANCHOR)? {
-            Some(b) => {
-                let a: AuditHead = decode("audit anchor", &b)?;
-                (a.hash, a.seq + 1)
-            }
-            None => (GENESIS.to_string(), 1u64),
-        };
-        let first = expected;
-        for item in self.tree.scan_prefix(AUDIT) {
-            let (key, v) = item?;
-            let entry: AuditEntry = match decode("audit entry", &v) {
-                Ok(e) => e,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    expected += 1;
-                    continue;
-                }
-            };
-            let k_seq = <[u8; 8]>::try_from(&key[AUDIT.len()..])
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if entry.seq != expected || k_seq != entry.seq {
-                problems.push(format!(
-                    "entry {} found where {expected} was expected",
-                    entry.seq
-                ));
-            }
-            if entry.prev != prev {
-                problems.push(format!(
-                    "entry {} does not link to its predecessor",
-                    entry.seq
-                ));
-            }
-            if !entry.hash_ok() {
-                problems.push(format!("entry {} was altered (hash mismatch)", entry.seq));
-            }
-            prev = entry.hash.clone();
-            expected = entry.seq + 1;
-        }
-        let last = expected - 1;
-        let entries = expected - first;
-        match self.tree.get(META_AUDIT_HEAD)? {
-            Some(b) => {
-                let head: AuditHead = decode("audit head", &b)?;
-                if head.seq != last || head.hash != prev {
-                    problems.push(format!(
-                        "chain ends at entry {last}, but the head says {}: entries were removed from the end",
-                        head.seq
-                    ));
-                }
-            }
-            None if entries > 0 => problems.push("entries but no head".into()),
-            None => {}
-        }
-        Ok(AuditReport { entries, problems })
     }
 
     /// Test access to the raw tree (to prove tampering is detected); see [`audit_key`].

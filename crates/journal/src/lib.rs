@@ -23,6 +23,7 @@ mod journal;
 pub mod lifecycle;
 mod nonces;
 mod record;
+mod retention;
 
 pub use audit::{AuditEntry, AuditReport};
 pub use barrier::BarrierHook;
