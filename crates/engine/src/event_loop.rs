@@ -335,7 +335,7 @@ impl Looper {
                 continue;
             };
             let to = OpState::Refused {
-                code: steward_gate::GateReason::Superseded.code().into(),
+                code: steward_gate::GateReason::Superseded,
                 detail: why.clone(),
             };
             let id = rec.id;

@@ -1,55 +1,14 @@
-//! What the gate decided, with stable reason codes: authz's, plus `role_denied`,
+//! What the gate decided, with stable reason codes (`GateReason`, a closed set the journal keeps
+//! as such): authz's, plus `role_denied`,
 //! `binding_mismatch`, `rotation_refused`, `threshold_not_met`, `superseded` and `journal` (a
 //! write that must precede execution failed, so nothing ran).
 //! A code must never change meaning once shipped: reports and logs are read by machines.
 
-use std::fmt;
-use steward_authz::Reason;
 use steward_journal::{OpId, OpRecord, Signer};
 use steward_model::Failure;
 
-/// Why the gate refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum GateReason {
-    /// The signed op failed a step of authz's pipeline.
-    Authz(Reason),
-    /// The signer's role may not authorize this op.
-    RoleDenied,
-    /// The signed op names another op kind, guest, host or params than the held action.
-    BindingMismatch,
-    /// A key rotation that would break the trust store's rules.
-    RotationRefused,
-    /// A journal write that must precede execution failed.
-    Journal,
-    /// Fewer distinct keys approved the op than its policy asks (m-of-n); nothing ran and, for
-    /// a signed job, nothing was kept.
-    Threshold,
-    /// A held op's guest changed before it was signed (gone, another guest on the VMID, its
-    /// config moved): it no longer means what it was held for, and its template's nonce is
-    /// spent.
-    Superseded,
-}
-
-impl GateReason {
-    /// The stable snake_case code.
-    pub fn code(self) -> &'static str {
-        match self {
-            GateReason::Authz(r) => r.code(),
-            GateReason::RoleDenied => "role_denied",
-            GateReason::BindingMismatch => "binding_mismatch",
-            GateReason::RotationRefused => "rotation_refused",
-            GateReason::Journal => "journal",
-            GateReason::Threshold => "threshold_not_met",
-            GateReason::Superseded => "superseded",
-        }
-    }
-}
-
-impl fmt::Display for GateReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code())
-    }
-}
+/// Why the gate refused: a closed set, kept as such in the journal (`steward_journal`).
+pub use steward_journal::GateReason;
 
 /// A gate decision and what became of each signature presented with it (in the order
 /// presented; empty when none was).

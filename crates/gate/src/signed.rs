@@ -206,7 +206,7 @@ impl Core {
                 return refused(existing, reason, detail);
             }
             let state = OpState::Refused {
-                code: reason.code().into(),
+                code: reason,
                 detail: detail.clone(),
             };
             let op = self
@@ -409,7 +409,7 @@ impl Core {
                     let _ = self.journal.transition(
                         op,
                         OpState::Refused {
-                            code: Reason::Replay.code().into(),
+                            code: GateReason::Authz(Reason::Replay),
                             detail: "another presentation consumed the nonce first".into(),
                         },
                     );

@@ -167,7 +167,7 @@ fn states() -> Vec<OpState> {
             template: serde_json::json!({"v":1,"op":"guest.destroy","host":"pve-a","guest":104}),
         },
         OpState::Refused {
-            code: "binding_mismatch".into(),
+            code: crate::GateReason::BindingMismatch,
             detail: "signed guest.destroy on 105; held guest.destroy on 104".into(),
         },
         OpState::Intent,

@@ -23,6 +23,7 @@ mod journal;
 pub mod lifecycle;
 mod nonces;
 mod record;
+mod refusal;
 mod retention;
 
 pub use audit::{AuditEntry, AuditReport};
@@ -33,3 +34,4 @@ pub use journal::{audit_key, SCHEMA_VERSION};
 pub use record::{
     Approval, Class, NewOp, OpId, OpRecord, OpState, ProvenanceFact, Signer, Transition, TxnId,
 };
+pub use refusal::GateReason;

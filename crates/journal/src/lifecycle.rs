@@ -55,7 +55,7 @@ mod tests {
                 template: serde_json::json!({}),
             },
             OpState::Refused {
-                code: "r".into(),
+                code: crate::GateReason::Journal,
                 detail: "r".into(),
             },
             OpState::Intent,

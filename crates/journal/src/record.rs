@@ -92,8 +92,8 @@ pub enum OpState {
     },
     /// Refused by the gate.
     Refused {
-        /// The gate's stable reason code (`binding_mismatch`, `expired`, …).
-        code: String,
+        /// The gate's stable reason (stored as its code: `binding_mismatch`, `expired`, …).
+        code: crate::GateReason,
         /// Detail for a human.
         detail: String,
     },

@@ -97,7 +97,7 @@ fn illegal_transitions_are_refused_and_change_nothing() {
     j.transition(
         op.id,
         OpState::Refused {
-            code: "binding_mismatch".into(),
+            code: steward_journal::GateReason::BindingMismatch,
             detail: "no".into(),
         },
     )

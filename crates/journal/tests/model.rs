@@ -25,7 +25,7 @@ fn state(i: u8) -> OpState {
             template: serde_json::json!({"op": "guest.destroy"}),
         },
         2 => OpState::Refused {
-            code: "binding_mismatch".into(),
+            code: steward_journal::GateReason::BindingMismatch,
             detail: "signed guest.destroy on 104; held guest.destroy on 105".into(),
         },
         3 => OpState::Intent,
