@@ -64,7 +64,7 @@ fn change(set: &[(&str, &str)], delete: &[&str], digest: Option<String>) -> Conf
             .collect(),
         delete: delete.iter().map(|k| k.to_string()).collect(),
         digest,
-        removes: BTreeMap::new(),
+        ..ConfigChange::default()
     }
 }
 

@@ -103,6 +103,7 @@ fn set(pairs: &[(&str, &str)], delete: &[&str]) -> ConfigChange {
         delete: delete.iter().map(|k| k.to_string()).collect(),
         digest: None,
         removes: BTreeMap::new(),
+        keeps: Default::default(),
     }
 }
 

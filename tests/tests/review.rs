@@ -302,19 +302,38 @@ async fn benign_writes_use_the_everyday_token_and_a_misclassified_one_meets_403(
     );
     assert!(calls_by(&l, 103, USER) >= 1, "the signed destroy");
     assert_eq!(calls_by(&l, 103, EVERYDAY_USER), 0);
-    // A classifier mistake: a disk delete dispatched as benign. Proxmox (here its simulator)
-    // answers 403 to the everyday token and the disk stays.
-    let digest = l
-        .sim
-        .with_node(|n| steward_pve_sim::Node::digest(&n.st.guests[&104]));
+    // A classifier mistake: a disk delete dispatched as benign. One that does not name the
+    // volume it removes is refused by the executor before any call...
+    let (digest, volume) = l.sim.with_node(|n| {
+        let g = &n.st.guests[&104];
+        let v = g.config["scsi0"].split(',').next().unwrap().to_string();
+        (steward_pve_sim::Node::digest(g), v)
+    });
+    let mut change = steward_model::ConfigChange {
+        delete: ["scsi0".into()].into(),
+        digest: Some(digest),
+        ..Default::default()
+    };
+    let silent = Action::SetConfig {
+        vmid: Vmid::new(104).unwrap(),
+        kind: GuestKind::Qemu,
+        change: change.clone(),
+    };
+    let before = calls_by(&l, 104, EVERYDAY_USER);
+    let e = l
+        .executor()
+        .unwrap()
+        .dispatch(&silent, &Guard::Nothing, Authority::Everyday)
+        .await
+        .unwrap_err();
+    assert!(e.detail.contains("binding_mismatch"), "{e:?}");
+    assert_eq!(calls_by(&l, 104, EVERYDAY_USER), before, "nothing sent");
+    // ...and one that names it truly meets Proxmox's 403 for the everyday token: the disk stays.
+    change.removes.insert("scsi0".into(), volume);
     let change = Action::SetConfig {
         vmid: Vmid::new(104).unwrap(),
         kind: GuestKind::Qemu,
-        change: steward_model::ConfigChange {
-            delete: ["scsi0".into()].into(),
-            digest: Some(digest),
-            ..Default::default()
-        },
+        change,
     };
     let e = l
         .executor()

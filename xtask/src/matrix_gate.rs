@@ -391,6 +391,7 @@ async fn cases() -> Result<Vec<GateRow>> {
             delete: Default::default(),
             digest: None,
             removes: Default::default(),
+            keeps: Default::default(),
         },
     };
     let d = l.gate.submit(unknown, Submission::default(), l.now).await;

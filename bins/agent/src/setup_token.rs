@@ -12,9 +12,12 @@ pub fn commands(user: &str) -> String {
         "# The agent's Proxmox user (no password: it authenticates with API tokens only).
 pveum user add {user} --comment 'Steward agent'
 
-# Everyday: observe, power, and benign config keys. No VM.Allocate, VM.Config.Disk,
-# VM.Snapshot, VM.Backup: destroy, disk changes, rollback and restore are refused by Proxmox.
-pveum role add StewardEveryday --privs 'VM.Audit VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options Sys.Audit Datastore.Audit'
+# Everyday: observe, power, and benign config keys (NICs, cloud-init network settings). No
+# VM.Allocate, VM.Config.Disk, VM.Snapshot, VM.Backup: destroy, disk changes, rollback and
+# restore are refused by Proxmox. VM.Config.Cloudinit also covers `sshkeys` and `ciuser`,
+# which the agent holds for a signature: drop it to have Proxmox refuse those too (cloud-init
+# `ipconfigN`, `nameserver` and `searchdomain` then fail with a 403 on the everyday path).
+pveum role add StewardEveryday --privs 'VM.Audit VM.PowerMgmt VM.Config.CPU VM.Config.Memory VM.Config.Options VM.Config.Network VM.Config.Cloudinit SDN.Use Sys.Audit Datastore.Audit'
 pveum user token add {user} agent --privsep 1
 pveum acl modify / --tokens '{user}!agent' --roles StewardEveryday
 

@@ -41,6 +41,14 @@ const QEMU_BENIGN: &[(&str, &str)] = &[
     ("rng0", "entropy source"),
     ("audio0", "audio device"),
     ("spice_enhancements", "display"),
+    ("nameserver", "cloud-init DNS servers"),
+    ("searchdomain", "cloud-init DNS search domains"),
+    ("citype", "cloud-init data format"),
+    ("ciupgrade", "cloud-init package upgrade on first boot"),
+    // Not `ciuser`, `sshkeys`, `cipassword` or `cicustom`: on an existing guest they say who
+    // may log in (cloud-init applies them at the next boot), which opens the guest's data to
+    // whoever holds the key. They need a signature, except in a create (a new guest holds no
+    // data yet).
 ];
 
 /// LXC keys that touch no data.
@@ -107,7 +115,8 @@ pub fn is_benign_key(kind: GuestKind, key: &str) -> bool {
 /// Keys that only shape a new guest at create time and touch no data.
 /// `vmgenid` is the identity the agent gives a VM it creates (`steward_model::guest_identity`):
 /// a new VM has no generation to preserve, so setting it at create destroys nothing.
-const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid"];
+/// `ciuser` and `sshkeys` say who may log in to a guest that holds no data yet.
+const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid", "ciuser", "sshkeys"];
 
 /// Whether `key` is benign in a create call only.
 pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
@@ -140,6 +149,79 @@ pub fn is_new_volume(kind: GuestKind, key: &str, value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         && size_ok
         && !value.contains("import-from")
+}
+
+/// Disk options a document may set on a slot without a signature: none of them stores,
+/// attaches, replaces or exposes data. (`cache=unsafe` can lose writes on a host crash: not
+/// benign.) Everything else in the value must be the volume itself, `size` or `media`.
+const BENIGN_DISK_OPTIONS: &[&str] = &[
+    "discard",
+    "ssd",
+    "iothread",
+    "cache",
+    "backup",
+    "replicate",
+    "aio",
+    "efitype",
+    "pre-enrolled-keys",
+    "version",
+    "mp",
+    "ro",
+    "acl",
+    "quota",
+];
+
+/// Whether `value` for data-bearing `key` is a CD-ROM drive with an ISO image or none in it.
+fn is_iso_cdrom(kind: GuestKind, key: &str, value: &str) -> bool {
+    kind == GuestKind::Qemu
+        && value.split(',').any(|p| p.trim() == "media=cdrom")
+        && match steward_model::volume_of(kind, key, value) {
+            Ok(None) => true,
+            Ok(Some(v)) => v
+                .split_once(":iso/")
+                .is_some_and(|(s, f)| !s.is_empty() && !f.is_empty() && !f.contains('/')),
+            Err(_) => false,
+        }
+}
+
+/// Why writing `value` to data-bearing `key` in `change` destroys nothing, or None: a new,
+/// empty volume in a slot the change says is empty (not in `removes` or `keeps`), an ISO in a
+/// CD-ROM drive, or new options on the volume the slot keeps (`keeps`, the same volume named
+/// in the value). Each claim about the slot binds the change's digest, and the executor checks
+/// it against the config read at that digest before the write (`steward_gate::binding`): a
+/// claim that does not hold refuses the write.
+pub fn disk_write_benign(
+    kind: GuestKind,
+    key: &str,
+    value: &str,
+    change: &steward_model::ConfigChange,
+) -> Option<String> {
+    if change.digest.is_none() || change.removes.contains_key(key) {
+        return None;
+    }
+    let options_ok = value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .all(|p| match p.split_once('=') {
+            None => true, // the volume, bare
+            Some((k, v)) => {
+                ["file", "volume", "size", "media"].contains(&k)
+                    || (BENIGN_DISK_OPTIONS.contains(&k) && !(k == "cache" && v == "unsafe"))
+            }
+        });
+    if !options_ok {
+        return None;
+    }
+    match change.keeps.get(key) {
+        Some(kept) => (steward_model::volume_of(kind, key, value).ok()?? == kept.as_str())
+            .then(|| format!("{key}: new options on the volume it keeps ({kept})")),
+        None if is_new_volume(kind, key, value) => {
+            Some(format!("{key}: a new, empty volume in an empty slot"))
+        }
+        None if is_iso_cdrom(kind, key, value) => Some(format!("{key}: an ISO in a CD-ROM drive")),
+        None => None,
+    }
 }
 
 #[cfg(test)]

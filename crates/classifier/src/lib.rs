@@ -11,7 +11,7 @@
 
 mod keys;
 
-pub use keys::{is_benign_key, is_data_bearing_key, is_new_volume};
+pub use keys::{disk_write_benign, is_benign_key, is_data_bearing_key, is_new_volume};
 
 use steward_model::{Action, ConfigChange, GuestKind};
 
@@ -65,6 +65,9 @@ pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Ver
             Verdict::Benign("power off: disks are kept".into())
         }
         Action::SetConfig { kind, change, .. } => config(*kind, change),
+        Action::ResizeDisk { .. } => Verdict::Benign(
+            "growing a disk destroys nothing (Proxmox refuses to shrink one)".into(),
+        ),
         Action::Destroy {
             destroy_unreferenced_disks,
             ..
@@ -173,6 +176,11 @@ fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
             );
         }
         if is_data_bearing_key(kind, key) {
+            // A new volume, an ISO, or options on the volume the slot keeps: benign on the
+            // claims the executor checks at the digest before it writes.
+            if keys::disk_write_benign(kind, key, value, change).is_some() {
+                continue;
+            }
             return Verdict::Destructive(format!("writing {key} can replace or detach a disk"));
         }
         if !is_benign_key(kind, key) {

@@ -20,6 +20,7 @@ fn set(kind: GuestKind, pairs: &[(&str, &str)], delete: &[&str]) -> Action {
             delete: delete.iter().map(|k| k.to_string()).collect(),
             digest: None,
             removes: Default::default(),
+            keeps: Default::default(),
         },
     }
 }

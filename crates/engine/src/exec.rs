@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::binding::{check_removes, removes_volumes};
+use steward_gate::binding::{check_slots, touches_volumes};
 use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig};
 use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
@@ -154,6 +154,26 @@ impl NodeExecutor {
         guard: &Guard,
     ) -> Result<(), Failure> {
         let (kind, vmid) = (action.kind(), action.vmid());
+        // A change that touches a disk says what each slot holds (`removes`, `keeps`, or
+        // nothing: an empty slot); that holds at its digest on the signed path and the benign
+        // one alike, or nothing is written.
+        let slots = match action {
+            Action::SetConfig { change, .. } if touches_volumes(action) => {
+                let cfg = node.config(kind, vmid).await.map_err(failure)?;
+                let observed = ObservedConfig {
+                    digest: cfg.digest.clone(),
+                    values: cfg.values.clone(),
+                };
+                check_slots(kind, change, &observed).map_err(|why| {
+                    Failure::new(
+                        FailureKind::Other,
+                        format!("binding_mismatch: {why}: nothing was done"),
+                    )
+                })?;
+                Some(cfg)
+            }
+            _ => None,
+        };
         let expected = match guard {
             Guard::Nothing => return Ok(()),
             // Proxmox refuses a create on a VMID in use before it forks a worker (qemu-server
@@ -180,23 +200,10 @@ impl NodeExecutor {
             }
             Guard::Identity(expected) => expected,
         };
-        let cfg = node.config(kind, vmid).await.map_err(failure)?;
-        // The gate checked the volumes against a read before it spent the signature; the digest
-        // the write carries pins that config, and this fresh read says so again.
-        if let Action::SetConfig { change, .. } = action {
-            if removes_volumes(action) {
-                let observed = ObservedConfig {
-                    digest: cfg.digest.clone(),
-                    values: cfg.values.clone(),
-                };
-                check_removes(kind, change, &observed).map_err(|why| {
-                    Failure::new(
-                        FailureKind::Other,
-                        format!("binding_mismatch: {why}: nothing was done"),
-                    )
-                })?;
-            }
-        }
+        let cfg = match slots {
+            Some(cfg) => cfg,
+            None => node.config(kind, vmid).await.map_err(failure)?,
+        };
         let now = steward_model::guest_identity(kind, &cfg.values);
         if &now != expected {
             return Err(Failure::new(
@@ -251,6 +258,16 @@ impl Executor for NodeExecutor {
                 force_stop,
             } => n.shutdown(*kind, *vmid, *timeout_secs, *force_stop).await,
             Action::Reboot { vmid, kind } => n.reboot(*kind, *vmid).await,
+            Action::ResizeDisk {
+                vmid,
+                kind,
+                disk,
+                size,
+            } => match n.resize(*kind, *vmid, disk, size).await {
+                Ok(Some(u)) => Ok(u),
+                Ok(None) => return Ok(None),
+                Err(e) => Err(e),
+            },
             Action::SetConfig { vmid, kind, change } => {
                 return self
                     .set_config(n, *kind, *vmid, change)

@@ -78,6 +78,8 @@ pub fn task_type(action: &Action) -> Option<String> {
         Action::SnapshotRollback { .. } => "rollback",
         Action::RestoreOver { .. } => "restore",
         Action::SetConfig { .. } => return None,
+        // qemu-server and pve-container both fork a worker named `resize`.
+        Action::ResizeDisk { .. } => return Some("resize".into()),
     };
     Some(format!("{p}{t}"))
 }

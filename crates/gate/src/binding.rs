@@ -12,7 +12,7 @@
 //!
 //! Binding the params is not enough: a hub can compose an op whose `removes` names a harmless
 //! volume while the slot it deletes holds another. So before a signature over such a change is
-//! spent, [`check_removes`] holds it against the config read from the node at the signed
+//! spent, [`check_slots`] holds it against the config read from the node at the signed
 //! digest: `removes` must be exactly the volumes the touched keys hold there, key by key.
 
 use crate::executor::ObservedConfig;
@@ -30,23 +30,32 @@ fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
         .collect()
 }
 
-/// Whether `action` must be checked against the guest's config before a signature over it is
-/// spent: a config change that touches a data-bearing key or names volumes it removes.
-pub fn removes_volumes(action: &Action) -> bool {
+/// Whether `action` must be checked against the guest's config before it runs (and, on the
+/// signed path, before a signature over it is spent): a config change that touches a
+/// data-bearing key, names volumes it removes or claims volumes it keeps.
+pub fn touches_volumes(action: &Action) -> bool {
     match action {
         Action::SetConfig { kind, change, .. } => {
-            !change.removes.is_empty() || !data_keys(*kind, change).is_empty()
+            !change.removes.is_empty()
+                || !change.keeps.is_empty()
+                || !data_keys(*kind, change).is_empty()
         }
         _ => false,
     }
 }
 
-/// Checks that `change` names exactly the data it destroys on `observed`, the guest's config as
-/// just read from the node: the change was planned against this very config (same digest, so
-/// Proxmox applies it to nothing else), every data-bearing key it sets or deletes that holds a
-/// volume there is in `removes` with exactly that volume, and `removes` names nothing else.
-/// `Err` names the key, the volume signed and the volume held.
-pub fn check_removes(
+fn is_cdrom(value: &str) -> bool {
+    value.split(',').any(|p| p.trim() == "media=cdrom")
+}
+
+/// Checks that `change` says exactly what it does to the data on `observed`, the guest's
+/// config as just read from the node: the change was planned against this very config (same
+/// digest, so Proxmox applies it to nothing else); every data-bearing key it sets or deletes is
+/// either in `removes` with exactly the volume it holds there, or in `keeps` with exactly the
+/// volume it holds and writes back, or holds no volume (a new disk in an empty slot; an ISO
+/// into a CD-ROM drive); and `removes` and `keeps` name nothing else. `Err` names the key, the
+/// volume the change names and the volume held.
+pub fn check_slots(
     kind: GuestKind,
     change: &ConfigChange,
     observed: &ObservedConfig,
@@ -61,19 +70,37 @@ pub fn check_removes(
         }
         None => {
             return Err(
-                "a change that removes volumes must carry the digest it was planned against".into(),
+                "a change that touches volumes must carry the digest it was planned against".into(),
             )
         }
     }
     let touched = data_keys(kind, change);
     for key in &touched {
-        let held = match observed.values.get(key.as_str()) {
+        let stored = observed.values.get(key.as_str());
+        let held = match stored {
             None => None,
             Some(v) => volume_of(kind, key, v)
                 .map_err(|e| format!("{key}: the guest's value is ambiguous ({e})"))?,
         };
+        if let Some(kept) = change.keeps.get(key.as_str()) {
+            let written = change
+                .set
+                .get(key.as_str())
+                .map(|v| volume_of(kind, key, v));
+            if held != Some(kept.as_str()) || written != Some(Ok(Some(kept.as_str()))) {
+                return Err(format!(
+                    "{key}: the change keeps {kept}, the guest holds {} there",
+                    held.unwrap_or("no volume")
+                ));
+            }
+            continue;
+        }
         let signed = change.removes.get(key.as_str());
-        if signed.map(String::as_str) != held {
+        // A CD-ROM drive given another ISO (or none) frees no volume.
+        let media_swap = signed.is_none()
+            && stored.is_some_and(|v| is_cdrom(v))
+            && change.set.get(key.as_str()).is_some_and(|v| is_cdrom(v));
+        if signed.map(String::as_str) != held && !media_swap {
             return Err(format!(
                 "{key}: the signature names {}, the guest holds {} there",
                 signed.map_or("no volume", String::as_str),
@@ -88,6 +115,15 @@ pub fn check_removes(
     {
         return Err(format!(
             "{key}: the signature names {vol} as removed, but the change does not touch {key}"
+        ));
+    }
+    if let Some((key, vol)) = change
+        .keeps
+        .iter()
+        .find(|(k, _)| !touched.iter().any(|t| t == k))
+    {
+        return Err(format!(
+            "{key}: the change claims to keep {vol} there, but does not write {key}"
         ));
     }
     Ok(())
@@ -148,7 +184,13 @@ pub fn binding_of(action: &Action, identity: Option<&str>) -> Binding {
                 p["removes"] = json!(change.removes);
                 p["digest"] = json!(change.digest);
             }
+            if !change.keeps.is_empty() {
+                p["keeps"] = json!(change.keeps);
+            }
             p
+        }
+        Action::ResizeDisk { disk, size, .. } => {
+            json!({"kind": kind, "disk": disk, "size": size})
         }
         Action::Create { config, .. } => json!({"kind": kind, "config": config}),
         Action::Shutdown {
@@ -220,8 +262,9 @@ pub fn action_from_op(
                 "delete": params.get("delete").cloned().unwrap_or(json!([])),
                 "digest": params.get("digest").cloned().unwrap_or(Value::Null),
                 "removes": params.get("removes").cloned().unwrap_or(json!({})),
+                "keeps": params.get("keeps").cloned().unwrap_or(json!({})),
             }))
-            .map_err(|e| format!("params.set/delete/digest/removes: {e}"))?;
+            .map_err(|e| format!("params.set/delete/digest/removes/keeps: {e}"))?;
             let data = data_keys(kind, &change);
             if !data.is_empty() && change.digest.is_none() {
                 return Err(format!(
@@ -230,10 +273,15 @@ pub fn action_from_op(
                 ));
             }
             // What each key holds is checked against the node's config before the signature
-            // is spent (`check_removes`); here only what needs no config.
+            // is spent (`check_slots`); here only what needs no config.
             if let Some(k) = change.removes.keys().find(|k| !data.iter().any(|d| d == k)) {
                 return Err(format!(
                     "params.removes names {k}, which the change does not set or delete"
+                ));
+            }
+            if let Some(k) = change.keeps.keys().find(|k| !change.set.contains_key(*k)) {
+                return Err(format!(
+                    "params.keeps names {k}, which the change does not set"
                 ));
             }
             Action::SetConfig { vmid, kind, change }
@@ -307,6 +355,7 @@ mod tests {
                         ("unused0".to_string(), "local-lvm:vm-104-disk-2".to_string()),
                     ]
                     .into(),
+                    keeps: Default::default(),
                 },
             },
         ] {
@@ -412,7 +461,56 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            keeps: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_kept_volume_must_be_the_one_held_and_the_one_written_back() {
+        let q = GuestKind::Qemu;
+        let cfg = observed(
+            "D",
+            &[
+                ("scsi0", "local-lvm:vm-101-disk-0,size=32G"),
+                ("ide2", "local:iso/old.iso,media=cdrom"),
+            ],
+        );
+        let mut keep = change(
+            &[("scsi0", "local-lvm:vm-101-disk-0,iothread=1,size=32G")],
+            &[],
+            &[],
+        );
+        keep.keeps
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-0".into());
+        assert_eq!(check_slots(q, &keep, &cfg), Ok(()));
+        // The value names another volume than the one kept: refused.
+        let mut swapped = keep.clone();
+        swapped
+            .set
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-5,iothread=1".into());
+        assert!(check_slots(q, &swapped, &cfg)
+            .unwrap_err()
+            .contains("keeps"));
+        // The slot holds another volume than the one claimed: refused.
+        let mut wrong = keep.clone();
+        wrong
+            .keeps
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-5".into());
+        wrong
+            .set
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-5,iothread=1".into());
+        assert!(check_slots(q, &wrong, &cfg).is_err());
+        // A claim for a key the change does not write: refused.
+        let mut stray = change(&[("memory", "4096")], &[], &[]);
+        stray
+            .keeps
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-0".into());
+        assert!(check_slots(q, &stray, &cfg).is_err());
+        // Another ISO in a CD-ROM drive frees nothing; a disk in its place would detach it.
+        let media = change(&[("ide2", "local:iso/new.iso,media=cdrom")], &[], &[]);
+        assert_eq!(check_slots(q, &media, &cfg), Ok(()));
+        let disk = change(&[("ide2", "local-lvm:4")], &[], &[]);
+        assert!(check_slots(q, &disk, &cfg).is_err());
     }
 
     #[test]
@@ -428,7 +526,7 @@ mod tests {
         );
         // The review's finding: unused0 holds disk-7, the signature names disk-0.
         let lie = change(&[], &["unused0"], &[("unused0", "local-lvm:vm-101-disk-0")]);
-        let e = check_removes(q, &lie, &cfg).unwrap_err();
+        let e = check_slots(q, &lie, &cfg).unwrap_err();
         assert!(
             e.contains("unused0")
                 && e.contains("local-lvm:vm-101-disk-0")
@@ -436,12 +534,10 @@ mod tests {
             "{e}"
         );
         let truth = change(&[], &["unused0"], &[("unused0", "local-lvm:vm-101-disk-7")]);
-        assert_eq!(check_removes(q, &truth, &cfg), Ok(()));
+        assert_eq!(check_slots(q, &truth, &cfg), Ok(()));
         // A touched key that holds a volume must be named.
         let silent = change(&[("scsi0", "local-lvm:8")], &[], &[]);
-        assert!(check_removes(q, &silent, &cfg)
-            .unwrap_err()
-            .contains("scsi0"));
+        assert!(check_slots(q, &silent, &cfg).unwrap_err().contains("scsi0"));
         // A slot that holds nothing is named by nothing (an empty CD-ROM, a new disk).
         let add = change(
             &[
@@ -451,21 +547,19 @@ mod tests {
             &[],
             &[],
         );
-        assert_eq!(check_removes(q, &add, &cfg), Ok(()));
+        assert_eq!(check_slots(q, &add, &cfg), Ok(()));
         let invented = change(
             &[("scsi1", "local-lvm:8")],
             &[],
             &[("scsi1", "local-lvm:vm-101-disk-0")],
         );
-        assert!(check_removes(q, &invented, &cfg).is_err());
+        assert!(check_slots(q, &invented, &cfg).is_err());
         // Another digest: the config the signature was made for is not the one on the node.
         let mut stale = truth.clone();
         stale.digest = Some("E".into());
-        assert!(check_removes(q, &stale, &cfg)
-            .unwrap_err()
-            .contains("digest"));
+        assert!(check_slots(q, &stale, &cfg).unwrap_err().contains("digest"));
         stale.digest = None;
-        assert!(check_removes(q, &stale, &cfg).is_err());
+        assert!(check_slots(q, &stale, &cfg).is_err());
         // `removes` naming a key the change leaves alone.
         let extra = change(
             &[],
@@ -475,9 +569,7 @@ mod tests {
                 ("scsi0", "local-lvm:vm-101-disk-0"),
             ],
         );
-        assert!(check_removes(q, &extra, &cfg)
-            .unwrap_err()
-            .contains("scsi0"));
+        assert!(check_slots(q, &extra, &cfg).unwrap_err().contains("scsi0"));
         // A slot whose value names two volumes is never taken as either.
         let two = observed(
             "D",
@@ -487,7 +579,7 @@ mod tests {
             )],
         );
         let del = change(&[], &["scsi0"], &[("scsi0", "local-lvm:vm-101-disk-0")]);
-        assert!(check_removes(q, &del, &two)
+        assert!(check_slots(q, &del, &two)
             .unwrap_err()
             .contains("ambiguous"));
     }

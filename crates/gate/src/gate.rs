@@ -9,7 +9,7 @@
 
 use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
-use crate::binding::{action_from_op, binding_of, removes_volumes};
+use crate::binding::{action_from_op, binding_of, touches_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
 use crate::executor::{Authority, Executor, Guard, ObservedConfig};
 use crate::rotation;
@@ -45,7 +45,7 @@ pub struct Submission {
     /// provenance fact counts only for the guest it names.
     pub identity: Option<String>,
     /// The guest's config as the gate's executor read it just before a signature over a
-    /// change that removes volumes is spent (`binding::check_removes`); the gate fills it in
+    /// change that removes volumes is spent (`binding::check_slots`); the gate fills it in
     /// itself, and None there refuses such a change.
     pub observed: Option<ObservedConfig>,
 }
@@ -337,7 +337,7 @@ impl Gate {
     /// The guest's config, read now, when `action` is a change whose signature must name the
     /// volumes it removes; None otherwise or when it cannot be read (which refuses the change).
     async fn observe_for(&self, action: &Action) -> Option<ObservedConfig> {
-        if !removes_volumes(action) {
+        if !touches_volumes(action) {
             return None;
         }
         match self
@@ -567,10 +567,15 @@ impl Core {
                     Action::Create { .. } => Guard::Absent,
                     _ => Guard::Nothing,
                 };
-                // Benign actions run with the everyday token, but for the two that need
-                // `VM.Allocate`: a create, and a destroy the agent's own provenance allows.
+                // Benign actions run with the everyday token, but for those that need
+                // `VM.Allocate` or `VM.Config.Disk` (which the everyday token never holds, as
+                // it would let it remove `unusedN` volumes): a create, a destroy the agent's
+                // own provenance allows, a new disk or a disk's options, a grow.
                 let authority = match action {
-                    Action::Create { .. } | Action::Destroy { .. } => Authority::Admin,
+                    Action::Create { .. } | Action::Destroy { .. } | Action::ResizeDisk { .. } => {
+                        Authority::Admin
+                    }
+                    a if touches_volumes(a) => Authority::Admin,
                     _ => Authority::Everyday,
                 };
                 Step::Run {

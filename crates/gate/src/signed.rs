@@ -6,7 +6,7 @@
 //! let a refused signature change what the others decide.
 
 use crate::approval::{payload_digest, SigVerdict, Tally};
-use crate::binding::{binding_of, binds_identity, check_removes, removes_volumes};
+use crate::binding::{binding_of, binds_identity, check_slots, touches_volumes};
 use crate::decision::{Decision, GateReason};
 use crate::executor::{Authority, Guard};
 use crate::gate::{refused, Core, Step, Submission};
@@ -288,9 +288,9 @@ impl Core {
         // 3b. a change that removes volumes names exactly what its keys hold on the node now,
         // at the digest it was signed for (`sub.observed`, read by the executor just before).
         if let Action::SetConfig { kind, change, .. } = action {
-            if removes_volumes(action) {
+            if touches_volumes(action) {
                 let checked = match &sub.observed {
-                    Some(observed) => check_removes(*kind, change, observed),
+                    Some(observed) => check_slots(*kind, change, observed),
                     None => Err("the guest's config could not be read, so the volumes the change removes cannot be checked".into()),
                 };
                 if let Err(detail) = checked {

@@ -74,6 +74,7 @@ fn actions() -> Vec<(&'static str, Action)> {
                     delete: BTreeSet::from(["tags".to_string()]),
                     digest: Some("3f2a9c0d1e".into()),
                     removes: BTreeMap::new(),
+                    keeps: BTreeMap::new(),
                 },
             },
         ),
@@ -100,6 +101,38 @@ fn actions() -> Vec<(&'static str, Action)> {
                 vmid,
                 kind,
                 archive: "local:backup/vzdump-qemu-104-2026_11_01-00_00_00.vma.zst".into(),
+            },
+        ),
+        (
+            "set_config-disk",
+            Action::SetConfig {
+                vmid,
+                kind,
+                change: ConfigChange {
+                    set: BTreeMap::from([(
+                        "scsi1".to_string(),
+                        "local-lvm:vm-104-disk-1,discard=on,size=32G".to_string(),
+                    )]),
+                    delete: BTreeSet::from(["scsi2".to_string()]),
+                    digest: Some("3f2a9c0d1e".into()),
+                    removes: BTreeMap::from([(
+                        "scsi2".to_string(),
+                        "local-lvm:vm-104-disk-2".to_string(),
+                    )]),
+                    keeps: BTreeMap::from([(
+                        "scsi1".to_string(),
+                        "local-lvm:vm-104-disk-1".to_string(),
+                    )]),
+                },
+            },
+        ),
+        (
+            "resize_disk",
+            Action::ResizeDisk {
+                vmid,
+                kind,
+                disk: "scsi1".into(),
+                size: "40G".into(),
             },
         ),
     ]
@@ -314,13 +347,14 @@ fn every_action_variant_and_op_state_has_a_golden() {
             | Action::Shutdown { .. }
             | Action::Reboot { .. }
             | Action::SetConfig { .. }
+            | Action::ResizeDisk { .. }
             | Action::Destroy { .. }
             | Action::SnapshotRollback { .. }
             | Action::RestoreOver { .. } => {}
         }
     }
     let names: BTreeSet<&str> = actions().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names.len(), 9);
+    assert_eq!(names.len(), 11);
     let state_names: BTreeSet<&str> = states().iter().map(OpState::name).collect();
     assert_eq!(state_names.len(), 8);
     let kinds: BTreeSet<&str> = failures().iter().map(|(_, f)| f.code()).collect();

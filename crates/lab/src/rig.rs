@@ -38,6 +38,8 @@ pub fn everyday_privileges() -> Privileges {
                 "VM.Config.Memory",
                 "VM.Config.CPU",
                 "VM.Config.Options",
+                "VM.Config.Network",
+                "VM.Config.Cloudinit",
             ],
         )
 }

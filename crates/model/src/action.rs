@@ -22,6 +22,11 @@ pub struct ConfigChange {
     /// names, so that it names the data and not a slot such as `unused0`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub removes: BTreeMap<String, String>,
+    /// For each data-bearing key this change rewrites while keeping its volume (a disk's
+    /// options), the volume it holds now: the change claims the slot holds exactly that and
+    /// keeps it, and the executor checks the claim against the config at the digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keeps: BTreeMap<String, String>,
 }
 
 /// Whether `key` can be a config key in a change Steward sends: lower-case letters, digits, `_`
@@ -102,6 +107,18 @@ pub enum Action {
         /// What changes.
         change: ConfigChange,
     },
+    /// Grow one disk to `size` (absolute, as Proxmox writes sizes: `40G`, `40960M`), so that
+    /// sending it twice grows it once.
+    ResizeDisk {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// The disk's config key (`scsi1`, `rootfs`, `mp0`).
+        disk: String,
+        /// The new size.
+        size: String,
+    },
     /// Destroy it and its disks.
     Destroy {
         /// Guest id.
@@ -143,6 +160,7 @@ impl Action {
             | Action::Shutdown { vmid, .. }
             | Action::Reboot { vmid, .. }
             | Action::SetConfig { vmid, .. }
+            | Action::ResizeDisk { vmid, .. }
             | Action::Destroy { vmid, .. }
             | Action::SnapshotRollback { vmid, .. }
             | Action::RestoreOver { vmid, .. } => *vmid,
@@ -158,6 +176,7 @@ impl Action {
             | Action::Shutdown { kind, .. }
             | Action::Reboot { kind, .. }
             | Action::SetConfig { kind, .. }
+            | Action::ResizeDisk { kind, .. }
             | Action::Destroy { kind, .. }
             | Action::SnapshotRollback { kind, .. }
             | Action::RestoreOver { kind, .. } => *kind,
@@ -173,6 +192,7 @@ impl Action {
             Action::Shutdown { .. } => "guest.shutdown",
             Action::Reboot { .. } => "guest.reboot",
             Action::SetConfig { .. } => "guest.config",
+            Action::ResizeDisk { .. } => "guest.resize",
             Action::Destroy { .. } => "guest.destroy",
             Action::SnapshotRollback { .. } => "guest.rollback",
             Action::RestoreOver { .. } => "guest.restore",
@@ -194,6 +214,7 @@ mod tests {
                 delete: ["tags".to_string()].into(),
                 digest: Some("abc".into()),
                 removes: Default::default(),
+                keeps: Default::default(),
             },
         };
         let j = serde_json::to_string(&a).unwrap();

@@ -2,7 +2,7 @@
 //! is not managed: the planner never touches it. Values here are already normalized (sizes in
 //! MiB, tags sorted); parsing and validating documents is the planner's job, not this module's.
 
-use crate::{MiB, Vmid};
+use crate::{DiskSpec, MiB, Setting, Vmid};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,6 +122,16 @@ pub struct GuestSpec {
     pub cpulimit_milli: Option<u32>,
     /// CPU weight (`cpuunits`).
     pub cpuunits: Option<u32>,
+    /// Further managed config keys (NICs, cloud-init, CPU type, boot order, …), by Proxmox key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, Setting>,
+    /// Managed disk slots, by config key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub disks: BTreeMap<String, DiskSpec>,
+    /// `disks = "exact"`: a disk the guest has and the document omits is detached and its
+    /// volume removed (held for a signature). Otherwise such disks are left alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub exact_disks: bool,
     /// Keys written only when the guest is created (disks, rootfs, template, network), as raw
     /// Proxmox property strings. Ignored for a guest that exists.
     pub create: BTreeMap<String, String>,
@@ -145,6 +155,9 @@ impl GuestSpec {
             startup: None,
             cpulimit_milli: None,
             cpuunits: None,
+            settings: BTreeMap::new(),
+            disks: BTreeMap::new(),
+            exact_disks: false,
             create: BTreeMap::new(),
         }
     }

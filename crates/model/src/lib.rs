@@ -6,17 +6,21 @@
 #![warn(missing_docs)]
 
 mod action;
+mod disk;
 mod failure;
 mod guest;
 mod identity;
+mod setting;
 mod size;
 mod vmid;
 mod volume;
 
 pub use action::{is_config_key, Action, ConfigChange};
+pub use disk::DiskSpec;
 pub use failure::{Failure, FailureKind};
 pub use guest::{DesiredState, GuestKind, GuestSpec, GuestState, PowerState, Startup};
 pub use identity::{guest_identity, is_net_key, without_chosen_identity};
+pub use setting::Setting;
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};
 pub use volume::{volume_of, volume_size, AmbiguousVolume};

@@ -9,6 +9,8 @@ use crate::keys;
 use std::collections::{BTreeMap, BTreeSet};
 use steward_model::{ConfigChange, GuestKind, GuestSpec, Startup};
 
+pub mod setting;
+
 /// `memory`: "qemu `memory`: a property string `[current=]<MiB>` (minimum 16, default 512) …
 /// lxc `memory` and `swap`: integer MiB (defaults 512/512)."
 pub const DEFAULT_MEMORY_MIB: u64 = 512;
@@ -284,10 +286,8 @@ pub fn config_change(spec: &GuestSpec, actual: &ActualGuest) -> Option<ConfigCha
             return;
         }
         let c = change.get_or_insert_with(|| ConfigChange {
-            set: BTreeMap::new(),
-            delete: BTreeSet::new(),
             digest: Some(actual.digest.clone()),
-            removes: Default::default(),
+            ..ConfigChange::default()
         });
         match want() {
             Want::Set(v) => {
@@ -300,7 +300,46 @@ pub fn config_change(spec: &GuestSpec, actual: &ActualGuest) -> Option<ConfigCha
             }
         }
     });
+    settings_into(spec, actual, false, &mut change);
     change.filter(|c| !c.set.is_empty() || !c.delete.is_empty())
+}
+
+/// The change of the settings written on their own (`keys::written_alone`), or None when
+/// they already are as the document says. It carries no digest.
+pub fn alone_change(spec: &GuestSpec, actual: &ActualGuest) -> Option<ConfigChange> {
+    let mut change = None;
+    settings_into(spec, actual, true, &mut change);
+    change
+}
+
+/// Adds to `change` each setting of `spec` (those written alone, or all the others) whose
+/// stored value differs.
+fn settings_into(
+    spec: &GuestSpec,
+    actual: &ActualGuest,
+    alone: bool,
+    change: &mut Option<ConfigChange>,
+) {
+    for (key, want) in &spec.settings {
+        // The document refused a setting its kind lacks; nothing unknown is written.
+        let Some(row) = keys::setting(spec.kind, key) else {
+            continue;
+        };
+        if keys::written_alone(spec.kind, key) != alone {
+            continue;
+        }
+        let stored = actual.config.get(key).map(String::as_str);
+        if setting::equal(row.rule, want, stored) {
+            continue;
+        }
+        change
+            .get_or_insert_with(|| ConfigChange {
+                digest: (!alone).then(|| actual.digest.clone()),
+                ..ConfigChange::default()
+            })
+            .set
+            .insert(key.clone(), setting::value(row.rule, want, stored));
+    }
 }
 
 /// The create call's config: every managed value that is not Proxmox's default-by-absence, plus
@@ -312,6 +351,11 @@ pub fn create_config(spec: &GuestSpec) -> BTreeMap<String, String> {
             out.insert(key.to_string(), v);
         }
     });
+    for (key, want) in &spec.settings {
+        if let Some(row) = keys::setting(spec.kind, key) {
+            out.insert(key.clone(), setting::value(row.rule, want, None));
+        }
+    }
     out
 }
 

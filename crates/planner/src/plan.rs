@@ -6,7 +6,7 @@
 use crate::actual::{ActualGuest, ActualState};
 use crate::normalize;
 use serde::{Deserialize, Serialize};
-use steward_model::{Action, DesiredState, GuestKind, GuestSpec, GuestState, Vmid};
+use steward_model::{Action, ConfigChange, DesiredState, GuestKind, GuestSpec, GuestState, Vmid};
 
 /// How long a planned shutdown waits before stopping hard, seconds.
 pub const SHUTDOWN_TIMEOUT_SECS: u32 = 180;
@@ -78,11 +78,9 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
             );
             return;
         }
-        p.actions.push(Action::Create {
-            vmid,
-            kind,
-            config: normalize::create_config(spec),
-        });
+        let mut config = normalize::create_config(spec);
+        config.extend(disks::create_values(spec));
+        p.actions.push(Action::Create { vmid, kind, config });
         if spec.state == GuestState::Running {
             p.actions.push(Action::Start { vmid, kind });
         }
@@ -110,8 +108,32 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
         });
         return;
     }
-    if let Some(change) = normalize::config_change(spec, actual) {
+    let disks = disks::plan(spec, actual);
+    let mut change = normalize::config_change(spec, actual);
+    if !disks.set.is_empty() {
+        let c = change.get_or_insert_with(|| ConfigChange {
+            digest: Some(actual.digest.clone()),
+            ..ConfigChange::default()
+        });
+        c.set.extend(disks.set);
+        c.keeps.extend(disks.keeps);
+    }
+    // The detach waits until nothing else is left to write: it binds the digest, which a
+    // write before it would move.
+    let benign_writes = change.is_some() || !disks.resizes.is_empty();
+    if let Some(change) = change {
         p.actions.push(Action::SetConfig { vmid, kind, change });
+    }
+    for (disk, size) in disks.resizes {
+        p.actions.push(Action::ResizeDisk {
+            vmid,
+            kind,
+            disk,
+            size,
+        });
+    }
+    for n in disks.notes {
+        note(p, vmid, n);
     }
     if !actual.pending.is_empty() {
         let keys: Vec<&str> = actual.pending.iter().map(String::as_str).collect();
@@ -135,7 +157,29 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
         (_, "running" | "stopped") => {}
         (_, other) => note(p, vmid, format!("status {other:?}: no power action")),
     }
+    // Then what may wait for a signature, so that it holds up nothing else.
+    let alone = normalize::alone_change(spec, actual);
+    let waiting = benign_writes || alone.is_some();
+    if let Some(change) = alone {
+        p.actions.push(Action::SetConfig { vmid, kind, change });
+    }
+    if !disks.detach.is_empty() && !waiting {
+        p.actions.push(Action::SetConfig {
+            vmid,
+            kind,
+            change: ConfigChange {
+                delete: disks.detach.keys().cloned().collect(),
+                digest: Some(actual.digest.clone()),
+                removes: disks.detach,
+                ..ConfigChange::default()
+            },
+        });
+    }
 }
+
+mod disks;
+
+pub(crate) use disks::size_text;
 
 #[cfg(test)]
 mod tests;

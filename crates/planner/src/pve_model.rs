@@ -62,6 +62,21 @@ pub fn stored_form(kind: GuestKind, key: &str, value: &str, tags: TagStyle) -> S
             GuestKind::Qemu => value.trim_end_matches('\n').to_string(),
             GuestKind::Lxc => value.lines().map(|l| format!("{l}\n")).collect(),
         },
+        // Proxmox makes a MAC for a NIC written without one: `virtio` becomes
+        // `virtio=BC:24:11:…`, an LXC NIC gains `hwaddr=`.
+        k if steward_model::is_net_key(k) => match kind {
+            GuestKind::Qemu => {
+                let (first, rest) = value.split_once(',').unwrap_or((value, ""));
+                if first.contains('=') {
+                    value.to_string()
+                } else {
+                    let sep = if rest.is_empty() { "" } else { "," };
+                    format!("{first}=BC:24:11:00:00:01{sep}{rest}")
+                }
+            }
+            GuestKind::Lxc if value.contains("hwaddr=") => value.to_string(),
+            GuestKind::Lxc => format!("{value},hwaddr=BC:24:11:00:00:02"),
+        },
         _ => value.to_string(),
     }
 }
@@ -83,11 +98,12 @@ impl PveModel {
                 if self.guests.contains_key(&vmid) {
                     return Err(format!("VM {vmid} already exists"));
                 }
-                let config: BTreeMap<String, String> = config
-                    .iter()
-                    .filter(|(k, _)| !is_create_only(*kind, k))
-                    .map(|(k, v)| (k.clone(), stored_form(*kind, k, v, style)))
-                    .collect();
+                let mut stored = BTreeMap::new();
+                for (k, v) in config.iter().filter(|(k, _)| !is_create_only(*kind, k)) {
+                    let v = allocated(*kind, vmid, &stored, k, v);
+                    stored.insert(k.clone(), stored_form(*kind, k, &v, style));
+                }
+                let config = stored;
                 let digest = digest(&config);
                 self.guests.insert(
                     vmid,
@@ -116,7 +132,8 @@ impl PveModel {
                 let running = g.status == "running";
                 let kind = g.kind;
                 for (k, v) in &change.set {
-                    g.config.insert(k.clone(), stored_form(kind, k, v, style));
+                    let v = allocated(kind, vmid, &g.config, k, v);
+                    g.config.insert(k.clone(), stored_form(kind, k, &v, style));
                     if running && g.kind == GuestKind::Qemu && COLD_KEYS.contains(&k.as_str()) {
                         g.pending.insert(k.clone());
                     }
@@ -145,6 +162,22 @@ impl PveModel {
                 self.guest(vmid)?.pending.clear();
                 Ok(())
             }
+            Action::ResizeDisk { disk, size, .. } => {
+                let g = self.guest(vmid)?;
+                let value = g
+                    .config
+                    .get(disk)
+                    .ok_or_else(|| format!("disk '{disk}' does not exist"))?;
+                let mut parts: Vec<String> = value
+                    .split(',')
+                    .filter(|p| !p.starts_with("size="))
+                    .map(str::to_string)
+                    .collect();
+                parts.push(format!("size={size}"));
+                g.config.insert(disk.clone(), parts.join(","));
+                g.digest = digest(&g.config);
+                Ok(())
+            }
             Action::Destroy { .. } => self
                 .guests
                 .remove(&vmid)
@@ -161,6 +194,42 @@ impl PveModel {
             format!("Configuration file 'nodes/pve/qemu-server/{vmid}.conf' does not exist")
         })
     }
+}
+
+/// What Proxmox stores for a disk value that allocates (`local-lvm:4,ssd=1`): the new volume
+/// (`local-lvm:vm-<vmid>-disk-<n>`), then the options and its `size`, sorted.
+fn allocated(
+    kind: GuestKind,
+    vmid: steward_model::Vmid,
+    config: &BTreeMap<String, String>,
+    key: &str,
+    value: &str,
+) -> String {
+    if !crate::keys::is_disk_slot(key) {
+        return value.to_string();
+    }
+    let Ok(Some(volume)) = steward_model::volume_of(kind, key, value) else {
+        return value.to_string();
+    };
+    let Some((storage, gib)) = volume.split_once(':') else {
+        return value.to_string();
+    };
+    let Ok(gib) = gib.parse::<f64>() else {
+        return value.to_string(); // a volume id: stored as written
+    };
+    let n = config.len();
+    let mut opts: Vec<String> = value
+        .split(',')
+        .filter(|p| p.contains('=') && !p.starts_with("file=") && !p.starts_with("volume="))
+        .map(str::to_string)
+        .collect();
+    let mib = (gib * 1024.0).round() as u64;
+    opts.push(format!(
+        "size={}",
+        crate::plan::size_text(steward_model::MiB(mib))
+    ));
+    opts.sort();
+    format!("{storage}:vm-{vmid}-disk-{n},{}", opts.join(","))
 }
 
 /// Create-call keys that are not stored verbatim (LXC `ostemplate` is consumed by the create).

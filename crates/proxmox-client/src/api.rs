@@ -307,6 +307,15 @@ pub trait GuestWrite: GuestRead {
         idlist: &[String],
         force: bool,
     ) -> Result<(), ApiError>;
+    /// `PUT …/{kind}/{vmid}/resize`: grows `disk` to `size` (absolute, `40G`); Proxmox refuses
+    /// to shrink. A task, or None where Proxmox resized synchronously (before PVE 8).
+    async fn resize(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        disk: &str,
+        size: &str,
+    ) -> Result<Option<Upid>, ApiError>;
     /// `POST …/snapshot/{snapname}/rollback`.
     async fn rollback(&self, kind: GuestKind, vmid: Vmid, snapshot: &str)
         -> Result<Upid, ApiError>;

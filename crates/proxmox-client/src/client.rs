@@ -525,6 +525,21 @@ impl GuestWrite for PveWriter {
             .map(|_| ())
     }
 
+    async fn resize(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        disk: &str,
+        size: &str,
+    ) -> Result<Option<Upid>, ApiError> {
+        let path = format!("{}/resize", self.read.guest_path(kind, vmid));
+        let params = vec![("disk".into(), disk.into()), ("size".into(), size.into())];
+        match self.read.http.call(Method::PUT, &path, &params).await? {
+            Value::Null => Ok(None),
+            v => upid(v).map(Some),
+        }
+    }
+
     async fn rollback(
         &self,
         kind: GuestKind,

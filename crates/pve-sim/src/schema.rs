@@ -237,6 +237,15 @@ fn check_value(spec: &Value, v: &str) -> Result<(), String> {
             if let Some(fields) = spec["format"].as_object() {
                 return property_string(fields, v);
             }
+            // pve-common `pve_verify_urlencoded` (`sshkeys`): only what `encodeURIComponent`
+            // leaves, and `%` escapes.
+            if spec["format"].as_str() == Some("urlencoded")
+                && !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-%_.!~*'()".contains(&b))
+            {
+                return Err(format!("invalid urlencoded string: {v}"));
+            }
             Ok(())
         }
     }

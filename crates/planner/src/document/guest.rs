@@ -191,6 +191,50 @@ pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
             None => errs.add(at("create"), "must be an object/table of create-time keys"),
         }
     }
+    for (k, v) in obj.iter().filter(|(k, _)| keys::is_setting(k)) {
+        let Some(kind) = kind else { continue };
+        let Some(row) = keys::setting(kind, k) else {
+            errs.add(at(k), format!("{k} is not a setting of a {kind} guest"));
+            continue;
+        };
+        match super::settings::parse(row, k, v) {
+            Ok(s) => {
+                spec.settings.insert(k.clone(), s);
+            }
+            Err(e) => errs.add(at(k), e),
+        }
+        if spec.create.contains_key(k) {
+            errs.add(
+                at(k),
+                format!("also given as create.{k}: give it once (here, to manage it)"),
+            );
+        }
+    }
+    for (k, v) in obj.iter().filter(|(k, _)| keys::is_disk_slot(k)) {
+        let Some(kind) = kind else { continue };
+        let Some(slot) = keys::disk_slot(kind, k) else {
+            errs.add(at(k), format!("{k} is not a disk of a {kind} guest"));
+            continue;
+        };
+        match super::disks::parse(slot, k, v) {
+            Ok(d) => {
+                spec.disks.insert(k.clone(), d);
+            }
+            Err(e) => errs.add(at(k), e),
+        }
+        if spec.create.contains_key(k) {
+            errs.add(
+                at(k),
+                format!("also given as create.{k}: give it once (here, to manage it)"),
+            );
+        }
+    }
+    if let Some(v) = obj.get("disks") {
+        match super::disks::mode(v) {
+            Ok(exact) => spec.exact_disks = exact,
+            Err(e) => errs.add(at("disks"), e),
+        }
+    }
     (errs.0.len() == before).then_some(spec)
 }
 
@@ -215,7 +259,7 @@ fn int_field(
     }
 }
 
-fn valid_dns_name(s: &str) -> bool {
+pub(super) fn valid_dns_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 255
         && s.split('.').all(|l| {

@@ -3,7 +3,12 @@
 //! the guest and field; the caller keeps its last good state. Must never accept an unknown field
 //! or return a partial state.
 
+mod disks;
 mod guest;
+mod settings;
+
+pub use disks::parse as parse_disk;
+pub use settings::parse as parse_setting;
 mod strict;
 mod units;
 

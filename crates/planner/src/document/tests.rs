@@ -156,3 +156,67 @@ fn a_key_written_twice_is_refused_in_either_syntax_with_its_line() {
     assert!(e.0[0].at.starts_with("desired.toml:7"), "{e}");
     assert!(e.0[0].message.contains("duplicate"), "{e}");
 }
+
+#[test]
+fn settings_are_checked_option_by_option_and_name_where() {
+    let doc = r#"
+version = 1
+generation = 1
+
+[[guests]]
+vmid = 104
+kind = "qemu"
+state = "running"
+net0 = { model = "virtio", bridge = "vmbr0", macaddr = "BC:24:11:00:00:09" }
+net1 = { model = "virtio", colour = "blue" }
+ipconfig0 = { ip = "10.0.0.300/24" }
+hotplug = ["disk", "teleport"]
+swap = 512
+create = { net2 = "virtio,bridge=vmbr0" }
+net2 = { model = "e1000" }
+
+[[guests]]
+vmid = 105
+kind = "lxc"
+state = "stopped"
+ciuser = "debian"
+net0 = { bridge = "vmbr0" }
+"#;
+    let errs = parse_toml("d.toml", doc).unwrap_err();
+    let find = |at: &str| {
+        errs.0
+            .iter()
+            .find(|e| e.at == at)
+            .map(|e| e.message.clone())
+            .unwrap_or_else(|| panic!("no error at {at}: {errs}"))
+    };
+    assert!(find("guests[0] (vmid 104).net0").contains("MAC is never taken"));
+    assert!(find("guests[0] (vmid 104).net1").contains("unknown option \"colour\""));
+    assert!(find("guests[0] (vmid 104).ipconfig0").contains("ip"));
+    assert!(find("guests[0] (vmid 104).hotplug").contains("features are"));
+    assert!(find("guests[0] (vmid 104).net2").contains("also given as create.net2"));
+    assert!(find("guests[1] (vmid 105).ciuser").contains("not a setting of a lxc guest"));
+    assert!(find("guests[1] (vmid 105).net0").contains("name is required"));
+}
+
+#[test]
+fn settings_read_into_their_normal_form() {
+    let doc = r#"{"version":1,"generation":1,"guests":[{"vmid":104,"kind":"qemu","state":"stopped",
+      "cpu":"host","numa":true,"boot":["scsi0","net0"],"agent":{"enabled":1,"fstrim_cloned_disks":true},
+      "net0":"virtio,bridge=vmbr0,tag=20","ipconfig0":{"ip":"dhcp"},"citype":"nocloud"}]}"#;
+    let d = parse_json("d.json", doc).unwrap();
+    let s = &d.guests[0].settings;
+    use steward_model::Setting;
+    assert_eq!(s["numa"], Setting::Value("1".into()));
+    assert_eq!(s["boot"], Setting::Value("order=scsi0;net0".into()));
+    let Setting::Options(net) = &s["net0"] else {
+        panic!("options")
+    };
+    assert_eq!(net["model"], "virtio");
+    assert_eq!(net["tag"], "20");
+    let Setting::Options(agent) = &s["agent"] else {
+        panic!("options")
+    };
+    assert_eq!(agent["enabled"], "1");
+    assert_eq!(agent["fstrim_cloned_disks"], "1");
+}

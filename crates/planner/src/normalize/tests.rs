@@ -90,3 +90,128 @@ fn cpulimit_decimal_round_trip() {
     assert_eq!(cpulimit_milli(None), Some(0));
     assert_eq!(cpulimit_milli(Some("1.50")), Some(1500));
 }
+
+mod settings {
+    use crate::actual::ActualGuest;
+    use crate::keys;
+    use serde_json::json;
+    use steward_model::{GuestKind, GuestSpec, GuestState, Vmid};
+
+    fn spec(kind: GuestKind, pairs: &[(&str, serde_json::Value)]) -> GuestSpec {
+        let mut s = GuestSpec::new(Vmid::new(104).unwrap(), kind, GuestState::Stopped);
+        for (k, v) in pairs {
+            let row = keys::setting(kind, k).unwrap();
+            let set = crate::document::parse_setting(row, k, v).unwrap();
+            s.settings.insert(k.to_string(), set);
+        }
+        s
+    }
+
+    fn actual(kind: GuestKind, pairs: &[(&str, &str)]) -> ActualGuest {
+        ActualGuest {
+            vmid: Vmid::new(104).unwrap(),
+            kind,
+            status: "stopped".into(),
+            config: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            digest: "d1".into(),
+            pending: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_nic_change_keeps_its_mac_and_the_options_the_document_does_not_name() {
+        let s = spec(
+            GuestKind::Qemu,
+            &[(
+                "net0",
+                json!({"model": "virtio", "bridge": "vmbr1", "tag": 20}),
+            )],
+        );
+        let a = actual(
+            GuestKind::Qemu,
+            &[("net0", "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1")],
+        );
+        let c = super::super::config_change(&s, &a).unwrap();
+        assert_eq!(
+            c.set["net0"],
+            "virtio=BC:24:11:AA:BB:CC,bridge=vmbr1,firewall=1,tag=20"
+        );
+        assert_eq!(c.digest.as_deref(), Some("d1"));
+        // What Proxmox then holds is converged.
+        let done = actual(GuestKind::Qemu, &[("net0", c.set["net0"].as_str())]);
+        assert!(super::super::config_change(&s, &done).is_none());
+    }
+
+    #[test]
+    fn stored_forms_that_mean_the_same_are_equal() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE/GvKoOYmZu/rKcSWBRnRLFmqT+tikdAhQJqslQMY// alice@example";
+        let s = spec(
+            GuestKind::Qemu,
+            &[
+                ("hotplug", json!(["usb", "network", "disk"])),
+                ("agent", json!(true)),
+                ("cpu", json!("host")),
+                ("sshkeys", json!([key])),
+                ("nameserver", json!("1.1.1.1 9.9.9.9")),
+                ("numa", json!(false)),
+                ("ciupgrade", json!(true)),
+            ],
+        );
+        let a = actual(
+            GuestKind::Qemu,
+            &[
+                ("hotplug", "1"),
+                ("agent", "enabled=1,type=virtio"),
+                ("cpu", "cputype=host,flags=+aes"),
+                (
+                    "sshkeys",
+                    "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIE%2FGvKoOYmZu%2FrKcSWBRnRLFmqT%2BtikdAhQJqslQMY%2F%2F%20alice%40example%0A",
+                ),
+                ("nameserver", "1.1.1.1   9.9.9.9"),
+            ],
+        );
+        assert_eq!(super::super::config_change(&s, &a), None);
+        // And the written forms are what Proxmox accepts.
+        let fresh = super::super::create_config(&s);
+        assert_eq!(fresh["hotplug"], "disk,network,usb");
+        assert_eq!(fresh["agent"], "1");
+        assert_eq!(fresh["cpu"], "host");
+        assert!(
+            fresh["sshkeys"].ends_with("alice%40example%0A"),
+            "{}",
+            fresh["sshkeys"]
+        );
+        assert!(fresh["sshkeys"]
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~%".contains(&b)));
+    }
+
+    #[test]
+    fn an_lxc_nic_keeps_its_hwaddr() {
+        let s = spec(
+            GuestKind::Lxc,
+            &[(
+                "net0",
+                json!({"name": "eth0", "bridge": "vmbr0", "tag": 30}),
+            )],
+        );
+        let a = actual(
+            GuestKind::Lxc,
+            &[(
+                "net0",
+                "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth",
+            )],
+        );
+        // A container's NIC is its identity: written on its own, with no digest.
+        assert_eq!(super::super::config_change(&s, &a), None);
+        let c = super::super::alone_change(&s, &a).unwrap();
+        assert_eq!(c.digest, None);
+        assert_eq!(
+            c.set["net0"],
+            "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0,tag=30,type=veth"
+        );
+    }
+}

@@ -210,6 +210,7 @@ fn spec_strategy(n: u32) -> impl Strategy<Value = GuestSpec> {
         )),
         prop::option::of(0u32..128_000),
         prop::option::of(1u32..10_000),
+        prop::collection::btree_set(0..DOC_SETTINGS.len(), 0..8),
     )
         .prop_map(
             move |(
@@ -220,6 +221,7 @@ fn spec_strategy(n: u32) -> impl Strategy<Value = GuestSpec> {
                 startup,
                 cpulimit,
                 units,
+                settings,
             )| {
                 let mut s = GuestSpec::new(vmid(n), kind, st);
                 s.name = name;
@@ -241,14 +243,169 @@ fn spec_strategy(n: u32) -> impl Strategy<Value = GuestSpec> {
                 s.startup = startup.map(|(order, up, down)| Startup { order, up, down });
                 s.cpulimit_milli = cpulimit;
                 s.cpuunits = units;
+                // Through the document's own parser: what a document can say, in its normal form.
+                for i in settings {
+                    let (k, key, json) = DOC_SETTINGS[i];
+                    if k != kind {
+                        continue;
+                    }
+                    let v: serde_json::Value = serde_json::from_str(json).expect("json");
+                    if let Some(slot) = crate::keys::disk_slot(kind, key) {
+                        let d = crate::document::parse_disk(slot, key, &v).expect("valid");
+                        s.disks.insert(key.to_string(), d);
+                        continue;
+                    }
+                    let row = crate::keys::setting(kind, key).expect("a row");
+                    let set = crate::document::parse_setting(row, key, &v).expect("valid");
+                    s.settings.insert(key.to_string(), set);
+                }
                 if kind == GuestKind::Lxc {
                     s.create
                         .insert("ostemplate".into(), "local:vztmpl/debian-12.tar.zst".into());
-                    s.create.insert("rootfs".into(), "local-lvm:8".into());
+                    if !s.disks.contains_key("rootfs") {
+                        s.create.insert("rootfs".into(), "local-lvm:8".into());
+                    }
                 }
                 s
             },
         )
+}
+
+const Q: GuestKind = GuestKind::Qemu;
+const L: GuestKind = GuestKind::Lxc;
+
+/// What a document may say of each setting (kind, key, JSON value), every rule and family.
+const DOC_SETTINGS: &[(GuestKind, &str, &str)] = &[
+    (Q, "cpu", r#""host""#),
+    (Q, "cpu", r#"{"cputype":"x86-64-v2-AES"}"#),
+    (Q, "numa", "true"),
+    (Q, "numa", "false"),
+    (Q, "balloon", "0"),
+    (Q, "balloon", "1024"),
+    (Q, "agent", "true"),
+    (Q, "agent", r#"{"enabled":true,"fstrim_cloned_disks":true}"#),
+    (Q, "agent", r#"{"enabled":false,"type":"isa"}"#),
+    (Q, "boot", r#"["scsi0","net0"]"#),
+    (Q, "boot", r#"["net0"]"#),
+    (Q, "hotplug", r#"["network","disk"]"#),
+    (Q, "hotplug", "[]"),
+    (Q, "hotplug", r#"["usb","disk","network"]"#),
+    (Q, "ciuser", r#""debian""#),
+    (
+        Q,
+        "sshkeys",
+        r#"["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE/GvKoOYmZu/rKcSWBRnRLFmqT+tikdAhQJqslQMY// alice@example"]"#,
+    ),
+    (Q, "nameserver", r#""1.1.1.1 9.9.9.9""#),
+    (Q, "searchdomain", r#"["example.com"]"#),
+    (Q, "citype", r#""nocloud""#),
+    (Q, "ciupgrade", "false"),
+    (Q, "ciupgrade", "true"),
+    (Q, "ipconfig0", r#"{"ip":"dhcp"}"#),
+    (Q, "ipconfig0", r#"{"ip":"10.0.0.5/24","gw":"10.0.0.1"}"#),
+    (Q, "net0", r#"{"model":"virtio","bridge":"vmbr0"}"#),
+    (Q, "net0", r#""virtio,bridge=vmbr1,tag=20,firewall=1""#),
+    (
+        Q,
+        "net1",
+        r#"{"model":"e1000","bridge":"vmbr0","link_down":true,"rate":12.50}"#,
+    ),
+    (L, "nameserver", r#"["10.0.0.53"]"#),
+    (L, "searchdomain", r#""lan example.org""#),
+    (L, "net0", r#"{"name":"eth0","bridge":"vmbr0","ip":"dhcp"}"#),
+    (
+        L,
+        "net0",
+        r#"{"name":"eth0","bridge":"vmbr1","tag":30,"firewall":true}"#,
+    ),
+    (
+        Q,
+        "scsi0",
+        r#"{"storage":"local-lvm","size":"40G","iothread":true}"#,
+    ),
+    (
+        Q,
+        "scsi1",
+        r#"{"storage":"local-lvm","size":"4 GiB","discard":true,"ssd":true}"#,
+    ),
+    (
+        Q,
+        "virtio2",
+        r#"{"storage":"local-lvm","size":"512M","cache":"writeback","backup":false}"#,
+    ),
+    (
+        Q,
+        "ide2",
+        r#"{"media":"cdrom","iso":"local:iso/debian-12.iso"}"#,
+    ),
+    (Q, "ide2", r#"{"media":"cdrom","iso":"none"}"#),
+    (Q, "efidisk0", r#"{"storage":"local-lvm","efitype":"4m"}"#),
+    (L, "rootfs", r#"{"storage":"local-lvm","size":"16G"}"#),
+    (
+        L,
+        "mp0",
+        r#"{"storage":"local-lvm","size":"8G","mp":"/data","backup":true}"#,
+    ),
+];
+
+/// Settings as a node may hold them (kind, key, stored value), in the awkward forms.
+const STORED_SETTINGS: &[(GuestKind, &str, &str)] = &[
+    (Q, "cpu", "cputype=host,flags=+aes"),
+    (Q, "cpu", "kvm64"),
+    (Q, "numa", "1"),
+    (Q, "balloon", "2048"),
+    (Q, "agent", "1"),
+    (Q, "agent", "enabled=1,fstrim_cloned_disks=1"),
+    (Q, "boot", "order=scsi0;ide2;net0"),
+    (Q, "hotplug", "network,disk,usb"),
+    (Q, "hotplug", "1"),
+    (Q, "hotplug", "0"),
+    (Q, "ciuser", "root"),
+    (Q, "sshkeys", "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIE%2FGvKoOYmZu%2FrKcSWBRnRLFmqT%2BtikdAhQJqslQMY%2F%2F%20alice%40example%0A"),
+    (Q, "nameserver", "1.1.1.1  9.9.9.9"),
+    (Q, "ciupgrade", "0"),
+    (Q, "ipconfig0", "ip=dhcp"),
+    (Q, "net0", "virtio=BC:24:11:AA:BB:CC,bridge=vmbr0,firewall=1"),
+    (Q, "net1", "e1000=BC:24:11:AA:BB:CD,bridge=vmbr0,link_down=1,rate=12.5"),
+    (L, "nameserver", "10.0.0.53"),
+    (L, "net0", "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth"),
+    (Q, "scsi0", "local-lvm:vm-100-disk-0,iothread=1,size=32G"),
+    (Q, "scsi1", "file=local-lvm:vm-100-disk-1,size=4G,ssd=1"),
+    (Q, "ide2", "none,media=cdrom"),
+    (Q, "ide2", "local:iso/debian-11.iso,media=cdrom"),
+    (L, "rootfs", "local-lvm:vm-102-disk-0,size=8G"),
+    (L, "mp0", "volume=local-lvm:vm-102-disk-1,mp=/data/,size=8G"),
+];
+
+#[test]
+fn every_disk_slot_is_exercised_by_the_proptest_tables() {
+    for slot in crate::keys::DISKS {
+        if ["sata", "tpmstate0"].contains(&slot.key) {
+            continue; // the same rules as ide and efidisk0
+        }
+        assert!(
+            DOC_SETTINGS
+                .iter()
+                .any(|(k, key, _)| *k == slot.kind && slot.matches(key)),
+            "{:?} {} has no document value in the proptest",
+            slot.kind,
+            slot.key
+        );
+    }
+}
+
+#[test]
+fn every_setting_row_is_exercised_by_the_proptest_tables() {
+    for row in crate::keys::SETTINGS {
+        assert!(
+            DOC_SETTINGS
+                .iter()
+                .any(|(k, key, _)| *k == row.kind && row.matches(key)),
+            "{:?} {} has no document value in the proptest",
+            row.kind,
+            row.key
+        );
+    }
 }
 
 /// An actual guest in one of the awkward forms Proxmox may hand back.
@@ -263,10 +420,11 @@ fn actual_strategy(n: u32) -> impl Strategy<Value = Option<ActualGuest>> {
         prop::option::of(prop::sample::select(vec!["order=1,up=30", "3", "down=5"])),
         prop::option::of(prop::sample::select(vec!["1.50", "2", "0"])),
         prop::collection::btree_set(prop::sample::select(vec!["memory", "cores"]), 0..2),
+        prop::collection::btree_set(0..STORED_SETTINGS.len(), 0..8),
     ))
     .prop_map(move |o| {
         o.map(
-            |(kind, status, mem, tags, desc, onboot, startup, cpulimit, pending)| {
+            |(kind, status, mem, tags, desc, onboot, startup, cpulimit, pending, settings)| {
                 let mut config = BTreeMap::new();
                 for (k, v) in [
                     ("memory", mem),
@@ -278,6 +436,12 @@ fn actual_strategy(n: u32) -> impl Strategy<Value = Option<ActualGuest>> {
                 ] {
                     if let Some(v) = v {
                         config.insert(k.to_string(), v.to_string());
+                    }
+                }
+                for i in settings {
+                    let (k, key, v) = STORED_SETTINGS[i];
+                    if k == kind {
+                        config.insert(key.to_string(), v.to_string());
                     }
                 }
                 config.insert("unmanaged-key".into(), "keep me".into());

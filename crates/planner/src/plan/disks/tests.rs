@@ -1,0 +1,243 @@
+//! Disk plans: add, grow, shrink refused, options on a kept volume, CD-ROM media, exact mode's
+//! held detach, and what the classifier makes of each.
+
+use crate::actual::ActualGuest;
+use crate::{keys, plan_guest};
+use serde_json::json;
+use std::collections::BTreeMap;
+use steward_classifier::{classify, Context};
+use steward_model::{Action, GuestKind, GuestSpec, GuestState, Vmid};
+
+fn spec(kind: GuestKind, disks: &[(&str, serde_json::Value)]) -> GuestSpec {
+    let mut s = GuestSpec::new(Vmid::new(101).unwrap(), kind, GuestState::Stopped);
+    for (k, v) in disks {
+        let slot = keys::disk_slot(kind, k).unwrap();
+        s.disks.insert(
+            k.to_string(),
+            crate::document::parse_disk(slot, k, v).unwrap(),
+        );
+    }
+    s
+}
+
+fn actual(kind: GuestKind, pairs: &[(&str, &str)]) -> ActualGuest {
+    let config: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ActualGuest {
+        vmid: Vmid::new(101).unwrap(),
+        kind,
+        status: "stopped".into(),
+        digest: crate::pve_model::digest(&config),
+        config,
+        pending: Default::default(),
+    }
+}
+
+fn benign(a: &Action) -> bool {
+    !classify(a, &[], Context::default()).is_destructive()
+}
+
+const SCSI0: (&str, &str) = ("scsi0", "local-lvm:vm-101-disk-0,size=32G");
+
+#[test]
+fn a_missing_disk_is_added_as_a_new_volume_and_that_is_benign() {
+    let s = spec(
+        GuestKind::Qemu,
+        &[(
+            "scsi1",
+            json!({"storage": "local-lvm", "size": "8G", "discard": true, "ssd": true}),
+        )],
+    );
+    let a = actual(GuestKind::Qemu, &[SCSI0]);
+    let p = plan_guest(&s, Some(&a));
+    let [Action::SetConfig { change, .. }] = p.actions.as_slice() else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(change.set["scsi1"], "local-lvm:8,discard=on,ssd=1");
+    assert!(change.keeps.is_empty() && change.removes.is_empty());
+    assert_eq!(change.digest.as_deref(), Some(a.digest.as_str()));
+    assert!(benign(&p.actions[0]), "{:?}", p.actions[0]);
+    // Without a digest nothing binds the slot's emptiness: not benign.
+    let mut undigested = p.actions[0].clone();
+    if let Action::SetConfig { change, .. } = &mut undigested {
+        change.digest = None;
+    }
+    assert!(!benign(&undigested));
+}
+
+#[test]
+fn a_larger_size_grows_by_an_absolute_resize_and_a_smaller_one_is_refused_by_name() {
+    let grow = spec(
+        GuestKind::Qemu,
+        &[("scsi0", json!({"storage": "local-lvm", "size": "40G"}))],
+    );
+    let a = actual(GuestKind::Qemu, &[SCSI0]);
+    let p = plan_guest(&grow, Some(&a));
+    assert_eq!(
+        p.actions,
+        vec![Action::ResizeDisk {
+            vmid: Vmid::new(101).unwrap(),
+            kind: GuestKind::Qemu,
+            disk: "scsi0".into(),
+            size: "40G".into(),
+        }]
+    );
+    assert!(benign(&p.actions[0]));
+    let shrink = spec(GuestKind::Qemu, &[("scsi0", json!({"size": "16 GiB"}))]);
+    let p = plan_guest(&shrink, Some(&a));
+    assert!(p.actions.is_empty(), "{:?}", p.actions);
+    assert_eq!(p.notes.len(), 1);
+    assert!(
+        p.notes[0]
+            .message
+            .contains("scsi0 cannot shrink from 32G to 16G"),
+        "{}",
+        p.notes[0].message
+    );
+}
+
+#[test]
+fn new_options_keep_the_volume_and_say_so() {
+    let s = spec(
+        GuestKind::Qemu,
+        &[("scsi0", json!({"iothread": true, "backup": false}))],
+    );
+    let a = actual(GuestKind::Qemu, &[SCSI0]);
+    let p = plan_guest(&s, Some(&a));
+    let [Action::SetConfig { change, .. }] = p.actions.as_slice() else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(
+        change.set["scsi0"],
+        "local-lvm:vm-101-disk-0,backup=0,iothread=1,size=32G"
+    );
+    assert_eq!(change.keeps["scsi0"], "local-lvm:vm-101-disk-0");
+    assert!(benign(&p.actions[0]));
+    // A claim to keep a volume the value does not name is not benign.
+    let mut lie = p.actions[0].clone();
+    if let Action::SetConfig { change, .. } = &mut lie {
+        change
+            .set
+            .insert("scsi0".into(), "local-lvm:vm-999-disk-0,iothread=1".into());
+    }
+    assert!(!benign(&lie));
+    // `cache=unsafe` can lose writes: held.
+    let unsafe_cache = spec(GuestKind::Qemu, &[("scsi0", json!({"cache": "unsafe"}))]);
+    let p = plan_guest(&unsafe_cache, Some(&a));
+    assert!(!benign(&p.actions[0]));
+}
+
+#[test]
+fn a_cdrom_gets_its_iso_and_a_disk_is_never_swapped_for_one() {
+    let s = spec(
+        GuestKind::Qemu,
+        &[(
+            "ide2",
+            json!({"media": "cdrom", "iso": "local:iso/debian-12.iso"}),
+        )],
+    );
+    let a = actual(GuestKind::Qemu, &[SCSI0, ("ide2", "none,media=cdrom")]);
+    let p = plan_guest(&s, Some(&a));
+    let [Action::SetConfig { change, .. }] = p.actions.as_slice() else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(change.set["ide2"], "local:iso/debian-12.iso,media=cdrom");
+    assert!(benign(&p.actions[0]));
+    let held_disk = actual(
+        GuestKind::Qemu,
+        &[("ide2", "local-lvm:vm-101-disk-3,size=4G")],
+    );
+    let p = plan_guest(&s, Some(&held_disk));
+    assert!(p.actions.is_empty());
+    assert!(p.notes[0].message.contains("holds a disk"));
+}
+
+#[test]
+fn exact_mode_detaches_what_the_document_omits_last_and_held() {
+    let mut s = spec(
+        GuestKind::Qemu,
+        &[("scsi0", json!({"storage": "local-lvm", "size": "32G"}))],
+    );
+    s.exact_disks = true;
+    let a = actual(
+        GuestKind::Qemu,
+        &[
+            SCSI0,
+            ("scsi1", "local-lvm:vm-101-disk-1,size=8G"),
+            ("ide2", "none,media=cdrom"),
+            ("unused0", "local-lvm:vm-101-disk-9"),
+        ],
+    );
+    let p = plan_guest(&s, Some(&a));
+    let [Action::SetConfig { change, .. }] = p.actions.as_slice() else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(change.delete.iter().collect::<Vec<_>>(), vec!["scsi1"]);
+    assert_eq!(change.removes["scsi1"], "local-lvm:vm-101-disk-1");
+    assert_eq!(change.digest.as_deref(), Some(a.digest.as_str()));
+    assert!(!benign(&p.actions[0]), "a detach waits for a signature");
+    // While something benign is still to write, the detach waits (it binds the digest).
+    s.memory = Some(steward_model::MiB(4096));
+    let p = plan_guest(&s, Some(&a));
+    assert_eq!(p.actions.len(), 1);
+    assert!(benign(&p.actions[0]), "{:?}", p.actions);
+    // Without `exact`, the extra disk is left alone.
+    s.exact_disks = false;
+    s.memory = None;
+    assert!(plan_guest(&s, Some(&a)).actions.is_empty());
+}
+
+#[test]
+fn an_lxc_mount_point_is_added_and_grown_and_its_rootfs_never_detached() {
+    let mut s = spec(
+        GuestKind::Lxc,
+        &[
+            ("rootfs", json!({"storage": "local-lvm", "size": "16G"})),
+            (
+                "mp0",
+                json!({"storage": "local-lvm", "size": "8G", "mp": "/srv/data", "backup": true}),
+            ),
+        ],
+    );
+    s.exact_disks = true;
+    let a = actual(
+        GuestKind::Lxc,
+        &[("rootfs", "local-lvm:vm-101-disk-0,size=8G")],
+    );
+    let p = plan_guest(&s, Some(&a));
+    assert_eq!(p.actions.len(), 2, "{:?}", p.actions);
+    let Action::SetConfig { change, .. } = &p.actions[0] else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(change.set["mp0"], "local-lvm:8,backup=1,mp=/srv/data");
+    assert!(benign(&p.actions[0]));
+    assert!(
+        matches!(&p.actions[1], Action::ResizeDisk { disk, size, .. } if disk == "rootfs" && size == "16G")
+    );
+}
+
+#[test]
+fn documents_refuse_volumes_host_paths_and_unknown_options() {
+    let slot = keys::disk_slot(GuestKind::Lxc, "mp0").unwrap();
+    let e = crate::document::parse_disk(slot, "mp0", &json!({"storage": "/srv", "mp": "/x"}))
+        .unwrap_err();
+    assert!(e.contains("bind mounts are refused"), "{e}");
+    let q = keys::disk_slot(GuestKind::Qemu, "scsi1").unwrap();
+    let e = crate::document::parse_disk(q, "scsi1", &json!({"file": "local-lvm:vm-9-disk-0"}))
+        .unwrap_err();
+    assert!(e.contains("never names a volume"), "{e}");
+    let e = crate::document::parse_disk(q, "scsi1", &json!({"storage": "local-lvm", "size": 32}))
+        .unwrap_err();
+    assert!(e.contains("with its unit"), "{e}");
+    let e =
+        crate::document::parse_disk(q, "scsi1", &json!({"storage": "local-lvm", "serial": "x"}))
+            .unwrap_err();
+    assert!(e.contains("unknown option \"serial\""), "{e}");
+    let v = keys::disk_slot(GuestKind::Qemu, "virtio0").unwrap();
+    assert!(
+        crate::document::parse_disk(v, "virtio0", &json!({"media": "cdrom", "iso": "none"}))
+            .is_err()
+    );
+}
