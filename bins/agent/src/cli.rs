@@ -110,6 +110,36 @@ pub enum Command {
         #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
         socket: PathBuf,
     },
+    /// Dry run: what the next pass would do to each guest the document names, and why — each
+    /// field with the node's value and the document's, destructive actions marked with the
+    /// volumes they would remove. Reads the node with the everyday token, straight from
+    /// Proxmox (the agent need not run); never writes. Exit 0: no changes; 2: changes; 1: error.
+    Plan {
+        /// The configuration file (for the node, its endpoint and the everyday token).
+        #[arg(long, default_value = "/etc/steward/agent.toml")]
+        config: PathBuf,
+        /// The document to plan (default: the file the configuration names as its source).
+        #[arg(long)]
+        desired: Option<PathBuf>,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the desired-state document that describes the node as it is (every managed field
+    /// in its normal form), to adopt an existing node: export, edit, serve it back; `plan`
+    /// against the export says "No changes". What a document cannot say is left out and named
+    /// on stderr. Reads with the everyday token; never writes.
+    Export {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/steward/agent.toml")]
+        config: PathBuf,
+        /// Only these guests (repeat the flag).
+        #[arg(long = "guest")]
+        guests: Vec<u32>,
+        /// toml or json.
+        #[arg(long, value_enum, default_value_t = crate::dry::Format::Toml)]
+        format: crate::dry::Format,
+    },
     /// Print the `pveum` commands that create the agent's two least-privilege API tokens.
     SetupToken {
         /// The Proxmox user the tokens belong to.

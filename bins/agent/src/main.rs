@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod dry;
 mod generate;
 mod preflight;
 mod providers;
@@ -17,6 +18,13 @@ mod talk;
 use clap::Parser;
 use cli::{Cli, Command, LogFormat, PendingShow};
 use std::process::ExitCode;
+
+/// A runtime for one command on this thread.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
 
 /// Runs a subcommand that talks to the agent: exit 0 done, 1 refused, 2 could not ask.
 fn talk<F: std::future::Future<Output = anyhow::Result<bool>>>(f: F) -> ExitCode {
@@ -93,6 +101,29 @@ fn main() -> ExitCode {
         Command::Submit { op, sig, socket } => talk(talk::submit(&socket, &op, &sig)),
         Command::Reconcile { socket } => talk(talk::reconcile(&socket)),
         Command::Op { id, socket } => talk(talk::op(&socket, id)),
+        Command::Plan {
+            config,
+            desired,
+            json,
+        } => match runtime().map(|rt| rt.block_on(dry::plan(&config, desired, json))) {
+            Ok(Ok(false)) => ExitCode::SUCCESS,
+            Ok(Ok(true)) => ExitCode::from(2),
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Export {
+            config,
+            guests,
+            format,
+        } => match runtime().map(|rt| rt.block_on(dry::export(&config, &guests, format))) {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) | Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::SetupToken { user } => {
             print!("{}", setup_token::commands(&user));
             ExitCode::SUCCESS

@@ -20,6 +20,7 @@
 mod backoff;
 mod blocking;
 mod decision_view;
+pub mod dry_run;
 mod engine;
 mod event_loop;
 mod exec;

@@ -34,6 +34,7 @@ pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};
 pub use decision::{Decision, GateReason, Outcome, Presented};
 pub use executor::{Authority, Executor, Guard, ObservedConfig};
 pub use gate::{Gate, GateConfig, Submission};
-pub use steward_classifier::is_new_volume;
+// What the gate would make of an action, for a dry run that must not submit it.
+pub use steward_classifier::{classify, is_data_bearing_key, is_new_volume, Context, Verdict};
 pub use steward_model::{Failure, FailureKind};
 pub use template::pending_template;

@@ -5,7 +5,7 @@
 //!   reporting every error with the guest and field it concerns.
 //! - [`normalize`] brings Proxmox's stored forms and the document's forms to one canonical form
 //!   per key, so that a plan converges in one pass and never re-issues a change.
-//! - [`plan()`] diffs; [`pve_model`] is a reference model of how Proxmox stores what we write,
+//! - [`plan()`] diffs; [`export`] writes the document that describes guests as they are; [`pve_model`] is a reference model of how Proxmox stores what we write,
 //!   used by the planner's convergence tests (`steward-pve-sim` models a whole node).
 //!
 //! It must never judge danger (the classifier does), never plan an action for a guest the
@@ -15,6 +15,7 @@
 
 pub mod actual;
 pub mod document;
+pub mod export;
 pub mod keys;
 pub mod normalize;
 mod plan;

@@ -179,7 +179,7 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
 
 mod disks;
 
-pub(crate) use disks::size_text;
+pub(crate) use disks::{is_cdrom, size_text};
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,40 @@ fn check<T: Serialize + DeserializeOwned + PartialEq + Debug>(
     steward_testkit::golden::check(&dir, name, value)
 }
 
+fn plan() -> PlanView {
+    PlanView {
+        guests: vec![GuestPlan {
+            vmid: 104,
+            kind: "qemu".into(),
+            actions: vec![
+                ActionPlan {
+                    op: "guest.config".into(),
+                    destructive: false,
+                    reason: "config change touching only non-data keys".into(),
+                    fields: vec![FieldChange {
+                        field: "net1".into(),
+                        observed: Some("virtio=BC:24:11:2F:00:01,bridge=vmbr0,tag=30".into()),
+                        desired: Some("virtio=BC:24:11:2F:00:01,bridge=vmbr0,tag=40".into()),
+                    }],
+                    removes: vec![],
+                },
+                ActionPlan {
+                    op: "guest.config".into(),
+                    destructive: true,
+                    reason: "the change removes volumes".into(),
+                    fields: vec![FieldChange {
+                        field: "scsi1".into(),
+                        observed: Some("local-lvm:vm-104-disk-1,size=32G".into()),
+                        desired: None,
+                    }],
+                    removes: vec!["local-lvm:vm-104-disk-1 (32G)".into()],
+                },
+            ],
+            notes: vec!["scsi2 cannot shrink from 64G to 32G: Proxmox cannot shrink a disk (say 64G or more)".into()],
+        }],
+    }
+}
+
 fn status() -> Status {
     Status {
         passes: 42,
@@ -120,6 +154,7 @@ fn every_view_shape_matches_its_golden_file() {
         check("status-local-api", &with_agent),
         check("held", &vec![held()]),
         check("decision", &decision()),
+        check("plan", &plan()),
         check(
             "decision-executed",
             &DecisionView {

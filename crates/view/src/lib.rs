@@ -16,11 +16,13 @@ mod decision;
 #[cfg(test)]
 mod golden;
 mod held;
+mod plan;
 mod report;
 mod status;
 
 pub use api::{ErrorBody, Health, OpView, Submission, SubmissionError, MAX_SIGNATURES};
 pub use decision::{DecisionView, SignatureView};
 pub use held::HeldOp;
+pub use plan::{ActionPlan, FieldChange, GuestPlan, PlanView};
 pub use report::{JobResult, ReportBody, REPORT_PROTOCOL};
 pub use status::{AgentAbout, Parked, ProviderHealth, Status};
