@@ -40,7 +40,6 @@ fn doc(generation: u64, extra: Value) -> Value {
         "numa": true,
         "balloon": 1024,
         "agent": {"enabled": true, "fstrim_cloned_disks": true},
-        "boot": ["scsi0", "net0"],
         "hotplug": ["disk", "network", "usb", "cpu"]
     });
     if let (Some(g), Some(extra)) = (g.as_object_mut(), extra.as_object()) {
@@ -87,7 +86,6 @@ async fn nics_cloud_init_and_cpu_converge_heal_and_stay_converged() {
         ("numa", "1"),
         ("balloon", "1024"),
         ("agent", "1,fstrim_cloned_disks=1"),
-        ("boot", "order=scsi0;net0"),
         ("hotplug", "cpu,disk,network,usb"),
     ] {
         assert_eq!(config(&l, 101, key).as_deref(), Some(want), "{key}");

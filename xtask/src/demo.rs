@@ -8,9 +8,11 @@
 //! 3. the hub relabels the guest "scratch": still held (labels are not provenance);
 //! 4. an operator signs the template with `ssh-keygen -Y sign`, submits: it runs, once;
 //! 5. the same signature again, through the hub as a signed job: a replay, nothing runs;
-//! 6. kill -9 the agent while a task runs, restart it: recovery follows the task, nothing runs
+//! 6. the hub gives 900 a data disk, then drops it from an exact disk list: the agent plans the
+//!    removal itself, held with the volume named; alice signs; exactly that volume is freed;
+//! 7. kill -9 the agent while a task runs, restart it: recovery follows the task, nothing runs
 //!    twice;
-//! 7. the final status, a few metrics, and the journal's audit chain verified.
+//! 8. the final status, a few metrics, and the journal's audit chain verified.
 
 use crate::procs::{
     agent_config, bin, build, control, scrape, secret, trust_alice, Reaped, SimProc,
@@ -344,9 +346,74 @@ pub fn run() -> Result<bool> {
         "steward_gate_decisions_total{reason=\"replay\"}",
     ])?;
 
-    say("6. kill -9 the agent while a task runs; restart: recovery follows it, nothing runs twice");
+    say("6. the hub gives 900 a data disk, then drops it: held with the volume named; signed; freed");
+    let with_disk = |disk: &str| {
+        GUESTS.replacen(
+            "create = { scsi0 = \"local-lvm:8\", net0 = \"virtio,bridge=vmbr0\" }",
+            &format!(
+                "create = {{ net0 = \"virtio,bridge=vmbr0\" }}\ndisks = \"exact\"\nscsi0 = {{ storage = \"local-lvm\", size = \"8G\" }}\n{disk}"
+            ),
+            1,
+        )
+    };
     demo.desire(
         4,
+        &with_disk("scsi1 = { storage = \"local-lvm\", size = \"4G\", discard = true }"),
+    )?;
+    demo.until("900's data disk added", Duration::from_secs(30), |d| {
+        Ok(d.guests()?["900"]["config"]["scsi1"].is_string())
+    })?;
+    let scsi1 = demo.guests()?["900"]["config"]["scsi1"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let volume = scsi1.split(',').next().unwrap_or_default().to_string();
+    println!("900 scsi1: {scsi1}");
+    let volumes_before = control(&demo.control, "GET", "/volumes", "")?;
+    demo.desire(5, &with_disk(""))?;
+    demo.until("the removal held", Duration::from_secs(30), |d| {
+        Ok(d.cli(&["pending"])?.1.contains("guest.config 900"))
+    })?;
+    let (_, pending) = demo.cli(&["pending"])?;
+    print!("{pending}");
+    ensure!(
+        pending.contains(&format!("{volume} (4G)")),
+        "the held op names the volume and its size"
+    );
+    let id: String = pending
+        .strip_prefix("op ")
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let (code, template) = demo.cli(&["pending", "show", &id, "--template"])?;
+    ensure!(code == 0, "pending show --template");
+    std::fs::write(demo.path("detach.json"), &template)?;
+    let sig = kg.sign(&alice.private, "op@steward", template.as_bytes())?;
+    std::fs::write(demo.path("detach.json.sig"), &sig)?;
+    let (code, said) = demo.cli(&[
+        "submit",
+        &demo.path("detach.json").display().to_string(),
+        &demo.path("detach.json.sig").display().to_string(),
+    ])?;
+    print!("$ steward-agent submit detach.json detach.json.sig\n{said}");
+    ensure!(code == 0 && said.contains("executed"), "executed");
+    let volumes_after = control(&demo.control, "GET", "/volumes", "")?;
+    let gone: Vec<&String> = volumes_before
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.keys())
+        .filter(|v| volumes_after.get(v.as_str()).is_none())
+        .collect();
+    println!("volumes freed: {gone:?}");
+    ensure!(
+        gone == vec![&volume],
+        "exactly the volume the template named"
+    );
+
+    say("7. kill -9 the agent while a task runs; restart: recovery follows it, nothing runs twice");
+    demo.desire(
+        6,
         &GUESTS.replacen(
             "vmid = 105\nkind = \"lxc\"\nstate = \"stopped\"",
             "vmid = 105\nkind = \"lxc\"\nstate = \"running\"",
@@ -388,7 +455,7 @@ pub fn run() -> Result<bool> {
         "recovery resolved the start: {recovery}"
     );
 
-    say("7. final status, a few metrics, and the journal's audit chain");
+    say("8. final status, a few metrics, and the journal's audit chain");
     let status = demo.status()?;
     print!("{status}");
     demo.metrics(&[

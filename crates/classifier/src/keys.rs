@@ -24,7 +24,6 @@ const QEMU_BENIGN: &[(&str, &str)] = &[
     ("numa", "NUMA topology"),
     ("onboot", "start at boot"),
     ("startup", "boot order and delays"),
-    ("boot", "boot device order (does not touch the devices)"),
     ("agent", "guest agent channel"),
     ("ostype", "guest OS hint"),
     ("tablet", "input device"),
@@ -115,8 +114,12 @@ pub fn is_benign_key(kind: GuestKind, key: &str) -> bool {
 /// Keys that only shape a new guest at create time and touch no data.
 /// `vmgenid` is the identity the agent gives a VM it creates (`steward_model::guest_identity`):
 /// a new VM has no generation to preserve, so setting it at create destroys nothing.
-/// `ciuser` and `sshkeys` say who may log in to a guest that holds no data yet.
-const QEMU_CREATE_ONLY: &[&str] = &["scsihw", "bios", "machine", "vmgenid", "ciuser", "sshkeys"];
+/// `ciuser` and `sshkeys` say who may log in to a guest that holds no data yet. `boot` on an
+/// existing guest can put media or a network it boots from ahead of its disk, which can then
+/// overwrite them: benign only before there is anything to overwrite.
+const QEMU_CREATE_ONLY: &[&str] = &[
+    "scsihw", "bios", "machine", "vmgenid", "ciuser", "sshkeys", "boot",
+];
 
 /// Whether `key` is benign in a create call only.
 pub fn is_benign_create_key(kind: GuestKind, key: &str) -> bool {
@@ -151,9 +154,9 @@ pub fn is_new_volume(kind: GuestKind, key: &str, value: &str) -> bool {
         && !value.contains("import-from")
 }
 
-/// Disk options a document may set on a slot without a signature: none of them stores,
-/// attaches, replaces or exposes data. (`cache=unsafe` can lose writes on a host crash: not
-/// benign.) Everything else in the value must be the volume itself, `size` or `media`.
+/// Disk options that may be set or changed without a signature: none of them stores, attaches,
+/// replaces or exposes data. (`cache=unsafe` can lose writes on a host crash; a mount point's
+/// `mp` on a volume that holds data moves that data under another path: neither is benign.)
 const BENIGN_DISK_OPTIONS: &[&str] = &[
     "discard",
     "ssd",
@@ -165,31 +168,56 @@ const BENIGN_DISK_OPTIONS: &[&str] = &[
     "efitype",
     "pre-enrolled-keys",
     "version",
-    "mp",
     "ro",
     "acl",
     "quota",
 ];
 
-/// Whether `value` for data-bearing `key` is a CD-ROM drive with an ISO image or none in it.
-fn is_iso_cdrom(kind: GuestKind, key: &str, value: &str) -> bool {
+/// The options of a disk value (`name` → value), without the volume (bare, `file=` or
+/// `volume=`); None when a part has space around it (a key Proxmox would not read as written).
+fn disk_options(value: &str) -> Option<std::collections::BTreeMap<&str, &str>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in value.split(',').filter(|p| !p.is_empty()) {
+        if part.trim() != part {
+            return None;
+        }
+        if let Some((k, v)) = part.split_once('=') {
+            if !["file", "volume"].contains(&k) {
+                out.insert(k, v);
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Whether `value` for data-bearing `key` is an empty CD-ROM drive (`none,media=cdrom`).
+fn is_empty_cdrom(kind: GuestKind, key: &str, value: &str) -> bool {
     kind == GuestKind::Qemu
-        && value.split(',').any(|p| p.trim() == "media=cdrom")
+        && value.split(',').any(|p| p == "media=cdrom")
+        && steward_model::volume_of(kind, key, value) == Ok(None)
+}
+
+/// Whether `value` for data-bearing `key` is a CD-ROM drive with an ISO image in it (benign in
+/// a create only: on an existing guest, media it may boot from can overwrite its disks).
+pub fn is_iso_cdrom(kind: GuestKind, key: &str, value: &str) -> bool {
+    kind == GuestKind::Qemu
+        && value.split(',').any(|p| p == "media=cdrom")
         && match steward_model::volume_of(kind, key, value) {
-            Ok(None) => true,
             Ok(Some(v)) => v
                 .split_once(":iso/")
                 .is_some_and(|(s, f)| !s.is_empty() && !f.is_empty() && !f.contains('/')),
-            Err(_) => false,
+            _ => false,
         }
 }
 
-/// Why writing `value` to data-bearing `key` in `change` destroys nothing, or None: a new,
-/// empty volume in a slot the change says is empty (not in `removes` or `keeps`), an ISO in a
-/// CD-ROM drive, or new options on the volume the slot keeps (`keeps`, the same volume named
-/// in the value). Each claim about the slot binds the change's digest, and the executor checks
-/// it against the config read at that digest before the write (`steward_gate::binding`): a
-/// claim that does not hold refuses the write.
+/// Why writing `value` to data-bearing `key` in `change` destroys nothing, or None. Three
+/// cases, each a claim bound to the change's digest that the executor checks against the
+/// config read at that digest before the write (`steward_gate::binding::check_slots`):
+/// - a new, empty volume (`STORAGE:SIZE` with known-benign options, and `mp` for a new mount
+///   point) in a slot the change says is empty (in neither `removes` nor `keeps`);
+/// - an empty CD-ROM drive (`none,media=cdrom`, ejecting an ISO);
+/// - the same volume the slot holds (`keeps` carries the slot's value now), where every option
+///   that differs from that value is known-benign (never `mp`, `size`, or `cache=unsafe`).
 pub fn disk_write_benign(
     kind: GuestKind,
     key: &str,
@@ -199,27 +227,34 @@ pub fn disk_write_benign(
     if change.digest.is_none() || change.removes.contains_key(key) {
         return None;
     }
-    let options_ok = value
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .all(|p| match p.split_once('=') {
-            None => true, // the volume, bare
-            Some((k, v)) => {
-                ["file", "volume", "size", "media"].contains(&k)
-                    || (BENIGN_DISK_OPTIONS.contains(&k) && !(k == "cache" && v == "unsafe"))
-            }
-        });
-    if !options_ok {
-        return None;
-    }
+    let new = disk_options(value)?;
+    let unsafe_cache =
+        |o: &std::collections::BTreeMap<&str, &str>| o.get("cache") == Some(&"unsafe");
     match change.keeps.get(key) {
-        Some(kept) => (steward_model::volume_of(kind, key, value).ok()?? == kept.as_str())
-            .then(|| format!("{key}: new options on the volume it keeps ({kept})")),
-        None if is_new_volume(kind, key, value) => {
-            Some(format!("{key}: a new, empty volume in an empty slot"))
+        Some(held) => {
+            let old = disk_options(held)?;
+            let same_volume = steward_model::volume_of(kind, key, value).ok()?
+                == steward_model::volume_of(kind, key, held).ok()?;
+            let changed = old
+                .keys()
+                .chain(new.keys())
+                .filter(|k| old.get(*k) != new.get(*k));
+            let benign = changed
+                .into_iter()
+                .all(|k| BENIGN_DISK_OPTIONS.contains(k) && *k != "media");
+            let adds_unsafe_cache = unsafe_cache(&new) && !unsafe_cache(&old);
+            (same_volume && benign && !adds_unsafe_cache)
+                .then(|| format!("{key}: new options on the volume it keeps"))
         }
-        None if is_iso_cdrom(kind, key, value) => Some(format!("{key}: an ISO in a CD-ROM drive")),
+        None if is_new_volume(kind, key, value) => {
+            let ok = new.iter().all(|(k, v)| {
+                BENIGN_DISK_OPTIONS.contains(k)
+                    || (*k == "mp" && kind == GuestKind::Lxc)
+                    || (*k == "media" && *v == "disk")
+            }) && !unsafe_cache(&new);
+            ok.then(|| format!("{key}: a new, empty volume in an empty slot"))
+        }
+        None if is_empty_cdrom(kind, key, value) => Some(format!("{key}: an empty CD-ROM drive")),
         None => None,
     }
 }

@@ -115,7 +115,7 @@ fn create(kind: GuestKind, config: &std::collections::BTreeMap<String, String>) 
             );
         }
         if is_data_bearing_key(kind, key) {
-            if keys::is_new_volume(kind, key, value) {
+            if keys::is_new_volume(kind, key, value) || keys::is_iso_cdrom(kind, key, value) {
                 continue;
             }
             return Verdict::Destructive(format!(

@@ -83,22 +83,31 @@ pub fn check_slots(
                 .map_err(|e| format!("{key}: the guest's value is ambiguous ({e})"))?,
         };
         if let Some(kept) = change.keeps.get(key.as_str()) {
+            if change.removes.contains_key(key.as_str()) {
+                return Err(format!("{key}: the change both keeps and removes it"));
+            }
+            // `keeps` is the slot's whole value as planned: it must be the value there now, and
+            // the value written must name the same volume.
             let written = change
                 .set
                 .get(key.as_str())
                 .map(|v| volume_of(kind, key, v));
-            if held != Some(kept.as_str()) || written != Some(Ok(Some(kept.as_str()))) {
+            let kept_volume = volume_of(kind, key, kept)
+                .map_err(|e| format!("{key}: the kept value is ambiguous ({e})"))?;
+            if stored != Some(kept) || written != Some(Ok(kept_volume)) || kept_volume.is_none() {
                 return Err(format!(
-                    "{key}: the change keeps {kept}, the guest holds {} there",
-                    held.unwrap_or("no volume")
+                    "{key}: the change keeps {kept:?}, the guest holds {} there",
+                    stored.map_or("nothing".to_string(), |s| format!("{s:?}"))
                 ));
             }
             continue;
         }
         let signed = change.removes.get(key.as_str());
-        // A CD-ROM drive given another ISO (or none) frees no volume.
+        // A CD-ROM drive that holds no volume or an ISO, given another ISO (or none), frees
+        // nothing. One that holds anything else (a cloud-init drive) would drop it.
         let media_swap = signed.is_none()
             && stored.is_some_and(|v| is_cdrom(v))
+            && held.is_none_or(|h| h.contains(":iso/"))
             && change.set.get(key.as_str()).is_some_and(|v| is_cdrom(v));
         if signed.map(String::as_str) != held && !media_swap {
             return Err(format!(
@@ -481,7 +490,7 @@ mod tests {
             &[],
         );
         keep.keeps
-            .insert("scsi0".into(), "local-lvm:vm-101-disk-0".into());
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-0,size=32G".into());
         assert_eq!(check_slots(q, &keep, &cfg), Ok(()));
         // The value names another volume than the one kept: refused.
         let mut swapped = keep.clone();
@@ -491,11 +500,11 @@ mod tests {
         assert!(check_slots(q, &swapped, &cfg)
             .unwrap_err()
             .contains("keeps"));
-        // The slot holds another volume than the one claimed: refused.
+        // The slot holds another value than the one claimed: refused.
         let mut wrong = keep.clone();
         wrong
             .keeps
-            .insert("scsi0".into(), "local-lvm:vm-101-disk-5".into());
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-5,size=32G".into());
         wrong
             .set
             .insert("scsi0".into(), "local-lvm:vm-101-disk-5,iothread=1".into());
@@ -504,13 +513,23 @@ mod tests {
         let mut stray = change(&[("memory", "4096")], &[], &[]);
         stray
             .keeps
-            .insert("scsi0".into(), "local-lvm:vm-101-disk-0".into());
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-0,size=32G".into());
         assert!(check_slots(q, &stray, &cfg).is_err());
+        // Kept and removed at once: refused.
+        let mut both = keep.clone();
+        both.removes
+            .insert("scsi0".into(), "local-lvm:vm-101-disk-0".into());
+        assert!(check_slots(q, &both, &cfg).is_err());
         // Another ISO in a CD-ROM drive frees nothing; a disk in its place would detach it.
         let media = change(&[("ide2", "local:iso/new.iso,media=cdrom")], &[], &[]);
         assert_eq!(check_slots(q, &media, &cfg), Ok(()));
         let disk = change(&[("ide2", "local-lvm:4")], &[], &[]);
         assert!(check_slots(q, &disk, &cfg).is_err());
+        // A CD-ROM drive holding a cloud-init volume is no ISO to swap: dropping it needs
+        // `removes`.
+        let ci = observed("D", &[("ide2", "local-lvm:vm-101-cloudinit,media=cdrom")]);
+        let eject = change(&[("ide2", "none,media=cdrom")], &[], &[]);
+        assert!(check_slots(q, &eject, &ci).is_err());
     }
 
     #[test]

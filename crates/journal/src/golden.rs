@@ -121,7 +121,7 @@ fn actions() -> Vec<(&'static str, Action)> {
                     )]),
                     keeps: BTreeMap::from([(
                         "scsi1".to_string(),
-                        "local-lvm:vm-104-disk-1".to_string(),
+                        "local-lvm:vm-104-disk-1,size=32G".to_string(),
                     )]),
                 },
             },

@@ -23,8 +23,9 @@ pub struct ConfigChange {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub removes: BTreeMap<String, String>,
     /// For each data-bearing key this change rewrites while keeping its volume (a disk's
-    /// options), the volume it holds now: the change claims the slot holds exactly that and
-    /// keeps it, and the executor checks the claim against the config at the digest.
+    /// options), the slot's whole value now: the change claims the slot holds exactly that and
+    /// writes back the same volume, and the executor checks the claim against the config at
+    /// the digest (the classifier judges only the options that differ from it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub keeps: BTreeMap<String, String>,
 }

@@ -57,11 +57,21 @@ pub fn volume_of<'a>(
         };
     };
     let mut found: Option<&str> = None;
+    // A QEMU drive's `file` has an alias, `volume`: older pve-common resolved the alias after
+    // its duplicate check, so `file` and `volume` in one value named two volumes and the last
+    // won. Either spelling names the volume here, and both at once is ambiguous.
+    let alias = (kind == GuestKind::Qemu && default == "file").then_some("volume");
     // pve-common's parse_property_string: empty parts are skipped, a part without `=` is the
-    // default key's value, and a key given twice is an error.
+    // default key's value, and a key given twice is an error. A part with space around it is
+    // not read at all: which key it is would be a guess.
     for part in value.split(',').filter(|p| !p.trim().is_empty()) {
+        if part.trim() != part {
+            return Err(AmbiguousVolume {
+                why: format!("{key}: {part:?} has space around it"),
+            });
+        }
         let v = match part.split_once('=') {
-            Some((k, v)) if k == default => v,
+            Some((k, v)) if k == default || Some(k) == alias => v,
             Some(_) => continue,
             None => part,
         };
@@ -129,6 +139,20 @@ mod tests {
             assert!(volume_of(q, "scsi1", ambiguous).is_err(), "{ambiguous}");
         }
         assert!(volume_of(l, "mp0", "local-lvm:4,volume=local-lvm:vm-1-disk-0").is_err());
+        // QEMU's `volume=` is an alias of `file=`: a second volume either way.
+        assert!(volume_of(q, "scsi1", "local-lvm:4,volume=local-lvm:vm-200-disk-0").is_err());
+        assert!(volume_of(
+            q,
+            "scsi0",
+            "file=local-lvm:vm-100-disk-0,volume=local-lvm:vm-200-disk-0"
+        )
+        .is_err());
+        assert_eq!(
+            volume_of(q, "scsi1", "volume=local-lvm:vm-101-disk-1,size=4G"),
+            Ok(Some("local-lvm:vm-101-disk-1"))
+        );
+        // Space around a part: not read as any key.
+        assert!(volume_of(q, "scsi1", "local-lvm:4, file=local-lvm:vm-200-disk-0").is_err());
         // `none` is an empty QEMU drive only; an LXC volume has no such spelling.
         assert!(volume_of(l, "mp0", "none").is_ok_and(|v| v == Some("none")));
         assert_eq!(volume_size("local-lvm:vm-1-disk-0,size=32G"), Some("32G"));

@@ -7,6 +7,7 @@
 //!
 //! - `GET /counters` → `[{vmid, call, token, count}]`
 //! - `GET /guests` → `{vmid: {kind, status, lock, version, config, pending}}`
+//! - `GET /volumes` → `{volid: {size, vmid, content}}`, every volume on every storage
 //! - `POST /guests` `{vmid, kind, config, running}`; `DELETE /guests/{vmid}`
 //! - `POST /guests/{vmid}/config` `{set: {…}, delete: […]}`
 //! - `POST /guests/{vmid}/lock` `{lock}`; `DELETE /guests/{vmid}/lock`
@@ -56,6 +57,19 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
     };
     let result: Result<Value, String> = match (method, parts.as_slice()) {
         ("GET", ["counters"]) => Ok(node.st.counters.to_json()),
+        ("GET", ["volumes"]) => Ok(Value::Object(
+            node.st
+                .volumes
+                .volumes
+                .iter()
+                .map(|(id, v)| {
+                    (
+                        id.clone(),
+                        json!({"size": v.size, "vmid": v.vmid, "content": v.content}),
+                    )
+                })
+                .collect(),
+        )),
         ("GET", ["guests"]) => Ok(Value::Object(
             node.st
                 .guests

@@ -1,7 +1,8 @@
 //! One guest's disk slots against the document: a disk the guest lacks is added as a new volume
 //! (`STORAGE:GiB` and its options); a larger size grows it (`ResizeDisk`, absolute); a smaller
 //! one is refused with the disk named; changed options rewrite the slot keeping its volume
-//! (`keeps`, checked by the executor at the digest); a CD-ROM drive gets its ISO; with
+//! (`keeps`: the slot's value now, checked by the executor at the digest); a CD-ROM drive gets
+//! its ISO (held for a signature on an existing guest; ejecting is benign); with
 //! `disks = "exact"`, a disk the document omits is detached and its volume removed (`removes`:
 //! the exact volume, at the digest), which the classifier holds for a signature. It must never
 //! plan a write that names a volume the guest does not hold in that slot, and never move a disk
@@ -126,6 +127,14 @@ pub(super) fn plan(spec: &GuestSpec, actual: &ActualGuest) -> DiskPlan {
                     if held == Ok(wanted) {
                         continue;
                     }
+                    if let Ok(Some(h)) = held {
+                        if !h.contains(":iso/") {
+                            p.notes.push(format!(
+                                "{key} holds {h}, not an ISO: left alone (removing it is an operator's signed job)"
+                            ));
+                            continue;
+                        }
+                    }
                 }
                 if let Some(value) = new_value(slot, want) {
                     p.set.insert(key.clone(), value);
@@ -180,7 +189,7 @@ pub(super) fn plan(spec: &GuestSpec, actual: &ActualGuest) -> DiskPlan {
                         key.clone(),
                         options_value(options, Some(v), Some(slot.volume_option()), slot.opts),
                     );
-                    p.keeps.insert(key.clone(), vol.to_string());
+                    p.keeps.insert(key.clone(), v.to_string());
                 }
                 if let Some(want) = size {
                     match volume_size(v).and_then(size_mib) {

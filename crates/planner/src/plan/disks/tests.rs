@@ -113,7 +113,7 @@ fn new_options_keep_the_volume_and_say_so() {
         change.set["scsi0"],
         "local-lvm:vm-101-disk-0,backup=0,iothread=1,size=32G"
     );
-    assert_eq!(change.keeps["scsi0"], "local-lvm:vm-101-disk-0");
+    assert_eq!(change.keeps["scsi0"], "local-lvm:vm-101-disk-0,size=32G");
     assert!(benign(&p.actions[0]));
     // A claim to keep a volume the value does not name is not benign.
     let mut lie = p.actions[0].clone();
@@ -144,7 +144,31 @@ fn a_cdrom_gets_its_iso_and_a_disk_is_never_swapped_for_one() {
         panic!("{:?}", p.actions)
     };
     assert_eq!(change.set["ide2"], "local:iso/debian-12.iso,media=cdrom");
-    assert!(benign(&p.actions[0]));
+    // Media a guest may boot from can overwrite its disks: held on an existing guest...
+    assert!(!benign(&p.actions[0]));
+    // ...benign in a create, and ejecting is benign.
+    let fresh = plan_guest(&s, None);
+    assert!(
+        matches!(&fresh.actions[0], Action::Create { config, .. } if config["ide2"] == "local:iso/debian-12.iso,media=cdrom")
+    );
+    assert!(benign(&fresh.actions[0]), "{:?}", fresh.actions);
+    let eject = spec(
+        GuestKind::Qemu,
+        &[("ide2", json!({"media": "cdrom", "iso": "none"}))],
+    );
+    let loaded = actual(
+        GuestKind::Qemu,
+        &[("ide2", "local:iso/old.iso,media=cdrom")],
+    );
+    let p = plan_guest(&eject, Some(&loaded));
+    assert!(benign(&p.actions[0]), "{:?}", p.actions);
+    // A CD-ROM drive holding a cloud-init volume is left alone.
+    let ci = actual(
+        GuestKind::Qemu,
+        &[("ide2", "local-lvm:vm-101-cloudinit,media=cdrom")],
+    );
+    let p = plan_guest(&eject, Some(&ci));
+    assert!(p.actions.is_empty() && p.notes[0].message.contains("not an ISO"));
     let held_disk = actual(
         GuestKind::Qemu,
         &[("ide2", "local-lvm:vm-101-disk-3,size=4G")],
@@ -216,6 +240,63 @@ fn an_lxc_mount_point_is_added_and_grown_and_its_rootfs_never_detached() {
     assert!(
         matches!(&p.actions[1], Action::ResizeDisk { disk, size, .. } if disk == "rootfs" && size == "16G")
     );
+}
+
+#[test]
+fn a_mount_point_moved_on_a_volume_with_data_waits_for_a_signature() {
+    let s = spec(
+        GuestKind::Lxc,
+        &[("mp0", json!({"mp": "/var/www/html", "backup": true}))],
+    );
+    let a = actual(
+        GuestKind::Lxc,
+        &[("mp0", "local-lvm:vm-101-disk-1,mp=/var/lib/mysql,size=8G")],
+    );
+    let p = plan_guest(&s, Some(&a));
+    assert!(!benign(&p.actions[0]), "{:?}", p.actions);
+    // Only backup: benign.
+    let s = spec(
+        GuestKind::Lxc,
+        &[("mp0", json!({"mp": "/var/lib/mysql", "backup": true}))],
+    );
+    let p = plan_guest(&s, Some(&a));
+    assert!(benign(&p.actions[0]), "{:?}", p.actions);
+}
+
+#[test]
+fn an_alias_or_spaced_second_volume_is_never_benign() {
+    let mut change = steward_model::ConfigChange {
+        digest: Some("d".into()),
+        ..Default::default()
+    };
+    for v in [
+        "local-lvm:4,volume=local-lvm:vm-200-disk-0",
+        "local-lvm:4, file=local-lvm:vm-200-disk-0",
+        "local-lvm:4,import-from=local:iso/x.img",
+    ] {
+        change.set.insert("scsi1".into(), v.into());
+        let a = Action::SetConfig {
+            vmid: Vmid::new(101).unwrap(),
+            kind: GuestKind::Qemu,
+            change: change.clone(),
+        };
+        assert!(!benign(&a), "{v}");
+    }
+    // Kept volume, a second volume smuggled in by alias: not benign.
+    change.set.insert(
+        "scsi0".into(),
+        "local-lvm:vm-100-disk-0,volume=local-lvm:vm-200-disk-0,discard=on".into(),
+    );
+    change.set.remove("scsi1");
+    change
+        .keeps
+        .insert("scsi0".into(), "local-lvm:vm-100-disk-0,size=32G".into());
+    let a = Action::SetConfig {
+        vmid: Vmid::new(101).unwrap(),
+        kind: GuestKind::Qemu,
+        change,
+    };
+    assert!(!benign(&a));
 }
 
 #[test]
