@@ -308,3 +308,47 @@ async fn the_disk_and_nic_road_through_the_document_with_a_signed_removal() {
     assert_eq!(l.engine.status_now().held, 0);
     let _ = l.stop.send(true);
 }
+
+/// A smaller size than the disk has cannot be done: the guest is parked with the disk named
+/// (status and metrics say so), nothing is written, and a document that asks for more grows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shrink_is_refused_by_name_and_a_grow_sends_the_absolute_size() {
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_millis(900),
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    let doc = |generation: u64, size: &str| {
+        json!({"version": 1, "generation": generation, "guests": [
+            {"vmid": 101, "kind": "qemu", "state": "stopped",
+             "scsi0": {"storage": "local-lvm", "size": size}}]})
+    };
+    let writes = l.writes(101);
+    l.desire(doc(1, "16G")).unwrap();
+    l.until("parked", |l| {
+        l.engine
+            .status_now()
+            .parked
+            .iter()
+            .any(|p| p.vmid == 101 && p.reason == "unsatisfiable")
+    })
+    .await;
+    let why = l.engine.status_now().parked[0].why.clone();
+    assert!(why.contains("scsi0 cannot shrink from 32G to 16G"), "{why}");
+    l.passes(2).await;
+    assert_eq!(l.writes(101), writes, "nothing written for a shrink");
+    assert_eq!(l.engine.status_now().converged, 0);
+
+    l.desire(doc(2, "40 GiB")).unwrap();
+    l.until("grown", |l| {
+        config(l, 101, "scsi0").is_some_and(|v| v.contains("size=40G"))
+    })
+    .await;
+    l.until("converged", |l| l.engine.status_now().converged == 1)
+        .await;
+    assert!(l.engine.status_now().parked.is_empty());
+    assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "resize")), 1);
+    let _ = l.stop.send(true);
+}

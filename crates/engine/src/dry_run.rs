@@ -48,14 +48,19 @@ pub fn explain(desired: &DesiredState, actual: &ActualState) -> PlanView {
     for spec in &desired.guests {
         let node = actual.get(&spec.vmid);
         let plan = steward_planner::plan_guest(spec, node);
-        if plan.actions.is_empty() && plan.notes.is_empty() {
+        if plan.actions.is_empty() && plan.notes.is_empty() && plan.problems.is_empty() {
             continue;
         }
         view.guests.push(GuestPlan {
             vmid: spec.vmid.get(),
             kind: spec.kind.as_str().into(),
             actions: plan.actions.iter().map(|a| action(a, node)).collect(),
-            notes: plan.notes.into_iter().map(|n| n.message).collect(),
+            notes: plan
+                .problems
+                .into_iter()
+                .chain(plan.notes)
+                .map(|n| n.message)
+                .collect(),
         });
     }
     view

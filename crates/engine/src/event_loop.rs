@@ -453,6 +453,12 @@ impl Looper {
                     sched.requeue(vmid, r);
                     continue;
                 }
+                Step::Unsatisfiable { why } => {
+                    let detail = steward_authz::escape_controls(&why);
+                    tracing::warn!(guest = %vmid, %detail, "the desired state asks what cannot be done: parked");
+                    sched.requeue(vmid, Requeue::Park(ParkReason::Unsatisfiable { detail }));
+                    continue;
+                }
                 Step::Converged | Step::Unread => continue,
             };
             let action = match crate::identity::with_identity(action) {

@@ -65,6 +65,12 @@ pub enum ParkReason {
         /// What failed last (escaped).
         detail: String,
     },
+    /// The desired state asks what no action can do (a disk shrink, a disk on another
+    /// storage): parked until the document or the guest changes.
+    Unsatisfiable {
+        /// What (escaped).
+        detail: String,
+    },
     /// Something in the agent itself went wrong while acting on it (a panic, an action the
     /// agent cannot make with the identity it must keep).
     Internal {
@@ -83,6 +89,7 @@ impl ParkReason {
             ParkReason::Refused { .. } => "refused",
             ParkReason::Gone { .. } => "gone",
             ParkReason::Failing { .. } => "failing",
+            ParkReason::Unsatisfiable { .. } => "unsatisfiable",
             ParkReason::Internal { .. } => "internal",
         }
     }
@@ -105,6 +112,10 @@ impl std::fmt::Display for ParkReason {
             ParkReason::Failing { code, detail } => write!(
                 f,
                 "failed {PARK_AFTER} times in a row ({code}: {detail}): parked until its desired state or the guest changes"
+            ),
+            ParkReason::Unsatisfiable { detail } => write!(
+                f,
+                "the desired state asks what cannot be done: {detail}"
             ),
             ParkReason::Internal { detail } => write!(f, "internal error while acting on it: {detail}"),
         }

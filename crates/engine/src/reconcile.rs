@@ -22,6 +22,12 @@ pub(crate) enum Step {
         /// Whether the node runs a task for the guest (a lock with none will not lift).
         task_running: bool,
     },
+    /// Nothing can be done, yet the guest is not as desired: the planner's problems (a disk
+    /// shrink, a disk on another storage), joined.
+    Unsatisfiable {
+        /// What, for a human.
+        why: String,
+    },
     /// The plan's next action, and the identity of the guest that holds the VMID now.
     Act {
         /// The action.
@@ -32,9 +38,13 @@ pub(crate) enum Step {
 }
 
 impl Step {
-    /// Whether the guest's turn means doing something (acting, or deciding about a lock).
+    /// Whether the guest's turn means doing something (acting, deciding about a lock, or
+    /// parking what cannot be done).
     pub(crate) fn acts(&self) -> bool {
-        matches!(self, Step::Act { .. } | Step::Locked { .. })
+        matches!(
+            self,
+            Step::Act { .. } | Step::Locked { .. } | Step::Unsatisfiable { .. }
+        )
     }
 
     /// Whether the guest differs from its desired state.
@@ -51,7 +61,13 @@ pub(crate) fn reconcile(snap: &Snapshot, vmid: Vmid, spec: &GuestSpec) -> Step {
     }
     let plan = steward_planner::plan_guest(spec, snap.actual(vmid));
     let Some(action) = plan.actions.into_iter().next() else {
-        return Step::Converged;
+        if plan.problems.is_empty() {
+            return Step::Converged;
+        }
+        let why: Vec<String> = plan.problems.into_iter().map(|n| n.message).collect();
+        return Step::Unsatisfiable {
+            why: why.join("; "),
+        };
     };
     if let Some(lock) = observed.and_then(|o| o.entry.lock.clone()) {
         return Step::Locked {

@@ -154,7 +154,7 @@ impl Metrics {
             );
             r.register(
                 "parked_guests",
-                "Guests parked after the last pass, by reason (admin_lock, denied, held, refused, gone, failing, internal)",
+                "Guests parked after the last pass, by reason (admin_lock, denied, held, refused, gone, failing, unsatisfiable, internal)",
                 m.parked.clone(),
             );
             r.register(

@@ -27,6 +27,10 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// What not to do, and why; restarts pending.
     pub notes: Vec<Note>,
+    /// What the document asks that cannot be done (a disk shrink, a disk on another storage, a
+    /// CD-ROM where a disk is): the guest is not as desired, and no action will make it so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Note>,
 }
 
 /// Plans `desired` against `actual`: for each guest the document names, in VMID order, exactly
@@ -133,7 +137,7 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
         });
     }
     for n in disks.notes {
-        note(p, vmid, n);
+        p.problems.push(Note { vmid, message: n });
     }
     if !actual.pending.is_empty() {
         let keys: Vec<&str> = actual.pending.iter().map(String::as_str).collect();

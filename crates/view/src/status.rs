@@ -12,7 +12,7 @@ pub struct Parked {
     /// The guest.
     pub vmid: u32,
     /// Why, as a closed code (`admin_lock`, `denied`, `held`, `refused`, `gone`, `failing`,
-    /// `internal`; the engine's `ParkReason::code`).
+    /// `unsatisfiable`, `internal`; the engine's `ParkReason::code`).
     pub reason: String,
     /// Why, said for a person.
     pub why: String,

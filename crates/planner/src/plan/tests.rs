@@ -504,6 +504,7 @@ proptest! {
             let one = plan_guest(s, node.guests.get(&s.vmid));
             joined.actions.extend(one.actions);
             joined.notes.extend(one.notes);
+            joined.problems.extend(one.problems);
         }
         prop_assert_eq!(whole, joined);
     }

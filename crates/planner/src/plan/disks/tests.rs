@@ -88,13 +88,13 @@ fn a_larger_size_grows_by_an_absolute_resize_and_a_smaller_one_is_refused_by_nam
     let shrink = spec(GuestKind::Qemu, &[("scsi0", json!({"size": "16 GiB"}))]);
     let p = plan_guest(&shrink, Some(&a));
     assert!(p.actions.is_empty(), "{:?}", p.actions);
-    assert_eq!(p.notes.len(), 1);
+    assert_eq!(p.problems.len(), 1);
     assert!(
-        p.notes[0]
+        p.problems[0]
             .message
             .contains("scsi0 cannot shrink from 32G to 16G"),
         "{}",
-        p.notes[0].message
+        p.problems[0].message
     );
 }
 
@@ -168,14 +168,14 @@ fn a_cdrom_gets_its_iso_and_a_disk_is_never_swapped_for_one() {
         &[("ide2", "local-lvm:vm-101-cloudinit,media=cdrom")],
     );
     let p = plan_guest(&eject, Some(&ci));
-    assert!(p.actions.is_empty() && p.notes[0].message.contains("not an ISO"));
+    assert!(p.actions.is_empty() && p.problems[0].message.contains("not an ISO"));
     let held_disk = actual(
         GuestKind::Qemu,
         &[("ide2", "local-lvm:vm-101-disk-3,size=4G")],
     );
     let p = plan_guest(&s, Some(&held_disk));
     assert!(p.actions.is_empty());
-    assert!(p.notes[0].message.contains("holds a disk"));
+    assert!(p.problems[0].message.contains("holds a disk"));
 }
 
 #[test]
