@@ -17,6 +17,32 @@ fn config(l: &Lab, vmid: u32, key: &str) -> Option<String> {
         .with_node(|n| n.st.guests[&vmid].effective().get(key).cloned())
 }
 
+/// alice signs `template` with `ssh-keygen` and presents it: it must run and succeed. The
+/// signed bytes and the signature, to present again.
+async fn sign_and_run(l: &Lab, template: &Value) -> (Vec<u8>, Vec<u8>) {
+    let bytes = serde_json::to_vec(template).unwrap();
+    let sig =
+        l.kg.sign(&l.op.private, "op@steward", &bytes)
+            .unwrap()
+            .to_vec();
+    let d = l
+        .engine
+        .present(&bytes, std::slice::from_ref(&sig))
+        .await
+        .decision;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    (bytes, sig)
+}
+
 fn mac(net: &str) -> String {
     net.split(',')
         .next()
@@ -160,23 +186,15 @@ async fn new_ssh_keys_on_an_existing_guest_wait_for_a_signature_and_run_once() {
         .unwrap()
         .starts_with("ssh-ed25519%20"));
 
-    let bytes = serde_json::to_vec(&h.template).unwrap();
-    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
-    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
-    assert!(
-        matches!(
-            d,
-            Decision::Executed {
-                outcome: Outcome::Succeeded,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    let (bytes, sig) = sign_and_run(&l, &h.template).await;
     assert_eq!(config(&l, 101, "ciuser").as_deref(), Some("debian"));
     let writes = l.writes(101);
     // The same signature again is a replay: nothing runs.
-    let again = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
+    let again = l
+        .engine
+        .present(&bytes, std::slice::from_ref(&sig))
+        .await
+        .decision;
     assert!(!matches!(again, Decision::Executed { .. }), "{again:?}");
     l.passes(2).await;
     assert_eq!(l.writes(101), writes, "converged: nothing more is written");
@@ -273,19 +291,7 @@ async fn the_disk_and_nic_road_through_the_document_with_a_signed_removal() {
         "nothing removed unsigned"
     );
 
-    let bytes = serde_json::to_vec(&h.template).unwrap();
-    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
-    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
-    assert!(
-        matches!(
-            d,
-            Decision::Executed {
-                outcome: Outcome::Succeeded,
-                ..
-            }
-        ),
-        "{d:?}"
-    );
+    let (bytes, sig) = sign_and_run(&l, &h.template).await;
     let after = volumes(&l);
     assert_eq!(after.len(), before.len(), "exactly one volume freed");
     assert!(!after.contains(&volume), "the one the template named");
@@ -300,7 +306,11 @@ async fn the_disk_and_nic_road_through_the_document_with_a_signed_removal() {
     assert!(!unused, "no unusedN left behind");
 
     // Once: the signature again runs nothing, and the node stays converged.
-    let again = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
+    let again = l
+        .engine
+        .present(&bytes, std::slice::from_ref(&sig))
+        .await
+        .decision;
     assert!(!matches!(again, Decision::Executed { .. }), "{again:?}");
     let writes = l.writes(101);
     l.passes(3).await;

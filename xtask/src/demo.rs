@@ -134,6 +134,40 @@ impl Demo {
         Ok(agent)
     }
 
+    /// alice signs the template of the first op `pending` lists (`pending show ID --template`
+    /// into `name`, `ssh-keygen -Y sign` into `name.sig`) and submits it, which must execute:
+    /// the template, the signature and what `submit` said.
+    fn sign_and_submit(
+        &self,
+        pending: &str,
+        kg: &steward_testkit::Keygen,
+        alice: &steward_testkit::Key,
+        name: &str,
+    ) -> Result<(String, Vec<u8>, String)> {
+        let id: String = pending
+            .strip_prefix("op ")
+            .unwrap_or("")
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let (code, template) = self.cli(&["pending", "show", &id, "--template"])?;
+        ensure!(code == 0, "pending show {id} --template");
+        let op = self.path(name);
+        let sig_path = self.path(&format!("{name}.sig"));
+        std::fs::write(&op, &template)?;
+        let sig = kg.sign(&alice.private, "op@steward", template.as_bytes())?;
+        std::fs::write(&sig_path, &sig)?;
+        println!("$ ssh-keygen -Y sign -n op@steward -f alice {name}");
+        let (code, said) = self.cli(&[
+            "submit",
+            &op.display().to_string(),
+            &sig_path.display().to_string(),
+        ])?;
+        print!("$ steward-agent submit {name} {name}.sig\n{said}");
+        ensure!(code == 0 && said.contains("executed"), "executed");
+        Ok((template, sig, said))
+    }
+
     fn counter(&self, vmid: u32, call: &str) -> Result<u64> {
         crate::procs::counter(&self.control, vmid, call)
     }
@@ -291,29 +325,8 @@ pub fn run() -> Result<bool> {
     println!("still held; 103 untouched");
 
     say("4. alice signs the template with ssh-keygen and submits it: it runs, once");
-    let id: String = pending
-        .strip_prefix("op ")
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let (code, template) = demo.cli(&["pending", "show", &id, "--template"])?;
-    ensure!(code == 0, "pending show --template");
-    let op = demo.path("op.json");
-    std::fs::write(&op, &template)?;
-    let sig = kg.sign(&alice.private, "op@steward", template.as_bytes())?;
-    std::fs::write(demo.path("op.json.sig"), &sig)?;
-    println!("$ ssh-keygen -Y sign -n op@steward -f alice op.json");
-    let (code, said) = demo.cli(&[
-        "submit",
-        &op.display().to_string(),
-        &demo.path("op.json.sig").display().to_string(),
-    ])?;
-    print!("$ steward-agent submit op.json op.json.sig\n{said}");
-    ensure!(
-        code == 0 && said.contains("executed") && said.contains("signed=true"),
-        "executed"
-    );
+    let (template, sig, said) = demo.sign_and_submit(&pending, &kg, &alice, "op.json")?;
+    ensure!(said.contains("signed=true"), "executed, signed");
     ensure!(demo.guests()?.get("103").is_none(), "103 destroyed");
     ensure!(demo.counter(103, "destroy")? == 1, "one destroy");
 
@@ -380,24 +393,7 @@ pub fn run() -> Result<bool> {
         pending.contains(&format!("{volume} (4G)")),
         "the held op names the volume and its size"
     );
-    let id: String = pending
-        .strip_prefix("op ")
-        .unwrap_or("")
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    let (code, template) = demo.cli(&["pending", "show", &id, "--template"])?;
-    ensure!(code == 0, "pending show --template");
-    std::fs::write(demo.path("detach.json"), &template)?;
-    let sig = kg.sign(&alice.private, "op@steward", template.as_bytes())?;
-    std::fs::write(demo.path("detach.json.sig"), &sig)?;
-    let (code, said) = demo.cli(&[
-        "submit",
-        &demo.path("detach.json").display().to_string(),
-        &demo.path("detach.json.sig").display().to_string(),
-    ])?;
-    print!("$ steward-agent submit detach.json detach.json.sig\n{said}");
-    ensure!(code == 0 && said.contains("executed"), "executed");
+    demo.sign_and_submit(&pending, &kg, &alice, "detach.json")?;
     let volumes_after = control(&demo.control, "GET", "/volumes", "")?;
     let gone: Vec<&String> = volumes_before
         .as_object()

@@ -191,36 +191,29 @@ pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
             None => errs.add(at("create"), "must be an object/table of create-time keys"),
         }
     }
-    for (k, v) in obj.iter().filter(|(k, _)| keys::is_setting(k)) {
-        let Some(kind) = kind else { continue };
-        let Some(row) = keys::setting(kind, k) else {
-            errs.add(at(k), format!("{k} is not a setting of a {kind} guest"));
+    // Settings and disk slots: each checked against its kind's row, and said once (not also
+    // under `create`).
+    for (k, v) in obj.iter() {
+        let (Some(kind), true) = (kind, keys::is_setting(k) || keys::is_disk_slot(k)) else {
             continue;
         };
-        match super::settings::parse(row, k, v) {
-            Ok(s) => {
-                spec.settings.insert(k.clone(), s);
-            }
-            Err(e) => errs.add(at(k), e),
-        }
-        if spec.create.contains_key(k) {
-            errs.add(
-                at(k),
-                format!("also given as create.{k}: give it once (here, to manage it)"),
-            );
-        }
-    }
-    for (k, v) in obj.iter().filter(|(k, _)| keys::is_disk_slot(k)) {
-        let Some(kind) = kind else { continue };
-        let Some(slot) = keys::disk_slot(kind, k) else {
-            errs.add(at(k), format!("{k} is not a disk of a {kind} guest"));
-            continue;
+        let parsed = if keys::is_setting(k) {
+            keys::setting(kind, k)
+                .ok_or_else(|| format!("{k} is not a setting of a {kind} guest"))
+                .and_then(|row| super::settings::parse(row, k, v))
+                .map(|s| {
+                    spec.settings.insert(k.clone(), s);
+                })
+        } else {
+            keys::disk_slot(kind, k)
+                .ok_or_else(|| format!("{k} is not a disk of a {kind} guest"))
+                .and_then(|slot| super::disks::parse(slot, k, v))
+                .map(|d| {
+                    spec.disks.insert(k.clone(), d);
+                })
         };
-        match super::disks::parse(slot, k, v) {
-            Ok(d) => {
-                spec.disks.insert(k.clone(), d);
-            }
-            Err(e) => errs.add(at(k), e),
+        if let Err(e) = parsed {
+            errs.add(at(k), e);
         }
         if spec.create.contains_key(k) {
             errs.add(
