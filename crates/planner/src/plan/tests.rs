@@ -340,6 +340,16 @@ const DOC_SETTINGS: &[(GuestKind, &str, &str)] = &[
     ),
     (Q, "ide2", r#"{"media":"cdrom","iso":"none"}"#),
     (Q, "efidisk0", r#"{"storage":"local-lvm","efitype":"4m"}"#),
+    (
+        Q,
+        "tpmstate0",
+        r#"{"storage":"local-lvm","version":"v2.0"}"#,
+    ),
+    (
+        Q,
+        "sata1",
+        r#"{"storage":"local-lvm","size":"2G","ssd":true,"aio":"io_uring"}"#,
+    ),
     (L, "rootfs", r#"{"storage":"local-lvm","size":"16G"}"#),
     (
         L,
@@ -380,9 +390,6 @@ const STORED_SETTINGS: &[(GuestKind, &str, &str)] = &[
 #[test]
 fn every_disk_slot_is_exercised_by_the_proptest_tables() {
     for slot in crate::keys::DISKS {
-        if ["sata", "tpmstate0"].contains(&slot.key) {
-            continue; // the same rules as ide and efidisk0
-        }
         assert!(
             DOC_SETTINGS
                 .iter()
