@@ -118,7 +118,8 @@ pub enum Command {
         /// The configuration file (for the node, its endpoint and the everyday token).
         #[arg(long, default_value = "/etc/steward/agent.toml")]
         config: PathBuf,
-        /// The document to plan (default: the file the configuration names as its source).
+        /// The document to plan (default: what the configured source serves now — the file,
+        /// or the hub's document for this node).
         #[arg(long)]
         desired: Option<PathBuf>,
         /// Print the plan as JSON.

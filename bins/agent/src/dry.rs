@@ -1,6 +1,7 @@
 //! `steward-agent plan` and `steward-agent export`: the node read once with the everyday
 //! (read) token, straight from Proxmox — whether or not the agent runs — and either the dry
-//! run of a document against it or the document that describes it. Printing only: the
+//! run of a document (a file, or the hub's, fetched once as the agent polls it) against it or
+//! the document that describes it. Printing only: the
 //! reading, planning and exporting are the library's (`steward_engine::dry_run`,
 //! `steward_planner::export`). It must never build a writer or touch the journal.
 
@@ -10,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use steward_engine::dry_run;
 use steward_model::{DesiredState, Vmid};
-use steward_providers::{FileProvider, Update};
+use steward_providers::{FileProvider, Provider, Update};
 use steward_proxmox_client::{ApiToken, PveClient};
 
 /// How `export` writes the document.
@@ -39,11 +40,26 @@ fn reader(cfg: &Settings) -> anyhow::Result<PveClient> {
     PveClient::new(cfg.proxmox.endpoint.clone(), token, &cfg.node).map_err(anyhow::Error::msg)
 }
 
-fn document(path: &Path) -> anyhow::Result<DesiredState> {
-    match FileProvider::new(path).poll() {
-        Update::New(d) => Ok(DesiredState::clone(&d)),
-        Update::Refused(e) | Update::Unavailable(e) => bail!("{e}"),
-        Update::Unchanged => bail!("{}: not read", path.display()),
+/// The document to plan: `--desired FILE`, else what the configured source serves now (the
+/// file, or the hub's document for this node, fetched once as the agent would poll it).
+async fn document(
+    cfg: &Settings,
+    desired: Option<PathBuf>,
+) -> anyhow::Result<(DesiredState, String)> {
+    let (mut provider, from): (Box<dyn Provider>, String) = match desired {
+        Some(p) => (Box::new(FileProvider::new(&p)), p.display().to_string()),
+        None => (
+            crate::providers::from_config(cfg)?,
+            match &cfg.provider.source {
+                Source::File(p) => p.display().to_string(),
+                Source::Hub { url, .. } => format!("the hub's document ({url})"),
+            },
+        ),
+    };
+    match provider.poll().await {
+        Update::New(d) => Ok((DesiredState::clone(&d), from)),
+        Update::Refused(e) | Update::Unavailable(e) => bail!("{from}: {e}"),
+        Update::Unchanged => bail!("{from}: not read"),
     }
 }
 
@@ -51,14 +67,7 @@ fn document(path: &Path) -> anyhow::Result<DesiredState> {
 /// Terraform's `-detailed-exitcode`).
 pub async fn plan(config: &Path, desired: Option<PathBuf>, json: bool) -> anyhow::Result<bool> {
     let cfg = settings(config)?;
-    let path = match (desired, &cfg.provider.source) {
-        (Some(p), _) => p,
-        (None, Source::File(p)) => p.clone(),
-        (None, Source::Hub { url, .. }) => bail!(
-            "the desired state comes from the hub at {url}: give the document with --desired FILE"
-        ),
-    };
-    let d = document(&path)?;
+    let (d, from) = document(&cfg, desired).await?;
     let only: BTreeSet<Vmid> = d.guests.iter().map(|g| g.vmid).collect();
     let node = dry_run::read_node(&reader(&cfg)?, Some(&only))
         .await
@@ -97,7 +106,7 @@ pub async fn plan(config: &Path, desired: Option<PathBuf>, json: bool) -> anyhow
         }
     }
     if actions == 0 {
-        println!("No changes: the node is as {} says.", path.display());
+        println!("No changes: the node is as {from} says.");
     } else {
         println!(
             "Plan: {actions} action{} ({held} held for a signature) on {} guest{}.",

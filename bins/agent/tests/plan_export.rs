@@ -107,3 +107,38 @@ async fn export_plans_as_no_change_and_a_plan_says_what_would_change_and_never_w
     assert!(err.contains("net0") && err.contains("colour"), "{err}");
     assert_eq!(writes(), before, "plan and export never write");
 }
+
+/// An agent fed by a hub plans the hub's document for its node, fetched once as it polls it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_fed_agent_plans_the_hubs_document() {
+    let sim = sim(Duration::from_millis(20)).await;
+    let hub = common::hub("plan-hub-token-3c9").await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let provider = common::hub_provider(d, &hub, "plan-hub-token-3c9");
+    let cfg = common::config(d, &sim, &provider);
+    common::trust(
+        d,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDhQ5WSMz0Y3dzv0u7ewd0f3BgR2Y9t4X0hLZ5uXn3Ux",
+    );
+    hub.set_desired(
+        "pve-a",
+        r#"{"version": 1, "generation": 3, "guests": [
+            {"vmid": 100, "kind": "qemu", "state": "running", "cores": 4}]}"#,
+    );
+    let (code, out, err) = run(&["plan"], &cfg);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(out.contains("cores: 2 -> 4"), "{out}");
+    assert!(out.contains("qemu 100:"), "{out}");
+    hub.set_desired(
+        "pve-a",
+        r#"{"version": 1, "generation": 4, "guests": [
+            {"vmid": 100, "kind": "qemu", "state": "running", "cores": 2}]}"#,
+    );
+    let (code, out, err) = run(&["plan"], &cfg);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("No changes: the node is as the hub's document"),
+        "{out}"
+    );
+}
