@@ -72,7 +72,9 @@ fn doc(generation: u64, extra: Value) -> Value {
         g.extend(extra.clone());
     }
     json!({"version": 1, "generation": generation, "guests": [g,
-        {"vmid": 100, "kind": "qemu", "state": "running", "cpu": "host", "numa": true}]})
+        {"vmid": 100, "kind": "qemu", "state": "running", "cpu": "host", "numa": true},
+        {"vmid": 102, "kind": "lxc", "state": "running", "nameserver": "10.0.0.53",
+         "net0": {"name": "eth0", "bridge": "vmbr1", "tag": 30, "firewall": true}}]})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,9 +88,21 @@ async fn nics_cloud_init_and_cpu_converge_heal_and_stay_converged() {
     .unwrap();
     let mac_before = mac(&config(&l, 101, "net0").unwrap());
     assert_eq!(mac_before.len(), 17, "the simulator gave net0 a MAC");
+    let hwaddr = |net: &str| {
+        net.split(',')
+            .find_map(|p| p.strip_prefix("hwaddr="))
+            .map(str::to_string)
+    };
+    let ct_mac = hwaddr(&config(&l, 102, "net0").unwrap());
+    assert!(ct_mac.is_some());
     l.desire(doc(1, json!({}))).unwrap();
-    l.until("converged", |l| l.engine.status_now().converged == 2)
+    l.until("converged", |l| l.engine.status_now().converged == 3)
         .await;
+    // The container moved to another bridge and VLAN unsigned, its MAC (its identity) kept.
+    let ct = config(&l, 102, "net0").unwrap();
+    assert!(ct.contains("bridge=vmbr1") && ct.contains("tag=30"), "{ct}");
+    assert_eq!(hwaddr(&ct), ct_mac, "{ct}");
+    assert_eq!(l.engine.status_now().held, 0);
 
     let net0 = config(&l, 101, "net0").unwrap();
     assert_eq!(mac(&net0), mac_before, "net0 keeps its MAC: {net0}");

@@ -259,6 +259,30 @@ pub fn disk_write_benign(
     }
 }
 
+/// The `hwaddr=` of an LXC NIC value, if it has exactly one.
+pub fn lxc_hwaddr(value: &str) -> Option<String> {
+    let mut found = value
+        .split(',')
+        .filter_map(|p| p.strip_prefix("hwaddr="))
+        .map(|m| m.to_ascii_uppercase());
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// Whether writing `value` to a container's NIC `key` keeps its identity: the change carries a
+/// digest and either keeps the slot's value now (`keeps`) with the same MAC in what it writes,
+/// or says the slot is empty and writes no MAC (Proxmox makes a new one for a new NIC). The
+/// executor checks either claim at the digest (`steward_gate::binding::check_slots`).
+pub fn lxc_nic_write_benign(key: &str, value: &str, change: &steward_model::ConfigChange) -> bool {
+    if change.digest.is_none() || value.split(',').any(|p| p.trim() != p) {
+        return false;
+    }
+    match change.keeps.get(key) {
+        Some(kept) => lxc_hwaddr(kept).is_some_and(|m| lxc_hwaddr(value) == Some(m)),
+        None => !value.contains("hwaddr"),
+    }
+}
+
 #[cfg(test)]
 mod new_volume_tests {
     use super::is_new_volume;

@@ -11,7 +11,7 @@
 
 mod keys;
 
-pub use keys::{disk_write_benign, is_benign_key, is_data_bearing_key, is_new_volume};
+pub use keys::{disk_write_benign, is_benign_key, is_data_bearing_key, is_new_volume, lxc_hwaddr};
 
 use steward_model::{Action, ConfigChange, GuestKind};
 
@@ -159,10 +159,14 @@ fn config(kind: GuestKind, change: &ConfigChange) -> Verdict {
         return Verdict::Destructive("the change removes volumes".into());
     }
     for (key, value) in &change.set {
-        // An LXC's network MACs are its identity (`steward_model::guest_identity`), and
-        // Proxmox makes up a new MAC for a device written without one: any change would let the
-        // guest pass for another.
+        // An LXC's network MACs are its identity (`steward_model::guest_identity`): a NIC
+        // written with another MAC, or rewritten without one (Proxmox makes up a new one),
+        // would let the guest pass for another. Benign only with the MAC it keeps, or as a new
+        // NIC in an empty slot (claims the executor checks at the digest).
         if kind == GuestKind::Lxc && steward_model::is_net_key(key) {
+            if keys::lxc_nic_write_benign(key, value, change) {
+                continue;
+            }
             return Verdict::Destructive(format!(
                 "{key} carries the container's identity (its MAC)"
             ));

@@ -181,6 +181,58 @@ fn removing_volumes_or_rewriting_an_lxc_identity_is_destructive() {
     assert!(!classify(&qemu, &[], Context::default()).is_destructive());
 }
 
+/// A container's NIC may move to another bridge or VLAN unsigned only with the claims the
+/// executor checks at the digest: the value it keeps and the same MAC written back, or an
+/// empty slot and no MAC at all.
+#[test]
+fn an_lxc_nic_keeps_its_identity_or_waits_for_a_signature() {
+    let with = |value: &str, kept: Option<&str>, digest: bool| {
+        let mut change = ConfigChange {
+            set: [("net0".to_string(), value.to_string())].into(),
+            digest: digest.then(|| "d".to_string()),
+            ..ConfigChange::default()
+        };
+        if let Some(k) = kept {
+            change.keeps.insert("net0".into(), k.into());
+        }
+        let a = Action::SetConfig {
+            vmid: v(),
+            kind: GuestKind::Lxc,
+            change,
+        };
+        !classify(&a, &[], Context::default()).is_destructive()
+    };
+    let held = "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:02,ip=dhcp,type=veth";
+    let moved = "bridge=vmbr1,hwaddr=BC:24:11:00:00:02,ip=dhcp,name=eth0,tag=30,type=veth";
+    assert!(with(moved, Some(held), true), "same MAC, kept value");
+    assert!(!with(moved, Some(held), false), "no digest: no claim binds");
+    assert!(
+        !with(&moved.replace(":02", ":09"), Some(held), true),
+        "another MAC"
+    );
+    assert!(
+        !with("bridge=vmbr1,name=eth0", Some(held), true),
+        "no MAC: Proxmox would make a new one"
+    );
+    assert!(with("name=eth1,bridge=vmbr1", None, true), "a new NIC");
+    assert!(
+        !with(
+            "name=eth1,bridge=vmbr1,hwaddr=BC:24:11:00:00:02",
+            None,
+            true
+        ),
+        "a new NIC never brings a MAC"
+    );
+    assert!(
+        !with(
+            "name=eth0,hwaddr=BC:24:11:00:00:02,hwaddr=BC:24:11:00:00:09",
+            Some(held),
+            true
+        ),
+        "two MACs"
+    );
+}
+
 #[test]
 fn provenance_never_covers_unreferenced_disks() {
     let sweeping = Action::Destroy {

@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::binding::{check_slots, touches_volumes};
+use steward_gate::binding::{check_slots, claims_slots};
 use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig};
 use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
@@ -158,7 +158,7 @@ impl NodeExecutor {
         // nothing: an empty slot); that holds at its digest on the signed path and the benign
         // one alike, or nothing is written.
         let slots = match action {
-            Action::SetConfig { change, .. } if touches_volumes(action) => {
+            Action::SetConfig { change, .. } if claims_slots(action) => {
                 let cfg = node.config(kind, vmid).await.map_err(failure)?;
                 let observed = ObservedConfig {
                     digest: cfg.digest.clone(),

@@ -30,18 +30,43 @@ fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
         .collect()
 }
 
-/// Whether `action` must be checked against the guest's config before it runs (and, on the
-/// signed path, before a signature over it is spent): a config change that touches a
-/// data-bearing key, names volumes it removes or claims volumes it keeps.
+/// Whether `action` touches data (and so is checked before a signature over it is spent, and
+/// runs with the admin token when benign): a config change that touches a data-bearing key,
+/// names volumes it removes or claims volumes it keeps.
 pub fn touches_volumes(action: &Action) -> bool {
     match action {
         Action::SetConfig { kind, change, .. } => {
             !change.removes.is_empty()
-                || !change.keeps.is_empty()
+                || change.keeps.keys().any(|k| is_data_bearing_key(*kind, k))
                 || !data_keys(*kind, change).is_empty()
         }
         _ => false,
     }
+}
+
+/// The container NICs a change with a digest writes: what it claims about each (the value it
+/// keeps, or an empty slot) is checked like a disk slot's.
+fn nic_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
+    if kind != GuestKind::Lxc || change.digest.is_none() {
+        return Vec::new();
+    }
+    change
+        .set
+        .keys()
+        .filter(|k| steward_model::is_net_key(k))
+        .collect()
+}
+
+/// Whether `action` must be checked against the guest's config just before it is written:
+/// it touches data, or writes a container's NIC with a claim about it.
+pub fn claims_slots(action: &Action) -> bool {
+    touches_volumes(action)
+        || match action {
+            Action::SetConfig { kind, change, .. } => {
+                !change.keeps.is_empty() || !nic_keys(*kind, change).is_empty()
+            }
+            _ => false,
+        }
 }
 
 fn is_cdrom(value: &str) -> bool {
@@ -126,10 +151,49 @@ pub fn check_slots(
             "{key}: the signature names {vol} as removed, but the change does not touch {key}"
         ));
     }
+    // A container's NIC: the value kept (with the same MAC written back), or an empty slot after
+    // the NIC that holds its identity (the first with a MAC), so that the MAC Proxmox makes for
+    // the new one never becomes the container's identity.
+    let nics = nic_keys(kind, change);
+    let index = |k: &str| k.strip_prefix("net").and_then(|n| n.parse::<u32>().ok());
+    let identity_nic = observed
+        .values
+        .iter()
+        .filter(|(k, v)| {
+            steward_model::is_net_key(k) && steward_classifier::lxc_hwaddr(v).is_some()
+        })
+        .filter_map(|(k, _)| index(k))
+        .min();
+    for key in &nics {
+        let stored = observed.values.get(key.as_str());
+        let written = change.set.get(key.as_str()).map(String::as_str);
+        let ok = match change.keeps.get(key.as_str()) {
+            Some(kept) => {
+                stored == Some(kept)
+                    && steward_classifier::lxc_hwaddr(kept).is_some()
+                    && written.and_then(steward_classifier::lxc_hwaddr)
+                        == steward_classifier::lxc_hwaddr(kept)
+            }
+            None => {
+                stored.is_none()
+                    && identity_nic.is_none_or(|first| index(key).is_some_and(|i| i > first))
+            }
+        };
+        if !ok {
+            return Err(format!(
+                "{key}: the change keeps {:?}, the guest holds {} there",
+                change
+                    .keeps
+                    .get(key.as_str())
+                    .map_or("an empty slot", String::as_str),
+                stored.map_or("nothing".to_string(), |s| format!("{s:?}"))
+            ));
+        }
+    }
     if let Some((key, vol)) = change
         .keeps
         .iter()
-        .find(|(k, _)| !touched.iter().any(|t| t == k))
+        .find(|(k, _)| !touched.iter().any(|t| t == k) && !nics.iter().any(|n| n == k))
     {
         return Err(format!(
             "{key}: the change claims to keep {vol} there, but does not write {key}"
@@ -530,6 +594,61 @@ mod tests {
         let ci = observed("D", &[("ide2", "local-lvm:vm-101-cloudinit,media=cdrom")]);
         let eject = change(&[("ide2", "none,media=cdrom")], &[], &[]);
         assert!(check_slots(q, &eject, &ci).is_err());
+    }
+
+    #[test]
+    fn a_container_nic_claim_must_hold_at_the_digest() {
+        let l = GuestKind::Lxc;
+        let held = "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:02,type=veth";
+        let cfg = observed("D", &[("net0", held)]);
+        let mut keep = change(
+            &[(
+                "net0",
+                "bridge=vmbr1,hwaddr=BC:24:11:00:00:02,name=eth0,type=veth",
+            )],
+            &[],
+            &[],
+        );
+        keep.keeps.insert("net0".into(), held.into());
+        assert_eq!(check_slots(l, &keep, &cfg), Ok(()));
+        // Another MAC written back than the one kept.
+        let mut other = keep.clone();
+        other.set.insert(
+            "net0".into(),
+            "bridge=vmbr1,hwaddr=BC:24:11:00:00:09,name=eth0".into(),
+        );
+        assert!(check_slots(l, &other, &cfg).is_err());
+        // A claim of an empty slot over a NIC that is there.
+        let fresh = change(&[("net0", "name=eth0,bridge=vmbr1")], &[], &[]);
+        assert!(check_slots(l, &fresh, &cfg).is_err());
+        // A new NIC after the identity NIC: fine; before it, its new MAC would become the
+        // container's identity: refused.
+        let after = change(&[("net2", "name=eth2,bridge=vmbr1")], &[], &[]);
+        assert_eq!(check_slots(l, &after, &cfg), Ok(()));
+        let second = observed("D", &[("net1", held)]);
+        let before = change(&[("net0", "name=eth9,bridge=vmbr1")], &[], &[]);
+        assert!(check_slots(l, &before, &second).is_err());
+        // A container with no MAC at all has no identity to keep.
+        let bare = observed("D", &[("hostname", "ct")]);
+        assert_eq!(check_slots(l, &before, &bare), Ok(()));
+        // Another value kept than the one held.
+        let mut stale = keep.clone();
+        stale.keeps.insert(
+            "net0".into(),
+            "name=eth0,bridge=vmbr2,hwaddr=BC:24:11:00:00:02".into(),
+        );
+        assert!(check_slots(l, &stale, &cfg).is_err());
+        assert!(claims_slots(&Action::SetConfig {
+            vmid: Vmid::new(104).unwrap(),
+            kind: l,
+            change: keep.clone(),
+        }));
+        // Not a disk: the everyday token's business.
+        assert!(!touches_volumes(&Action::SetConfig {
+            vmid: Vmid::new(104).unwrap(),
+            kind: l,
+            change: keep,
+        }));
     }
 
     #[test]

@@ -557,13 +557,11 @@ pub fn is_disk_slot(key: &str) -> bool {
 }
 
 /// Settings written in a change of their own, after everything else the guest needs: the keys
-/// that say who may log in (`sshkeys`, `ciuser`) and a container's NICs (a container's MAC is
-/// its identity). A change that waits for an operator then holds nothing else up; it carries no
-/// digest (its values are whole and written as such), so it can follow the guest's other writes
-/// in the same pass.
-pub fn written_alone(kind: GuestKind, key: &str) -> bool {
+/// that say who may log in (`sshkeys`, `ciuser`). A change that waits for an operator then
+/// holds nothing else up; it carries no digest (its values are whole and written as such), so
+/// it can follow the guest's other writes in the same pass.
+pub fn written_alone(_kind: GuestKind, key: &str) -> bool {
     matches!(key, "sshkeys" | "ciuser")
-        || (kind == GuestKind::Lxc && steward_model::is_net_key(key))
 }
 
 /// The row for config key `key` on `kind` (`net3` finds the `net` family), if it is managed.

@@ -332,13 +332,17 @@ fn settings_into(
         if setting::equal(row.rule, want, stored) {
             continue;
         }
-        change
-            .get_or_insert_with(|| ConfigChange {
-                digest: (!alone).then(|| actual.digest.clone()),
-                ..ConfigChange::default()
-            })
-            .set
+        let c = change.get_or_insert_with(|| ConfigChange {
+            digest: (!alone).then(|| actual.digest.clone()),
+            ..ConfigChange::default()
+        });
+        c.set
             .insert(key.clone(), setting::value(row.rule, want, stored));
+        // A container's NIC is its identity: the change says which value (and MAC) it keeps.
+        if let (GuestKind::Lxc, true, Some(v)) = (spec.kind, steward_model::is_net_key(key), stored)
+        {
+            c.keeps.insert(key.clone(), v.to_string());
+        }
     }
 }
 

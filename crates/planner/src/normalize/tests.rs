@@ -205,10 +205,10 @@ mod settings {
                 "name=eth0,bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,type=veth",
             )],
         );
-        // A container's NIC is its identity: written on its own, with no digest.
-        assert_eq!(super::super::config_change(&s, &a), None);
-        let c = super::super::alone_change(&s, &a).unwrap();
-        assert_eq!(c.digest, None);
+        // A container's NIC is its identity: the change keeps the value it holds, MAC and all.
+        assert_eq!(super::super::alone_change(&s, &a), None);
+        let c = super::super::config_change(&s, &a).unwrap();
+        assert_eq!(c.keeps["net0"], a.config["net0"]);
         assert_eq!(
             c.set["net0"],
             "bridge=vmbr0,hwaddr=BC:24:11:00:00:01,ip=dhcp,name=eth0,tag=30,type=veth"
