@@ -376,3 +376,138 @@ async fn a_shrink_is_refused_by_name_and_a_grow_sends_the_absolute_size() {
     assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "resize")), 1);
     let _ = l.stop.send(true);
 }
+
+/// A disk on another storage than the document says is moved there, its source deleted after
+/// the copy: held until signed, the template naming the source volume and its size at the
+/// config digest; a template edited to name another guest's volume is refused; once signed the
+/// slot names a copy on the new storage with its options, and exactly the source volume is
+/// freed. A running container's volume waits until the document stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_moves_to_another_storage_once_signed_and_frees_only_its_source() {
+    let l = Lab::start(LabConfig {
+        guests: 3,
+        sweep: Duration::from_millis(900),
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    let doc = |generation: u64, ct_state: &str| {
+        json!({"version": 1, "generation": generation, "guests": [
+            {"vmid": 101, "kind": "qemu", "state": "stopped",
+             "scsi0": {"storage": "local-zfs", "size": "32G"}},
+            {"vmid": 102, "kind": "lxc", "state": ct_state,
+             "rootfs": {"storage": "local-zfs"}}]})
+    };
+    let source = config(&l, 101, "scsi0").unwrap();
+    let source_volume = source.split(',').next().unwrap().to_string();
+    let other = config(&l, 100, "scsi0").unwrap();
+    let other_volume = other.split(',').next().unwrap().to_string();
+    let ct_volume = config(&l, 102, "rootfs")
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let before = volumes(&l);
+
+    l.desire(doc(1, "running")).unwrap();
+    l.until("held, and the container parked", |l| {
+        let s = l.engine.status_now();
+        s.held == 1
+            && s.parked
+                .iter()
+                .any(|p| p.vmid == 102 && p.reason == "unsatisfiable")
+    })
+    .await;
+    let why = l
+        .engine
+        .status_now()
+        .parked
+        .into_iter()
+        .find(|p| p.vmid == 102)
+        .unwrap()
+        .why;
+    assert!(why.contains("rootfs") && why.contains("stopped"), "{why}");
+    let h = l.engine.held().await.remove(0);
+    assert_eq!(h.template["op"], "guest.move");
+    assert_eq!(h.template["params"]["volume"], source_volume.as_str());
+    assert_eq!(h.template["params"]["storage"], "local-zfs");
+    assert_eq!(h.template["params"]["delete"], true);
+    assert!(h.template["params"]["digest"].is_string());
+    assert!(
+        h.summary.contains(&format!("{source_volume} (32G)")),
+        "{}",
+        h.summary
+    );
+    assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "move")), 0);
+
+    // The template, edited to name another guest's volume and signed: refused, nothing moves.
+    let mut forged = h.template.clone();
+    forged["params"]["volume"] = json!(other_volume);
+    let bytes = serde_json::to_vec(&forged).unwrap();
+    let sig =
+        l.kg.sign(&l.op.private, "op@steward", &bytes)
+            .unwrap()
+            .to_vec();
+    let d = l
+        .engine
+        .present(&bytes, std::slice::from_ref(&sig))
+        .await
+        .decision;
+    assert!(
+        matches!(&d, Decision::Refused { reason, .. } if reason.code() == "binding_mismatch"),
+        "{d:?}"
+    );
+    assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "move")), 0);
+    assert_eq!(volumes(&l), before);
+
+    sign_and_run(&l, &h.template).await;
+    let moved = config(&l, 101, "scsi0").unwrap();
+    assert!(moved.starts_with("local-zfs:vm-101-disk-"), "{moved}");
+    let opts = |v: &str| v.split(',').skip(1).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(opts(&moved), opts(&source), "the slot's options are kept");
+    let after = volumes(&l);
+    assert_eq!(after.len(), before.len(), "a copy made, one volume freed");
+    assert!(!after.contains(&source_volume), "the source is freed");
+    assert!(after.contains(&other_volume), "and nothing else");
+    assert!(!l.sim.with_node(|n| n.st.guests[&101]
+        .config
+        .keys()
+        .any(|k| k.starts_with("unused"))));
+    assert_eq!(l.sim.with_node(|n| n.st.counters.of(101, "move")), 1);
+
+    // The container: stopped by the document, then its volume's move is held too.
+    l.desire(doc(2, "stopped")).unwrap();
+    l.until("the container's move held", |l| {
+        l.engine.status_now().held == 1
+    })
+    .await;
+    let h = l.engine.held().await.remove(0);
+    assert_eq!(h.guest, 102);
+    assert_eq!(h.template["params"]["disk"], "rootfs");
+    assert_eq!(h.template["params"]["volume"], ct_volume.as_str());
+    let identity = l.sim.with_node(|n| {
+        steward_model::guest_identity(steward_model::GuestKind::Lxc, &n.st.guests[&102].config)
+    });
+    sign_and_run(&l, &h.template).await;
+    assert!(config(&l, 102, "rootfs")
+        .unwrap()
+        .starts_with("local-zfs:vm-102-disk-"));
+    assert!(!volumes(&l).contains(&ct_volume));
+    assert_eq!(
+        l.sim.with_node(|n| steward_model::guest_identity(
+            steward_model::GuestKind::Lxc,
+            &n.st.guests[&102].config
+        )),
+        identity
+    );
+
+    // Converged: no more writes, nothing held.
+    l.until("converged", |l| l.engine.status_now().converged == 2)
+        .await;
+    let writes = (l.writes(101), l.writes(102));
+    l.passes(3).await;
+    assert_eq!((l.writes(101), l.writes(102)), writes);
+    assert_eq!(l.engine.status_now().held, 0);
+    let _ = l.stop.send(true);
+}

@@ -730,3 +730,138 @@ async fn the_out_of_band_actor_state_dir_and_config_files() {
         Some("backup")
     );
 }
+
+async fn volumes_on(w: &PveWriter, storage: &str, vmid: u32) -> Vec<String> {
+    let list = w
+        .raw(
+            "GET",
+            &format!("/nodes/pve-a/storage/{storage}/content"),
+            &p(&[("vmid", &vmid.to_string())]),
+        )
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["volid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_disk_moves_to_another_storage_as_qemu_server_and_pve_container_move_one() {
+    let s = sim().await;
+    let w = writer(&s, ADMIN);
+    let cfg = BTreeMap::from([
+        ("scsi0".to_string(), "local-lvm:4,ssd=1".to_string()),
+        ("scsi1".to_string(), "local-lvm:2".to_string()),
+        (
+            "ide2".to_string(),
+            "local:iso/debian-12.iso,media=cdrom".to_string(),
+        ),
+    ]);
+    let u = w.create(GuestKind::Qemu, v(900), &cfg).await.unwrap();
+    wait(&w, &u).await;
+    let q = GuestKind::Qemu;
+    // The everyday token holds no VM.Config.Disk.
+    denied(
+        writer(&s, EVERYDAY)
+            .move_disk(q, v(900), "scsi1", "local-zfs", false, None)
+            .await,
+        "VM.Config.Disk",
+    );
+    let refused = |r: Result<steward_proxmox_client::Upid, ApiError>, text: &str| {
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains(text), "{e} (expected {text:?})");
+    };
+    refused(
+        w.move_disk(q, v(900), "scsi1", "local-zfs", false, Some("0123"))
+            .await,
+        "detected modified configuration",
+    );
+    refused(
+        w.move_disk(q, v(900), "scsi1", "local-lvm", false, None)
+            .await,
+        "you can't move to the same storage with same format",
+    );
+    refused(
+        w.move_disk(q, v(900), "ide2", "local-zfs", false, None)
+            .await,
+        "you can't move a cdrom",
+    );
+    refused(
+        w.move_disk(q, v(900), "scsi7", "local-zfs", false, None)
+            .await,
+        "disk 'scsi7' does not exist",
+    );
+    refused(
+        w.move_disk(q, v(900), "scsi1", "nowhere", false, None)
+            .await,
+        "storage 'nowhere' does not exist",
+    );
+
+    // Kept: the source becomes unusedN; the slot names the copy, with its options and size.
+    let digest = w.config(q, v(900)).await.unwrap().digest;
+    let u = w
+        .move_disk(q, v(900), "scsi1", "local-zfs", false, Some(&digest))
+        .await
+        .unwrap();
+    assert_eq!(u.kind, "qmmove");
+    wait(&w, &u).await;
+    let c = w.config(q, v(900)).await.unwrap().values;
+    assert_eq!(c["scsi1"], "local-zfs:vm-900-disk-0,size=2G");
+    assert_eq!(c["unused0"], "local-lvm:vm-900-disk-1");
+
+    // Deleted: the source is gone from its storage, and nothing else.
+    let u = w
+        .move_disk(q, v(900), "scsi0", "local-zfs", true, None)
+        .await
+        .unwrap();
+    wait(&w, &u).await;
+    let c = w.config(q, v(900)).await.unwrap().values;
+    assert_eq!(c["scsi0"], "local-zfs:vm-900-disk-1,ssd=1,size=4G");
+    assert_eq!(
+        volumes_on(&w, "local-lvm", 900).await,
+        vec!["local-lvm:vm-900-disk-1".to_string()]
+    );
+    assert_eq!(volumes_on(&w, "local-zfs", 900).await.len(), 2);
+
+    // A volume a snapshot references is never deleted by a move.
+    let u = w
+        .raw(
+            "POST",
+            "/nodes/pve-a/qemu/900/snapshot",
+            &p(&[("snapname", "pre")]),
+        )
+        .await
+        .unwrap();
+    wait(&w, &u.as_str().unwrap().parse().unwrap()).await;
+    refused(
+        w.move_disk(q, v(900), "scsi0", "local-lvm", true, None)
+            .await,
+        "you can't move a disk with snapshots and delete the source",
+    );
+
+    // A container moves only while stopped, and is locked `disk` while it does.
+    let l = GuestKind::Lxc;
+    refused(
+        w.move_disk(l, v(102), "rootfs", "local-zfs", true, None)
+            .await,
+        "cannot move volumes of a running container",
+    );
+    let u = w.stop(l, v(102)).await.unwrap();
+    wait(&w, &u).await;
+    let source = w.config(l, v(102)).await.unwrap().values["rootfs"].clone();
+    let u = w
+        .move_disk(l, v(102), "rootfs", "local-zfs", true, None)
+        .await
+        .unwrap();
+    assert_eq!(u.kind, "move_volume");
+    wait(&w, &u).await;
+    let c = w.config(l, v(102)).await.unwrap().values;
+    assert!(c["rootfs"].starts_with("local-zfs:vm-102-disk-"), "{c:?}");
+    assert!(!c.contains_key("lock"));
+    let source_volume = source.split(',').next().unwrap().to_string();
+    assert!(!volumes_on(&w, "local-lvm", 102)
+        .await
+        .contains(&source_volume));
+}

@@ -68,6 +68,17 @@ pub fn classify(action: &Action, provenance: &[Provenance], ctx: Context) -> Ver
         Action::ResizeDisk { .. } => Verdict::Benign(
             "growing a disk destroys nothing (Proxmox refuses to shrink one)".into(),
         ),
+        Action::MoveDisk {
+            disk,
+            volume,
+            delete: true,
+            ..
+        } => Verdict::Destructive(format!(
+            "moving {disk} deletes its source volume {volume} after the copy"
+        )),
+        Action::MoveDisk { .. } => Verdict::Benign(
+            "a copy on another storage; the source stays as an unused volume".into(),
+        ),
         Action::Destroy {
             destroy_unreferenced_disks,
             ..

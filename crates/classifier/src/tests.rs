@@ -313,3 +313,29 @@ fn creates_that_restore_import_or_attach_are_destructive() {
         );
     }
 }
+
+#[test]
+fn a_move_that_deletes_its_source_is_destructive_and_one_that_keeps_it_is_not() {
+    let mv = |delete| Action::MoveDisk {
+        vmid: v(),
+        kind: GuestKind::Qemu,
+        disk: "scsi1".into(),
+        volume: "local-lvm:vm-104-disk-1".into(),
+        storage: "local-zfs".into(),
+        delete,
+        digest: Some("d".into()),
+    };
+    let held = classify(&mv(true), &[], Context::default());
+    assert!(held.is_destructive());
+    assert!(
+        held.reason().contains("local-lvm:vm-104-disk-1"),
+        "{held:?}"
+    );
+    // Even a guest the agent created as scratch: provenance is for destroys.
+    let scratch = Provenance {
+        created_in_txn: None,
+        scratch: true,
+    };
+    assert!(classify(&mv(true), &[scratch], Context::default()).is_destructive());
+    assert!(!classify(&mv(false), &[], Context::default()).is_destructive());
+}

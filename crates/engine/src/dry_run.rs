@@ -107,6 +107,22 @@ fn action(a: &Action, node: Option<&ActualGuest>) -> ActionPlan {
                 desired: Some(size.clone()),
             });
         }
+        Action::MoveDisk {
+            disk,
+            volume,
+            storage,
+            delete,
+            ..
+        } => {
+            fields.push(FieldChange {
+                field: format!("{disk}.storage"),
+                observed: volume.split_once(':').map(|(s, _)| s.to_string()),
+                desired: Some(storage.clone()),
+            });
+            if *delete {
+                removes.push(sized(disk, volume));
+            }
+        }
         Action::Start { .. } => {
             fields.push(field("status", status.as_ref(), Some("running".into())))
         }

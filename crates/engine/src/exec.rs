@@ -12,7 +12,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::binding::{check_slots, claims_slots};
+use steward_gate::binding::{check_claims, claims_slots};
 use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig};
 use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
@@ -157,22 +157,21 @@ impl NodeExecutor {
         // A change that touches a disk says what each slot holds (`removes`, `keeps`, or
         // nothing: an empty slot); that holds at its digest on the signed path and the benign
         // one alike, or nothing is written.
-        let slots = match action {
-            Action::SetConfig { change, .. } if claims_slots(action) => {
-                let cfg = node.config(kind, vmid).await.map_err(failure)?;
-                let observed = ObservedConfig {
-                    digest: cfg.digest.clone(),
-                    values: cfg.values.clone(),
-                };
-                check_slots(kind, change, &observed).map_err(|why| {
-                    Failure::new(
-                        FailureKind::Other,
-                        format!("binding_mismatch: {why}: nothing was done"),
-                    )
-                })?;
-                Some(cfg)
-            }
-            _ => None,
+        let slots = if claims_slots(action) {
+            let cfg = node.config(kind, vmid).await.map_err(failure)?;
+            let observed = ObservedConfig {
+                digest: cfg.digest.clone(),
+                values: cfg.values.clone(),
+            };
+            check_claims(action, &observed).map_err(|why| {
+                Failure::new(
+                    FailureKind::Other,
+                    format!("binding_mismatch: {why}: nothing was done"),
+                )
+            })?;
+            Some(cfg)
+        } else {
+            None
         };
         let expected = match guard {
             Guard::Nothing => return Ok(()),
@@ -268,6 +267,18 @@ impl Executor for NodeExecutor {
                 Ok(None) => return Ok(None),
                 Err(e) => Err(e),
             },
+            Action::MoveDisk {
+                vmid,
+                kind,
+                disk,
+                storage,
+                delete,
+                digest,
+                ..
+            } => {
+                n.move_disk(*kind, *vmid, disk, storage, *delete, digest.as_deref())
+                    .await
+            }
             Action::SetConfig { vmid, kind, change } => {
                 return self
                     .set_config(n, *kind, *vmid, change)

@@ -157,6 +157,7 @@ pub fn held_op(
         .map_or_else(|| "(unnamed)".into(), steward_authz::escape_controls);
     let kind = rec.action.kind();
     let mut volumes: Vec<(String, Option<String>)> = Vec::new();
+    let what_move: String;
     let what = match &rec.action {
         Action::Destroy {
             destroy_unreferenced_disks,
@@ -184,6 +185,23 @@ pub fn held_op(
                 volumes.push((vol.clone(), size));
             }
             "change the config, removing the disks named"
+        }
+        Action::MoveDisk {
+            disk,
+            volume: source,
+            storage,
+            ..
+        } => {
+            let size = config
+                .and_then(|c| c.get(disk))
+                .and_then(|v| volume(kind, disk, v))
+                .and_then(|(_, s)| s);
+            volumes.push((source.clone(), size));
+            what_move = format!(
+                "move {disk} to storage {}, deleting the source volume named after the copy",
+                steward_authz::escape_controls(storage)
+            );
+            &what_move
         }
         Action::SnapshotRollback { .. } => {
             "roll back to the snapshot, discarding everything written since"
@@ -292,8 +310,8 @@ pub fn superseded(rec: &OpRecord, snap: &Snapshot) -> Option<String> {
     if o.actual.is_some() && o.identity != rec.identity {
         return Some(format!("VMID {} is now held by another guest", rec.guest));
     }
-    if let (Action::SetConfig { change, .. }, Some(a)) = (&rec.action, &o.actual) {
-        if change.digest.as_deref().is_some_and(|d| d != a.digest) {
+    if let (Some(planned), Some(a)) = (rec.action.digest(), &o.actual) {
+        if planned != a.digest {
             return Some("the config changed since the op was held (digest moved)".into());
         }
     }

@@ -80,6 +80,12 @@ pub fn task_type(action: &Action) -> Option<String> {
         Action::SetConfig { .. } => return None,
         // qemu-server and pve-container both fork a worker named `resize`.
         Action::ResizeDisk { .. } => return Some("resize".into()),
+        // qemu-server's worker is `qmmove`; pve-container's is `move_volume`.
+        Action::MoveDisk {
+            kind: GuestKind::Lxc,
+            ..
+        } => return Some("move_volume".into()),
+        Action::MoveDisk { .. } => "move",
     };
     Some(format!("{p}{t}"))
 }

@@ -32,9 +32,10 @@ fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
 
 /// Whether `action` touches data (and so is checked before a signature over it is spent, and
 /// runs with the admin token when benign): a config change that touches a data-bearing key,
-/// names volumes it removes or claims volumes it keeps.
+/// names volumes it removes or claims volumes it keeps; a disk move.
 pub fn touches_volumes(action: &Action) -> bool {
     match action {
+        Action::MoveDisk { .. } => true,
         Action::SetConfig { kind, change, .. } => {
             !change.removes.is_empty()
                 || change.keeps.keys().any(|k| is_data_bearing_key(*kind, k))
@@ -202,6 +203,65 @@ pub fn check_slots(
     Ok(())
 }
 
+/// Checks what `action` claims about the guest's slots against `observed`, the config just
+/// read from the node: a config change's `removes` and `keeps` ([`check_slots`]); a move's
+/// source volume, at the digest it was planned against. Actions that claim nothing pass.
+pub fn check_claims(action: &Action, observed: &ObservedConfig) -> Result<(), String> {
+    match action {
+        Action::SetConfig { kind, change, .. } => check_slots(*kind, change, observed),
+        Action::MoveDisk {
+            kind,
+            disk,
+            volume,
+            digest,
+            ..
+        } => check_move(*kind, disk, volume, digest.as_deref(), observed),
+        _ => Ok(()),
+    }
+}
+
+/// A move names the volume its slot holds at the digest it was planned against: the copy and
+/// (with `delete`) the volume freed are that one, and no other.
+fn check_move(
+    kind: GuestKind,
+    disk: &str,
+    volume: &str,
+    digest: Option<&str>,
+    observed: &ObservedConfig,
+) -> Result<(), String> {
+    match digest {
+        Some(d) if d == observed.digest => {}
+        Some(d) => {
+            return Err(format!(
+                "the move was signed against config digest {d}; the guest's config is at {} now",
+                observed.digest
+            ))
+        }
+        None => return Err("a disk move must carry the digest it was planned against".into()),
+    }
+    if !is_data_bearing_key(kind, disk) || disk.starts_with("unused") {
+        return Err(format!("{disk} is not a disk slot a move can name"));
+    }
+    let stored = observed.values.get(disk);
+    if stored.is_some_and(|v| is_cdrom(v)) {
+        return Err(format!(
+            "{disk} is a CD-ROM drive, which Proxmox does not move"
+        ));
+    }
+    let held = match stored {
+        None => None,
+        Some(v) => volume_of(kind, disk, v)
+            .map_err(|e| format!("{disk}: the guest's value is ambiguous ({e})"))?,
+    };
+    if held != Some(volume) {
+        return Err(format!(
+            "{disk}: the move names {volume}, the guest holds {} there",
+            held.unwrap_or("no volume")
+        ));
+    }
+    Ok(())
+}
+
 /// What an operator signs for an action.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Binding {
@@ -228,8 +288,9 @@ pub fn binds_identity(action: &Action) -> bool {
             true
         }
         // A signed config change is destructive for a reason (a disk, protection, an unknown
-        // key, an identity): whatever it is, it names the guest.
-        Action::SetConfig { .. } => true,
+        // key, an identity): whatever it is, it names the guest. A move names the guest whose
+        // volume it copies (and may free).
+        Action::SetConfig { .. } | Action::MoveDisk { .. } => true,
         _ => false,
     }
 }
@@ -264,6 +325,16 @@ pub fn binding_of(action: &Action, identity: Option<&str>) -> Binding {
         }
         Action::ResizeDisk { disk, size, .. } => {
             json!({"kind": kind, "disk": disk, "size": size})
+        }
+        Action::MoveDisk {
+            disk,
+            volume,
+            storage,
+            delete,
+            digest,
+            ..
+        } => {
+            json!({"kind": kind, "disk": disk, "volume": volume, "storage": storage, "delete": delete, "digest": digest})
         }
         Action::Create { config, .. } => json!({"kind": kind, "config": config}),
         Action::Shutdown {
@@ -359,6 +430,31 @@ pub fn action_from_op(
             }
             Action::SetConfig { vmid, kind, change }
         }
+        "guest.move" => {
+            let disk = string("disk")?;
+            if !is_data_bearing_key(kind, &disk) || disk.starts_with("unused") {
+                return Err(format!("params.disk {disk:?} is not a {kind} disk slot"));
+            }
+            Action::MoveDisk {
+                vmid,
+                kind,
+                disk,
+                volume: string("volume")?,
+                storage: string("storage").and_then(|s| {
+                    if steward_model::is_storage_id(&s) {
+                        Ok(s)
+                    } else {
+                        Err(format!("params.storage {s:?} is not a storage id"))
+                    }
+                })?,
+                delete: boolean("delete")?,
+                // A move names its source at a config: without the digest it could land on a
+                // slot that holds something else by then.
+                digest: Some(string("digest").map_err(|_| {
+                    "params.digest must name the config the move was planned against".to_string()
+                })?),
+            }
+        }
         other => return Err(format!("op {other:?} is not a signed job Steward runs")),
     };
     if let Action::SetConfig { change, .. } = &action {
@@ -430,6 +526,15 @@ mod tests {
                     .into(),
                     keeps: Default::default(),
                 },
+            },
+            Action::MoveDisk {
+                vmid: v,
+                kind: GuestKind::Lxc,
+                disk: "mp0".into(),
+                volume: "local-lvm:vm-104-disk-1".into(),
+                storage: "local-zfs".into(),
+                delete: true,
+                digest: Some("3f2a9c0d1e".into()),
             },
         ] {
             let id = Some("vmgenid:0badc0de-0000-4000-8000-000000000104");
@@ -720,5 +825,68 @@ mod tests {
         assert!(check_slots(q, &del, &two)
             .unwrap_err()
             .contains("ambiguous"));
+    }
+
+    #[test]
+    fn a_move_names_the_volume_its_slot_holds_at_the_signed_digest() {
+        let q = GuestKind::Qemu;
+        let cfg = ObservedConfig {
+            digest: "d1".into(),
+            values: [
+                (
+                    "scsi1".to_string(),
+                    "local-lvm:vm-104-disk-1,discard=on,size=8G".to_string(),
+                ),
+                (
+                    "ide2".to_string(),
+                    "local:iso/debian.iso,media=cdrom".to_string(),
+                ),
+            ]
+            .into(),
+        };
+        let mv = |disk: &str, volume: &str, digest: Option<&str>| Action::MoveDisk {
+            vmid: Vmid::new(104).unwrap(),
+            kind: q,
+            disk: disk.into(),
+            volume: volume.into(),
+            storage: "local-zfs".into(),
+            delete: true,
+            digest: digest.map(str::to_string),
+        };
+        assert_eq!(
+            check_claims(&mv("scsi1", "local-lvm:vm-104-disk-1", Some("d1")), &cfg),
+            Ok(())
+        );
+        let wrong = check_claims(&mv("scsi1", "local-lvm:vm-200-disk-0", Some("d1")), &cfg);
+        assert!(
+            wrong
+                .as_ref()
+                .is_err_and(|e| e.contains("local-lvm:vm-104-disk-1")),
+            "{wrong:?}"
+        );
+        assert!(check_claims(&mv("scsi1", "local-lvm:vm-104-disk-1", Some("d0")), &cfg).is_err());
+        assert!(check_claims(&mv("scsi1", "local-lvm:vm-104-disk-1", None), &cfg).is_err());
+        assert!(check_claims(&mv("scsi2", "local-lvm:vm-104-disk-1", Some("d1")), &cfg).is_err());
+        assert!(check_claims(&mv("ide2", "local:iso/debian.iso", Some("d1")), &cfg).is_err());
+        assert!(check_claims(&mv("unused0", "local-lvm:vm-104-disk-1", Some("d1")), &cfg).is_err());
+        assert!(
+            touches_volumes(&mv("scsi1", "x", None)) && binds_identity(&mv("scsi1", "x", None))
+        );
+
+        // A signed job asking for a move must give a disk slot, a storage id and the digest.
+        let good = binding_of(&mv("scsi1", "local-lvm:vm-104-disk-1", Some("d1")), None);
+        for (field, value) in [
+            ("disk", json!("unused0")),
+            ("disk", json!("net0")),
+            ("storage", json!("local-zfs,delete=1")),
+            ("digest", Value::Null),
+        ] {
+            let mut p = good.params.clone();
+            p.insert(field.into(), value.clone());
+            assert!(
+                action_from_op("guest.move", Some(104), &p).is_err(),
+                "{field} = {value}"
+            );
+        }
     }
 }

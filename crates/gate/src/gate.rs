@@ -572,9 +572,10 @@ impl Core {
                 // it would let it remove `unusedN` volumes): a create, a destroy the agent's
                 // own provenance allows, a new disk or a disk's options, a grow.
                 let authority = match action {
-                    Action::Create { .. } | Action::Destroy { .. } | Action::ResizeDisk { .. } => {
-                        Authority::Admin
-                    }
+                    Action::Create { .. }
+                    | Action::Destroy { .. }
+                    | Action::ResizeDisk { .. }
+                    | Action::MoveDisk { .. } => Authority::Admin,
                     a if touches_volumes(a) => Authority::Admin,
                     _ => Authority::Everyday,
                 };

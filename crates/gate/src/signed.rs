@@ -6,7 +6,7 @@
 //! let a refused signature change what the others decide.
 
 use crate::approval::{payload_digest, SigVerdict, Tally};
-use crate::binding::{binding_of, binds_identity, check_slots, touches_volumes};
+use crate::binding::{binding_of, binds_identity, check_claims, touches_volumes};
 use crate::decision::{Decision, GateReason};
 use crate::executor::{Authority, Guard};
 use crate::gate::{refused, Core, Step, Submission};
@@ -285,23 +285,22 @@ impl Core {
             }
             return Err(record_refusal(GateReason::BindingMismatch, detail));
         }
-        // 3b. a change that removes volumes names exactly what its keys hold on the node now,
-        // at the digest it was signed for (`sub.observed`, read by the executor just before).
-        if let Action::SetConfig { kind, change, .. } = action {
-            if touches_volumes(action) {
-                let checked = match &sub.observed {
-                    Some(observed) => check_slots(*kind, change, observed),
-                    None => Err("the guest's config could not be read, so the volumes the change removes cannot be checked".into()),
-                };
-                if let Err(detail) = checked {
-                    for (i, _) in &operational {
-                        verdicts[*i] = SigVerdict::Refused {
-                            reason: GateReason::BindingMismatch,
-                            detail: detail.clone(),
-                        };
-                    }
-                    return Err(record_refusal(GateReason::BindingMismatch, detail));
+        // 3b. a change that removes volumes (or a move) names exactly what its keys hold on
+        // the node now, at the digest it was signed for (`sub.observed`, read by the executor
+        // just before).
+        if touches_volumes(action) {
+            let checked = match &sub.observed {
+                Some(observed) => check_claims(action, observed),
+                None => Err("the guest's config could not be read, so the volumes the op names cannot be checked".into()),
+            };
+            if let Err(detail) = checked {
+                for (i, _) in &operational {
+                    verdicts[*i] = SigVerdict::Refused {
+                        reason: GateReason::BindingMismatch,
+                        detail: detail.clone(),
+                    };
                 }
+                return Err(record_refusal(GateReason::BindingMismatch, detail));
             }
         }
         // 4. the tally: distinct approvers over these exact bytes, with what a held op

@@ -135,6 +135,18 @@ fn actions() -> Vec<(&'static str, Action)> {
                 size: "40G".into(),
             },
         ),
+        (
+            "move_disk",
+            Action::MoveDisk {
+                vmid,
+                kind,
+                disk: "scsi1".into(),
+                volume: "local-lvm:vm-104-disk-1".into(),
+                storage: "local-zfs".into(),
+                delete: true,
+                digest: Some("3f1c0de5d7e04b0a9f2c4e6a8b1d3f5a7c9e0b2d".into()),
+            },
+        ),
     ]
 }
 
@@ -348,13 +360,14 @@ fn every_action_variant_and_op_state_has_a_golden() {
             | Action::Reboot { .. }
             | Action::SetConfig { .. }
             | Action::ResizeDisk { .. }
+            | Action::MoveDisk { .. }
             | Action::Destroy { .. }
             | Action::SnapshotRollback { .. }
             | Action::RestoreOver { .. } => {}
         }
     }
     let names: BTreeSet<&str> = actions().iter().map(|(n, _)| *n).collect();
-    assert_eq!(names.len(), 11);
+    assert_eq!(names.len(), 12);
     let state_names: BTreeSet<&str> = states().iter().map(OpState::name).collect();
     assert_eq!(state_names.len(), 8);
     let kinds: BTreeSet<&str> = failures().iter().map(|(_, f)| f.code()).collect();

@@ -120,6 +120,26 @@ pub enum Action {
         /// The new size.
         size: String,
     },
+    /// Move one disk to another storage (`move_disk` for QEMU, `move_volume` for LXC): a new
+    /// volume on `storage` gets a copy of `volume`, and the slot names the copy. With `delete`
+    /// the source volume is freed after the copy; without, Proxmox keeps it as `unusedN`.
+    MoveDisk {
+        /// Guest id.
+        vmid: Vmid,
+        /// Kind.
+        kind: GuestKind,
+        /// The disk's config key (`scsi1`, `rootfs`, `mp0`).
+        disk: String,
+        /// The volume the slot holds (read from the config at `digest`): the one copied, and
+        /// with `delete` the one freed.
+        volume: String,
+        /// The target storage.
+        storage: String,
+        /// Free the source volume after the copy.
+        delete: bool,
+        /// The config digest the move was planned against; Proxmox refuses it if it moved.
+        digest: Option<String>,
+    },
     /// Destroy it and its disks.
     Destroy {
         /// Guest id.
@@ -162,6 +182,7 @@ impl Action {
             | Action::Reboot { vmid, .. }
             | Action::SetConfig { vmid, .. }
             | Action::ResizeDisk { vmid, .. }
+            | Action::MoveDisk { vmid, .. }
             | Action::Destroy { vmid, .. }
             | Action::SnapshotRollback { vmid, .. }
             | Action::RestoreOver { vmid, .. } => *vmid,
@@ -178,6 +199,7 @@ impl Action {
             | Action::Reboot { kind, .. }
             | Action::SetConfig { kind, .. }
             | Action::ResizeDisk { kind, .. }
+            | Action::MoveDisk { kind, .. }
             | Action::Destroy { kind, .. }
             | Action::SnapshotRollback { kind, .. }
             | Action::RestoreOver { kind, .. } => *kind,
@@ -194,9 +216,20 @@ impl Action {
             Action::Reboot { .. } => "guest.reboot",
             Action::SetConfig { .. } => "guest.config",
             Action::ResizeDisk { .. } => "guest.resize",
+            Action::MoveDisk { .. } => "guest.move",
             Action::Destroy { .. } => "guest.destroy",
             Action::SnapshotRollback { .. } => "guest.rollback",
             Action::RestoreOver { .. } => "guest.restore",
+        }
+    }
+
+    /// The config digest the action was planned against, when it carries one: a held op with
+    /// one means nothing once the guest's config moved past it.
+    pub fn digest(&self) -> Option<&str> {
+        match self {
+            Action::SetConfig { change, .. } => change.digest.as_deref(),
+            Action::MoveDisk { digest, .. } => digest.as_deref(),
+            _ => None,
         }
     }
 }

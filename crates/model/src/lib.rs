@@ -23,4 +23,4 @@ pub use identity::{guest_identity, is_net_key, without_chosen_identity};
 pub use setting::Setting;
 pub use size::{ByteSize, MiB};
 pub use vmid::{Vmid, VmidError};
-pub use volume::{volume_of, volume_size, AmbiguousVolume};
+pub use volume::{is_storage_id, volume_of, volume_size, AmbiguousVolume};

@@ -96,6 +96,16 @@ pub fn volume_size(value: &str) -> Option<&str> {
     value.split(',').find_map(|p| p.strip_prefix("size="))
 }
 
+/// Whether `s` is a storage id as Proxmox allows one (`local-lvm`, `ceph_ssd`): a letter, then
+/// letters, digits, `-`, `_` and `.`; at most 64.
+pub fn is_storage_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,8 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// What not to do, and why; restarts pending.
     pub notes: Vec<Note>,
-    /// What the document asks that cannot be done (a disk shrink, a disk on another storage, a
-    /// CD-ROM where a disk is): the guest is not as desired, and no action will make it so.
+    /// What the document asks that cannot be done (a disk shrink, a running container's volume
+    /// on another storage, a CD-ROM where a disk is): the guest is not as desired, and no action will make it so.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Note>,
 }
@@ -167,7 +167,11 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
     if let Some(change) = alone {
         p.actions.push(Action::SetConfig { vmid, kind, change });
     }
-    if !disks.detach.is_empty() && !waiting {
+    if waiting {
+        return;
+    }
+    // One write bound to the digest at a time: each moves it, which would supersede the next.
+    if !disks.detach.is_empty() {
         p.actions.push(Action::SetConfig {
             vmid,
             kind,
@@ -177,6 +181,16 @@ fn push_guest(spec: &GuestSpec, actual: Option<&ActualGuest>, p: &mut Plan) {
                 removes: disks.detach,
                 ..ConfigChange::default()
             },
+        });
+    } else if let Some((disk, (volume, storage))) = disks.moves.into_iter().next() {
+        p.actions.push(Action::MoveDisk {
+            vmid,
+            kind,
+            disk,
+            volume,
+            storage,
+            delete: true,
+            digest: Some(actual.digest.clone()),
         });
     }
 }

@@ -162,6 +162,56 @@ impl PveModel {
                 self.guest(vmid)?.pending.clear();
                 Ok(())
             }
+            Action::MoveDisk {
+                disk,
+                volume,
+                storage,
+                delete,
+                digest: planned,
+                ..
+            } => {
+                let g = self.guest(vmid)?;
+                if planned.as_deref().is_some_and(|d| d != g.digest) {
+                    return Err(
+                        "detected modified configuration - file changed by other user? Try again."
+                            .into(),
+                    );
+                }
+                let value = g
+                    .config
+                    .get(disk)
+                    .cloned()
+                    .ok_or_else(|| format!("disk '{disk}' does not exist"))?;
+                if volume.split_once(':').map(|(s, _)| s) == Some(storage.as_str()) {
+                    return Err("you can't move to the same storage with same format".into());
+                }
+                let copy = format!("{storage}:vm-{vmid}-disk-{}", g.config.len());
+                let rest: Vec<&str> = value
+                    .split(',')
+                    .filter(|p| {
+                        p.contains('=') && !p.starts_with("file=") && !p.starts_with("volume=")
+                    })
+                    .collect();
+                let prefix = if g.kind == GuestKind::Lxc && value.contains("volume=") {
+                    "volume="
+                } else {
+                    ""
+                };
+                let moved = std::iter::once(format!("{prefix}{copy}"))
+                    .chain(rest.iter().map(|p| p.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                g.config.insert(disk.clone(), moved);
+                if !delete {
+                    let slot = (0..)
+                        .map(|i| format!("unused{i}"))
+                        .find(|k| !g.config.contains_key(k))
+                        .unwrap_or_default();
+                    g.config.insert(slot, volume.clone());
+                }
+                g.digest = digest(&g.config);
+                Ok(())
+            }
             Action::ResizeDisk { disk, size, .. } => {
                 let g = self.guest(vmid)?;
                 let value = g

@@ -316,6 +316,19 @@ pub trait GuestWrite: GuestRead {
         disk: &str,
         size: &str,
     ) -> Result<Option<Upid>, ApiError>;
+    /// Moves `disk` to `storage`: QEMU `POST …/move_disk` (task `qmmove`), LXC
+    /// `POST …/move_volume` (task `move_volume`). With `delete` Proxmox frees the source volume
+    /// after the copy; without, it keeps it as `unusedN`. `digest` makes Proxmox refuse the move
+    /// if the config changed since it was read.
+    async fn move_disk(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        disk: &str,
+        storage: &str,
+        delete: bool,
+        digest: Option<&str>,
+    ) -> Result<Upid, ApiError>;
     /// `POST …/snapshot/{snapname}/rollback`.
     async fn rollback(&self, kind: GuestKind, vmid: Vmid, snapshot: &str)
         -> Result<Upid, ApiError>;

@@ -540,6 +540,31 @@ impl GuestWrite for PveWriter {
         }
     }
 
+    async fn move_disk(
+        &self,
+        kind: GuestKind,
+        vmid: Vmid,
+        disk: &str,
+        storage: &str,
+        delete: bool,
+        digest: Option<&str>,
+    ) -> Result<Upid, ApiError> {
+        let (call, key) = match kind {
+            GuestKind::Qemu => ("move_disk", "disk"),
+            GuestKind::Lxc => ("move_volume", "volume"),
+        };
+        let path = format!("{}/{call}", self.read.guest_path(kind, vmid));
+        let mut params: Vec<(String, String)> = vec![
+            (key.into(), disk.into()),
+            ("storage".into(), storage.into()),
+            ("delete".into(), if delete { "1" } else { "0" }.into()),
+        ];
+        if let Some(d) = digest {
+            params.push(("digest".into(), d.into()));
+        }
+        upid(self.read.http.call(Method::POST, &path, &params).await?)
+    }
+
     async fn rollback(
         &self,
         kind: GuestKind,

@@ -12,6 +12,7 @@ mod acl;
 mod control;
 mod faults;
 mod forms;
+mod moves;
 mod node;
 mod ops;
 mod persist;

@@ -66,6 +66,18 @@ pub enum Effect {
         /// The backup volume.
         archive: String,
     },
+    /// Copy a disk to another storage; the slot names the copy, the source is freed or kept as
+    /// `unusedN`.
+    Move {
+        /// The slot.
+        disk: String,
+        /// The volume it held when the move was asked for.
+        source: String,
+        /// The target storage.
+        storage: String,
+        /// Free the source after the copy.
+        delete: bool,
+    },
     /// Grow a disk.
     Resize {
         /// The disk key.
@@ -707,6 +719,29 @@ impl Node {
                 g.snapshots.clear();
                 g.parent = None;
                 g.status = "stopped".into();
+            }
+            Effect::Move {
+                disk,
+                source,
+                storage,
+                delete,
+            } => {
+                let value = g
+                    .config
+                    .get(disk)
+                    .cloned()
+                    .filter(|v| volumes::volid(v) == Some(source.as_str()))
+                    .ok_or_else(|| format!("disk '{disk}' no longer holds {source}"))?;
+                let size = st.volumes.volumes.get(source).map_or(0, |v| v.size);
+                let copy = st.volumes.allocate(storage, vmid, size, g.kind, now)?;
+                g.config
+                    .insert(disk.clone(), crate::moves::moved_value(&value, &copy));
+                if *delete {
+                    st.volumes.free(source);
+                } else {
+                    let slot = Node::free_unused(g);
+                    g.config.insert(slot, source.clone());
+                }
             }
             Effect::Resize { disk, bytes } => {
                 let value = g

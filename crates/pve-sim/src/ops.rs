@@ -60,7 +60,7 @@ impl Node {
     }
 
     /// The first free `unusedN` of a guest.
-    fn free_unused(g: &SimGuest) -> String {
+    pub(crate) fn free_unused(g: &SimGuest) -> String {
         (0..)
             .map(|n| format!("unused{n}"))
             .find(|k| !g.config.contains_key(k) && !g.pending.contains_key(k))

@@ -11,7 +11,8 @@
 //! `POST /nodes/{node}/qemu/{vmid}/config`, `GET …/pending`, `GET|POST …/snapshot`,
 //! `GET|DELETE …/snapshot/{snapname}`, `GET …/snapshot/{snapname}/config`,
 //! `POST …/snapshot/{snapname}/rollback`,
-//! `PUT /nodes/{node}/qemu/{vmid}/unlink`, `PUT …/resize`, `GET /nodes/{node}/storage`,
+//! `PUT /nodes/{node}/qemu/{vmid}/unlink`, `PUT …/resize`, `POST …/qemu/{vmid}/move_disk`,
+//! `POST …/lxc/{vmid}/move_volume`, `GET /nodes/{node}/storage`,
 //! `GET /nodes/{node}/storage/{storage}/content`, `GET /nodes/{node}/tasks`,
 //! `GET /nodes/{node}/tasks/{upid}/status`, `GET /nodes/{node}/tasks/{upid}/log`,
 //! `GET /access/permissions`. Anything else the schema knows is a 501, as is anything it does
@@ -338,6 +339,17 @@ fn handle(
         }
         ("PUT", "/nodes/{node}/{kind}/{vmid}/resize", Some(k)) => {
             node.resize(k, vmid, params, user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/move_disk", Some(k @ Kind::Qemu))
+        | ("POST", "/nodes/{node}/{kind}/{vmid}/move_volume", Some(k @ Kind::Lxc)) => {
+            // The schema checks `VM.Config.Disk` on the guest; the code, the target storage.
+            let storage = params.get("storage").cloned().unwrap_or_default();
+            caller.require(
+                &format!("/storage/{storage}"),
+                &["Datastore.AllocateSpace"],
+                false,
+            )?;
+            node.move_disk(k, vmid, params, user).map(upid)
         }
         ("GET", "/nodes/{node}/{kind}/{vmid}/snapshot", Some(k)) => node.snapshots(k, vmid),
         ("POST", "/nodes/{node}/{kind}/{vmid}/snapshot", Some(k)) => {

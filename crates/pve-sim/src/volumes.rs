@@ -114,8 +114,8 @@ pub fn is_disk_key(kind: Kind, key: &str) -> bool {
 }
 
 impl Volumes {
-    /// `local` (directory: ISOs, templates, backups) and `local-lvm` (thin pool: disks), as a
-    /// fresh node has them, with one container template.
+    /// `local` (directory: ISOs, templates, backups), `local-lvm` (thin pool: disks) and
+    /// `local-zfs` (a second disk storage, where disks move to), with one container template.
     pub fn new(now: u64) -> Volumes {
         let mut v = Volumes {
             storages: vec![
@@ -130,6 +130,12 @@ impl Volumes {
                     kind: "lvmthin".into(),
                     content: vec!["images".into(), "rootdir".into()],
                     total: 2000 * GIB,
+                },
+                Storage {
+                    name: "local-zfs".into(),
+                    kind: "zfspool".into(),
+                    content: vec!["images".into(), "rootdir".into()],
+                    total: 1000 * GIB,
                 },
             ],
             volumes: BTreeMap::new(),

@@ -10,7 +10,7 @@ use crate::keys::DiskSlot;
 use crate::normalize::setting::option_text;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use steward_model::{DiskSpec, MiB};
+use steward_model::{is_storage_id, DiskSpec, MiB};
 
 /// Parses the document's value for disk slot `key` (row `slot`).
 pub fn parse(slot: &DiskSlot, key: &str, v: &Value) -> Result<DiskSpec, String> {
@@ -110,14 +110,6 @@ pub fn mode(v: &Value) -> Result<bool, String> {
             "{v} is not \"exact\" (disks the document omits are detached) or \"listed\" (left alone)"
         )),
     }
-}
-
-fn is_storage_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.starts_with(|c: char| c.is_ascii_alphabetic())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 fn is_iso(s: &str) -> bool {

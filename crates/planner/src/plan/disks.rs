@@ -4,9 +4,10 @@
 //! (`keeps`: the slot's value now, checked by the executor at the digest); a CD-ROM drive gets
 //! its ISO (held for a signature on an existing guest; ejecting is benign); with
 //! `disks = "exact"`, a disk the document omits is detached and its volume removed (`removes`:
-//! the exact volume, at the digest), which the classifier holds for a signature. It must never
-//! plan a write that names a volume the guest does not hold in that slot, and never move a disk
-//! between storages (not managed yet: said, and left alone).
+//! the exact volume, at the digest), which the classifier holds for a signature; a disk on
+//! another storage than the document's is moved there, its source deleted after the copy (a
+//! `MoveDisk` naming the source volume at the digest: held too). It must never plan a write
+//! that names a volume the guest does not hold in that slot.
 
 use crate::actual::ActualGuest;
 use crate::keys;
@@ -25,6 +26,8 @@ pub(super) struct DiskPlan {
     pub resizes: Vec<(String, String)>,
     /// Slots to detach (`disks = "exact"`), and the volume each holds.
     pub detach: BTreeMap<String, String>,
+    /// Disks to move: slot → (the volume it holds, the storage the document says).
+    pub moves: BTreeMap<String, (String, String)>,
     /// What is left alone, and why.
     pub notes: Vec<String>,
 }
@@ -176,9 +179,15 @@ pub(super) fn plan(spec: &GuestSpec, actual: &ActualGuest) -> DiskPlan {
                 if let Some(st) = storage {
                     let on = vol.split_once(':').map_or(vol, |(s, _)| s);
                     if on != st {
-                        p.notes.push(format!(
-                            "{key} is on {on}, the document says {st}: moving a disk is not managed (left alone)"
-                        ));
+                        // Its options and size follow once it is there (the move rewrites the
+                        // slot, so a claim about its value now would be stale).
+                        if kind == GuestKind::Lxc && actual.status != "stopped" {
+                            p.notes.push(format!(
+                                "{key} is on {on}, the document says {st}: Proxmox moves a container's volume only while it is stopped (say state = \"stopped\" to move it)"
+                            ));
+                        } else {
+                            p.moves.insert(key.clone(), (vol.to_string(), st.clone()));
+                        }
                         continue;
                     }
                 }

@@ -322,3 +322,106 @@ fn documents_refuse_volumes_host_paths_and_unknown_options() {
             .is_err()
     );
 }
+
+#[test]
+fn another_storage_moves_the_disk_last_alone_and_held_naming_its_source() {
+    let s = spec(
+        GuestKind::Qemu,
+        &[(
+            "scsi0",
+            json!({"storage": "local-zfs", "size": "40G", "discard": true}),
+        )],
+    );
+    let a = actual(GuestKind::Qemu, &[SCSI0]);
+    let p = plan_guest(&s, Some(&a));
+    // Only the move: the grow and the option follow on the disk's new storage.
+    let [mv @ Action::MoveDisk {
+        disk,
+        volume,
+        storage,
+        delete,
+        digest,
+        ..
+    }] = p.actions.as_slice()
+    else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(
+        (disk.as_str(), volume.as_str(), storage.as_str(), *delete),
+        ("scsi0", "local-lvm:vm-101-disk-0", "local-zfs", true)
+    );
+    assert_eq!(digest.as_deref(), Some(a.digest.as_str()));
+    assert!(!benign(mv));
+    assert!(p.problems.is_empty());
+
+    // Something else to write first: the move waits for it.
+    let mut more = s.clone();
+    more.disks.insert(
+        "scsi1".into(),
+        crate::document::parse_disk(
+            keys::disk_slot(GuestKind::Qemu, "scsi1").unwrap(),
+            "scsi1",
+            &json!({"storage": "local-lvm", "size": "8G"}),
+        )
+        .unwrap(),
+    );
+    let p = plan_guest(&more, Some(&a));
+    assert!(
+        matches!(p.actions.as_slice(), [Action::SetConfig { .. }]),
+        "{:?}",
+        p.actions
+    );
+
+    // Once moved, the rest follows: the option (keeping the new volume) and the grow.
+    let moved = actual(
+        GuestKind::Qemu,
+        &[("scsi0", "local-zfs:vm-101-disk-0,size=32G")],
+    );
+    let p = plan_guest(&s, Some(&moved));
+    assert!(
+        matches!(
+            p.actions.as_slice(),
+            [Action::SetConfig { .. }, Action::ResizeDisk { .. }]
+        ),
+        "{:?}",
+        p.actions
+    );
+}
+
+#[test]
+fn a_running_containers_volume_moves_only_once_it_is_stopped() {
+    let s = spec(
+        GuestKind::Lxc,
+        &[("mp0", json!({"storage": "local-zfs", "mp": "/srv"}))],
+    );
+    let mut a = actual(
+        GuestKind::Lxc,
+        &[
+            ("rootfs", "local-lvm:vm-101-disk-0,size=4G"),
+            ("mp0", "local-lvm:vm-101-disk-1,mp=/srv,size=8G"),
+        ],
+    );
+    a.status = "running".into();
+    let p = plan_guest(&s, Some(&a));
+    assert!(
+        !p.actions
+            .iter()
+            .any(|x| matches!(x, Action::MoveDisk { .. })),
+        "{:?}",
+        p.actions
+    );
+    assert!(
+        p.problems
+            .iter()
+            .any(|n| n.message.contains("mp0") && n.message.contains("stopped")),
+        "{:?}",
+        p.problems
+    );
+    a.status = "stopped".into();
+    let p = plan_guest(&s, Some(&a));
+    assert!(
+        matches!(p.actions.as_slice(), [Action::MoveDisk { disk, .. }] if disk == "mp0"),
+        "{:?}",
+        p.actions
+    );
+}
