@@ -39,6 +39,27 @@ pub enum PendingShow {
     },
 }
 
+/// `audit export`.
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Write the audit chain to stdout, one JSON object per line (each with its hash and the
+    /// previous entry's): every gate decision, every op transition, and for each op that ran
+    /// on the signed path the exact signed bytes with every signature that counted. Check it
+    /// anywhere with `steward-verify audit --signers allowed_signers audit.jsonl`.
+    Export {
+        /// Start at this entry (its sequence number); the whole chain by default.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Read a stopped agent's journal directory instead of asking the running agent (a
+        /// running agent holds the journal's lock: ask it through its socket).
+        #[arg(long)]
+        journal: Option<PathBuf>,
+        /// The agent's local API socket.
+        #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
 /// How logs are written.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum LogFormat {
@@ -103,6 +124,12 @@ pub enum Command {
         /// The agent's local API socket.
         #[arg(long, default_value = crate::config::DEFAULT_SOCKET)]
         socket: PathBuf,
+    },
+    /// The audit chain, for an auditor: `audit export > audit.jsonl`.
+    Audit {
+        /// What to do with it.
+        #[command(subcommand)]
+        what: AuditCmd,
     },
     /// Ask the running agent for a pass now.
     Reconcile {

@@ -16,7 +16,7 @@ mod systemd;
 mod talk;
 
 use clap::Parser;
-use cli::{Cli, Command, LogFormat, PendingShow};
+use cli::{AuditCmd, Cli, Command, LogFormat, PendingShow};
 use std::process::ExitCode;
 
 /// A runtime for one command on this thread.
@@ -100,6 +100,14 @@ fn main() -> ExitCode {
         }
         Command::Submit { op, sig, socket } => talk(talk::submit(&socket, &op, &sig)),
         Command::Reconcile { socket } => talk(talk::reconcile(&socket)),
+        Command::Audit {
+            what:
+                AuditCmd::Export {
+                    since,
+                    journal,
+                    socket,
+                },
+        } => talk(talk::audit_export(&socket, journal.as_deref(), since)),
         Command::Op { id, socket } => talk(talk::op(&socket, id)),
         Command::Plan {
             config,

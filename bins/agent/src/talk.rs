@@ -1,5 +1,6 @@
 //! The subcommands that talk to the running agent over its local API (they never open the
-//! journal): status, pending, submit, reconcile, op. Each reads the answer as its typed view
+//! journal, but `audit export --journal DIR` reads a stopped agent's): status, pending, submit,
+//! reconcile, op, audit export. Each reads the answer as its typed view
 //! (`steward_control::Client`). Exit codes: 0 done, 1 the gate refused, 2 the agent could not
 //! be asked. It must never print text the node, a hub or a signer wrote without escaping it.
 
@@ -21,6 +22,37 @@ pub async fn op(socket: &Path, id: u64) -> Result<bool> {
     for line in serde_json::to_string_pretty(&v)?.lines() {
         println!("{}", esc(line));
     }
+    Ok(true)
+}
+
+/// `audit export`: the chain from entry `since` on, to stdout, from the running agent or, with
+/// `journal`, from a stopped agent's journal directory (opened, read, closed; never written).
+pub async fn audit_export(socket: &Path, journal: Option<&Path>, since: u64) -> Result<bool> {
+    use std::io::Write;
+    let bytes = match journal {
+        Some(dir) => {
+            let j = steward_journal::Journal::open(dir)
+                .with_context(|| format!("opening the journal at {}", dir.display()))?;
+            let mut out = Vec::new();
+            let mut next = since;
+            loop {
+                let page = j.audit_entries(next, 5_000)?;
+                let Some(last) = page.last().map(|e| e.seq) else {
+                    break;
+                };
+                for e in &page {
+                    serde_json::to_writer(&mut out, e)?;
+                    out.push(b'\n');
+                }
+                next = last + 1;
+            }
+            out
+        }
+        None => Client::new(socket).audit(since).await.map_err(said)?,
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&bytes)?;
+    stdout.flush()?;
     Ok(true)
 }
 
@@ -49,6 +81,9 @@ pub async fn status(socket: &Path) -> Result<bool> {
         "passes {}  managed {}  converged {}  drifting {}  in flight {}  held {}  recovered {}",
         s.passes, s.managed, s.converged, s.drifting, s.in_flight, s.held, s.recovered
     );
+    if let Some(h) = &s.audit_head {
+        println!("audit head {h}  (keep it: `steward-verify audit --head {h}` proves the chain up to it)");
+    }
     if !s.approval_policy.is_empty() {
         let shown: Vec<String> = s
             .approval_policy

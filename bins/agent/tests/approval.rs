@@ -110,4 +110,18 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     let (_, op) = cli(d, &["op", &id]);
     let op: serde_json::Value = serde_json::from_str(&op).unwrap();
     assert_eq!(op["approvals"].as_array().map(Vec::len), Some(2), "{op}");
+
+    // The audit chain proves it offline with both signatures, alice's from before the restart.
+    let (_, export) = cli(d, &["audit", "export"]);
+    let signers = std::fs::read(d.join("allowed_signers")).unwrap();
+    let r = steward_audit::check(
+        &export,
+        steward_authz::TrustStore::parse("allowed_signers", &signers).unwrap(),
+        None,
+    );
+    assert!(r.proven(), "{:?} {:?}", r.problems, r.rows);
+    let destroy = r.rows.iter().find(|x| x.op == "guest.destroy").unwrap();
+    assert_eq!(destroy.signers.len(), 2, "{:?}", destroy.signers);
+    assert!(destroy.signers[0].starts_with("alice@steward.test"));
+    assert!(destroy.signers[1].starts_with("bob@steward.test"));
 }

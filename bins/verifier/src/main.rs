@@ -2,8 +2,10 @@
 //! the files, calls `steward-authz`, and prints. It has no nonce store, so it cannot see replays,
 //! and it must never be mistaken for the agent's gate. With several signatures (`--sig` more than
 //! once) or `--threshold`, it judges each and counts the distinct approving keys as the agent's
-//! m-of-n policy does (`threshold.rs`).
+//! m-of-n policy does (`threshold.rs`). `steward-verify audit` checks an exported audit chain
+//! (`audit.rs`).
 
+mod audit;
 mod output;
 mod threshold;
 
@@ -21,6 +23,9 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 /// carries it, and so does a principal name; recovery keys count only for keys.rotate, against
 /// --recovery-threshold). Exit 0: verified (and the threshold met); 1: rejected or too few
 /// approvers; 2: a usage or file error.
+///
+/// An agent's audit chain: `steward-verify audit --signers allowed_signers audit.jsonl` (see
+/// `steward-verify audit --help`).
 #[derive(Parser, Debug)]
 #[command(name = "steward-verify", version)]
 struct Args {
@@ -60,8 +65,14 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    match run(&args) {
+    // `audit` is a mode of its own; without it the command line is the single-op check's, as
+    // it always was.
+    let result = if std::env::args_os().nth(1).is_some_and(|a| a == "audit") {
+        audit::main(&audit::AuditArgs::parse_from(std::env::args_os().skip(1)))
+    } else {
+        run(&Args::parse())
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");

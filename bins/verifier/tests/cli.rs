@@ -10,6 +10,7 @@ use steward_testkit::{KeyType, Keygen, OpDoc};
 
 struct Setup {
     kg: Keygen,
+    key: steward_testkit::Key,
     signers: PathBuf,
     op: PathBuf,
     sig: PathBuf,
@@ -35,6 +36,7 @@ fn setup() -> Setup {
     std::fs::write(&sig, kg.sign(&key.private, "op@steward", &payload).unwrap()).unwrap();
     Setup {
         kg,
+        key,
         signers,
         op,
         sig,
@@ -255,5 +257,97 @@ fn several_signatures_are_judged_each_and_distinct_keys_counted_against_the_thre
     let (code, _) = run(&[&s.sig], &["--threshold", "0"]);
     assert_eq!(code, 2);
     let (code, _) = run(&[&s.sig, &b], &[]);
+    assert_eq!(code, 2);
+}
+
+/// `steward-verify audit` on a chain holding one signed destroy: exit 0 with the table naming
+/// alice; the chain with a byte changed, exit 1 naming the entry; a witnessed head it no longer
+/// holds, exit 1; no such file, exit 2.
+#[test]
+fn audit_proves_a_chain_names_the_signer_and_exits_one_on_tampering() {
+    use steward_audit::{AuditEntry, Proof, GENESIS};
+    use steward_authz::TrustStore;
+    let s = setup();
+    let action = steward_model::Action::Destroy {
+        vmid: steward_model::Vmid::new(104).unwrap(),
+        kind: steward_model::GuestKind::Qemu,
+        purge: true,
+        destroy_unreferenced_disks: false,
+    };
+    let b = steward_classifier::binding::binding_of(&action, None);
+    let mut doc = OpDoc::destroy("pve-a", 104, "2026-11-22T15:00:00Z", "2026-11-22T15:30:00Z");
+    doc.params = serde_json::Value::Object(b.params).to_string();
+    let payload = doc.to_bytes();
+    let sig = s.kg.sign(&s.key.private, "op@steward", &payload).unwrap();
+    let store = TrustStore::parse("s", &std::fs::read(&s.signers).unwrap()).unwrap();
+    let proof = Proof {
+        payload: String::from_utf8(payload).unwrap(),
+        signatures: vec![String::from_utf8(sig.to_vec()).unwrap()],
+        trust_store: store.digest().into(),
+        host: "pve-a".into(),
+        action: Some(action),
+        identity: None,
+    };
+    let at = 1_795_360_200_000; // 2026-11-22T15:10:00Z, inside the op's window
+    let first = AuditEntry::new(
+        1,
+        at,
+        GENESIS,
+        serde_json::json!({"type": "transition", "op": 1, "guest": 104, "action": "guest.destroy",
+            "class": "destructive", "to": {"state": "intent"}, "proof": proof}),
+    );
+    let second = AuditEntry::new(
+        2,
+        at + 5,
+        &first.hash,
+        serde_json::json!({"type": "transition", "op": 1, "guest": 104, "action": "guest.destroy",
+            "class": "destructive", "to": {"state": "succeeded"}}),
+    );
+    let text = format!(
+        "{}\n{}\n",
+        serde_json::to_string(&first).unwrap(),
+        serde_json::to_string(&second).unwrap()
+    );
+    let export = s.kg.dir().join("audit.jsonl");
+    std::fs::write(&export, &text).unwrap();
+    let audit = |file: &Path, extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_steward-verify"))
+            .arg("audit")
+            .arg("--signers")
+            .arg(&s.signers)
+            .args(extra)
+            .arg(file)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let head = format!("2:{}", second.hash);
+    let (code, out) = audit(&export, &["--head", &head]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("proven: 2 entries"), "{out}");
+    assert!(
+        out.contains("guest.destroy") && out.contains("signed by alice@steward.test (SHA256:"),
+        "{out}"
+    );
+
+    let bad = s.kg.dir().join("bad.jsonl");
+    std::fs::write(&bad, text.replacen("\"purge\":true", "\"purge\":false", 1)).unwrap();
+    let (code, out) = audit(&bad, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.starts_with("UNPROVEN") && out.contains("entry 1"),
+        "{out}"
+    );
+
+    let first_only = s.kg.dir().join("first.jsonl");
+    std::fs::write(&first_only, text.lines().next().unwrap()).unwrap();
+    let (code, out) = audit(&first_only, &["--head", &head]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("witnessed head"), "{out}");
+
+    let (code, _) = audit(&s.kg.dir().join("missing.jsonl"), &[]);
     assert_eq!(code, 2);
 }

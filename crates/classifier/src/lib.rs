@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod binding;
 mod keys;
 
 pub use keys::{disk_write_benign, is_benign_key, is_data_bearing_key, is_new_volume, lxc_hwaddr};

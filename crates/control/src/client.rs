@@ -100,6 +100,44 @@ impl Client {
         self.json("POST", "/submit", body).await
     }
 
+    /// `GET /audit?since=N`, page after page: the audit chain from entry `since` on, one JSON
+    /// object per line, exactly as the journal holds it.
+    pub async fn audit(&self, since: u64) -> Result<Vec<u8>, ControlError> {
+        let mut out = Vec::new();
+        let mut next = since;
+        loop {
+            let page = self
+                .ok("GET", &format!("/audit?since={next}"), Vec::new())
+                .await?;
+            let lines = page.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+            let mut last = None;
+            for line in lines {
+                #[derive(serde::Deserialize)]
+                struct Seq {
+                    seq: u64,
+                }
+                let seq = serde_json::from_slice::<Seq>(line)
+                    .map_err(|e| ControlError::Malformed {
+                        path: "/audit".into(),
+                        error: e.to_string(),
+                    })?
+                    .seq;
+                last = Some(seq);
+                out.extend_from_slice(line);
+                out.push(b'\n');
+            }
+            match last {
+                Some(s)
+                    if page.iter().filter(|b| **b == b'\n').count()
+                        >= crate::server::AUDIT_PAGE =>
+                {
+                    next = s + 1
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// `POST /reconcile`: asks for a pass now.
     pub async fn reconcile(&self) -> Result<Health, ControlError> {
         self.json("POST", "/reconcile", Vec::new()).await

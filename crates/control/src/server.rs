@@ -61,9 +61,10 @@ async fn handle(
     about: &AgentAbout,
     req: Request<hyper::body::Incoming>,
 ) -> Response<Full<Bytes>> {
-    let (method, path) = (
+    let (method, path, query) = (
         req.method().as_str().to_string(),
         req.uri().path().to_string(),
+        req.uri().query().unwrap_or("").to_string(),
     );
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -105,6 +106,27 @@ async fn handle(
                 None => error(StatusCode::NOT_FOUND, format!("no op {n}")),
             }
         }
+        ("GET", ["audit"]) => {
+            // `?since=N`: entries from N on; the whole chain (from its anchor) otherwise.
+            let since = match query_u64(&query, "since") {
+                Ok(n) => n.unwrap_or(0),
+                Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            };
+            match engine.audit_entries(since, AUDIT_PAGE).await {
+                Ok(entries) => {
+                    let mut body = Vec::new();
+                    for e in &entries {
+                        // One compact JSON object per line: the export format.
+                        if serde_json::to_writer(&mut body, e).is_err() {
+                            return error(StatusCode::INTERNAL_SERVER_ERROR, "encode".into());
+                        }
+                        body.push(b'\n');
+                    }
+                    answer(StatusCode::OK, body)
+                }
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            }
+        }
         ("POST", ["submit"]) => {
             let sub: Submission = match serde_json::from_slice(&body) {
                 Ok(v) => v,
@@ -124,6 +146,23 @@ async fn handle(
         }
         _ => error(StatusCode::NOT_FOUND, format!("no route {method} {path}")),
     }
+}
+
+/// The most audit entries one `GET /audit` answers; the client asks again from the next.
+pub const AUDIT_PAGE: usize = 5_000;
+
+/// Query parameter `key` as a number, if given.
+fn query_u64(query: &str, key: &str) -> Result<Option<u64>, String> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if k == key {
+            return v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("{key}={v:?} is not a number"));
+        }
+    }
+    Ok(None)
 }
 
 /// The numeric id of group `name`, through the system's group database (NSS).

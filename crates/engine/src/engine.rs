@@ -102,6 +102,8 @@ pub struct Engine {
     /// What each held destroy removes beyond its config (snapshot-only and unreferenced
     /// volumes), read by the observer once per op, after a pass (`event_loop.rs`).
     pub(crate) held_extras: Mutex<BTreeMap<OpId, Vec<held::Extra>>>,
+    /// When the audit head was last logged (Unix ms; 0: never).
+    head_logged_ms: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -181,6 +183,7 @@ impl Engine {
             status: Mutex::new(Status::default()),
             metrics: Arc::new(Metrics::new()),
             held_extras: Mutex::new(BTreeMap::new()),
+            head_logged_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -373,6 +376,31 @@ impl Engine {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Logs the audit chain's head (target `audit`) when it moved and an hour has passed since
+    /// it was last logged, and at the first pass: the log is one of the places a head is
+    /// witnessed, so a later rewrite of the chain on this node is detectable.
+    pub(crate) fn witness(&self, head: Option<&steward_view::AuditHead>) {
+        use std::sync::atomic::Ordering;
+        let Some(h) = head else { return };
+        let now = now_ms();
+        let last = self.head_logged_ms.load(Ordering::Relaxed);
+        if last != 0 && now - last < 3_600_000 {
+            return;
+        }
+        self.head_logged_ms.store(now, Ordering::Relaxed);
+        tracing::info!(target: "audit", seq = h.seq, hash = %h.hash, head = %h, "audit chain head");
+    }
+
+    /// Up to `limit` audit entries from sequence number `since` on, exactly as the journal
+    /// holds them (`steward-agent audit export`).
+    pub async fn audit_entries(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<steward_journal::AuditEntry>, steward_journal::JournalError> {
+        blocking::journal(&self.journal, move |j| j.audit_entries(since, limit)).await
     }
 
     /// Held ops with their summaries, from the newest snapshot and what the observer read of

@@ -531,7 +531,16 @@ impl Looper {
             held,
             self.running.len(),
         );
+        let head = crate::blocking::journal(&self.engine.journal, |j| j.audit_head())
+            .await
+            .ok()
+            .flatten()
+            .map(|(seq, hash)| steward_view::AuditHead { seq, hash });
+        self.engine.witness(head.as_ref());
         let mut st = self.engine.status();
+        if head.is_some() {
+            st.audit_head = head;
+        }
         st.passes += 1;
         st.last_pass_ms = now_ms();
         st.managed = desired.guests.len();

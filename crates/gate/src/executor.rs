@@ -4,18 +4,8 @@
 //! only through the gate; the engine builds it around the API's write half and keeps no copy.
 
 use async_trait::async_trait;
-use std::collections::BTreeMap;
+use steward_classifier::binding::ObservedConfig;
 use steward_model::{Action, Failure, FailureKind, GuestKind, Vmid};
-
-/// A guest's config as the executor just read it from the node, with its `digest`: what the
-/// gate checks a signed data-bearing change against before the nonce is spent.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ObservedConfig {
-    /// Proxmox's config digest.
-    pub digest: String,
-    /// Every key with its value, as `GET …/config` answers.
-    pub values: BTreeMap<String, String>,
-}
 
 /// What must still hold on the node when an action is dispatched, checked by the executor
 /// against a fresh read just before the call.

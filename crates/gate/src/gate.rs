@@ -9,9 +9,10 @@
 
 use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
+use crate::binding::ObservedConfig;
 use crate::binding::{action_from_op, binding_of, touches_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
-use crate::executor::{Authority, Executor, Guard, ObservedConfig};
+use crate::executor::{Authority, Executor, Guard};
 use crate::rotation;
 use crate::signed::{Signed, Verified};
 use crate::template::pending_template;
@@ -762,7 +763,7 @@ impl Core {
             return (JobStep::Answered(d), verdicts);
         };
         if first.payload.op == "keys.rotate" {
-            let (d, verdicts) = self.rotate(&passed, verdicts, now);
+            let (d, verdicts) = self.rotate(payload, sigs, &passed, verdicts, now);
             audit::decision(&self.journal, "keys.rotate", None, &d);
             return (JobStep::Answered(d), verdicts);
         }

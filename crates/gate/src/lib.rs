@@ -21,7 +21,6 @@
 
 pub mod approval;
 mod audit;
-pub mod binding;
 mod decision;
 mod executor;
 mod gate;
@@ -32,8 +31,10 @@ mod template;
 
 pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};
 pub use decision::{Decision, GateReason, Outcome, Presented};
-pub use executor::{Authority, Executor, Guard, ObservedConfig};
+pub use executor::{Authority, Executor, Guard};
 pub use gate::{Gate, GateConfig, Submission};
+/// The op-to-action binding (in the classifier's crate, so the offline verifier applies it too).
+pub use steward_classifier::binding::{self, ObservedConfig};
 // What the gate would make of an action, for a dry run that must not submit it.
 pub use steward_classifier::{classify, is_data_bearing_key, is_new_volume, Context, Verdict};
 pub use steward_model::{Failure, FailureKind};

@@ -142,6 +142,8 @@ impl crate::gate::Core {
     /// least one recovery key, durable nonce, atomic write, swap.
     pub(crate) fn rotate(
         &self,
+        payload: &[u8],
+        sigs: &[Vec<u8>],
         passed: &[crate::signed::Passed],
         mut verdicts: Vec<SigVerdict>,
         now: OffsetDateTime,
@@ -212,11 +214,32 @@ impl crate::gate::Core {
                 verdicts,
             );
         };
-        (self.rotate_with(v, role, now), verdicts)
+        // What the audit chain keeps: every signature of the rotating role that counted.
+        let counted: Vec<String> = passed
+            .iter()
+            .filter(|(i, _)| matches!(verdicts[*i], SigVerdict::Counted(_)))
+            .filter(|(_, v)| v.role == role)
+            .filter_map(|(i, _)| std::str::from_utf8(&sigs[*i]).ok().map(str::to_string))
+            .collect();
+        let proof = steward_audit::Proof {
+            payload: String::from_utf8_lossy(payload).into_owned(),
+            signatures: counted,
+            trust_store: String::new(),
+            host: String::new(),
+            action: None,
+            identity: None,
+        };
+        (self.rotate_with(v, role, now, proof), verdicts)
     }
 
     /// The rotation itself, once enough keys of `role` signed `v`'s payload.
-    fn rotate_with(&self, v: &VerifiedOp, role: Role, now: OffsetDateTime) -> Decision {
+    fn rotate_with(
+        &self,
+        v: &VerifiedOp,
+        role: Role,
+        now: OffsetDateTime,
+        mut proof: steward_audit::Proof,
+    ) -> Decision {
         let text = match (
             v.payload.params.len(),
             v.payload
@@ -248,9 +271,13 @@ impl crate::gate::Core {
             );
         };
         let old = match self.verifier.read() {
-            Ok(g) => g.trust_store().clone(),
+            Ok(g) => {
+                proof.host = g.config().host.clone();
+                g.trust_store().clone()
+            }
             Err(_) => return refused(None, GateReason::Journal, "verifier lock poisoned"),
         };
+        proof.trust_store = old.digest().to_string();
         let new = match check(&old, &text, role, now.unix_timestamp()) {
             Ok(s) => s,
             Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
@@ -269,6 +296,13 @@ impl crate::gate::Core {
             );
         }
         let entries = new.entries().len();
+        let event = serde_json::json!({
+            "type": steward_audit::ROTATION_EVENT,
+            "role": role,
+            "entries": entries,
+            "new_trust_store": new.digest(),
+            "proof": proof,
+        });
         match self.verifier.write() {
             Ok(mut g) => {
                 let config = g.config().clone();
@@ -277,6 +311,11 @@ impl crate::gate::Core {
                         *g = nv;
                         self.generation
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        // The chain keeps the proof: an auditor rebuilds the trust store in
+                        // force from it. A signal, like every audit entry.
+                        if let Err(e) = self.journal.audit(event) {
+                            tracing::warn!(target: "audit", error = %e, "key rotation audit entry failed");
+                        }
                     }
                     Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
                 }

@@ -66,9 +66,11 @@ pub(crate) fn in_force(v: &Verifier, a: &Approval, now: OffsetDateTime) -> bool 
     })
 }
 
-/// The approval a verified signature makes over the payload with SHA-256 `digest`.
-fn approval_of(v: &VerifiedOp, digest: &str, at_ms: i64) -> Approval {
+/// The approval a verified signature (`sig`, armored) makes over the payload with SHA-256
+/// `digest`.
+fn approval_of(v: &VerifiedOp, digest: &str, at_ms: i64, sig: &[u8]) -> Approval {
     Approval {
+        signature: std::str::from_utf8(sig).ok().map(str::to_string),
         signer: signer_of(v),
         admitted_by: v.admitted_by.clone(),
         certificate_valid_before: v.certificate_valid_before,
@@ -340,7 +342,7 @@ impl Core {
         let before = counted.len();
         let at_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
         for (i, v) in &operational {
-            let approval = approval_of(v, &digest, at_ms);
+            let approval = approval_of(v, &digest, at_ms, &sigs[*i]);
             if !in_force(&store, &approval, now) {
                 // A rotation landed since this signature was verified.
                 verdicts[*i] = SigVerdict::Refused {
@@ -394,13 +396,25 @@ impl Core {
             .or(counted.last())
             .map(|a| a.signer.clone())
             .unwrap_or_else(|| signer_of(first));
+        // The proof the audit chain keeps: the exact bytes, every signature that counted, the
+        // trust store they counted under. A payload is JSON (it passed the pipeline), so text.
+        let proof = steward_audit::Proof {
+            payload: String::from_utf8_lossy(payload).into_owned(),
+            signatures: counted.iter().filter_map(|a| a.signature.clone()).collect(),
+            trust_store: store.trust_store().digest().to_string(),
+            host: store.config().host.clone(),
+            action: Some(action.clone()),
+            identity: sub.identity.clone(),
+        };
+        drop(store);
         let approvals = if needs > 1 { counted } else { Vec::new() };
-        match self.journal.consume_nonce_into_intent(
+        match self.journal.consume_nonce_into_intent_proven(
             op,
             &first.payload.nonce,
             first.nonce_keep_until,
             signer,
             approvals,
+            proof,
         ) {
             Ok(Consumed::Fresh) => Ok(op),
             Ok(Consumed::AlreadyConsumed) => {

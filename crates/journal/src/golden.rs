@@ -299,6 +299,7 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
         payload: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
         not_after: 1_764_003_600,
         at_ms: 1_764_000_000_500,
+        signature: None,
     }];
     problems.extend(check("op-pending_signature-approved_1", &partly));
     // A task that ended `WARNINGS: 1`: its log's warning kept with the op (new in v1, absent

@@ -10,7 +10,7 @@
 //! (the gate) refuses the op it belonged to. Nothing is lost by reopening: what sled
 //! acknowledged is on disk (every write passed the barrier), and what it did not was refused.
 
-use crate::audit::AuditReport;
+use crate::audit::{AuditEntry, AuditReport};
 use crate::barrier::{BarrierHook, Hooks};
 use crate::error::JournalError;
 use crate::journal::Store;
@@ -214,7 +214,24 @@ impl Journal {
         signer: Signer,
         approvals: Vec<Approval>,
     ) -> Result<Consumed, JournalError> {
-        self.with(|s| s.consume_nonce_into_intent(id, nonce, keep_until, signer, approvals))
+        self.with(|s| s.consume_nonce_into_intent(id, nonce, keep_until, signer, approvals, None))
+    }
+
+    /// [`Journal::consume_nonce_into_intent`], keeping `proof` (the signed bytes, every
+    /// signature that counted, the trust store in force) in the audit entry of the step, so
+    /// the chain proves the authorization offline (`steward-verify audit`).
+    pub fn consume_nonce_into_intent_proven(
+        &self,
+        id: OpId,
+        nonce: &Nonce,
+        keep_until: i64,
+        signer: Signer,
+        approvals: Vec<Approval>,
+        proof: steward_audit::Proof,
+    ) -> Result<Consumed, JournalError> {
+        self.with(|s| {
+            s.consume_nonce_into_intent(id, nonce, keep_until, signer, approvals, Some(&proof))
+        })
     }
 
     /// Adds approvals to held op `id` (m-of-n), keeping one per signer.
@@ -296,6 +313,16 @@ impl Journal {
     /// anchor.
     pub fn prune_audit(&self, before_ms: i64) -> Result<usize, JournalError> {
         self.with(|s| s.prune_audit(before_ms))
+    }
+
+    /// Up to `limit` audit entries from sequence number `since` on, as stored.
+    pub fn audit_entries(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, JournalError> {
+        self.with(|s| s.audit_entries(since, limit))
+    }
+
+    /// The audit chain's head (sequence number and hash), None before the first entry.
+    pub fn audit_head(&self) -> Result<Option<(u64, String)>, JournalError> {
+        self.with(|s| s.audit_head())
     }
 
     /// Verifies the audit chain from its anchor to its head.

@@ -474,6 +474,7 @@ impl Store {
         keep_until: i64,
         signer: Signer,
         approvals: Vec<Approval>,
+        proof: Option<&steward_audit::Proof>,
     ) -> Result<Consumed, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
@@ -495,7 +496,13 @@ impl Store {
         w.put(op_key(id), &rec)?;
         w.batch.insert(k(INFLIGHT, &id.0.to_be_bytes()), &[][..]);
         index_held(&mut w.batch, id, &OpState::Intent);
-        w.audit(at_ms, transition_event(&rec, Some(&from)))?;
+        let mut event = transition_event(&rec, Some(&from));
+        if let (Some(p), Some(obj)) = (proof, event.as_object_mut()) {
+            let p = serde_json::to_value(p)
+                .map_err(|e| JournalError::Corrupt(format!("encode proof: {e}")))?;
+            obj.insert("proof".into(), p);
+        }
+        w.audit(at_ms, event)?;
         let token = w.commit()?;
         self.sync(token)?;
         Ok(Consumed::Fresh)

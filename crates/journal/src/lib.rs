@@ -14,6 +14,7 @@
 mod audit;
 pub mod barrier;
 mod error;
+mod export;
 #[cfg(test)]
 mod golden;
 mod handle;

@@ -77,6 +77,10 @@ pub struct Approval {
     pub not_after: i64,
     /// When it was recorded (Unix ms).
     pub at_ms: i64,
+    /// The armored signature itself, kept so that the audit entry of the step that runs the op
+    /// proves this approval offline (a spent signature authorizes nothing new).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// Where an op is in its life.

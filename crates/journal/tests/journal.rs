@@ -431,6 +431,7 @@ fn approval(key: &str, payload: &str) -> steward_journal::Approval {
         payload: payload.into(),
         not_after: 2_000_000_000,
         at_ms: 1,
+        signature: None,
     }
 }
 

@@ -70,6 +70,10 @@ fn status() -> Status {
         last_error: None,
         journal_error: None,
         recovered: true,
+        audit_head: Some(crate::AuditHead {
+            seq: 37,
+            hash: "6cba69df9b2c41f0f5ddbfb4a597b503f8da4be40e210bde51922c9dee4856b0".into(),
+        }),
         provider: BTreeMap::from([
             (
                 "desired".to_string(),

@@ -40,6 +40,22 @@ pub struct AgentAbout {
     pub metrics: Option<String>,
 }
 
+/// The audit chain's head: its last entry's sequence number and hash.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHead {
+    /// The last entry's sequence number (the chain's length since genesis).
+    pub seq: u64,
+    /// Its hash.
+    pub hash: String,
+}
+
+impl std::fmt::Display for AuditHead {
+    /// `SEQ:HASH`, as `steward-verify audit --head` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
 /// What the engine reports about itself.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -75,6 +91,11 @@ pub struct Status {
     /// The m-of-n policy in force: distinct keys per signed op kind (`default` for the kinds
     /// not named, `recovery keys.rotate` for rotations signed with recovery keys).
     pub approval_policy: BTreeMap<String, u8>,
+    /// The audit chain's head after the last pass: anyone who keeps it (from `status`, a hub
+    /// report or the log) can later prove the chain up to it was not rewritten
+    /// (`steward-verify audit --head SEQ:HASH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<AuditHead>,
     /// Set by the local API (the engine leaves it out): which agent answered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentAbout>,

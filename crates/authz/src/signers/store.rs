@@ -99,6 +99,16 @@ pub struct Admission<'a> {
 pub struct TrustStore {
     source: String,
     entries: Vec<TrustEntry>,
+    digest: String,
+}
+
+/// Lower-case hex SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl TrustStore {
@@ -109,6 +119,7 @@ impl TrustStore {
         TrustStore {
             source: source.to_string(),
             entries: Vec::new(),
+            digest: sha256_hex(b""),
         }
     }
 
@@ -147,7 +158,14 @@ impl TrustStore {
         Ok(TrustStore {
             source: source.to_string(),
             entries,
+            digest: sha256_hex(text),
         })
+    }
+
+    /// Lower-case hex SHA-256 of the exact text it was parsed from (of nothing for an empty
+    /// store): which trust store was in force, as the audit chain records it.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The name given at load.

@@ -1,5 +1,8 @@
 //! Op-to-action binding: the one mapping between an `Action` and the (op kind, guest, params)
-//! an operator signs. The gate compares the verified op with the binding of the action it holds,
+//! an operator signs. It lives beside the classifier, pure and without I/O, because three
+//! parties apply it: the gate (is this signature for this action?), the executor (does the
+//! node still hold what the action names?) and `steward-verify audit` (was what ran what was
+//! signed?), and the last must not depend on the gate's runtime. The gate compares the verified op with the binding of the action it holds,
 //! field by field, exactly; a signed job is turned into an action by the inverse mapping. Must
 //! never let a field the operator did not sign influence what runs.
 //!
@@ -15,10 +18,21 @@
 //! spent, [`check_slots`] holds it against the config read from the node at the signed
 //! digest: `removes` must be exactly the volumes the touched keys hold there, key by key.
 
-use crate::executor::ObservedConfig;
+use crate::is_data_bearing_key;
 use serde_json::{json, Map, Value};
-use steward_classifier::is_data_bearing_key;
+use std::collections::BTreeMap;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
+
+/// A guest's config as just read from the node, with its `digest`: what a signed data-bearing
+/// change (or a move) is checked against before the nonce is spent, and what the executor
+/// checks a claiming write against before it sends it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObservedConfig {
+    /// Proxmox's config digest.
+    pub digest: String,
+    /// Every key with its value, as `GET …/config` answers.
+    pub values: BTreeMap<String, String>,
+}
 
 /// The data-bearing keys a change deletes or replaces.
 fn data_keys(kind: GuestKind, change: &ConfigChange) -> Vec<&String> {
@@ -160,9 +174,7 @@ pub fn check_slots(
     let identity_nic = observed
         .values
         .iter()
-        .filter(|(k, v)| {
-            steward_model::is_net_key(k) && steward_classifier::lxc_hwaddr(v).is_some()
-        })
+        .filter(|(k, v)| steward_model::is_net_key(k) && crate::lxc_hwaddr(v).is_some())
         .filter_map(|(k, _)| index(k))
         .min();
     for key in &nics {
@@ -171,9 +183,8 @@ pub fn check_slots(
         let ok = match change.keeps.get(key.as_str()) {
             Some(kept) => {
                 stored == Some(kept)
-                    && steward_classifier::lxc_hwaddr(kept).is_some()
-                    && written.and_then(steward_classifier::lxc_hwaddr)
-                        == steward_classifier::lxc_hwaddr(kept)
+                    && crate::lxc_hwaddr(kept).is_some()
+                    && written.and_then(crate::lxc_hwaddr) == crate::lxc_hwaddr(kept)
             }
             None => {
                 stored.is_none()

@@ -1,0 +1,262 @@
+//! The offline check on chains built here with real `ssh-keygen` signatures: a signed destroy
+//! proven; a binding that differs, a key the store does not hold, a destructive op dispatched
+//! with no intent, all unproven; a key rotation replayed from the chain (and, dropped from it,
+//! the next signer unknown); heads parsed and checked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use serde_json::json;
+use steward_model::{GuestKind, Vmid};
+use steward_testkit::{KeyType, Keygen, OpDoc};
+
+const NOW_MS: i64 = 1_795_068_000_000; // 2026-11-19T06:00:00Z, inside the window below
+const FROM: &str = "2026-11-19T00:00:00Z";
+const UNTIL: &str = "2026-11-19T12:00:00Z";
+
+fn destroy(vmid: u64, purge: bool) -> Action {
+    Action::Destroy {
+        vmid: Vmid::new(vmid).unwrap(),
+        kind: GuestKind::Qemu,
+        purge,
+        destroy_unreferenced_disks: false,
+    }
+}
+
+/// The bytes an operator signs for `action`, as the gate's template would carry them.
+fn payload(action: &Action) -> String {
+    let b = binding_of(action, None);
+    let mut doc = OpDoc::destroy("pve-a", b.guest.get(), FROM, UNTIL);
+    doc.op = b.op.into();
+    doc.params = Value::Object(b.params).to_string();
+    String::from_utf8(doc.to_bytes()).unwrap()
+}
+
+struct Chain {
+    entries: Vec<AuditEntry>,
+}
+
+impl Chain {
+    fn new() -> Chain {
+        Chain {
+            entries: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, event: Value) -> &mut Chain {
+        let prev = self
+            .entries
+            .last()
+            .map_or(GENESIS.to_string(), |e| e.hash.clone());
+        let seq = self.entries.len() as u64 + 1;
+        self.entries
+            .push(AuditEntry::new(seq, NOW_MS + seq as i64, &prev, event));
+        self
+    }
+
+    /// A destructive op entering intent with `proof`.
+    fn intent(&mut self, op: u64, action: &Action, proof: Option<Proof>) -> &mut Chain {
+        let mut e = json!({"type": "transition", "op": op, "guest": action.vmid().get(),
+            "action": action.op_kind(), "class": "destructive", "from": "pending_signature",
+            "to": {"state": "intent"}});
+        if let Some(p) = proof {
+            e["proof"] = serde_json::to_value(p).unwrap();
+        }
+        self.push(e)
+    }
+
+    fn state(&mut self, op: u64, action: &Action, state: &str) -> &mut Chain {
+        self.push(
+            json!({"type": "transition", "op": op, "guest": action.vmid().get(),
+            "action": action.op_kind(), "class": "destructive", "to": {"state": state}}),
+        )
+    }
+
+    fn text(&self) -> String {
+        self.entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap() + "\n")
+            .collect()
+    }
+}
+
+struct Keys {
+    kg: Keygen,
+    alice: steward_testkit::Key,
+    bob: steward_testkit::Key,
+    rescue: steward_testkit::Key,
+}
+
+fn keys() -> Keys {
+    let kg = Keygen::new().unwrap();
+    Keys {
+        alice: kg.key(KeyType::Ed25519, "alice").unwrap(),
+        bob: kg.key(KeyType::Ed25519, "bob").unwrap(),
+        rescue: kg.key(KeyType::Ed25519, "rescue").unwrap(),
+        kg,
+    }
+}
+
+fn store(text: &str) -> TrustStore {
+    TrustStore::parse("allowed_signers", text.as_bytes()).unwrap()
+}
+
+fn sign(k: &Keys, key: &steward_testkit::Key, ns: &str, payload: &str) -> String {
+    String::from_utf8(
+        k.kg.sign(&key.private, ns, payload.as_bytes())
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+fn proof(action: Option<&Action>, payload: String, sigs: Vec<String>, store: &TrustStore) -> Proof {
+    Proof {
+        payload,
+        signatures: sigs,
+        trust_store: store.digest().to_string(),
+        host: "pve-a".into(),
+        action: action.cloned(),
+        identity: None,
+    }
+}
+
+fn first_text(k: &Keys) -> String {
+    format!(
+        "alice@steward.test namespaces=\"op@steward\" {}\nrescue@steward.test namespaces=\"recovery@steward\" {}\n",
+        k.alice.public_line, k.rescue.public_line
+    )
+}
+
+#[test]
+fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
+    let k = keys();
+    let text = first_text(&k);
+    let s = store(&text);
+    let a = destroy(104, true);
+    let p = payload(&a);
+    let good = proof(
+        Some(&a),
+        p.clone(),
+        vec![sign(&k, &k.alice, "op@steward", &p)],
+        &s,
+    );
+    let mut c = Chain::new();
+    c.push(json!({"type": "gate_decision", "decision": "pending_signature"}))
+        .intent(7, &a, Some(good.clone()))
+        .state(7, &a, "dispatched")
+        .state(7, &a, "succeeded");
+    let r = check(&c.text(), store(&text), None);
+    assert!(r.proven(), "{r:?}");
+    assert_eq!(r.rows.len(), 1);
+    assert!(r.rows[0].signers[0].starts_with("alice@steward.test (SHA256:"));
+    assert_eq!(r.head.as_ref().map(|h| h.0), Some(4));
+
+    // What ran is not what was signed: the proof's action says purge=false.
+    let other = destroy(104, false);
+    let mut c = Chain::new();
+    c.intent(
+        7,
+        &other,
+        Some(Proof {
+            action: Some(other.clone()),
+            ..good.clone()
+        }),
+    );
+    let r = check(&c.text(), store(&text), None);
+    let why = r.rows[0].verdict.clone().unwrap_err();
+    assert!(
+        why.contains("entry 1") && why.contains("not what was signed"),
+        "{why}"
+    );
+
+    // A recovery key's signature authorizes no guest op.
+    let by_rescue = proof(
+        Some(&a),
+        p.clone(),
+        vec![sign(&k, &k.rescue, "recovery@steward", &p)],
+        &s,
+    );
+    let mut c = Chain::new();
+    c.intent(7, &a, Some(by_rescue));
+    assert!(!check(&c.text(), store(&text), None).proven());
+
+    // No proof, or a destructive op dispatched with no intent before it.
+    let mut c = Chain::new();
+    c.intent(7, &a, None);
+    assert!(!check(&c.text(), store(&text), None).proven());
+    let mut c = Chain::new();
+    c.state(8, &a, "dispatched");
+    let r = check(&c.text(), store(&text), None);
+    assert!(!r.proven(), "{r:?}");
+}
+
+#[test]
+fn a_rotation_is_replayed_from_the_chain_and_without_it_the_new_key_is_unknown() {
+    let k = keys();
+    let first = first_text(&k);
+    let s1 = store(&first);
+    let second = format!(
+        "{first}bob@steward.test namespaces=\"op@steward\" {}\n",
+        k.bob.public_line
+    );
+    let s2 = store(&second);
+    let mut rot = OpDoc::destroy("pve-a", 0, FROM, UNTIL);
+    rot.op = "keys.rotate".into();
+    rot.guest = None;
+    rot.params = json!({"allowed_signers": second}).to_string();
+    let rot = String::from_utf8(rot.to_bytes()).unwrap();
+    let rotation = json!({"type": ROTATION_EVENT, "new_trust_store": s2.digest(),
+        "proof": proof(None, rot.clone(), vec![sign(&k, &k.rescue, "recovery@steward", &rot)], &s1)});
+    let a = destroy(105, true);
+    let p = payload(&a);
+    let by_bob = proof(
+        Some(&a),
+        p.clone(),
+        vec![sign(&k, &k.bob, "op@steward", &p)],
+        &s2,
+    );
+
+    let mut c = Chain::new();
+    c.push(rotation.clone()).intent(9, &a, Some(by_bob.clone()));
+    let r = check(&c.text(), store(&first), None);
+    assert!(r.proven(), "{r:?}");
+    assert_eq!(r.rows[0].op, "keys.rotate");
+    assert!(r.rows[1].signers[0].starts_with("bob@steward.test"));
+
+    // The rotation left out: bob's signature was made under a store the file does not give.
+    let mut c = Chain::new();
+    c.intent(9, &a, Some(by_bob.clone()));
+    let r = check(&c.text(), store(&first), None);
+    let why = r.rows[0].verdict.clone().unwrap_err();
+    assert!(why.contains("trust store"), "{why}");
+
+    // A rotation whose recorded store is not the text signed.
+    let mut forged = rotation.clone();
+    forged["new_trust_store"] = json!(s1.digest());
+    let mut c = Chain::new();
+    c.push(forged);
+    assert!(!check(&c.text(), store(&first), None).proven());
+}
+
+#[test]
+fn heads_parse_and_must_be_found() {
+    let h: Head = format!("12:{}", "ab".repeat(32)).parse().unwrap();
+    assert_eq!(h.seq, Some(12));
+    assert!("12:xyz".parse::<Head>().is_err());
+    assert!("x:abab".parse::<Head>().is_err());
+    let mut c = Chain::new();
+    c.push(json!({"type": "note"}))
+        .push(json!({"type": "note"}));
+    let head = Head {
+        seq: Some(2),
+        hash: c.entries[1].hash.clone(),
+    };
+    assert!(check(&c.text(), TrustStore::empty("none"), Some(&head)).proven());
+    let wrong_seq = Head {
+        seq: Some(1),
+        ..head.clone()
+    };
+    assert!(!check(&c.text(), TrustStore::empty("none"), Some(&wrong_seq)).proven());
+    assert!(!check("", TrustStore::empty("none"), None).proven());
+}
