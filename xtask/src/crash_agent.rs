@@ -192,13 +192,12 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
         "vault@example.org namespaces=\"recovery@steward\" {}\n",
         vault.public_line
     );
-    std::fs::write(
-        d.join("allowed_signers"),
-        format!(
-            "alice@example.org namespaces=\"op@steward\" {}\n{vault_line}",
-            alice.public_line
-        ),
-    )?;
+    // Kept aside: the file an auditor is given at the end (the rotation overwrites this one).
+    let initial_signers = format!(
+        "alice@example.org namespaces=\"op@steward\" {}\n{vault_line}",
+        alice.public_line
+    );
+    std::fs::write(d.join("allowed_signers"), &initial_signers)?;
     let rotated = format!(
         "bob@example.org namespaces=\"op@steward\" {}\n{vault_line}",
         bob.public_line
@@ -291,6 +290,49 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
         }
     }
     let audit = journal.verify_audit_chain()?;
+    // The whole run's chain, exported and checked as an auditor would, with only the
+    // allowed_signers file the run began with: every signed destroy proven, none unproven.
+    let mut export = String::new();
+    let mut next = 0;
+    loop {
+        let page = journal.audit_entries(next, 5_000)?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            break;
+        };
+        for e in &page {
+            export.push_str(&serde_json::to_string(e)?);
+            export.push('\n');
+        }
+        next = last + 1;
+    }
+    let offline = steward_audit::check(
+        &export,
+        &[steward_authz::TrustStore::parse(
+            "initial allowed_signers",
+            initial_signers.as_bytes(),
+        )?],
+        None,
+    );
+    let proven_destroys: BTreeSet<u32> = offline
+        .rows
+        .iter()
+        .filter(|x| x.op == "guest.destroy" && x.verdict.is_ok())
+        .filter_map(|x| x.guest)
+        .collect();
+    let unproven: Vec<String> = offline
+        .rows
+        .iter()
+        .filter_map(|x| x.verdict.as_ref().err().cloned())
+        .chain(offline.problems.iter().cloned())
+        .collect();
+    println!(
+        "offline audit: {} entries, {} authorizations ({} rotations), signed destroys proven {} of {}, unproven {unproven:?}",
+        offline.entries,
+        offline.rows.len(),
+        offline.rows.iter().filter(|x| x.op == "keys.rotate").count(),
+        proven_destroys.len(),
+        signed_destroys.len()
+    );
     // The rotation, once acknowledged, is on disk; and nothing ran on alice's signature after.
     let rotation_kept = retired_at.is_none() || on_disk(d)? == rotated;
     let by_alice_after: Vec<u64> = ops
@@ -340,7 +382,9 @@ pub fn run(iterations: u32, seed: u64) -> Result<bool> {
         && over.is_empty()
         && unsigned.is_empty()
         && converged
-        && audit.problems.is_empty())
+        && audit.problems.is_empty()
+        && unproven.is_empty()
+        && proven_destroys == signed_destroys)
 }
 
 fn now_ms() -> i64 {

@@ -12,7 +12,10 @@
 //!    removal itself, held with the volume named; alice signs; exactly that volume is freed;
 //! 7. kill -9 the agent while a task runs, restart it: recovery follows the task, nothing runs
 //!    twice;
-//! 8. the final status, a few metrics, and the journal's audit chain verified.
+//! 8. the final status, a few metrics, and the journal's audit chain verified;
+//! 9. an auditor's view: `steward-agent audit export`, then `steward-verify audit` offline
+//!    against alice's allowed_signers and the head `status` showed: every destruction proven,
+//!    with alice's key.
 
 use crate::procs::{
     agent_config, bin, build, control, scrape, secret, trust_alice, Reaped, SimProc,
@@ -209,8 +212,13 @@ create = { ostemplate = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst", 
 /// Runs the demo; false when a step did not go as told.
 pub fn run() -> Result<bool> {
     let t0 = Instant::now();
-    say("building steward-pve-sim, steward-hub-stub and steward-agent");
-    let ok = build(&["steward-pve-sim", "steward-agent", "steward-hub-stub"])?;
+    say("building steward-pve-sim, steward-hub-stub, steward-agent and steward-verifier");
+    let ok = build(&[
+        "steward-pve-sim",
+        "steward-agent",
+        "steward-hub-stub",
+        "steward-verifier",
+    ])?;
     ensure!(ok, "build failed");
     let built = Instant::now();
     let dir = tempfile::tempdir()?;
@@ -462,6 +470,33 @@ pub fn run() -> Result<bool> {
     ])?;
     let counts = control(&demo.hub, "GET", "/counts", "")?;
     println!("hub: {counts}");
+
+    say("9. an auditor's view: the chain exported, checked offline against the witnessed head");
+    let head = status
+        .lines()
+        .find_map(|l| l.strip_prefix("audit head "))
+        .and_then(|l| l.split_whitespace().next())
+        .context("status shows no audit head")?
+        .to_string();
+    let (code, export) = demo.cli(&["audit", "export"])?;
+    ensure!(code == 0, "audit export exited {code}");
+    std::fs::write(demo.path("audit.jsonl"), &export)?;
+    let out = Command::new(bin("steward-verify"))
+        .args(["audit", "--signers"])
+        .arg(demo.path("allowed_signers"))
+        .args(["--head", &head])
+        .arg(demo.path("audit.jsonl"))
+        .output()?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    print!("{table}");
+    ensure!(
+        out.status.success(),
+        "steward-verify audit found something unproven"
+    );
+    ensure!(
+        table.contains("guest.destroy") && table.contains("signed by alice@example.org"),
+        "the destroy is listed with alice's key"
+    );
     ensure!(
         counts["desired_not_modified"].as_u64().unwrap_or(0) > 0,
         "unchanged polls are 304s"

@@ -116,7 +116,7 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     let signers = std::fs::read(d.join("allowed_signers")).unwrap();
     let r = steward_audit::check(
         &export,
-        steward_authz::TrustStore::parse("allowed_signers", &signers).unwrap(),
+        &[steward_authz::TrustStore::parse("allowed_signers", &signers).unwrap()],
         None,
     );
     assert!(r.proven(), "{:?} {:?}", r.problems, r.rows);

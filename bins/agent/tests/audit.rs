@@ -21,7 +21,7 @@ use steward_testkit::{KeyType, Keygen};
 fn verdict(export: &str, signers: &str, head: Option<&Head>) -> Report {
     check(
         export,
-        TrustStore::parse("allowed_signers", signers.as_bytes()).unwrap(),
+        &[TrustStore::parse("allowed_signers", signers.as_bytes()).unwrap()],
         head,
     )
 }

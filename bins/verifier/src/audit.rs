@@ -26,9 +26,10 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 #[derive(Parser, Debug)]
 #[command(name = "steward-verify audit", version)]
 pub struct AuditArgs {
-    /// OpenSSH allowed_signers file in force when the chain began.
-    #[arg(long, value_name = "FILE")]
-    signers: PathBuf,
+    /// OpenSSH allowed_signers file in force when the chain began; again for each file an
+    /// administrator installed by hand since, if you trust it (rotations need none).
+    #[arg(long, value_name = "FILE", required = true)]
+    signers: Vec<PathBuf>,
     /// A head witnessed earlier: `SEQ:HASH` or `HASH`.
     #[arg(long, value_name = "SEQ:HASH")]
     head: Option<Head>,
@@ -50,12 +51,14 @@ pub fn main(args: &AuditArgs) -> Result<ExitCode, String> {
         }
         std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
     };
-    let signers = read(&args.signers)?;
-    let store = TrustStore::parse(&args.signers.display().to_string(), &signers)
-        .map_err(|e| e.to_string())?;
+    let stores = args
+        .signers
+        .iter()
+        .map(|p| TrustStore::parse(&p.display().to_string(), &read(p)?).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
     let export = String::from_utf8(read(&args.export)?)
         .map_err(|_| format!("{}: not UTF-8 text", args.export.display()))?;
-    let report = check(&export, store, args.head.as_ref());
+    let report = check(&export, &stores, args.head.as_ref());
     let text = if args.json {
         json(&report).to_string()
     } else {

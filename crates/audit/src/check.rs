@@ -9,9 +9,9 @@
 //! does.
 
 use crate::entry::{AuditEntry, GENESIS};
-use crate::proof::{Proof, ROTATION_EVENT};
+use crate::proof::{Proof, LOADED_EVENT, ROTATION_EVENT};
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use steward_authz::{Role, TrustStore, Verifier, VerifyConfig, MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS};
 use steward_classifier::binding::binding_of;
 use steward_model::Action;
@@ -100,10 +100,21 @@ fn state_of(event: &Value) -> Option<&str> {
 }
 
 /// Checks `export` (the lines `steward-agent audit export` wrote) against `signers`, the
-/// allowed_signers file in force when the chain began, and `head`, a head witnessed earlier.
-pub fn check(export: &str, signers: TrustStore, head: Option<&Head>) -> Report {
+/// allowed_signers files the auditor trusts (the first: the one in force when the chain began;
+/// others: files an administrator installed by hand since, which the agent's
+/// `trust_store_loaded` entries name by digest), and `head`, a head witnessed earlier.
+pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Report {
     let mut report = Report::default();
-    let mut store = signers;
+    // Every store an authorization may have been made under: the files given, the stores the
+    // chain's proven rotations produced, and the empty store (which admits nobody, so
+    // accepting it proves nothing).
+    let mut known: BTreeMap<String, TrustStore> = BTreeMap::new();
+    let empty = TrustStore::empty("(no trust store)");
+    known.insert(empty.digest().to_string(), empty.clone());
+    for s in signers {
+        known.insert(s.digest().to_string(), s.clone());
+    }
+    let mut store = signers.first().cloned().unwrap_or(empty);
     let mut last: Option<AuditEntry> = None;
     let mut head_seen = false;
     let mut entered: BTreeSet<u64> = BTreeSet::new();
@@ -193,7 +204,32 @@ pub fn check(export: &str, signers: TrustStore, head: Option<&Head>) -> Report {
             let (row, next) = rotation_row(&entry, &store);
             report.rows.push(row);
             if let Some(next) = next {
+                known.insert(next.digest().to_string(), next.clone());
                 store = next;
+            }
+        } else if kind == LOADED_EVENT {
+            let digest = str_field(event, "trust_store");
+            match known.get(&digest) {
+                Some(s) => store = s.clone(),
+                None => {
+                    report.rows.push(Row {
+                        seq: entry.seq,
+                        at_ms: entry.at_ms,
+                        op: "trust store loaded".into(),
+                        guest: None,
+                        what: format!(
+                            "{} ({})",
+                            short(&digest),
+                            str_field(event, "source")
+                        ),
+                        signers: Vec::new(),
+                        verdict: Err(format!(
+                            "{at}: the agent started with a trust store that is neither a file given nor one a rotation in the chain produced (edited by hand? give it with --signers if you trust it)"
+                        )),
+                    });
+                    // Nothing signed under it is proven (no store with that digest is known).
+                    store = TrustStore::empty(&digest);
+                }
             }
         }
         last = Some(entry);

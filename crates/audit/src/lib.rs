@@ -19,4 +19,4 @@ mod proof;
 
 pub use check::{check, Head, Report, Row};
 pub use entry::{AuditEntry, GENESIS};
-pub use proof::{Proof, ROTATION_EVENT};
+pub use proof::{Proof, LOADED_EVENT, ROTATION_EVENT};

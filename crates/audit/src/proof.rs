@@ -8,6 +8,10 @@
 use serde::{Deserialize, Serialize};
 use steward_model::Action;
 
+/// The `type` of the audit event an agent writes when it starts with a trust store: its
+/// `trust_store` digest, the file it came from and how many lines it admits.
+pub const LOADED_EVENT: &str = "trust_store_loaded";
+
 /// The `type` of the audit event a key rotation writes (its proof signed by the keys of the
 /// trust store before it).
 pub const ROTATION_EVENT: &str = "key_rotation";

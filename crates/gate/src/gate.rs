@@ -123,6 +123,19 @@ impl Gate {
         executor: Box<dyn Executor>,
         config: GateConfig,
     ) -> Gate {
+        // The trust store this gate starts with goes on the audit chain, once: an auditor
+        // replays rotations from it, and a file edited by hand between two starts shows as a
+        // store no rotation produced. A signal: a failing journal is met by the first write.
+        let store = verifier.trust_store();
+        let loaded = serde_json::json!({
+            "type": steward_audit::LOADED_EVENT,
+            "trust_store": store.digest(),
+            "source": store.source(),
+            "entries": store.entries().len(),
+        });
+        if let Err(e) = journal.audit(loaded) {
+            tracing::warn!(target: "audit", error = %e, "trust store load not audited");
+        }
         Gate {
             core: Arc::new(Core {
                 verifier: RwLock::new(verifier),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use steward_authz::TrustEntry;
-use steward_authz::{Consumed, NonceStore, Reason, Role, TrustStore, VerifiedOp, Verifier};
+use steward_authz::{Consumed, Reason, Role, TrustStore, VerifiedOp, Verifier};
 use time::OffsetDateTime;
 
 /// Why a rotation is refused.
@@ -283,7 +283,20 @@ impl crate::gate::Core {
             Err(RotationError::RoleDenied(e)) => return refused(None, GateReason::RoleDenied, e),
             Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
         };
-        match self.journal.consume(&v.payload.nonce, v.nonce_keep_until) {
+        // The rotation and its proof go on the audit chain in the step that spends the nonce,
+        // before the file is written: a crash between the two leaves the old file, which the
+        // agent records as the store it loaded when it starts again (`trust_store_loaded`).
+        let event = serde_json::json!({
+            "type": steward_audit::ROTATION_EVENT,
+            "role": role,
+            "entries": new.entries().len(),
+            "new_trust_store": new.digest(),
+            "proof": proof,
+        });
+        match self
+            .journal
+            .consume_nonce_recording(&v.payload.nonce, v.nonce_keep_until, event)
+        {
             Ok(Consumed::Fresh) => {}
             Ok(Consumed::AlreadyConsumed) => return Decision::Replay { first: None },
             Err(e) => return refused(None, GateReason::Journal, e.to_string()),
@@ -296,13 +309,6 @@ impl crate::gate::Core {
             );
         }
         let entries = new.entries().len();
-        let event = serde_json::json!({
-            "type": steward_audit::ROTATION_EVENT,
-            "role": role,
-            "entries": entries,
-            "new_trust_store": new.digest(),
-            "proof": proof,
-        });
         match self.verifier.write() {
             Ok(mut g) => {
                 let config = g.config().clone();
@@ -311,11 +317,6 @@ impl crate::gate::Core {
                         *g = nv;
                         self.generation
                             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        // The chain keeps the proof: an auditor rebuilds the trust store in
-                        // force from it. A signal, like every audit entry.
-                        if let Err(e) = self.journal.audit(event) {
-                            tracing::warn!(target: "audit", error = %e, "key rotation audit entry failed");
-                        }
                     }
                     Err(e) => return refused(None, GateReason::RotationRefused, e.to_string()),
                 }

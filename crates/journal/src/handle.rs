@@ -246,7 +246,19 @@ impl Journal {
         nonce: &Nonce,
         keep_until: i64,
     ) -> Result<Consumed, JournalError> {
-        self.with(|s| s.consume_bare_nonce(nonce, keep_until))
+        self.with(|s| s.consume_bare_nonce(nonce, keep_until, None))
+    }
+
+    /// Consumes a nonce that authorizes no op of its own, recording `event` (an object: the
+    /// nonce is added to it) as the step's audit entry: a key rotation and its proof are on the
+    /// chain exactly when its nonce is spent.
+    pub fn consume_nonce_recording(
+        &self,
+        nonce: &Nonce,
+        keep_until: i64,
+        event: serde_json::Value,
+    ) -> Result<Consumed, JournalError> {
+        self.with(|s| s.consume_bare_nonce(nonce, keep_until, Some(event)))
     }
 
     /// Whether `nonce` was consumed.

@@ -550,20 +550,27 @@ impl Store {
     }
 
     /// Records a nonce with no op (the plain `NonceStore::consume`).
+    /// With `event`, that is the step's audit entry (the nonce added to it) instead of a plain
+    /// `nonce_consumed`: what the nonce authorized is on the chain in the same durable step.
     pub(crate) fn consume_bare_nonce(
         &self,
         nonce: &Nonce,
         keep_until: i64,
+        event: Option<serde_json::Value>,
     ) -> Result<Consumed, JournalError> {
         let at_ms = now_ms();
         let mut w = self.write()?;
         if !w.claim_nonce(nonce, None, keep_until)? {
             return Ok(Consumed::AlreadyConsumed);
         }
-        w.audit(
-            at_ms,
-            serde_json::json!({"type": "nonce_consumed", "nonce": nonce.as_str()}),
-        )?;
+        let event = match event {
+            Some(serde_json::Value::Object(mut m)) => {
+                m.insert("nonce".into(), nonce.as_str().into());
+                serde_json::Value::Object(m)
+            }
+            _ => serde_json::json!({"type": "nonce_consumed", "nonce": nonce.as_str()}),
+        };
+        w.audit(at_ms, event)?;
         let token = w.commit()?;
         self.sync(token)?;
         Ok(Consumed::Fresh)

@@ -146,7 +146,7 @@ fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
         .intent(7, &a, Some(good.clone()))
         .state(7, &a, "dispatched")
         .state(7, &a, "succeeded");
-    let r = check(&c.text(), store(&text), None);
+    let r = check(&c.text(), &[store(&text)], None);
     assert!(r.proven(), "{r:?}");
     assert_eq!(r.rows.len(), 1);
     assert!(r.rows[0].signers[0].starts_with("alice@steward.test (SHA256:"));
@@ -163,7 +163,7 @@ fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
             ..good.clone()
         }),
     );
-    let r = check(&c.text(), store(&text), None);
+    let r = check(&c.text(), &[store(&text)], None);
     let why = r.rows[0].verdict.clone().unwrap_err();
     assert!(
         why.contains("entry 1") && why.contains("not what was signed"),
@@ -179,15 +179,15 @@ fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
     );
     let mut c = Chain::new();
     c.intent(7, &a, Some(by_rescue));
-    assert!(!check(&c.text(), store(&text), None).proven());
+    assert!(!check(&c.text(), &[store(&text)], None).proven());
 
     // No proof, or a destructive op dispatched with no intent before it.
     let mut c = Chain::new();
     c.intent(7, &a, None);
-    assert!(!check(&c.text(), store(&text), None).proven());
+    assert!(!check(&c.text(), &[store(&text)], None).proven());
     let mut c = Chain::new();
     c.state(8, &a, "dispatched");
-    let r = check(&c.text(), store(&text), None);
+    let r = check(&c.text(), &[store(&text)], None);
     assert!(!r.proven(), "{r:?}");
 }
 
@@ -219,7 +219,7 @@ fn a_rotation_is_replayed_from_the_chain_and_without_it_the_new_key_is_unknown()
 
     let mut c = Chain::new();
     c.push(rotation.clone()).intent(9, &a, Some(by_bob.clone()));
-    let r = check(&c.text(), store(&first), None);
+    let r = check(&c.text(), &[store(&first)], None);
     assert!(r.proven(), "{r:?}");
     assert_eq!(r.rows[0].op, "keys.rotate");
     assert!(r.rows[1].signers[0].starts_with("bob@steward.test"));
@@ -227,7 +227,7 @@ fn a_rotation_is_replayed_from_the_chain_and_without_it_the_new_key_is_unknown()
     // The rotation left out: bob's signature was made under a store the file does not give.
     let mut c = Chain::new();
     c.intent(9, &a, Some(by_bob.clone()));
-    let r = check(&c.text(), store(&first), None);
+    let r = check(&c.text(), &[store(&first)], None);
     let why = r.rows[0].verdict.clone().unwrap_err();
     assert!(why.contains("trust store"), "{why}");
 
@@ -236,7 +236,7 @@ fn a_rotation_is_replayed_from_the_chain_and_without_it_the_new_key_is_unknown()
     forged["new_trust_store"] = json!(s1.digest());
     let mut c = Chain::new();
     c.push(forged);
-    assert!(!check(&c.text(), store(&first), None).proven());
+    assert!(!check(&c.text(), &[store(&first)], None).proven());
 }
 
 #[test]
@@ -252,11 +252,45 @@ fn heads_parse_and_must_be_found() {
         seq: Some(2),
         hash: c.entries[1].hash.clone(),
     };
-    assert!(check(&c.text(), TrustStore::empty("none"), Some(&head)).proven());
+    assert!(check(&c.text(), &[TrustStore::empty("none")], Some(&head)).proven());
     let wrong_seq = Head {
         seq: Some(1),
         ..head.clone()
     };
-    assert!(!check(&c.text(), TrustStore::empty("none"), Some(&wrong_seq)).proven());
-    assert!(!check("", TrustStore::empty("none"), None).proven());
+    assert!(!check(&c.text(), &[TrustStore::empty("none")], Some(&wrong_seq)).proven());
+    assert!(!check("", &[TrustStore::empty("none")], None).proven());
+}
+
+#[test]
+fn a_store_loaded_that_no_file_or_rotation_gives_is_unproven_until_the_auditor_vouches() {
+    let k = keys();
+    let first = first_text(&k);
+    let edited = format!(
+        "{first}bob@steward.test namespaces=\"op@steward\" {}\n",
+        k.bob.public_line
+    );
+    let loaded = |text: &str| json!({"type": LOADED_EVENT, "trust_store": store(text).digest(), "source": "/etc/steward/allowed_signers"});
+    let a = destroy(106, true);
+    let p = payload(&a);
+    let by_bob = proof(
+        Some(&a),
+        p.clone(),
+        vec![sign(&k, &k.bob, "op@steward", &p)],
+        &store(&edited),
+    );
+    let mut c = Chain::new();
+    c.push(loaded(&first))
+        .push(loaded(&edited))
+        .intent(3, &a, Some(by_bob));
+    // Only the first file: the hand-edited store is named, and bob's destroy is unproven.
+    let r = check(&c.text(), &[store(&first)], None);
+    assert_eq!(r.rows.len(), 2, "{r:?}");
+    assert!(r.rows[0]
+        .verdict
+        .as_ref()
+        .is_err_and(|e| e.contains("entry 2")));
+    assert!(r.rows[1].verdict.is_err());
+    // The auditor gives the edited file too: both proven.
+    let r = check(&c.text(), &[store(&first), store(&edited)], None);
+    assert!(r.proven(), "{r:?}");
 }
