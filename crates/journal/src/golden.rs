@@ -346,6 +346,30 @@ fn schema_v1_records_are_pinned_byte_for_byte_and_read_back() {
         },
     ));
     problems.extend(check("audit-entry", &entry));
+    // The export format of a signed op's `intent` step: its proof (what `steward-verify audit`
+    // reads) in the transition event, linked after the entry above.
+    let proof = steward_audit::Proof {
+        payload: r#"{"v":1,"op":"guest.destroy","host":"pve-a","guest":104,"params":{"kind":"qemu","purge":true,"destroy_unreferenced_disks":false,"identity":null},"nonce":"0123456789abcdef0123456789abcdef","not_before":"2025-11-24T16:00:00Z","not_after":"2025-11-24T17:00:00Z"}"#.into(),
+        signatures: vec!["-----BEGIN SSH SIGNATURE-----\nU1NIU0lHAAAAAQ==\n-----END SSH SIGNATURE-----\n".into()],
+        trust_store: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+        host: "pve-a".into(),
+        action: Some(steward_model::Action::Destroy {
+            vmid: steward_model::Vmid::new(104).unwrap_or_else(|_| unreachable!()),
+            kind: steward_model::GuestKind::Qemu,
+            purge: true,
+            destroy_unreferenced_disks: false,
+        }),
+        identity: None,
+    };
+    let proven = AuditEntry::new(
+        2,
+        1_764_000_060_000,
+        &entry.hash,
+        serde_json::json!({"type": "transition", "op": 7, "guest": 104, "action": "guest.destroy",
+            "class": "destructive", "from": "pending_signature", "to": {"state": "intent"},
+            "nonce": "0123456789abcdef0123456789abcdef", "proof": proof}),
+    );
+    problems.extend(check("audit-entry-proof", &proven));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
