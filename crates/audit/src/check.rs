@@ -4,7 +4,11 @@
 //! op that entered `intent` carrying a proof whose signatures pass authz's pipeline again,
 //! under the trust store in force at that point (the allowed_signers file the auditor gives,
 //! advanced by each key rotation in the chain, itself proven against the store before it), and
-//! whose binding is exactly the action recorded; no destructive op dispatched without one.
+//! whose binding is exactly the action recorded; no op that the auditor's own classifier
+//! (`steward-classifier`, on the action each op's first entry carries) calls destructive run
+//! without one, but a compensating destroy of a guest the chain shows the agent created in the
+//! same transaction. The `class` the node recorded is trusted only where the export holds no
+//! action to classify.
 //! It must never report a chain as proven when any of that fails, and names the entry when it
 //! does.
 
@@ -14,6 +18,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use steward_authz::{Role, TrustStore, Verifier, VerifyConfig, MAX_SKEW_SECS, MAX_TTL_LIMIT_SECS};
 use steward_classifier::binding::binding_of;
+use steward_classifier::{classify, Context};
 use steward_model::Action;
 use time::OffsetDateTime;
 
@@ -117,7 +122,14 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
     let mut store = signers.first().cloned().unwrap_or(empty);
     let mut last: Option<AuditEntry> = None;
     let mut head_seen = false;
-    let mut entered: BTreeSet<u64> = BTreeSet::new();
+    // Ops by id: the action and transaction their first entry carries.
+    let mut ops: BTreeMap<u64, (Action, Option<u64>)> = BTreeMap::new();
+    // (transaction, guest) the agent created, as the chain shows it: a compensating destroy of
+    // one is benign by provenance.
+    let mut created: BTreeSet<(u64, u32)> = BTreeSet::new();
+    // Ops that entered intent on the signed path, and of those the proven ones.
+    let mut signed_path: BTreeSet<u64> = BTreeSet::new();
+    let mut proven: BTreeSet<u64> = BTreeSet::new();
     let mut flagged: BTreeSet<u64> = BTreeSet::new();
     for (i, line) in export.lines().enumerate() {
         let n = i + 1;
@@ -173,29 +185,46 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
         let kind = event.get("type").and_then(Value::as_str).unwrap_or("");
         let destructive = event.get("class").and_then(Value::as_str) == Some("destructive");
         let op_id = event.get("op").and_then(Value::as_u64);
-        if kind == "transition" && destructive {
-            match state_of(event) {
-                Some("intent") => {
-                    if let Some(id) = op_id {
-                        entered.insert(id);
-                    }
-                    report.rows.push(op_row(&entry, &store));
+        if kind == "transition" {
+            if let (Some(id), Some(spec)) = (op_id, event.get("action_spec")) {
+                if let Ok(a) = serde_json::from_value::<Action>(spec.clone()) {
+                    let txn = event.get("txn").and_then(Value::as_u64);
+                    ops.insert(id, (a, txn));
                 }
-                Some(s @ ("dispatched" | "succeeded")) => {
-                    if let Some(id) = op_id.filter(|id| !entered.contains(id)) {
-                        if flagged.insert(id) {
-                            report.rows.push(Row {
-                                seq: entry.seq,
-                                at_ms: entry.at_ms,
-                                op: str_field(event, "action"),
-                                guest: guest_of(event),
-                                what: format!("op {id} {s}"),
-                                signers: Vec::new(),
-                                verdict: Err(format!(
-                                    "{at}: a destructive op {s} with no intent entry (and no kept signature) before it"
-                                )),
-                            });
+            }
+            match state_of(event) {
+                Some("intent") if destructive => {
+                    let row = op_row(&entry, &store);
+                    if let Some(id) = op_id {
+                        signed_path.insert(id);
+                        if row.verdict.is_ok() {
+                            proven.insert(id);
                         }
+                    }
+                    report.rows.push(row);
+                }
+                Some(s @ ("dispatched" | "succeeded")) if op_id.is_some() => {
+                    let id = op_id.unwrap_or_default();
+                    if s == "succeeded" {
+                        if let Some((Action::Create { vmid, .. }, Some(t))) = ops.get(&id) {
+                            created.insert((*t, vmid.get()));
+                        }
+                    }
+                    // What ran needs a signature by the auditor's own classifier (the action
+                    // from the op's first entry), or, where that entry is not in the export,
+                    // by the class the node recorded.
+                    let needs = match ops.get(&id) {
+                        Some((a, _)) => classify(a, &[], Context::default()).is_destructive(),
+                        None => destructive,
+                    };
+                    if needs
+                        && !proven.contains(&id)
+                        && !signed_path.contains(&id)
+                        && flagged.insert(id)
+                    {
+                        report
+                            .rows
+                            .push(unsigned_row(&entry, &at, id, s, ops.get(&id), &created));
                     }
                 }
                 _ => {}
@@ -248,6 +277,49 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
     }
     report.head = last.map(|e| (e.seq, e.hash));
     report
+}
+
+/// A destructive op (by the auditor's classification) that ran without a kept signature:
+/// proven only as the compensating destroy of a guest the agent created in the same
+/// transaction, as the chain shows; unproven otherwise.
+fn unsigned_row(
+    entry: &AuditEntry,
+    at: &str,
+    id: u64,
+    state: &str,
+    op: Option<&(Action, Option<u64>)>,
+    created: &BTreeSet<(u64, u32)>,
+) -> Row {
+    let event = &entry.event;
+    let mut row = Row {
+        seq: entry.seq,
+        at_ms: entry.at_ms,
+        op: str_field(event, "action"),
+        guest: guest_of(event),
+        what: op.map_or_else(|| format!("op {id} {state}"), |(a, _)| destroyed(a)),
+        signers: Vec::new(),
+        verdict: Err(format!(
+            "{at}: a destructive op {state} with no kept signature (op {id})"
+        )),
+    };
+    if let Some((
+        Action::Destroy {
+            vmid,
+            destroy_unreferenced_disks: false,
+            ..
+        },
+        Some(txn),
+    )) = op
+    {
+        if created.contains(&(*txn, vmid.get())) {
+            row.what = format!(
+                "{} (compensating: the agent created it in transaction {txn})",
+                row.what
+            );
+            row.verdict = Ok(());
+        }
+    }
+    row
 }
 
 fn str_field(event: &Value, k: &str) -> String {

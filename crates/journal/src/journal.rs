@@ -401,7 +401,15 @@ impl Store {
         let mut w = self.write()?;
         w.put(op_key(id), &rec)?;
         index_held(&mut w.batch, id, rec.state());
-        w.audit(rec.history[0].at_ms, transition_event(&rec, None))?;
+        // An op's first entry carries the whole action, so an auditor classifies what ran
+        // for itself rather than trusting the `class` recorded beside it.
+        let mut event = transition_event(&rec, None);
+        if let (Some(obj), Ok(action)) = (event.as_object_mut(), serde_json::to_value(&rec.action))
+        {
+            obj.insert("action_spec".into(), action);
+            obj.insert("txn".into(), serde_json::json!(rec.txn.map(|t| t.0)));
+        }
+        w.audit(rec.history[0].at_ms, event)?;
         let token = w.commit()?;
         self.sync(token)?;
         Ok(rec)

@@ -294,3 +294,50 @@ fn a_store_loaded_that_no_file_or_rotation_gives_is_unproven_until_the_auditor_v
     let r = check(&c.text(), &[store(&first), store(&edited)], None);
     assert!(r.proven(), "{r:?}");
 }
+
+#[test]
+fn a_destroy_the_node_calls_benign_is_judged_by_the_auditors_classifier() {
+    let a = destroy(107, true);
+    let first = |op: u64, action: &Action, class: &str, txn: Option<u64>| {
+        json!({"type": "transition", "op": op, "guest": action.vmid().get(),
+            "action": action.op_kind(), "class": class, "to": {"state": "planned"},
+            "action_spec": action, "txn": txn})
+    };
+    let ran = |op: u64, action: &Action, class: &str| {
+        json!({"type": "transition", "op": op, "guest": action.vmid().get(),
+            "action": action.op_kind(), "class": class, "to": {"state": "succeeded"}})
+    };
+    // A lying node records the destroy as benign and keeps no signature: unproven.
+    let mut c = Chain::new();
+    c.push(first(1, &a, "benign", None))
+        .push(ran(1, &a, "benign"));
+    let r = check(&c.text(), &[TrustStore::empty("none")], None);
+    assert!(!r.proven(), "{r:?}");
+    assert!(r.rows[0]
+        .verdict
+        .as_ref()
+        .is_err_and(|e| e.contains("no kept signature")));
+
+    // A compensating destroy of a guest the agent created in the same transaction: proven
+    // from the chain itself.
+    let create = Action::Create {
+        vmid: Vmid::new(107).unwrap(),
+        kind: GuestKind::Qemu,
+        config: Default::default(),
+    };
+    let mut c = Chain::new();
+    c.push(first(1, &create, "benign", Some(5)))
+        .push(ran(1, &create, "benign"))
+        .push(first(2, &a, "benign", Some(5)))
+        .push(ran(2, &a, "benign"));
+    let r = check(&c.text(), &[TrustStore::empty("none")], None);
+    assert!(r.proven(), "{r:?}");
+    assert!(r.rows[0].what.contains("transaction 5"));
+    // ... but not one from another transaction.
+    let mut c = Chain::new();
+    c.push(first(1, &create, "benign", Some(5)))
+        .push(ran(1, &create, "benign"))
+        .push(first(2, &a, "benign", Some(6)))
+        .push(ran(2, &a, "benign"));
+    assert!(!check(&c.text(), &[TrustStore::empty("none")], None).proven());
+}
