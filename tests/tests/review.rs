@@ -558,6 +558,7 @@ async fn provider_channels_do_not_wait_on_each_other_and_show_their_health() {
         steward_engine::FeedConfig {
             every: Duration::from_millis(100),
             report_every: Duration::from_millis(100),
+            node: "pve-a".into(),
         },
     ));
     l.until("the job's result reported", |_| {

@@ -57,7 +57,8 @@ async fn document(
         ),
     };
     match provider.poll().await {
-        Update::New(d) => Ok((DesiredState::clone(&d), from)),
+        // As the agent takes it: the guests placed on this node, or on none.
+        Update::New(d) => Ok((d.for_node(&cfg.node), from)),
         Update::Refused(e) | Update::Unavailable(e) => bail!("{from}: {e}"),
         Update::Unchanged => bail!("{from}: not read"),
     }

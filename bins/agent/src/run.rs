@@ -174,6 +174,7 @@ pub async fn run(cfg: Settings) -> Result<()> {
         FeedConfig {
             every: cfg.provider.poll,
             report_every: cfg.provider.report_every,
+            node: cfg.node.clone(),
         },
     ));
     tokio::select! {

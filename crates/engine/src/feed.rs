@@ -14,13 +14,16 @@ use steward_providers::{Job, JobResult, Provider, Report, Update};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-/// How often the feed asks and reports.
-#[derive(Clone, Copy, Debug)]
+/// How often the feed asks and reports, and for which node.
+#[derive(Clone, Debug)]
 pub struct FeedConfig {
     /// Between polls.
     pub every: Duration,
     /// At least this often a report goes out even when no job was decided.
     pub report_every: Duration,
+    /// This node's name: of a document that places guests on nodes, only the guests placed
+    /// here (or nowhere) are taken.
+    pub node: String,
 }
 
 /// Results kept for a provider that cannot be told (oldest dropped first).
@@ -136,14 +139,14 @@ pub async fn feed(
             channels.desired,
             triggers.clone(),
             shutdown.clone(),
-            cfg
+            cfg.clone()
         ),
         jobs_loop(
             engine.clone(),
             channels.jobs,
             triggers,
             shutdown.clone(),
-            cfg,
+            cfg.clone(),
             unreported.clone()
         ),
         report_loop(engine, channels.report, shutdown, cfg, unreported),
@@ -167,7 +170,10 @@ async fn desired_loop(
         };
         match polled {
             Update::New(d) => {
-                tracing::info!(%source, generation = d.generation, guests = d.guests.len(), "new desired state");
+                let mine = d.for_node(&cfg.node);
+                let elsewhere = d.guests.len() - mine.guests.len();
+                let d = Arc::new(mine);
+                tracing::info!(%source, generation = d.generation, guests = d.guests.len(), elsewhere, "new desired state");
                 last_trouble = None;
                 engine.provider_call("desired", Ok(()));
                 let _ = triggers.send(Trigger::Desired(d));

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod fleet;
 pub mod protocol;
 mod token;
 

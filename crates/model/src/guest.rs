@@ -135,6 +135,10 @@ pub struct GuestSpec {
     /// Keys written only when the guest is created (disks, rootfs, template, network), as raw
     /// Proxmox property strings. Ignored for a guest that exists.
     pub create: BTreeMap<String, String>,
+    /// The node the guest is placed on, in a document for several nodes: only that node's
+    /// agent manages it (None: the agent that reads the document does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl GuestSpec {
@@ -159,6 +163,7 @@ impl GuestSpec {
             disks: BTreeMap::new(),
             exact_disks: false,
             create: BTreeMap::new(),
+            node: None,
         }
     }
 }
@@ -173,4 +178,22 @@ pub struct DesiredState {
     pub generation: u64,
     /// The managed guests, sorted by VMID, no duplicates.
     pub guests: Vec<GuestSpec>,
+}
+
+impl DesiredState {
+    /// The part of the document that `node` manages: every guest placed on it, and every guest
+    /// placed nowhere. A guest placed on another node is that node's agent's business: this one
+    /// neither creates it, nor changes it, nor destroys it.
+    pub fn for_node(&self, node: &str) -> DesiredState {
+        DesiredState {
+            version: self.version,
+            generation: self.generation,
+            guests: self
+                .guests
+                .iter()
+                .filter(|g| g.node.as_deref().is_none_or(|n| n == node))
+                .cloned()
+                .collect(),
+        }
+    }
 }

@@ -64,7 +64,7 @@ pub const MANAGED: &[ManagedField] = &[
 ];
 
 /// Document fields that are not managed config keys.
-pub const STRUCTURAL: &[&str] = &["vmid", "kind", "state", "create", "disks"];
+pub const STRUCTURAL: &[&str] = &["vmid", "kind", "state", "create", "disks", "node"];
 
 /// The managed field named `field`.
 pub fn managed(field: &str) -> Option<&'static ManagedField> {

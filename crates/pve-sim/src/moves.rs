@@ -4,8 +4,10 @@
 //! copy allocated on the target storage when the task ends, the slot rewritten to name the copy
 //! with its options kept, and the source either freed (`delete=1`) or kept as `unusedN`. A
 //! container must be stopped and is locked `disk` while its volume moves; a VM moves live.
-//! Moving to another guest (`target-vmid`) is not simulated and is refused. It must never free
-//! a volume a snapshot still references, nor one it did not copy.
+//! Moving to another guest (`target-vmid`) is not simulated and is refused. Texts and the
+//! order of checks are read from qemu-server's `move_vm_disk` and pve-container's
+//! `move_volume` (what each checks before forking a worker, and what only the worker finds).
+//! It must never free a volume a snapshot still references, nor one it did not copy.
 
 use crate::forms::Kind;
 use crate::node::{Effect, Node, Refusal};
@@ -51,66 +53,112 @@ impl Node {
         if let Some(l) = &g.lock {
             return Err(fail(format!("{} is locked ({l})", kind.who())));
         }
-        if kind == Kind::Lxc && g.running() {
-            return Err(fail("cannot move volumes of a running container"));
-        }
-        if params.get("digest").is_some_and(|d| *d != Node::digest(g)) {
-            return Err(fail(
-                "detected modified configuration - file changed by other user? Try again.",
-            ));
-        }
-        let value = match (kind, g.config.get(&disk)) {
-            (Kind::Lxc, _) if disk != "rootfs" && !is_mp(&disk) => {
-                return Err(fail(format!("Can't parse {disk}")))
-            }
-            (Kind::Qemu, None) => return Err(fail(format!("disk '{disk}' does not exist"))),
-            (Kind::Lxc, None) => return Err(fail(format!("{disk} does not exist"))),
-            (_, Some(v)) => v.clone(),
-        };
-        if kind == Kind::Qemu && value.split(',').any(|p| p == "media=cdrom") {
-            return Err(fail("you can't move a cdrom"));
-        }
-        let Some(source) = volumes::volid(&value).map(str::to_string) else {
-            return Err(fail(match kind {
-                Kind::Qemu => format!("disk '{disk}' has no associated volume"),
-                Kind::Lxc => "cannot move volumes of type bind or device".to_string(),
-            }));
-        };
-        if source.split(':').next() == Some(storage.as_str()) {
-            return Err(fail("you can't move to the same storage with same format"));
-        }
-        let target = self
-            .st
-            .volumes
-            .storages
-            .iter()
-            .find(|s| s.name == storage)
-            .ok_or_else(|| fail(format!("storage '{storage}' does not exist")))?;
-        let content = match kind {
-            Kind::Qemu => "images",
-            Kind::Lxc => "rootdir",
-        };
-        if !target.content.iter().any(|c| c == content) {
-            return Err(fail(format!(
-                "storage '{storage}' does not support content-type '{content}'"
-            )));
-        }
-        let in_snapshot = g.snapshots.values().any(|s| {
-            s.config
+        let stale = params.get("digest").is_some_and(|d| *d != Node::digest(g));
+        const STALE: &str =
+            "detected modified configuration - file changed by other user? Try again.";
+        let value = g.config.get(&disk).cloned();
+        let source = value
+            .as_deref()
+            .and_then(volumes::volid)
+            .map(str::to_string);
+        let in_use = |vol: &str| {
+            g.snapshots
                 .values()
-                .any(|v| volumes::volid(v) == Some(source.as_str()))
-        });
-        if delete && in_snapshot {
-            return Err(fail(match kind {
-                Kind::Qemu => "you can't move a disk with snapshots and delete the source",
-                Kind::Lxc => "you can't move a volume with snapshots and delete the source",
-            }));
+                .any(|s| s.config.values().any(|v| volumes::volid(v) == Some(vol)))
+        };
+        // In the order qemu-server's `load_and_check_move` and pve-container's
+        // `move_to_storage_checks` check, before the worker forks; what they leave to the
+        // worker fails the task.
+        let mut in_worker: Option<String> = None;
+        match kind {
+            Kind::Qemu => {
+                if stale {
+                    return Err(fail(STALE));
+                }
+                let Some(value) = &value else {
+                    return Err(fail(format!("disk '{disk}' does not exist")));
+                };
+                if value.split(',').any(|p| p == "media=cdrom") {
+                    return Err(fail("you can't move a cdrom"));
+                }
+                let Some(src) = &source else {
+                    return Err(fail(format!("disk '{disk}' has no associated volume")));
+                };
+                if src.split(':').next() == Some(storage.as_str()) {
+                    return Err(fail("you can't move to the same storage with same format"));
+                }
+                let target = self.st.volumes.storages.iter().find(|s| s.name == storage);
+                match target {
+                    None => return Err(fail(format!("storage '{storage}' does not exist"))),
+                    Some(t) if !t.content.iter().any(|c| c == "images") => {
+                        return Err(Refusal::param(
+                            "storage",
+                            format!("storage '{storage}' does not support vm images"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+                let other_drive = g.config.iter().any(|(k, v)| {
+                    k != &disk && volumes::is_disk_key(kind, k) && volumes::volid(v) == Some(src)
+                });
+                if delete && (in_use(src) || other_drive) {
+                    return Err(fail(
+                        "you can't move a disk with snapshots and delete the source",
+                    ));
+                }
+                if disk == "tpmstate0" && g.running() {
+                    in_worker = Some("cannot move TPM state while VM is running".into());
+                }
+            }
+            Kind::Lxc => {
+                if g.running() {
+                    return Err(fail("cannot move volumes of a running container"));
+                }
+                if disk.starts_with("unused") {
+                    return Err(fail(format!(
+                        "cannot move volume '{disk}', only configured volumes can be moved to another storage"
+                    )));
+                }
+                if disk != "rootfs" && !is_mp(&disk) || value.is_none() {
+                    return Err(fail(format!("Can't parse {disk}")));
+                }
+                if delete && source.as_deref().is_some_and(in_use) {
+                    return Err(fail(
+                        "you can't move a volume with snapshots and delete the source",
+                    ));
+                }
+                if stale {
+                    return Err(fail(STALE));
+                }
+                // pve-container leaves the storage and the mount's type to the worker.
+                let target = self.st.volumes.storages.iter().find(|s| s.name == storage);
+                in_worker = match (target, &source) {
+                    (_, None) => Some(format!(
+                        "cannot copy volumes of type {}",
+                        if value.as_deref().is_some_and(|v| v.starts_with("/dev/")) {
+                            "device"
+                        } else {
+                            "bind"
+                        }
+                    )),
+                    (None, _) => Some(format!("storage '{storage}' does not exist")),
+                    (Some(t), _) if !t.content.iter().any(|c| c == "rootdir") => Some(format!(
+                        "content type 'rootdir' is not available or configured on storage '{storage}'"
+                    )),
+                    _ => None,
+                };
+            }
         }
+        let source = source.unwrap_or_default();
         let (ty, lock) = match kind {
             Kind::Qemu => ("qmmove", None),
             Kind::Lxc => ("move_volume", Some("disk")),
         };
         self.st.counters.count(vmid, "move", user);
+        if let Some(e) = in_worker {
+            // A container stays locked `disk` only while its worker runs.
+            return Ok(self.failing_task(ty, vmid, user, e));
+        }
         Ok(self.start_task(
             ty,
             Some(vmid),

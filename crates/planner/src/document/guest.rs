@@ -105,6 +105,15 @@ pub fn parse(i: usize, v: &Value, errs: &mut Errors) -> Option<GuestSpec> {
         }
     }
 
+    if let Some(v) = obj.get("node") {
+        match v.as_str() {
+            Some(s) if valid_dns_name(s) && !s.contains('.') => spec.node = Some(s.to_string()),
+            _ => errs.add(
+                at("node"),
+                format!("{v} is not a node name (letters, digits, '-')"),
+            ),
+        }
+    }
     if let Some(v) = obj.get("name") {
         match v.as_str() {
             Some(s) if valid_dns_name(s) => spec.name = Some(s.to_string()),
