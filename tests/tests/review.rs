@@ -559,6 +559,7 @@ async fn provider_channels_do_not_wait_on_each_other_and_show_their_health() {
             every: Duration::from_millis(100),
             report_every: Duration::from_millis(100),
             node: "pve-a".into(),
+            reports: true,
         },
     ));
     l.until("the job's result reported", |_| {

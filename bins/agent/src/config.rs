@@ -88,6 +88,8 @@ pub struct ProviderSettings {
     pub poll: Duration,
     /// A hub hears the agent's status and held ops at least this often.
     pub report_every: Duration,
+    /// Whether the agent reports at all (`[provider] report = "off"`: no).
+    pub reports: bool,
 }
 
 /// `[engine]`, resolved.
@@ -327,6 +329,7 @@ fn resolve(
             hub_ca_file: cfg.provider.hub_ca_file,
             poll: Duration::from_secs(cfg.provider.poll_secs),
             report_every: Duration::from_secs(cfg.provider.report_secs),
+            reports: cfg.provider.report != file::ReportMode::Off,
         },
         engine: EngineSettings {
             interval: Duration::from_secs(cfg.engine.interval_secs),

@@ -175,6 +175,7 @@ pub async fn run(cfg: Settings) -> Result<()> {
             every: cfg.provider.poll,
             report_every: cfg.provider.report_every,
             node: cfg.node.clone(),
+            reports: cfg.provider.reports,
         },
     ));
     tokio::select! {

@@ -8,30 +8,11 @@
 
 mod common;
 
-use common::{calls, sim, Agent};
+use common::{calls, scrape, sim, Agent};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `GET /metrics` at `url` (`http://127.0.0.1:PORT/metrics`): the body.
-fn scrape(url: &str) -> String {
-    use std::io::{Read, Write};
-    let addr = url
-        .strip_prefix("http://")
-        .and_then(|r| r.strip_suffix("/metrics"))
-        .unwrap();
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        tcp,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).unwrap();
-    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
-    assert!(out.contains("application/openmetrics-text"), "{out}");
-    out
-}
-
 /// The value of the sample line starting with `series ` (0 when absent).
 fn sample(text: &str, series: &str) -> f64 {
     text.lines()

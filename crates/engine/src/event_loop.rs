@@ -498,12 +498,19 @@ impl Looper {
         report: Option<&PassReport>,
         held: Option<usize>,
     ) {
-        let held = match held {
-            Some(n) => n,
-            None => crate::blocking::journal(&self.engine.journal, |j| j.held())
-                .await
-                .map_or(0, |h| h.len()),
-        };
+        // The held ops themselves (from the journal's held index), one metric series each:
+        // where they reach operators when no hub hears reports.
+        let listed = crate::blocking::journal(&self.engine.journal, |j| j.held())
+            .await
+            .ok();
+        if let Some(ops) = &listed {
+            let series: Vec<(u64, u32, &str)> = ops
+                .iter()
+                .map(|r| (r.id.0, r.guest.get(), r.action.op_kind()))
+                .collect();
+            self.engine.metrics().held_ops(&series);
+        }
+        let held = listed.as_ref().map(Vec::len).or(held).unwrap_or(0);
         let (converged, drifting, parked) = {
             let mut sched = self.engine.sched();
             let (mut c, mut d) = (0, 0);

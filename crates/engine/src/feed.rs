@@ -24,6 +24,8 @@ pub struct FeedConfig {
     /// This node's name: of a document that places guests on nodes, only the guests placed
     /// here (or nowhere) are taken.
     pub node: String,
+    /// Whether to report at all (no, for a hub that is a plain web server).
+    pub reports: bool,
 }
 
 /// Results kept for a provider that cannot be told (oldest dropped first).
@@ -255,6 +257,10 @@ async fn report_loop(
     unreported: Arc<Unreported>,
 ) {
     let source = provider.describe();
+    if !cfg.reports {
+        tracing::info!(%source, "reports are off: held ops reach operators through `steward-agent pending` and the steward_held_op metric");
+        return;
+    }
     let mut tick = interval(cfg.every);
     let mut last_report: Option<Instant> = None;
     loop {

@@ -56,6 +56,9 @@ pub struct HubProvider {
     last_desired: Option<Bytes>,
     jobs_etag: Option<String>,
     seen_jobs: BTreeSet<String>,
+    /// The hub answered the report with 404 or 405: a static server, which has no report
+    /// endpoint. Said once; not asked again.
+    no_report_endpoint: bool,
 }
 
 impl std::fmt::Debug for HubProvider {
@@ -111,6 +114,7 @@ impl HubProvider {
             last_desired: None,
             jobs_etag: None,
             seen_jobs: BTreeSet::new(),
+            no_report_endpoint: false,
         })
     }
 
@@ -279,6 +283,9 @@ impl Provider for HubProvider {
     }
 
     async fn report(&mut self, report: &Report) -> Result<(), String> {
+        if self.no_report_endpoint {
+            return Ok(());
+        }
         let body = ReportBody {
             protocol: protocol::VERSION,
             node: self.node.clone(),
@@ -297,6 +304,18 @@ impl Provider for HubProvider {
             )
             .await?;
         if a.status.is_success() {
+            Ok(())
+        } else if matches!(
+            a.status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            // A web server serving rendered files (`steward-fleet`) has nowhere to post to.
+            self.no_report_endpoint = true;
+            tracing::info!(
+                url = %self.url,
+                status = %a.status,
+                "the hub has no report endpoint: reports are off; held ops reach operators through `steward-agent pending` and the steward_held_op metric"
+            );
             Ok(())
         } else {
             Err(self.trouble("report", &a))

@@ -43,6 +43,13 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabels {
+    op: String,
+    guest: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChannelLabels {
     channel: String,
 }
@@ -82,6 +89,7 @@ pub struct Metrics {
     barrier_failures: Counter,
     provider_failures: Family<ChannelLabels, Gauge>,
     provider_last_success: Family<ChannelLabels, Gauge>,
+    held_op: Family<HeldLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -133,6 +141,7 @@ impl Metrics {
             barrier_failures: Counter::default(),
             provider_failures: Family::default(),
             provider_last_success: Family::default(),
+            held_op: Family::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,6 +175,11 @@ impl Metrics {
                 "held_ops",
                 "Ops held for an operator's signature",
                 m.held.clone(),
+            );
+            r.register(
+                "held_op",
+                "One series per op held for a signature (op id, guest, op kind), 1 while held: where held ops reach operators when no hub hears reports",
+                m.held_op.clone(),
             );
             r.register("in_flight_ops", "Actions in flight", m.in_flight.clone());
             r.register(
@@ -247,6 +261,21 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// The ops held now, each `(op id, guest, op kind)`: one series each; series of ops no
+    /// longer held go.
+    pub fn held_ops(&self, held: &[(u64, u32, &str)]) {
+        self.held_op.clear();
+        for (op, guest, kind) in held {
+            self.held_op
+                .get_or_create(&HeldLabels {
+                    op: op.to_string(),
+                    guest: guest.to_string(),
+                    kind: (*kind).to_string(),
+                })
+                .set(1);
+        }
     }
 
     /// Parked guests by reason code after a pass (every code, at zero when none).

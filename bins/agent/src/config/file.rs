@@ -238,6 +238,21 @@ pub struct Provider {
     /// A hub hears the agent's status and held ops at least this often, seconds.
     #[serde(default = "default_report")]
     pub report_secs: u64,
+    /// `"hub"` (default): report to the hub; `"off"`: a hub served by a plain web server has
+    /// no report endpoint, so none is called.
+    #[serde(default)]
+    pub report: ReportMode,
+}
+
+/// `[provider] report`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportMode {
+    /// Report to the hub.
+    #[default]
+    Hub,
+    /// No reports.
+    Off,
 }
 
 /// `[engine]`.

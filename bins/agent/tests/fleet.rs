@@ -1,0 +1,234 @@
+//! The fleet without a Steward server, with real parts: a fleet directory rendered by
+//! `steward_hub::fleet` (what `steward-fleet render` runs) and served by a real nginx on
+//! 127.0.0.1 (TLS, a bearer-token check, `etag on`), always reaped. The agent converges from
+//! nginx's files; unchanged polls are 304s; a re-render with a change is picked up within a
+//! poll or two; nginx's 404 to the report is taken as "no report endpoint", said once, not asked
+//! again; a signed op dropped into the fleet and re-rendered runs once, and after a restart of
+//! the agent it is a replay.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{calls, cli, first_held_id, sim, until};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use steward_testkit::{KeyType, Keygen};
+
+const TOKEN: &str = "fleet-token-5f1e3c2a-0000-4000-8000-0000000f1ee7";
+
+/// nginx, killed and reaped on every way out.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts nginx serving `root` on a free loopback port; returns it, the port and the
+/// certificate's fingerprint.
+fn nginx(dir: &Path, root: &Path) -> (Nginx, u16, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let fingerprint = steward_proxmox_client::tls::fingerprint_of(cert.cert.der());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let d = dir.display();
+    // As root the workers would drop to an unprivileged user that cannot read a private
+    // temporary directory: keep them as the master's user.
+    let user = if nix_is_root() { "user root;\n" } else { "" };
+    let conf = format!(
+        "{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  default_type application/json;\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    root {root};\n    etag on;\n\
+             location /v1/ {{\n      if ($http_authorization != \"Bearer {TOKEN}\") {{ return 401; }}\n      try_files $uri =404;\n    }}\n  }}\n}}\n",
+        root = root.display()
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new(nginx_bin())
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .arg("-e")
+        .arg(dir.join("error.log"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (Debian's nginx package; .ci/run installs it)");
+    let n = Nginx(child);
+    let t = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "nginx did not listen: {}",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (n, port, fingerprint)
+}
+
+fn nginx_bin() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("nginx"))
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Lines of nginx's access log for `method path` answered `status`.
+fn served(dir: &Path, method: &str, path: &str, status: u16) -> usize {
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    let want = format!("\"{method} {path} HTTP/1.1\" {status} ");
+    log.lines().filter(|l| l.contains(&want)).count()
+}
+
+fn render(fleet: &Path, out: &Path) {
+    let rendered = steward_hub::fleet::render(fleet).unwrap();
+    steward_hub::fleet::write(out, &rendered).unwrap();
+}
+
+fn memory(sim: &steward_pve_sim::Sim, vmid: u32) -> Option<String> {
+    sim.with_node(|n| {
+        n.st.guests
+            .get(&vmid)
+            .and_then(|g| g.effective().get("memory").cloned())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_served_by_nginx_converges_polls_304_and_runs_a_signed_op_once() {
+    let sim = sim(Duration::from_millis(20)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fleet = d.join("fleet");
+    let www = d.join("www");
+    std::fs::create_dir_all(fleet.join("nodes")).unwrap();
+    std::fs::create_dir_all(fleet.join("ops")).unwrap();
+    let doc = |memory: u32, absent: bool| {
+        format!(
+            "version = 1\ngeneration = 1\n\n[[guests]]\nvmid = 101\nkind = \"qemu\"\nstate = \"stopped\"\nmemory = {memory}\n{}",
+            if absent {
+                "\n[[guests]]\nvmid = 103\nkind = \"qemu\"\nstate = \"absent\"\n"
+            } else {
+                ""
+            }
+        )
+    };
+    std::fs::write(fleet.join("nodes/pve-a.toml"), doc(3072, false)).unwrap();
+    render(&fleet, &www);
+    let (_nginx, port, fingerprint) = nginx(d, &www);
+
+    let kg = Keygen::new().unwrap();
+    let alice = kg.key(KeyType::Ed25519, "alice").unwrap();
+    common::trust(d, &alice.public_line);
+    common::secret_file(&d.join("hub-token"), TOKEN);
+    let cfg = common::config(
+        d,
+        &sim,
+        &format!(
+            "hub = \"https://localhost:{port}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{fingerprint}\"\npoll_secs = 1\nreport_secs = 1",
+            d.display()
+        ),
+    );
+    let agent = common::run_agent(&cfg, Stdio::null());
+    until(
+        "converged from nginx's files",
+        Duration::from_secs(30),
+        || memory(&sim, 101).as_deref() == Some("3072"),
+    )
+    .await;
+    until(
+        "unchanged polls answered 304",
+        Duration::from_secs(20),
+        || {
+            served(d, "GET", "/v1/nodes/pve-a/desired", 304) >= 2
+                && served(d, "GET", "/v1/nodes/pve-a/jobs", 304) >= 2
+        },
+    )
+    .await;
+    assert_eq!(served(d, "GET", "/v1/nodes/pve-a/desired", 401), 0);
+
+    // A change, re-rendered: picked up within a poll or two.
+    std::fs::write(fleet.join("nodes/pve-a.toml"), doc(4096, true)).unwrap();
+    render(&fleet, &www);
+    until("the change converged", Duration::from_secs(10), || {
+        memory(&sim, 101).as_deref() == Some("4096")
+    })
+    .await;
+
+    // The destroy is held; alice signs its template; the op goes into the fleet directory.
+    until("103 held", Duration::from_secs(20), || {
+        cli(d, &["pending"]).1.contains("guest.destroy 103")
+    })
+    .await;
+    let id = first_held_id(&cli(d, &["pending"]).1);
+    // With no hub to hear reports, the held op is in the metrics, op and guest named.
+    let (_, status) = cli(d, &["status"]);
+    let url = status
+        .split_whitespace()
+        .find(|w| w.starts_with("http://") && w.ends_with("/metrics"))
+        .unwrap()
+        .to_string();
+    let wanted = format!("steward_held_op{{op=\"{id}\",guest=\"103\",kind=\"guest.destroy\"}} 1");
+    until(
+        "the held op in the metrics",
+        Duration::from_secs(10),
+        || common::scrape(&url).contains(&wanted),
+    )
+    .await;
+    let (_, template) = cli(d, &["pending", "show", &id, "--template"]);
+    std::fs::write(fleet.join("ops/destroy-103.json"), &template).unwrap();
+    std::fs::write(
+        fleet.join("ops/destroy-103.json.sig"),
+        kg.sign(&alice.private, "op@steward", template.as_bytes())
+            .unwrap(),
+    )
+    .unwrap();
+    render(&fleet, &www);
+    until("103 destroyed", Duration::from_secs(20), || {
+        !sim.with_node(|n| n.st.guests.contains_key(&103))
+    })
+    .await;
+    assert_eq!(calls(&sim, 103, "destroy"), 1);
+
+    // The report: nginx has no such endpoint; the agent asked once and stopped.
+    let reports = served(d, "POST", "/v1/nodes/pve-a/report", 404);
+    assert_eq!(reports, 1, "the agent asked for a report endpoint once");
+    let (_, metrics) = cli(d, &["status"]);
+    assert!(metrics.contains("held 0"), "{metrics}");
+
+    // After a restart the job is presented again: a replay, nothing runs twice.
+    agent.sigterm();
+    drop(agent);
+    let _agent = common::run_agent(&cfg, Stdio::null());
+    until(
+        "the job presented again after the restart",
+        Duration::from_secs(30),
+        || {
+            let (_, export) = cli(d, &["audit", "export"]);
+            export.contains("\"decision\":\"replay\"")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(calls(&sim, 103, "destroy"), 1, "the destroy ran twice");
+}
