@@ -28,6 +28,7 @@ fn provider(hub: &HubStub, token: &str) -> HubProvider {
         node: "pve-a".into(),
         token: HubToken::new(token).unwrap(),
         trust: Trust::Fingerprint(tls::parse_fingerprint(&hub.fingerprint).unwrap()),
+        identity: None,
         timeout: Duration::from_secs(5),
     })
     .unwrap()
@@ -102,6 +103,7 @@ fn credentials_in_the_hub_url_are_refused() {
         node: "pve-a".into(),
         token: HubToken::new("t").unwrap(),
         trust: Trust::Fingerprint([0; 32]),
+        identity: None,
         timeout: Duration::from_secs(1),
     })
     .unwrap_err();

@@ -74,6 +74,8 @@ pub enum Source {
         token_file: PathBuf,
         /// How its certificate is trusted.
         trust: Trust,
+        /// The client certificate presented to it, if any (mutual TLS).
+        identity: Option<tls::ClientIdentity>,
     },
 }
 
@@ -238,11 +240,33 @@ pub fn load(path: &Path) -> Result<Settings, Vec<String>> {
                 (None, Some(ca)) => Ok(Trust::CaFile(ca.clone())),
             };
             let trust = trust.map_err(|e| errors.push(e)).ok();
+            let identity = match (&p.client_cert, &p.client_key) {
+                (Some(cert_file), Some(key_file)) => Some(tls::ClientIdentity {
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    errors.push(format!(
+                        "{}: a client certificate needs its client_key",
+                        at(&["provider", "client_cert"])
+                    ));
+                    None
+                }
+                (None, Some(_)) => {
+                    errors.push(format!(
+                        "{}: a client key needs its client_cert",
+                        at(&["provider", "client_key"])
+                    ));
+                    None
+                }
+            };
             match (trust, &p.hub_token_file) {
                 (Some(trust), Some(token_file)) => Some(Source::Hub {
                     url: url.clone(),
                     token_file: token_file.clone(),
                     trust,
+                    identity,
                 }),
                 _ => None,
             }
@@ -494,6 +518,36 @@ mod tests {
             e.contains("agent.toml:9: hub: the hub is reached over https only"),
             "{e}"
         );
+        // Mutual TLS: a certificate and its key, both or neither; `report = "off"`.
+        {
+            let hub = "hub = \"https://hub.example.org\"\nhub_token_file = \"/etc/steward/hub-token\"\nhub_ca_file = \"/etc/steward/hub-ca.pem\"";
+            let (_d, p) = write(&GOOD.replace(
+            "file = \"/etc/steward/desired.toml\"",
+            &format!("{hub}\nclient_cert = \"/etc/steward/client.pem\"\nclient_key = \"/etc/steward/client.key\"\nreport = \"off\""),
+        ));
+            let c = load(&p).unwrap();
+            assert!(
+                matches!(&c.provider.source, Source::Hub { identity: Some(id), .. } if id.key_file == Path::new("/etc/steward/client.key")),
+                "{:?}",
+                c.provider.source
+            );
+            assert!(!c.provider.reports);
+            let (_d, p) = write(&GOOD.replace(
+                "file = \"/etc/steward/desired.toml\"",
+                &format!("{hub}\nclient_cert = \"/etc/steward/client.pem\""),
+            ));
+            let e = load(&p).unwrap_err().join("\n");
+            assert!(
+                e.contains("agent.toml:12: client_cert: a client certificate needs its client_key"),
+                "{e}"
+            );
+            let (_d, p) = write(&GOOD.replace(
+                "file = \"/etc/steward/desired.toml\"",
+                &format!("{hub}\nreport = \"sometimes\""),
+            ));
+            let e = load(&p).unwrap_err().join("\n");
+            assert!(e.contains("agent.toml:12"), "{e}");
+        }
         assert!(e.contains("needs hub_token_file"), "{e}");
         assert!(e.contains("no unverified mode"), "{e}");
         let (_d, p) = write(&GOOD.replace(

@@ -49,6 +49,21 @@ pub fn trusted_files(cfg: &Settings) -> Vec<String> {
     .collect()
 }
 
+/// The hub client key, if one is configured: a secret, checked as a token file is (only its
+/// owner may read it).
+pub fn client_key(cfg: &Settings) -> Option<Result<(), String>> {
+    match &cfg.provider.source {
+        Source::Hub {
+            identity: Some(id), ..
+        } => Some(check_secure_path(
+            &id.key_file,
+            Sensitivity::Secret,
+            effective_uid(),
+        )),
+        _ => None,
+    }
+}
+
 /// The trust store, loaded only from a file nobody but root and the agent's user can write:
 /// a store anyone could add a key to is no trust store.
 pub fn trust_store(cfg: &Settings) -> Result<TrustStore, String> {
@@ -64,6 +79,9 @@ pub fn problems(cfg: &Settings) -> Vec<String> {
     let mut out = tokens(cfg).err().unwrap_or_default();
     out.extend(trusted_files(cfg));
     if let Some(Err(e)) = hub_token(cfg) {
+        out.push(e);
+    }
+    if let Some(Err(e)) = client_key(cfg) {
         out.push(e);
     }
     if let Err(e) = trust_store(cfg) {

@@ -15,7 +15,12 @@ const HUB_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn from_config(cfg: &Settings) -> Result<Box<dyn Provider>> {
     match &cfg.provider.source {
         Source::File(file) => Ok(Box::new(FileProvider::new(file))),
-        Source::Hub { url, trust, .. } => {
+        Source::Hub {
+            url,
+            trust,
+            identity,
+            ..
+        } => {
             let token = match crate::preflight::hub_token(cfg) {
                 Some(t) => t.map_err(anyhow::Error::msg)?,
                 None => anyhow::bail!("[provider]: a hub needs hub_token_file"),
@@ -25,6 +30,7 @@ pub fn from_config(cfg: &Settings) -> Result<Box<dyn Provider>> {
                 node: cfg.node.clone(),
                 token,
                 trust: trust.clone(),
+                identity: identity.clone(),
                 timeout: HUB_TIMEOUT,
             })
             .map_err(anyhow::Error::msg)?;

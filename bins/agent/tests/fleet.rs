@@ -1,6 +1,7 @@
 //! The fleet without a Steward server, with real parts: a fleet directory rendered by
 //! `steward_hub::fleet` (what `steward-fleet render` runs) and served by a real nginx on
-//! 127.0.0.1 (TLS, a bearer-token check, `etag on`), always reaped. The agent converges from
+//! 127.0.0.1 (TLS, client certificates checked with `ssl_verify_client`, a bearer-token check,
+//! `etag on`), always reaped. The agent converges from
 //! nginx's files; unchanged polls are 304s; a re-render with a change is picked up within a
 //! poll or two; nginx's 404 to the report is taken as "no report endpoint", said once, not asked
 //! again; a signed op dropped into the fleet and re-rendered runs once, and after a restart of
@@ -29,12 +30,36 @@ impl Drop for Nginx {
     }
 }
 
-/// Starts nginx serving `root` on a free loopback port; returns it, the port and the
-/// certificate's fingerprint.
+/// A CA and a client certificate it signed for node `pve-a`: `ca.pem` for nginx's
+/// `ssl_client_certificate`, `client.pem` and `client.key` (mode 0600) for the agent.
+fn client_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Distinct names: a leaf whose subject is its issuer's reads as self-signed.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "steward fleet test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["pve-a".to_string()]).unwrap();
+    leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    leaf.distinguished_name
+        .push(rcgen::DnType::CommonName, "pve-a");
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("client.pem"), cert.pem()).unwrap();
+    common::secret_file(&dir.join("client.key"), &key.serialize_pem());
+}
+
+/// Starts nginx serving `root` on a free loopback port, asking for a client certificate from
+/// [`client_pki`]'s CA; returns it, the port and the server certificate's fingerprint.
 fn nginx(dir: &Path, root: &Path) -> (Nginx, u16, String) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
     std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    client_pki(dir);
     let fingerprint = steward_proxmox_client::tls::fingerprint_of(cert.cert.der());
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -50,7 +75,7 @@ fn nginx(dir: &Path, root: &Path) -> (Nginx, u16, String) {
         "{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
          events {{ worker_connections 64; }}\n\
          http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  default_type application/json;\n\
-           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    root {root};\n    etag on;\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    ssl_client_certificate {d}/ca.pem;\n    ssl_verify_client on;\n    root {root};\n    etag on;\n\
              location /v1/ {{\n      if ($http_authorization != \"Bearer {TOKEN}\") {{ return 401; }}\n      try_files $uri =404;\n    }}\n  }}\n}}\n",
         root = root.display()
     );
@@ -145,9 +170,29 @@ async fn a_fleet_served_by_nginx_converges_polls_304_and_runs_a_signed_op_once()
         d,
         &sim,
         &format!(
-            "hub = \"https://localhost:{port}\"\nhub_token_file = \"{}/hub-token\"\nhub_fingerprint = \"{fingerprint}\"\npoll_secs = 1\nreport_secs = 1",
-            d.display()
+            "hub = \"https://localhost:{port}\"\nhub_token_file = \"{d}/hub-token\"\nhub_fingerprint = \"{fingerprint}\"\nclient_cert = \"{d}/client.pem\"\nclient_key = \"{d}/client.key\"\npoll_secs = 1\nreport_secs = 1",
+            d = d.display()
         ),
+    );
+    // Without the client certificate, nginx turns the agent's client away.
+    let mut stranger = steward_hub::HubProvider::new(steward_hub::HubConfig {
+        url: format!("https://localhost:{port}"),
+        node: "pve-a".into(),
+        token: steward_hub::HubToken::new(TOKEN).unwrap(),
+        trust: steward_proxmox_client::Trust::Fingerprint(
+            steward_proxmox_client::tls::parse_fingerprint(&fingerprint).unwrap(),
+        ),
+        identity: None,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    use steward_providers::Provider;
+    assert!(
+        matches!(
+            stranger.poll().await,
+            steward_providers::Update::Unavailable(_)
+        ),
+        "nginx served an agent without a client certificate"
     );
     let agent = common::run_agent(&cfg, Stdio::null());
     until(

@@ -30,6 +30,8 @@ pub struct HubConfig {
     pub token: HubToken,
     /// How the hub's certificate is trusted.
     pub trust: Trust,
+    /// A client certificate to present (mutual TLS), if the hub's server asks for one.
+    pub identity: Option<tls::ClientIdentity>,
     /// Per-request timeout.
     pub timeout: Duration,
 }
@@ -99,7 +101,10 @@ impl HubProvider {
         let addr = format!("{bracketed}:{port}");
         // The Host header names the port unless it is https's own.
         let host_header = if port == 443 { bracketed } else { addr.clone() };
-        let tls = TlsConnector::from(Arc::new(tls::client_config(&cfg.trust)?));
+        let tls = TlsConnector::from(Arc::new(tls::client_config_with(
+            &cfg.trust,
+            cfg.identity.as_ref(),
+        )?));
         Ok(HubProvider {
             url: cfg.url.trim_end_matches('/').to_string(),
             addr,

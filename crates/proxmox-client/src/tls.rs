@@ -107,20 +107,41 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// A client certificate to present (mutual TLS), as PEM files: the certificate (and its chain)
+/// and its private key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate chain, PEM.
+    pub cert_file: std::path::PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+}
+
 /// The rustls client configuration for `trust`.
 pub fn client_config(trust: &Trust) -> Result<rustls::ClientConfig, String> {
+    client_config_with(trust, None)
+}
+
+/// The rustls client configuration for `trust`, presenting `identity` when the server asks
+/// for a client certificate. Errors name the file.
+pub fn client_config_with(
+    trust: &Trust,
+    identity: Option<&ClientIdentity>,
+) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
     let provider = provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
-    let config = match trust {
-        Trust::Fingerprint(sha256) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                sha256: *sha256,
-                provider,
-            }))
-            .with_no_client_auth(),
+    let wants_cert = match trust {
+        Trust::Fingerprint(sha256) => {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned {
+                    sha256: *sha256,
+                    provider,
+                }))
+        }
         Trust::CaFile(path) => {
             use rustls::pki_types::pem::PemObject;
             let mut roots = rustls::RootCertStore::empty();
@@ -135,10 +156,26 @@ pub fn client_config(trust: &Trust) -> Result<rustls::ClientConfig, String> {
             if roots.is_empty() {
                 return Err(format!("{}: no CA certificate in it", path.display()));
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
     };
-    Ok(config)
+    let Some(id) = identity else {
+        return Ok(wants_cert.with_no_client_auth());
+    };
+    let shown = |p: &std::path::Path, e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
+    let chain = CertificateDer::pem_file_iter(&id.cert_file)
+        .map_err(|e| shown(&id.cert_file, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| shown(&id.cert_file, &e))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate in it", id.cert_file.display()));
+    }
+    // The key's text never reaches an error: only the file's name and what went wrong.
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&id.key_file)
+        .map_err(|e| shown(&id.key_file, &e))?;
+    wants_cert
+        .with_client_auth_cert(chain, key)
+        .map_err(|e| shown(&id.cert_file, &e))
 }
 
 #[cfg(test)]

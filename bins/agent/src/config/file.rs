@@ -232,6 +232,11 @@ pub struct Provider {
     pub hub_fingerprint: Option<String>,
     /// Or a CA certificate file to trust for the hub.
     pub hub_ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) to present to the hub (mutual TLS, e.g. nginx's
+    /// `ssl_verify_client`); with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM, mode 0600).
+    pub client_key: Option<PathBuf>,
     /// How often the source is asked for changes (and jobs), seconds.
     #[serde(default = "default_poll")]
     pub poll_secs: u64,
