@@ -13,22 +13,13 @@
 mod common;
 
 use common::{calls, cli, first_held_id, sim, until};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
+use steward_testkit::nginx::{Nginx, NginxOptions};
 use steward_testkit::{KeyType, Keygen};
 
 const TOKEN: &str = "fleet-token-5f1e3c2a-0000-4000-8000-0000000f1ee7";
-
-/// nginx, killed and reaped on every way out.
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA and a client certificate it signed for node `pve-a`: `ca.pem` for nginx's
 /// `ssl_client_certificate`, `client.pem` and `client.key` (mode 0600) for the agent.
@@ -53,77 +44,9 @@ fn client_pki(dir: &Path) {
     common::secret_file(&dir.join("client.key"), &key.serialize_pem());
 }
 
-/// Starts nginx serving `root` on a free loopback port, asking for a client certificate from
-/// [`client_pki`]'s CA; returns it, the port and the server certificate's fingerprint.
-fn nginx(dir: &Path, root: &Path) -> (Nginx, u16, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    client_pki(dir);
-    let fingerprint = steward_proxmox_client::tls::fingerprint_of(cert.cert.der());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::create_dir_all(dir.join("tmp")).unwrap();
-    let d = dir.display();
-    // As root the workers would drop to an unprivileged user that cannot read a private
-    // temporary directory: keep them as the master's user.
-    let user = if nix_is_root() { "user root;\n" } else { "" };
-    let conf = format!(
-        "{user}worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  default_type application/json;\n\
-           server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    ssl_client_certificate {d}/ca.pem;\n    ssl_verify_client on;\n    root {root};\n    etag on;\n\
-             location /v1/ {{\n      if ($http_authorization != \"Bearer {TOKEN}\") {{ return 401; }}\n      try_files $uri =404;\n    }}\n  }}\n}}\n",
-        root = root.display()
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new(nginx_bin())
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .arg("-e")
-        .arg(dir.join("error.log"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx (Debian's nginx package; .ci/run installs it)");
-    let n = Nginx(child);
-    let t = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "nginx did not listen: {}",
-            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (n, port, fingerprint)
-}
-
-fn nginx_bin() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| PathBuf::from("nginx"))
-}
-
-fn nix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
 /// Lines of nginx's access log for `method path` answered `status`.
-fn served(dir: &Path, method: &str, path: &str, status: u16) -> usize {
-    let log = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
-    let want = format!("\"{method} {path} HTTP/1.1\" {status} ");
-    log.lines().filter(|l| l.contains(&want)).count()
+fn served(n: &Nginx, method: &str, path: &str, status: u16) -> usize {
+    n.served(method, path, status)
 }
 
 fn render(fleet: &Path, out: &Path) {
@@ -160,7 +83,22 @@ async fn a_fleet_served_by_nginx_converges_polls_304_and_runs_a_signed_op_once()
     };
     std::fs::write(fleet.join("nodes/pve-a.toml"), doc(3072, false)).unwrap();
     render(&fleet, &www);
-    let (_nginx, port, fingerprint) = nginx(d, &www);
+    client_pki(d);
+    let nginx = Nginx::start(
+        d,
+        &www,
+        &NginxOptions {
+            token: TOKEN.into(),
+            client_ca: Some(d.join("ca.pem")),
+            workers: 1,
+            access_log: true,
+        },
+    )
+    .unwrap();
+    let (port, fingerprint) = (
+        nginx.port,
+        steward_proxmox_client::tls::fingerprint_of(&nginx.cert_der),
+    );
 
     let kg = Keygen::new().unwrap();
     let alice = kg.key(KeyType::Ed25519, "alice").unwrap();
@@ -205,12 +143,12 @@ async fn a_fleet_served_by_nginx_converges_polls_304_and_runs_a_signed_op_once()
         "unchanged polls answered 304",
         Duration::from_secs(20),
         || {
-            served(d, "GET", "/v1/nodes/pve-a/desired", 304) >= 2
-                && served(d, "GET", "/v1/nodes/pve-a/jobs", 304) >= 2
+            served(&nginx, "GET", "/v1/nodes/pve-a/desired", 304) >= 2
+                && served(&nginx, "GET", "/v1/nodes/pve-a/jobs", 304) >= 2
         },
     )
     .await;
-    assert_eq!(served(d, "GET", "/v1/nodes/pve-a/desired", 401), 0);
+    assert_eq!(served(&nginx, "GET", "/v1/nodes/pve-a/desired", 401), 0);
 
     // A change, re-rendered: picked up within a poll or two.
     std::fs::write(fleet.join("nodes/pve-a.toml"), doc(4096, true)).unwrap();
@@ -256,7 +194,7 @@ async fn a_fleet_served_by_nginx_converges_polls_304_and_runs_a_signed_op_once()
     assert_eq!(calls(&sim, 103, "destroy"), 1);
 
     // The report: nginx has no such endpoint; the agent asked once and stopped.
-    let reports = served(d, "POST", "/v1/nodes/pve-a/report", 404);
+    let reports = served(&nginx, "POST", "/v1/nodes/pve-a/report", 404);
     assert_eq!(reports, 1, "the agent asked for a report endpoint once");
     let (_, metrics) = cli(d, &["status"]);
     assert!(metrics.contains("held 0"), "{metrics}");

@@ -4,6 +4,7 @@
 //! crate, and never fakes what `ssh-keygen` would produce.
 
 pub mod golden;
+pub mod nginx;
 
 use std::fmt;
 use std::io::Write;
