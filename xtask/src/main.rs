@@ -77,6 +77,15 @@ enum Command {
         /// agent: the numbers of guests to run at.
         #[arg(long, value_delimiter = ',', default_value = "10,100,200,1000")]
         guests: Vec<usize>,
+        /// fleet: simulated agents (nodes).
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// fleet: seconds between one agent's polls.
+        #[arg(long, default_value_t = 2.0)]
+        poll_secs: f64,
+        /// fleet: seconds measured in the steady state.
+        #[arg(long, default_value_t = 20.0)]
+        window_secs: f64,
     },
     /// The library against `ssh-keygen -Y verify` on N random cases.
     Diff {
@@ -149,7 +158,17 @@ fn main() -> ExitCode {
             rounds,
             open_records,
             guests,
-        } => bench::run(which, round_secs, rounds, open_records, &guests),
+            nodes,
+            poll_secs,
+            window_secs,
+        } => bench::run(
+            which,
+            round_secs,
+            rounds,
+            open_records,
+            &guests,
+            (nodes, poll_secs, window_secs),
+        ),
         Command::Crash {
             what: CrashTarget::Journal,
             iterations,

@@ -48,7 +48,7 @@ fn rss_parts(pid: u32) -> (u64, u64) {
     (field("RssAnon:"), field("RssFile:"))
 }
 
-fn proc_stat(pid: u32) -> (f64, u64) {
+pub(super) fn proc_stat(pid: u32) -> (f64, u64) {
     let cpu = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {

@@ -4,6 +4,7 @@
 
 mod agent;
 mod engine;
+mod fleet;
 mod gate;
 mod journal;
 mod measure;
@@ -31,6 +32,9 @@ pub enum Which {
     /// The agent and simulator as processes at 10, 100, 200 and 1 000 guests: converge time
     /// against the ideal, requests per guest by class, CPU, memory, idle cost, pending heal.
     Agent,
+    /// N agents' hub clients polling a rendered fleet served by nginx, and the hub stub, in
+    /// the same run: 304 share, requests/s, server CPU per 1 000 polls, p99, client cost.
+    Fleet,
 }
 
 /// Runs one benchmark; false when a stated target is missed.
@@ -40,6 +44,7 @@ pub fn run(
     rounds: usize,
     open_records: u64,
     guests: &[usize],
+    fleet: (usize, f64, f64),
 ) -> Result<bool> {
     if cfg!(debug_assertions) {
         eprintln!("warning: xtask built without optimizations; figures are not meaningful");
@@ -53,5 +58,6 @@ pub fn run(
         Which::Pve => pve::run(round_secs, rounds),
         Which::Engine => engine::run(),
         Which::Agent => agent::run(guests),
+        Which::Fleet => fleet::run(fleet.0, fleet.1, fleet.2),
     }
 }
