@@ -18,11 +18,11 @@
 //!    with alice's key.
 
 use crate::procs::{
-    agent_config, bin, build, control, scrape, secret, trust_alice, Reaped, SimProc,
+    agent_config, bin, build, control, scrape, secret, trust_alice, HubStubProc, Reaped, SimProc,
 };
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -233,23 +233,12 @@ pub fn run() -> Result<bool> {
 
     // The hub: the stub binary, with the bearer token the agent presents.
     secret(&d.join("hub-token"), "demo-hub-token-4b1e")?;
-    let child = Command::new(bin("steward-hub-stub"))
-        .arg("--token-file")
-        .arg(d.join("hub-token"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting steward-hub-stub")?;
-    let mut hub = Reaped(child);
-    let mut line = String::new();
-    BufReader::new(hub.0.stdout.take().context("hub stdout")?).read_line(&mut line)?;
-    let hub_info: Value = serde_json::from_str(&line).context("hub stub's first line")?;
-    let (Some(hub_url), Some(hub_fp), Some(hub_control)) = (
-        hub_info["hub"].as_str(),
-        hub_info["fingerprint"].as_str(),
-        hub_info["control"].as_str(),
-    ) else {
-        bail!("hub stub said {line}");
-    };
+    let hub = HubStubProc::start(&d.join("hub-token"))?;
+    let (hub_url, hub_fp, hub_control) = (
+        hub.url.as_str(),
+        hub.fingerprint.as_str(),
+        hub.control.as_str(),
+    );
     println!("hub at {hub_url} (certificate {}…)", &hub_fp[..23]);
 
     // The operator's key, and the trust store that admits it for op@steward.
@@ -523,7 +512,7 @@ pub fn run() -> Result<bool> {
     let ops = journal.all_ops()?;
     println!("journal: {} ops", ops.len());
     drop(sim);
-    let _ = hub.0.kill();
+    drop(hub);
     println!(
         "\ndemo: every step as told; {:.1} s after the build ({:.1} s in all)",
         built.elapsed().as_secs_f64(),

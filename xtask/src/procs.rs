@@ -67,6 +67,50 @@ pub fn control(addr: &str, method: &str, path: &str, body: &str) -> Result<Value
     Ok(serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
+/// The `steward-hub-stub` binary, accepting the bearer token in `token_file`: its URL,
+/// certificate fingerprint and control listener, from the first line it prints.
+pub struct HubStubProc {
+    /// `https://localhost:PORT`.
+    pub url: String,
+    /// Its certificate's SHA-256, as `hub_fingerprint` wants it.
+    pub fingerprint: String,
+    /// Its control listener (`127.0.0.1:PORT`).
+    pub control: String,
+    /// The process, reaped on drop.
+    pub child: Reaped,
+}
+
+impl HubStubProc {
+    /// Starts it.
+    pub fn start(token_file: &Path) -> Result<HubStubProc> {
+        use std::io::BufRead;
+        let child = std::process::Command::new(bin("steward-hub-stub"))
+            .arg("--token-file")
+            .arg(token_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting steward-hub-stub")?;
+        let mut child = Reaped(child);
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.take().context("hub stub stdout")?)
+            .read_line(&mut line)?;
+        let info: Value = serde_json::from_str(&line).context("the hub stub's first line")?;
+        let (Some(url), Some(fingerprint), Some(control)) = (
+            info["hub"].as_str(),
+            info["fingerprint"].as_str(),
+            info["control"].as_str(),
+        ) else {
+            anyhow::bail!("the hub stub said {line}");
+        };
+        Ok(HubStubProc {
+            url: url.into(),
+            fingerprint: fingerprint.into(),
+            control: control.into(),
+            child,
+        })
+    }
+}
+
 /// The `steward-pve-sim` binary: node pve-a, its state kept in `dir/sim-state` (so it survives
 /// anything done to the agent), the everyday token limited as `setup-token` limits it.
 pub struct SimProc {

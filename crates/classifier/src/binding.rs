@@ -177,6 +177,19 @@ pub fn check_slots(
         .filter(|(k, v)| steward_model::is_net_key(k) && crate::lxc_hwaddr(v).is_some())
         .filter_map(|(k, _)| index(k))
         .min();
+    // A stored NIC without exactly one MAC gets one from Proxmox when it is next applied,
+    // which may then become the identity: no NIC is written unsigned while one is there.
+    if !nics.is_empty() {
+        if let Some((k, _)) = observed
+            .values
+            .iter()
+            .find(|(k, v)| steward_model::is_net_key(k) && crate::lxc_hwaddr(v).is_none())
+        {
+            return Err(format!(
+                "{k} holds no MAC yet: Proxmox would make one up, which may become the container's identity"
+            ));
+        }
+    }
     for key in &nics {
         let stored = observed.values.get(key.as_str());
         let written = change.set.get(key.as_str()).map(String::as_str);
@@ -186,9 +199,11 @@ pub fn check_slots(
                     && crate::lxc_hwaddr(kept).is_some()
                     && written.and_then(crate::lxc_hwaddr) == crate::lxc_hwaddr(kept)
             }
+            // A new NIC only after the one that holds the identity: a container with no
+            // identity yet would take the new NIC's made-up MAC as its identity.
             None => {
                 stored.is_none()
-                    && identity_nic.is_none_or(|first| index(key).is_some_and(|i| i > first))
+                    && identity_nic.is_some_and(|first| index(key).is_some_and(|i| i > first))
             }
         };
         if !ok {
@@ -744,9 +759,18 @@ mod tests {
         let second = observed("D", &[("net1", held)]);
         let before = change(&[("net0", "name=eth9,bridge=vmbr1")], &[], &[]);
         assert!(check_slots(l, &before, &second).is_err());
-        // A container with no MAC at all has no identity to keep.
+        // A container with no MAC yet: the new NIC's made-up MAC would become its identity.
         let bare = observed("D", &[("hostname", "ct")]);
-        assert_eq!(check_slots(l, &before, &bare), Ok(()));
+        assert!(check_slots(l, &before, &bare).is_err());
+        // A stored NIC without a MAC (Proxmox makes one up when it is applied): no NIC is
+        // written unsigned, not even after the identity NIC.
+        let unapplied = observed(
+            "D",
+            &[("net0", held), ("net1", "name=eth1,bridge=nosuchbr")],
+        );
+        let third = change(&[("net2", "name=eth2,bridge=vmbr1")], &[], &[]);
+        let why = check_slots(l, &third, &unapplied).unwrap_err();
+        assert!(why.contains("net1 holds no MAC"), "{why}");
         // Another value kept than the one held.
         let mut stale = keep.clone();
         stale.keeps.insert(

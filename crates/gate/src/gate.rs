@@ -10,7 +10,7 @@
 use crate::approval::{ApprovalPolicy, SigVerdict};
 use crate::audit;
 use crate::binding::ObservedConfig;
-use crate::binding::{action_from_op, binding_of, touches_volumes};
+use crate::binding::{action_from_op, binding_of, claims_slots, touches_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
 use crate::executor::{Authority, Executor, Guard};
 use crate::rotation;
@@ -348,10 +348,12 @@ impl Gate {
         }
     }
 
-    /// The guest's config, read now, when `action` is a change whose signature must name the
-    /// volumes it removes; None otherwise or when it cannot be read (which refuses the change).
+    /// The guest's config, read now, when `action` claims what its slots hold (the volumes it
+    /// removes or keeps, a move's source, a container NIC's value and MAC), so the claim is
+    /// checked before a signature over it is spent; None otherwise or when it cannot be read
+    /// (which refuses the change).
     async fn observe_for(&self, action: &Action) -> Option<ObservedConfig> {
-        if !touches_volumes(action) {
+        if !claims_slots(action) {
             return None;
         }
         match self

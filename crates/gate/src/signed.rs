@@ -6,7 +6,7 @@
 //! let a refused signature change what the others decide.
 
 use crate::approval::{payload_digest, SigVerdict, Tally};
-use crate::binding::{binding_of, binds_identity, check_claims, touches_volumes};
+use crate::binding::{binding_of, binds_identity, check_claims, claims_slots};
 use crate::decision::{Decision, GateReason};
 use crate::executor::{Authority, Guard};
 use crate::gate::{refused, Core, Step, Submission};
@@ -290,7 +290,7 @@ impl Core {
         // 3b. a change that removes volumes (or a move) names exactly what its keys hold on
         // the node now, at the digest it was signed for (`sub.observed`, read by the executor
         // just before).
-        if touches_volumes(action) {
+        if claims_slots(action) {
             let checked = match &sub.observed {
                 Some(observed) => check_claims(action, observed),
                 None => Err("the guest's config could not be read, so the volumes the op names cannot be checked".into()),

@@ -7,9 +7,7 @@
 //! what one server core would carry at a 2 s and a 30 s poll. Every child is reaped.
 
 use super::agent::proc_stat;
-use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use anyhow::{bail, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -220,28 +218,26 @@ pub fn run(nodes: usize, poll_secs: f64, window_secs: f64) -> Result<bool> {
 
     // The hub stub binary, loaded with the same documents.
     crate::procs::secret(&d.join("hub-token"), TOKEN)?;
-    let child = Command::new(crate::procs::bin("steward-hub-stub"))
-        .arg("--token-file")
-        .arg(d.join("hub-token"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting steward-hub-stub")?;
-    let mut stub = crate::procs::Reaped(child);
-    let mut line = String::new();
-    BufReader::new(stub.0.stdout.take().context("stub stdout")?).read_line(&mut line)?;
-    let info: serde_json::Value = serde_json::from_str(&line)?;
-    let (Some(url), Some(fp), Some(control)) = (
-        info["hub"].as_str(),
-        info["fingerprint"].as_str(),
-        info["control"].as_str(),
-    ) else {
-        bail!("hub stub said {line}");
-    };
+    let stub = crate::procs::HubStubProc::start(&d.join("hub-token"))?;
+    let (url, fp, control) = (
+        stub.url.as_str(),
+        stub.fingerprint.as_str(),
+        stub.control.as_str(),
+    );
     for i in 0..nodes {
-        load(control, &node(i), &document(i))?;
+        crate::procs::control(
+            control,
+            "PUT",
+            &format!("/nodes/{}/desired", node(i)),
+            &document(i),
+        )?;
+    }
+    let loaded = crate::procs::control(control, "GET", "/counts", "")?;
+    if loaded.is_null() {
+        bail!("the hub stub's control listener did not answer");
     }
     let control = control.to_string();
-    let pid = stub.0.id();
+    let pid = stub.child.0.id();
     let stub_server = Server {
         url: url.to_string(),
         fingerprint: fp.to_string(),
@@ -283,24 +279,4 @@ pub fn run(nodes: usize, poll_secs: f64, window_secs: f64) -> Result<bool> {
         if goal { "met" } else { "MISSED" }
     );
     Ok(goal)
-}
-
-/// `PUT /nodes/{node}/desired` on the stub's control listener.
-fn load(control: &str, node: &str, doc: &str) -> Result<()> {
-    use std::io::{Read, Write};
-    let mut tcp = std::net::TcpStream::connect(control)?;
-    write!(
-        tcp,
-        "PUT /nodes/{node}/desired HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{doc}",
-        doc.len()
-    )?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out)?;
-    if !out.starts_with("HTTP/1.1 2") {
-        bail!(
-            "loading {node} into the stub: {}",
-            out.lines().next().unwrap_or("")
-        );
-    }
-    Ok(())
 }
