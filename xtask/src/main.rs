@@ -8,6 +8,7 @@ mod bench;
 mod crash;
 mod crash_agent;
 mod demo;
+mod demo_fleet;
 mod diff;
 mod dist;
 mod fuzz;
@@ -40,6 +41,12 @@ enum CrashTarget {
     Agent,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Story {
+    /// The fleet without a Steward server: git, `steward-fleet render`, nginx, the agent.
+    Fleet,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mint every adversarial case with ssh-keygen and run it through the real verifier.
@@ -48,8 +55,13 @@ enum Command {
         #[arg(long)]
         write_docs: bool,
     },
-    /// The whole story on a simulated node, with real processes, each step checked.
-    Demo,
+    /// The whole story on a simulated node, with real processes, each step checked
+    /// (`demo fleet`: a fleet in git, rendered and served by nginx, instead).
+    Demo {
+        /// Which story (the node's by default).
+        #[arg(value_enum)]
+        story: Option<Story>,
+    },
     /// Build the .deb (binaries, hardened systemd unit, man pages, completions) and check the
     /// unit's exposure with systemd-analyze.
     Dist,
@@ -140,7 +152,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Matrix { write_docs } => matrix::run(write_docs),
-        Command::Demo => demo::run(),
+        Command::Demo { story: None } => demo::run(),
+        Command::Demo {
+            story: Some(Story::Fleet),
+        } => demo_fleet::run_story(),
         Command::Dist => dist::run_dist(),
         Command::Soak { minutes, seed } => soak::run(minutes, seed),
         Command::Diff { cases } => diff::run(cases),
