@@ -16,18 +16,25 @@
 //! - `POST /tasks/fail-next|hang-next|warn-next` `{n}`
 //! - `POST /node/restart`
 //! - `POST /faults` `{spec}`: the fault rates from now on (`""` for none), as `--faults` takes them
+//! - `POST /guests/{vmid}/migrate` `{target, online, restart, with-local-disks}` → `{upid}`: what
+//!   `qm migrate` / `pct migrate` in a root shell does (the API's checks, a task by `root@pam`)
+//! - `POST /nodes/{node}/quorum` `{quorate}`: the node loses (`false`) or regains quorum
+//!
+//! In a cluster a guest's routes act on the node holding it; the others act on the node the
+//! body names (`{"node": …}`) or on the first node; `GET /guests`, `/volumes` and `/counters`
+//! answer for every node (each guest with its `node`).
 //!
 //! It must never listen anywhere but where it is told, and never be reachable through the PVE
 //! API's port.
 
+use crate::cluster::Cluster;
 use crate::forms::Kind;
-use crate::node::Node;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// Handles one control request; returns (status, body).
-pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-    node.tick();
+pub fn handle(cluster: &mut Cluster, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    cluster.tick();
     let body: Value = if body.is_empty() {
         json!({})
     } else {
@@ -55,36 +62,98 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
             })
             .collect()
     };
-    let result: Result<Value, String> = match (method, parts.as_slice()) {
-        ("GET", ["counters"]) => Ok(node.st.counters.to_json()),
-        ("GET", ["volumes"]) => Ok(Value::Object(
-            node.st
-                .volumes
-                .volumes
-                .iter()
-                .map(|(id, v)| {
+    // What answers for the whole cluster.
+    let whole: Option<Result<Value, String>> = match (method, parts.as_slice()) {
+        ("GET", ["counters"]) => Some(Ok(Value::Array(
+            cluster
+                .nodes
+                .values()
+                .filter_map(|n| n.st.counters.to_json().as_array().cloned())
+                .flatten()
+                .collect(),
+        ))),
+        ("GET", ["volumes"]) => Some(Ok(Value::Object(
+            cluster
+                .nodes
+                .values()
+                .flat_map(|n| n.st.volumes.volumes.iter().map(move |(id, v)| (n.name(), id, v)))
+                .map(|(node, id, v)| {
                     (
                         id.clone(),
-                        json!({"size": v.size, "vmid": v.vmid, "content": v.content}),
+                        json!({"size": v.size, "vmid": v.vmid, "content": v.content, "node": node}),
                     )
                 })
                 .collect(),
-        )),
-        ("GET", ["guests"]) => Ok(Value::Object(
-            node.st
-                .guests
-                .iter()
-                .map(|(v, g)| {
+        ))),
+        ("GET", ["guests"]) => Some(Ok(Value::Object(
+            cluster
+                .nodes
+                .values()
+                .flat_map(|n| n.st.guests.iter().map(move |(v, g)| (n.name(), v, g)))
+                .map(|(node, v, g)| {
                     (
                         v.to_string(),
-                        json!({"kind": g.kind, "status": g.status, "lock": g.lock, "version": g.version, "config": g.config, "pending": g.pending}),
+                        json!({"node": node, "kind": g.kind, "status": g.status, "lock": g.lock, "version": g.version, "config": g.config, "pending": g.pending}),
                     )
                 })
                 .collect(),
-        )),
-        ("POST", ["guests"]) => match (body["vmid"].as_u64().and_then(|v| u32::try_from(v).ok()), kind(&body["kind"])) {
+        ))),
+        ("POST", ["faults"]) => Some(match body["spec"].as_str().map(crate::faults::Faults::parse) {
+            Some(Ok(f)) => {
+                for n in cluster.nodes.values_mut() {
+                    n.faults = f.clone();
+                }
+                Ok(json!({}))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err("body must be {\"spec\": \"latency=MS,errors=RATE,…\"}".into()),
+        }),
+        ("POST", ["nodes", name, "quorum"]) => Some(match body["quorate"].as_bool() {
+            Some(q) => cluster.set_quorum(name, q).map(|()| json!({})),
+            None => Err("body must be {\"quorate\": true|false}".into()),
+        }),
+        ("POST", ["guests", v, "migrate"]) => Some(match vmid(v).and_then(|v| {
+            let at = cluster.owner(v)?.to_string();
+            let kind = cluster.nodes.get(&at)?.st.guests.get(&v)?.kind;
+            Some((v, at, kind))
+        }) {
+            Some((v, at, kind)) => cluster
+                .migrate(&at, kind, v, &strings(&body), "root@pam")
+                .map(|upid| json!({"upid": upid.to_string()}))
+                .map_err(|r| r.reason),
+            None => Err(format!("no guest {v}")),
+        }),
+        _ => None,
+    };
+    if let Some(result) = whole {
+        return match result {
+            Ok(v) => (200, v),
+            Err(e) => (400, json!({"error": e})),
+        };
+    }
+    // The rest acts on one node: the guest's, the one the body names, or the first.
+    let guest_node = match parts.as_slice() {
+        ["guests", v, ..] => vmid(v).and_then(|v| cluster.owner(v)).map(str::to_string),
+        _ => None,
+    };
+    let at = guest_node
+        .or_else(|| body["node"].as_str().map(str::to_string))
+        .unwrap_or_else(|| cluster.first().to_string());
+    let Some(node) = cluster.node_mut(&at) else {
+        return (400, json!({"error": format!("no node {at}")}));
+    };
+    let result: Result<Value, String> = match (method, parts.as_slice()) {
+        ("POST", ["guests"]) => match (
+            body["vmid"].as_u64().and_then(|v| u32::try_from(v).ok()),
+            kind(&body["kind"]),
+        ) {
             (Some(v), Some(k)) => {
-                node.add_guest(v, k, strings(&body["config"]), body["running"].as_bool() == Some(true));
+                node.add_guest(
+                    v,
+                    k,
+                    strings(&body["config"]),
+                    body["running"].as_bool() == Some(true),
+                );
                 Ok(json!({"vmid": v}))
             }
             _ => Err("need vmid and kind (qemu or lxc)".into()),
@@ -112,17 +181,21 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
             }
             _ => Err("need a vmid and {\"lock\": NAME}".into()),
         },
-        ("DELETE", ["guests", v, "lock"]) => vmid(v).ok_or_else(|| format!("bad vmid {v}")).map(|v| {
-            node.lock(v, None);
-            json!({})
-        }),
-        ("POST", ["guests", v, "leftover"]) => match (vmid(v), kind(&body["kind"]), body["lock"].as_str()) {
-            (Some(v), Some(k), Some(l)) => {
-                node.leftover(v, k, l);
-                Ok(json!({}))
+        ("DELETE", ["guests", v, "lock"]) => {
+            vmid(v).ok_or_else(|| format!("bad vmid {v}")).map(|v| {
+                node.lock(v, None);
+                json!({})
+            })
+        }
+        ("POST", ["guests", v, "leftover"]) => {
+            match (vmid(v), kind(&body["kind"]), body["lock"].as_str()) {
+                (Some(v), Some(k), Some(l)) => {
+                    node.leftover(v, k, l);
+                    Ok(json!({}))
+                }
+                _ => Err("need a vmid, kind and lock".into()),
             }
-            _ => Err("need a vmid, kind and lock".into()),
-        },
+        }
         ("POST", ["guests", v, "backup"]) => vmid(v)
             .ok_or_else(|| format!("bad vmid {v}"))
             .and_then(|v| node.backup(v))
@@ -151,15 +224,12 @@ pub fn handle(node: &mut Node, method: &str, path: &str, body: &[u8]) -> (u16, V
             node.restart();
             Ok(json!({}))
         }
-        ("POST", ["faults"]) => match body["spec"].as_str().map(crate::faults::Faults::parse) {
-            Some(Ok(f)) => {
-                node.faults = f;
-                Ok(json!({}))
-            }
-            Some(Err(e)) => Err(e),
-            None => Err("body must be {\"spec\": \"latency=MS,errors=RATE,…\"}".into()),
-        },
-        _ => return (404, json!({"error": format!("no control route {method} {path}")})),
+        _ => {
+            return (
+                404,
+                json!({"error": format!("no control route {method} {path}")}),
+            )
+        }
     };
     node.changed();
     match result {

@@ -9,9 +9,11 @@
 #![warn(missing_docs)]
 
 mod acl;
+mod cluster;
 mod control;
 mod faults;
 mod forms;
+mod migrate;
 mod moves;
 mod node;
 mod ops;
@@ -26,10 +28,11 @@ mod view;
 mod volumes;
 
 pub use acl::{role, Grant, Privileges};
+pub use cluster::{Cluster, NO_QUORUM};
 pub use faults::Faults;
 pub use forms::Kind;
 pub use node::{Counters, Effect, Node, NodeState, Refusal, SimGuest, Snapshot};
-pub use persist::conf_text;
-pub use server::{Sim, SimConfig};
+pub use persist::{conf_text, Saved};
+pub use server::{Sim, SimConfig, SimNode};
 pub use token::SimToken;
 pub use upid::TaskId;

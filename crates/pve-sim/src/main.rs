@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use steward_pve_sim::{Faults, Privileges, Sim, SimConfig, SimToken};
 
-/// A simulated Proxmox VE node (HTTPS with a self-signed certificate whose fingerprint is
+/// A simulated Proxmox VE node or cluster (HTTPS with a self-signed certificate whose fingerprint is
 /// printed), for tests, demos and benchmarks. It speaks the PVE 9.1 API for guests, tasks,
 /// snapshots, storage and permissions, checks every request against Proxmox's own API schema,
 /// and enforces token privileges as pve-access-control does.
@@ -27,7 +27,7 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8006")]
     listen: std::net::SocketAddr,
-    /// Guests at start (ignored when --state-dir holds a saved node).
+    /// Guests at start, per node (ignored when --state-dir holds a saved node).
     #[arg(long, default_value_t = 50)]
     guests: usize,
     /// File holding the accepted tokens and their grants (see above).
@@ -36,6 +36,13 @@ struct Args {
     /// Node name.
     #[arg(long, default_value = "pve-a")]
     node: String,
+    /// Simulate a cluster of these nodes instead (comma-separated, e.g. pve-a,pve-b,pve-c): one
+    /// configuration namespace (VMIDs unique cluster-wide, /cluster/resources listing every
+    /// guest with its node), one API listener and certificate per node on consecutive ports
+    /// (any free ports with port 0), --guests guests on each, and --conf-dir laid out as
+    /// /etc/pve/nodes/<node>/.
+    #[arg(long, value_delimiter = ',', conflicts_with = "node")]
+    nodes: Vec<String>,
     /// Task duration, milliseconds.
     #[arg(long, default_value_t = 200)]
     task_ms: u64,
@@ -93,9 +100,14 @@ fn tokens(path: &PathBuf) -> Result<Vec<(SimToken, Privileges)>> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let a = Args::parse();
+    let (node, peers) = match a.nodes.split_first() {
+        Some((first, rest)) => (first.clone(), rest.to_vec()),
+        None => (a.node, Vec::new()),
+    };
     let sim = Sim::start(SimConfig {
         listen: a.listen,
-        node: a.node,
+        node,
+        peers,
         guests: a.guests,
         tokens: tokens(&a.token_file)?,
         task_time: Duration::from_millis(a.task_ms),
@@ -111,6 +123,12 @@ async fn main() -> Result<()> {
     println!("fingerprint {}", sim.fingerprint);
     if let Some(c) = sim.control_addr {
         println!("control on http://{c}/");
+    }
+    for n in &sim.nodes {
+        println!(
+            "node {} on https://{}/api2/json fingerprint {}",
+            n.name, n.addr, n.fingerprint
+        );
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

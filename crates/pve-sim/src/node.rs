@@ -78,6 +78,11 @@ pub enum Effect {
         /// Free the source after the copy.
         delete: bool,
     },
+    /// Migrate to another node: the guest and its volumes leave when the task ends.
+    Migrate {
+        /// The target node.
+        target: String,
+    },
     /// Grow a disk.
     Resize {
         /// The disk key.
@@ -280,6 +285,8 @@ pub struct Node {
     pub(crate) dice: Dice,
     /// Bumped on every change (persistence writes when it moved).
     pub generation: u64,
+    /// Guests whose migration ended, for the cluster to land on their targets.
+    pub(crate) departures: Vec<crate::migrate::Departure>,
 }
 
 /// Unix seconds now.
@@ -341,12 +348,24 @@ impl Node {
     /// A node with `n` guests (two thirds QEMU, one third LXC, alternating running/stopped), one
     /// backup each of the first two, and a container template.
     pub fn new(name: &str, n: usize, task_time: Duration, faults: Faults, seed: u64) -> Node {
+        Node::numbered(name, 100, n, task_time, faults, seed)
+    }
+
+    /// [`Node::new`] with guests numbered from `first` (a cluster's nodes hold distinct VMIDs).
+    pub fn numbered(
+        name: &str,
+        first: u32,
+        n: usize,
+        task_time: Duration,
+        faults: Faults,
+        seed: u64,
+    ) -> Node {
         let now = now_unix();
         let dice = Dice::new(seed);
         let mut vols = Volumes::new(now);
         let mut guests = BTreeMap::new();
         for i in 0..n {
-            let vmid = 100 + u32::try_from(i).unwrap_or(u32::MAX - 100);
+            let vmid = first.saturating_add(u32::try_from(i).unwrap_or(u32::MAX));
             let kind = if i % 3 != 2 { Kind::Qemu } else { Kind::Lxc };
             let mut config = BTreeMap::new();
             config.insert(kind.name_key().into(), format!("guest-{vmid}"));
@@ -403,6 +422,7 @@ impl Node {
             faults,
             dice,
             generation: 0,
+            departures: Vec::new(),
         }
     }
 
@@ -414,6 +434,7 @@ impl Node {
             faults,
             dice: Dice::new(seed),
             generation: 0,
+            departures: Vec::new(),
         }
     }
 
@@ -621,6 +642,10 @@ impl Node {
             }
             return Ok(());
         }
+        if let Effect::Migrate { target } = &t.effect {
+            return self.depart(vmid, target);
+        }
+        let st = &mut self.st;
         let Some(g) = st.guests.get_mut(&vmid) else {
             return Err(format!(
                 "Configuration file 'nodes/{}/{}/{vmid}.conf' does not exist",
@@ -628,7 +653,11 @@ impl Node {
             ));
         };
         match &t.effect {
-            Effect::Nothing | Effect::Create | Effect::Config | Effect::Destroy { .. } => {}
+            Effect::Nothing
+            | Effect::Create
+            | Effect::Config
+            | Effect::Destroy { .. }
+            | Effect::Migrate { .. } => {}
             Effect::Start | Effect::Reboot => {
                 g.config = g.effective();
                 g.pending.clear();

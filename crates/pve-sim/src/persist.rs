@@ -1,27 +1,67 @@
-//! State that outlives the processes around it: the node as one JSON document in a state
+//! State that outlives the processes around it: the node (a cluster: its nodes) as one JSON document in a state
 //! directory (written to a temporary file, synced and renamed over the old one, so a killed
 //! simulator leaves the last whole state), and the config-file view — each guest's config as
 //! `<dir>/qemu-server/<vmid>.conf` or `<dir>/lxc/<vmid>.conf` in the layout of `/etc/pve`,
 //! rewritten only when that guest changed, so its mtime moves exactly when the config does.
 //! It must never leave a half-written state file in place of a whole one.
 
+use crate::cluster::Cluster;
 use crate::forms::Kind;
 use crate::node::{NodeState, SimGuest};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// A standalone node's state file (a `NodeState`).
 const STATE: &str = "state.json";
+/// A cluster's state file (a `Saved`).
+const CLUSTER: &str = "cluster.json";
 
-/// Reads a persisted node, if the directory holds one.
-pub fn load(dir: &Path) -> Result<Option<NodeState>, String> {
-    let path = dir.join(STATE);
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| format!("{}: {e}", path.display())),
+/// What a state directory holds: the nodes, the first one first, and which lost quorum.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Saved {
+    /// The nodes in order.
+    pub nodes: Vec<NodeState>,
+    /// Nodes without quorum.
+    #[serde(default)]
+    pub no_quorum: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    nodes: Vec<&'a NodeState>,
+    no_quorum: Vec<&'a String>,
+}
+
+fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Reads a persisted cluster or node, if the directory holds one.
+pub fn load(dir: &Path) -> Result<Option<Saved>, String> {
+    let at = |p: &Path, e: serde_json::Error| format!("{}: {e}", p.display());
+    let path = dir.join(CLUSTER);
+    if let Some(bytes) = read(&path)? {
+        return serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| at(&path, e));
+    }
+    let path = dir.join(STATE);
+    match read(&path)? {
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map(|st| {
+                Some(Saved {
+                    nodes: vec![st],
+                    no_quorum: Vec::new(),
+                })
+            })
+            .map_err(|e| at(&path, e)),
+        None => Ok(None),
     }
 }
 
@@ -35,11 +75,25 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Saves the node.
-pub fn save(dir: &Path, st: &NodeState) -> Result<(), String> {
+/// Saves the cluster: a standalone node as its own state file, a cluster as one document.
+pub fn save(dir: &Path, cluster: &Cluster) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let bytes = serde_json::to_vec(st).map_err(|e| e.to_string())?;
-    write_atomically(&dir.join(STATE), &bytes)
+    if !cluster.is_cluster() {
+        if let Some(n) = cluster.nodes.values().next() {
+            let bytes = serde_json::to_vec(&n.st).map_err(|e| e.to_string())?;
+            return write_atomically(&dir.join(STATE), &bytes);
+        }
+    }
+    let saved = SavedRef {
+        nodes: cluster
+            .order
+            .iter()
+            .filter_map(|n| cluster.nodes.get(n).map(|n| &n.st))
+            .collect(),
+        no_quorum: cluster.no_quorum.iter().collect(),
+    };
+    let bytes = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
+    write_atomically(&dir.join(CLUSTER), &bytes)
 }
 
 /// The config file of a guest as a node writes it: description as `#` lines, `key: value`

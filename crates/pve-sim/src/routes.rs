@@ -12,16 +12,20 @@
 //! `GET|DELETE …/snapshot/{snapname}`, `GET …/snapshot/{snapname}/config`,
 //! `POST …/snapshot/{snapname}/rollback`,
 //! `PUT /nodes/{node}/qemu/{vmid}/unlink`, `PUT …/resize`, `POST …/qemu/{vmid}/move_disk`,
-//! `POST …/lxc/{vmid}/move_volume`, `GET /nodes/{node}/storage`,
+//! `POST …/lxc/{vmid}/move_volume`, `POST …/{vmid}/migrate`, `GET /nodes/{node}/storage`,
 //! `GET /nodes/{node}/storage/{storage}/content`, `GET /nodes/{node}/tasks`,
 //! `GET /nodes/{node}/tasks/{upid}/status`, `GET /nodes/{node}/tasks/{upid}/log`,
 //! `GET /access/permissions`. Anything else the schema knows is a 501, as is anything it does
 //! not know.
+//! In a cluster any node's listener answers for every node (pveproxy proxies a path naming
+//! another node); the cluster paths answer for the whole cluster; a write through a node without
+//! quorum is refused.
 //! It must never answer for an endpoint Proxmox's schema does not have.
 
 use crate::acl::Privileges;
+use crate::cluster::Cluster;
 use crate::forms::Kind;
-use crate::node::{Node, Refusal};
+use crate::node::Refusal;
 use crate::schema::{self, Check};
 use crate::token::SimToken;
 use crate::volumes;
@@ -163,10 +167,12 @@ fn segments(path: &str) -> Option<Vec<String>> {
 }
 
 /// Routes one request. `auth` is the `Authorization` header.
+#[allow(clippy::too_many_arguments)]
 pub fn route(
-    node: &mut Node,
+    cluster: &mut Cluster,
+    me: &str,
     tokens: &[(SimToken, Privileges)],
-    fingerprint: &str,
+    fingerprints: &BTreeMap<String, String>,
     method: &str,
     path: &str,
     auth: Option<&str>,
@@ -180,17 +186,18 @@ pub fn route(
         user: token.id().to_string(),
         privs,
     };
-    node.tick();
-    match handle(node, &caller, fingerprint, method, path, params) {
+    cluster.tick();
+    match handle(cluster, me, &caller, fingerprints, method, path, params) {
         Ok(v) => ok(v),
         Err(r) => err(r),
     }
 }
 
 fn handle(
-    node: &mut Node,
+    cluster: &mut Cluster,
+    me: &str,
     caller: &Caller<'_>,
-    fingerprint: &str,
+    fingerprints: &BTreeMap<String, String>,
     method: &str,
     path: &str,
     params: &BTreeMap<String, String>,
@@ -208,10 +215,16 @@ fn handle(
         }
     }
     let var = |k: &str| m.vars.get(k).cloned().unwrap_or_default();
-    if m.vars.contains_key("node") && var("node") != node.name() {
+    // pveproxy answers for its own node and proxies a path naming another one.
+    let at = if m.vars.contains_key("node") {
+        var("node")
+    } else {
+        me.to_string()
+    };
+    if !cluster.nodes.contains_key(&at) {
         return Err(Refusal::new(
             595,
-            format!("no such node '{}' (connection refused)", var("node")),
+            format!("no such node '{at}' (connection refused)"),
         ));
     }
     match schema::check_of(m.info) {
@@ -243,18 +256,52 @@ fn handle(
         .template
         .replace("/qemu", "/{kind}")
         .replace("/lxc", "/{kind}");
+    let migrating = t == "/nodes/{node}/{kind}/{vmid}/migrate";
+    if method != "GET" && !migrating {
+        cluster.require_quorum(&at)?;
+    }
+    // What the cluster answers as a whole.
     match (method, t.as_str(), kind) {
-        ("GET", "/version", _) => Ok(crate::view::version()),
-        ("GET", "/nodes", _) => Ok(node.nodes(fingerprint)),
-        ("GET", "/nodes/{node}/status", _) => Ok(node.node_status()),
-        ("GET", "/cluster/status", _) => Ok(node.cluster_status()),
+        ("GET", "/version", _) => return Ok(crate::view::version()),
+        ("GET", "/nodes", _) => return Ok(cluster.node_list(fingerprints)),
+        ("GET", "/cluster/status", _) => return Ok(cluster.status(me)),
         ("GET", "/cluster/resources", _) => {
             let only_vms = params.get("type").is_some_and(|t| t == "vm");
-            Ok(node.resources(only_vms, &|v| caller.can_see(v)))
+            return Ok(cluster.resources(only_vms, &|v| caller.can_see(v)));
         }
-        ("GET", "/cluster/nextid", _) => node
-            .nextid(params.get("vmid").and_then(|v| v.parse().ok()))
-            .map(|v| json!(v)),
+        ("GET", "/cluster/nextid", _) => {
+            return cluster
+                .nextid(params.get("vmid").and_then(|v| v.parse().ok()))
+                .map(|v| json!(v))
+        }
+        ("POST", "/nodes/{node}/{kind}/{vmid}/migrate", Some(k)) => {
+            return cluster.migrate(&at, k, vmid, params, user).map(upid)
+        }
+        ("POST", "/nodes/{node}/{kind}", Some(k)) => {
+            // VMIDs are cluster-wide: a VMID another node holds is refused before any check
+            // of this node's own (qemu-server and pve-container both ask the cluster first).
+            let id: u32 = params.get("vmid").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if cluster.owner(id).is_some_and(|o| o != at) {
+                let restoring = params.contains_key("archive")
+                    || params.get("restore").is_some_and(|r| r == "1");
+                let why = cluster.vmid_unused(id).err().unwrap_or_default();
+                return Err(Refusal::new(
+                    500,
+                    format!(
+                        "unable to {} {} {id} - {why}",
+                        if restoring { "restore" } else { "create" },
+                        k.who()
+                    ),
+                ));
+            }
+        }
+        _ => {}
+    }
+    let node = cluster
+        .node_mut(&at)
+        .ok_or_else(|| Refusal::new(595, format!("no such node '{at}' (connection refused)")))?;
+    match (method, t.as_str(), kind) {
+        ("GET", "/nodes/{node}/status", _) => Ok(node.node_status()),
         ("GET", "/nodes/{node}/{kind}", Some(k)) => Ok(node.list(k, &|v| caller.can_see(v))),
         ("POST", "/nodes/{node}/{kind}", Some(k)) => {
             let id = params.get("vmid").cloned().unwrap_or_default();

@@ -5,6 +5,7 @@
 //! It must never be mistaken for a node: it is a test double.
 
 use crate::acl::Privileges;
+use crate::cluster::Cluster;
 use crate::faults::Faults;
 use crate::node::Node;
 use crate::persist::{self, ConfView};
@@ -28,9 +29,12 @@ use tokio_rustls::TlsAcceptor;
 pub struct SimConfig {
     /// Address to listen on (port 0: any free port).
     pub listen: SocketAddr,
-    /// Node name.
+    /// Node name (the first node of a cluster).
     pub node: String,
-    /// Guests at start.
+    /// The cluster's other nodes (none: a standalone node). Each listens on a port of its own
+    /// (`listen`'s port plus its position, or any free port when that is 0).
+    pub peers: Vec<String>,
+    /// Guests at start, per node (a cluster's nodes number theirs one block after another).
     pub guests: usize,
     /// Accepted tokens and what each may do.
     pub tokens: Vec<(SimToken, Privileges)>,
@@ -54,6 +58,7 @@ impl Default for SimConfig {
         SimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             node: "pve-a".into(),
+            peers: Vec::new(),
             guests: 6,
             tokens: Vec::new(),
             task_time: Duration::from_millis(200),
@@ -66,46 +71,64 @@ impl Default for SimConfig {
     }
 }
 
-/// What the node's changes must reach after each request.
+/// What the cluster's changes must reach after each request.
 struct Outside {
     state_dir: Option<PathBuf>,
-    conf: Option<ConfView>,
+    /// One config-file view per node: the directory itself for a standalone node,
+    /// `nodes/<node>/` below it for a cluster's, as `/etc/pve` lays them out.
+    conf: BTreeMap<String, ConfView>,
     saved: u64,
 }
 
 impl Outside {
-    /// Brings the state file and the config-file view up to date with `node`.
-    fn sync(&mut self, node: &Node) {
-        if node.generation == self.saved {
+    /// Brings the state file and the config-file views up to date with `cluster`.
+    fn sync(&mut self, cluster: &Cluster) {
+        let generation = cluster.generation();
+        if generation == self.saved {
             return;
         }
         if let Some(d) = &self.state_dir {
-            if let Err(e) = persist::save(d, &node.st) {
+            if let Err(e) = persist::save(d, cluster) {
                 eprintln!("steward-pve-sim: cannot save state: {e}");
             }
         }
-        if let Some(v) = &mut self.conf {
-            if let Err(e) = v.sync(&node.st.guests) {
-                eprintln!("steward-pve-sim: cannot write the config-file view: {e}");
+        for (name, v) in &mut self.conf {
+            if let Some(n) = cluster.nodes.get(name) {
+                if let Err(e) = v.sync(&n.st.guests) {
+                    eprintln!("steward-pve-sim: cannot write the config-file view: {e}");
+                }
             }
         }
-        self.saved = node.generation;
+        self.saved = generation;
     }
 }
 
 struct Shared {
-    node: Mutex<Node>,
+    cluster: Mutex<Cluster>,
     outside: Mutex<Outside>,
     tokens: Vec<(SimToken, Privileges)>,
-    fingerprint: String,
+    fingerprints: BTreeMap<String, String>,
+}
+
+/// One node's API listener.
+#[derive(Clone, Debug)]
+pub struct SimNode {
+    /// Node name.
+    pub name: String,
+    /// Where its API listens.
+    pub addr: SocketAddr,
+    /// Its certificate's SHA-256, `AB:CD:…`.
+    pub fingerprint: String,
 }
 
 /// A running simulator.
 pub struct Sim {
-    /// Where it listens.
+    /// Where the first node listens.
     pub addr: SocketAddr,
-    /// Its certificate's SHA-256, `AB:CD:…`.
+    /// The first node's certificate's SHA-256, `AB:CD:…`.
     pub fingerprint: String,
+    /// Every node's listener, the first node first.
+    pub nodes: Vec<SimNode>,
     /// Where the control listener listens, if it was asked for.
     pub control_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
@@ -124,96 +147,156 @@ impl std::fmt::Debug for Sim {
 impl Sim {
     /// Starts it on the current tokio runtime.
     pub async fn start(config: SimConfig) -> Result<Sim, String> {
-        let cert = rcgen::generate_simple_self_signed(vec![
-            "localhost".into(),
-            "127.0.0.1".into(),
-            config.node.clone(),
-        ])
-        .map_err(|e| format!("certificate: {e}"))?;
-        let cert_der = cert.cert.der().clone();
-        let fingerprint = fingerprint(cert_der.as_ref());
-        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
-        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der], key)
-        .map_err(|e| format!("TLS config: {e}"))?;
-        let acceptor = TlsAcceptor::from(Arc::new(tls));
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("{}: {e}", config.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let node = match config
+        let names: Vec<String> = std::iter::once(config.node.clone())
+            .chain(config.peers.iter().cloned())
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            if names[..i].contains(n) {
+                return Err(format!("node {n} named twice"));
+            }
+        }
+        let saved = config
             .state_dir
             .as_deref()
             .map(persist::load)
             .transpose()?
-            .flatten()
-        {
-            Some(st) => Node::from_state(st, config.task_time, config.faults.clone(), config.seed),
-            None => Node::new(
-                &config.node,
-                config.guests,
-                config.task_time,
-                config.faults.clone(),
-                config.seed,
+            .flatten();
+        let cluster = match saved {
+            Some(c) => {
+                let c_no_quorum = c.no_quorum;
+                let mut c = Cluster::new(
+                    c.nodes
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, st)| {
+                            let seed = config.seed.wrapping_add(i as u64);
+                            Node::from_state(st, config.task_time, config.faults.clone(), seed)
+                        })
+                        .collect(),
+                );
+                for n in &c_no_quorum {
+                    c.set_quorum(n, false)?;
+                }
+                c
+            }
+            None => Cluster::new(
+                names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let block = u32::try_from(i * config.guests).unwrap_or(u32::MAX);
+                        Node::numbered(
+                            name,
+                            100u32.saturating_add(block),
+                            config.guests,
+                            config.task_time,
+                            config.faults.clone(),
+                            config.seed.wrapping_add(i as u64),
+                        )
+                    })
+                    .collect(),
             ),
         };
+        let is_cluster = cluster.is_cluster();
         let mut outside = Outside {
             state_dir: config.state_dir.clone(),
-            conf: config.conf_dir.clone().map(ConfView::new),
+            conf: cluster
+                .order
+                .iter()
+                .filter_map(|n| {
+                    let d = config.conf_dir.clone()?;
+                    let d = if is_cluster {
+                        d.join("nodes").join(n)
+                    } else {
+                        d
+                    };
+                    Some((n.clone(), ConfView::new(d)))
+                })
+                .collect(),
             saved: u64::MAX,
         };
-        outside.sync(&node);
+        outside.sync(&cluster);
+        let mut listeners = Vec::new();
+        let mut fingerprints = BTreeMap::new();
+        for (i, name) in cluster.order.iter().enumerate() {
+            let (acceptor, fp) = tls_for(name)?;
+            let mut at = config.listen;
+            if at.port() != 0 {
+                at.set_port(
+                    at.port()
+                        .checked_add(u16::try_from(i).unwrap_or(u16::MAX))
+                        .ok_or_else(|| format!("no port for node {name}"))?,
+                );
+            }
+            let listener = TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("{at}: {e}"))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            fingerprints.insert(name.clone(), fp.clone());
+            listeners.push((
+                SimNode {
+                    name: name.clone(),
+                    addr,
+                    fingerprint: fp,
+                },
+                listener,
+                acceptor,
+            ));
+        }
         let shared = Arc::new(Shared {
-            node: Mutex::new(node),
+            cluster: Mutex::new(cluster),
             outside: Mutex::new(outside),
             tokens: config.tokens.clone(),
-            fingerprint: fingerprint.clone(),
+            fingerprints,
         });
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let s = shared.clone();
-        tokio::spawn(async move {
-            loop {
-                let (tcp, _) = tokio::select! {
-                    r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-                    _ = stopped.changed() => return,
-                };
-                let (acceptor, s) = (acceptor.clone(), s.clone());
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else {
-                        return;
-                    };
-                    let svc = service_fn(move |req| handle(s.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                });
-            }
-        });
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut nodes = Vec::new();
+        for (node, listener, acceptor) in listeners {
+            serve_api(
+                listener,
+                acceptor,
+                node.name.clone(),
+                shared.clone(),
+                stop.subscribe(),
+            );
+            nodes.push(node);
+        }
         let control_addr = match config.control {
             Some(at) => Some(serve_control(at, shared.clone(), stop.subscribe()).await?),
             None => None,
         };
+        let first = nodes.first().cloned().ok_or("no nodes")?;
         Ok(Sim {
-            addr,
-            fingerprint,
+            addr: first.addr,
+            fingerprint: first.fingerprint,
+            nodes,
             control_addr,
             shared,
             stop,
         })
     }
 
+    /// Runs `f` on the whole cluster.
+    pub fn with_cluster<T>(&self, f: impl FnOnce(&mut Cluster) -> T) -> T {
+        let mut c = self
+            .shared
+            .cluster
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let out = f(&mut c);
+        self.shared.sync_outside(&c);
+        out
+    }
+
     /// Runs `f` on the node (tests: lock a guest, look at state).
     pub fn with_node<T>(&self, f: impl FnOnce(&mut Node) -> T) -> T {
-        let mut n = self.shared.node.lock().unwrap_or_else(|e| e.into_inner());
-        let out = f(&mut n);
-        self.shared.sync_outside(&n);
-        out
+        self.with_cluster(|c| {
+            let first = c.first().to_string();
+            match c.node_mut(&first) {
+                Some(n) => f(n),
+                None => unreachable!("a cluster has its first node"),
+            }
+        })
     }
 
     /// "Node restarted": running tasks are lost.
@@ -233,11 +316,11 @@ impl Sim {
 }
 
 impl Shared {
-    fn sync_outside(&self, node: &Node) {
+    fn sync_outside(&self, cluster: &Cluster) {
         self.outside
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .sync(node);
+            .sync(cluster);
     }
 }
 
@@ -271,9 +354,9 @@ async fn serve_control(
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
                         let (status, v) = {
-                            let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
-                            let answer = crate::control::handle(&mut n, &method, &path, &body);
-                            s.sync_outside(&n);
+                            let mut c = s.cluster.lock().unwrap_or_else(|e| e.into_inner());
+                            let answer = crate::control::handle(&mut c, &method, &path, &body);
+                            s.sync_outside(&c);
                             answer
                         };
                         let mut resp = Response::new(Full::new(Bytes::from(v.to_string())));
@@ -308,12 +391,18 @@ impl std::error::Error for Reset {}
 
 async fn handle(
     s: Arc<Shared>,
+    me: Arc<str>,
     req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Reset> {
     let (latency, error, reset) = {
-        let n = s.node.lock().unwrap_or_else(|e| e.into_inner());
-        let f = n.faults().clone();
-        (f.latency_ms, n.roll(f.error_rate), n.roll(f.reset_rate))
+        let c = s.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        match c.nodes.get(&*me) {
+            Some(n) => {
+                let f = n.faults().clone();
+                (f.latency_ms, n.roll(f.error_rate), n.roll(f.reset_rate))
+            }
+            None => (0, false, false),
+        }
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -346,20 +435,23 @@ async fn handle(
             body: serde_json::json!({"data": null, "message": "Internal Server Error (injected)\n"}),
         }
     } else {
-        let mut n = s.node.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = s.cluster.lock().unwrap_or_else(|e| e.into_inner());
         let answer = route(
-            &mut n,
+            &mut c,
+            &me,
             &s.tokens,
-            &s.fingerprint,
+            &s.fingerprints,
             &method,
             &path,
             auth.as_deref(),
             &params,
         );
-        s.sync_outside(&n);
-        if method != "GET" && n.st.lose_next_answer > 0 {
-            n.st.lose_next_answer -= 1;
-            return Err(Reset);
+        s.sync_outside(&c);
+        if let Some(n) = c.node_mut(&me) {
+            if method != "GET" && n.st.lose_next_answer > 0 {
+                n.st.lose_next_answer -= 1;
+                return Err(Reset);
+            }
         }
         answer
     };
@@ -385,6 +477,58 @@ async fn handle(
         );
     }
     Ok(resp)
+}
+
+/// A self-signed certificate for node `name` (and localhost): its acceptor and fingerprint.
+fn tls_for(name: &str) -> Result<(TlsAcceptor, String), String> {
+    let cert = rcgen::generate_simple_self_signed(vec![
+        "localhost".into(),
+        "127.0.0.1".into(),
+        name.to_string(),
+    ])
+    .map_err(|e| format!("certificate: {e}"))?;
+    let cert_der = cert.cert.der().clone();
+    let fp = fingerprint(cert_der.as_ref());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert_der], key)
+    .map_err(|e| format!("TLS config: {e}"))?;
+    Ok((TlsAcceptor::from(Arc::new(tls)), fp))
+}
+
+/// Serves node `me`'s API on `listener` until `stopped`.
+fn serve_api(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    me: String,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let me: Arc<str> = me.into();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = tokio::select! {
+                r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+                _ = stopped.changed() => return,
+            };
+            let (acceptor, s, me) = (acceptor.clone(), shared.clone(), me.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(move |req| handle(s.clone(), me.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
 }
 
 /// The certificate's SHA-256 fingerprint as `pvenode cert info` prints it: upper-case hex pairs
