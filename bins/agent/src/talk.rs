@@ -92,6 +92,16 @@ pub async fn status(socket: &Path) -> Result<bool> {
             .collect();
         println!("signatures needed (distinct keys): {}", shown.join(", "));
     }
+    if s.no_quorum {
+        println!("NO QUORUM: this node has lost quorum; writes are paused until it is back");
+    }
+    for e in &s.elsewhere {
+        println!(
+            "elsewhere {} on node {} (its agent manages it)",
+            e.vmid,
+            esc(&e.node)
+        );
+    }
     for p in &s.parked {
         println!("parked {} ({}): {}", p.vmid, esc(&p.reason), esc(&p.why));
     }

@@ -17,7 +17,7 @@
 
 use crate::engine::{now_ms, Engine, Released, Trigger};
 use crate::held;
-use crate::observe::PassReport;
+use crate::observe::{PassReport, Snapshot};
 use crate::policy::{self, ParkReason, Requeue};
 use crate::reconcile::{reconcile, Step};
 use crate::schedule::{Busy, Planned};
@@ -28,7 +28,7 @@ use steward_gate::{Decision, Submission};
 use steward_journal::OpState;
 use steward_metrics::GuestCounts;
 use steward_model::{DesiredState, Vmid};
-use steward_view::Parked;
+use steward_view::{Elsewhere, Parked};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
@@ -409,7 +409,7 @@ impl Looper {
             let Some(spec) = specs.get(&vmid) else {
                 continue;
             };
-            let observed = snap.guests.get(&vmid).map_or(0, |o| o.version);
+            let observed = observed_version(&snap, vmid);
             if slot
                 .planned
                 .as_ref()
@@ -433,8 +433,13 @@ impl Looper {
         }
     }
 
-    /// Hands the guests whose turn it is to the gate, up to the concurrency limit.
+    /// Hands the guests whose turn it is to the gate, up to the concurrency limit; nothing
+    /// while the node has no quorum (every write would fail: observation goes on, and writes
+    /// resume with the first pass that finds quorum back).
     fn dispatch(&mut self) {
+        if self.engine.snapshot().no_quorum {
+            return;
+        }
         let now = Instant::now();
         let ready = self.engine.sched().ready(now);
         for vmid in ready {
@@ -459,7 +464,7 @@ impl Looper {
                     sched.requeue(vmid, Requeue::Park(ParkReason::Unsatisfiable { detail }));
                     continue;
                 }
-                Step::Converged | Step::Unread => continue,
+                Step::Converged | Step::Unread | Step::Elsewhere { .. } => continue,
             };
             let action = match crate::identity::with_identity(action) {
                 Ok(a) => a,
@@ -511,18 +516,24 @@ impl Looper {
             self.engine.metrics().held_ops(&series);
         }
         let held = listed.as_ref().map(Vec::len).or(held).unwrap_or(0);
-        let (converged, drifting, parked) = {
+        let (converged, drifting, elsewhere, parked) = {
             let mut sched = self.engine.sched();
-            let (mut c, mut d) = (0, 0);
-            for (_, slot) in sched.managed_slots() {
+            let (mut c, mut d, mut e) = (0, 0, Vec::new());
+            for (vmid, slot) in sched.managed_slots() {
                 match slot.planned.as_ref().map(|p| &p.step) {
                     Some(Step::Converged) => c += 1,
+                    Some(Step::Elsewhere { node }) => e.push(Elsewhere {
+                        vmid: vmid.get(),
+                        node: node.clone(),
+                    }),
                     Some(s) if s.drifting() => d += 1,
                     _ => {}
                 }
             }
-            (c, d, sched.parked())
+            (c, d, e, sched.parked())
         };
+        let no_quorum = self.engine.snapshot().no_quorum;
+        self.engine.metrics().cluster(!no_quorum, elsewhere.len());
         let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
         for (_, p) in &parked {
             *by_reason.entry(p.code()).or_default() += 1;
@@ -555,6 +566,8 @@ impl Looper {
         st.drifting = drifting;
         st.in_flight = self.running.len();
         st.held = held;
+        st.elsewhere = elsewhere;
+        st.no_quorum = no_quorum;
         st.parked = parked
             .into_iter()
             .map(|(v, p)| Parked {
@@ -567,5 +580,21 @@ impl Looper {
             st.observe_requests += r.requests;
             st.last_error = None;
         }
+    }
+}
+
+/// What a guest's plan depends on in the snapshot: its version when it is here, a value of
+/// the node holding it when it lives elsewhere (a guest that migrates away, or back, is planned
+/// again), 0 when the cluster has no such VMID.
+fn observed_version(snap: &Snapshot, vmid: Vmid) -> u64 {
+    use std::hash::{Hash, Hasher};
+    match (snap.guests.get(&vmid), snap.elsewhere.get(&vmid)) {
+        (Some(o), _) => o.version,
+        (None, Some(node)) => {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            node.hash(&mut h);
+            h.finish() | (1 << 63)
+        }
+        (None, None) => 0,
     }
 }

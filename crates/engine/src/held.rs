@@ -298,8 +298,15 @@ pub fn superseded(rec: &OpRecord, snap: &Snapshot) -> Option<String> {
     let observed = snap.guests.get(&rec.guest);
     if let Action::Create { .. } = rec.action {
         // A held create waits for a guest that does not exist yet; something else taking the
-        // VMID is what changes its meaning.
+        // VMID, on any node of the cluster, is what changes its meaning.
+        if let Some(node) = snap.elsewhere.get(&rec.guest) {
+            return Some(format!("VMID {} was taken on node {node}", rec.guest));
+        }
         return observed.map(|_| format!("VMID {} was taken by another guest", rec.guest));
+    }
+    if let Some(node) = snap.elsewhere.get(&rec.guest) {
+        // The op was held for this node; the guest now lives on another, whose agent decides.
+        return Some(format!("guest {} moved to node {node}", rec.guest));
     }
     let Some(o) = observed else {
         return Some(format!("guest {} is gone from the node", rec.guest));

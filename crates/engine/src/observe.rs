@@ -1,5 +1,7 @@
 //! Observation at constant cost. `pveproxy` is slow and shared with humans, and Proxmox's list
-//! calls carry no config digest, so each pass reads: the two guest lists (always: 2 requests);
+//! calls carry no config digest, so each pass reads: the cluster's guests
+//! (`/cluster/resources?type=vm`: this node's, and which node holds every other VMID) and its
+//! quorum (`/cluster/status`) (always: 2 requests);
 //! one guest's config with its pending changes (`GET …/pending`, 1 request) only for managed
 //! guests whose list entry changed, that the scheduler says are dirty (something ran on them),
 //! whose config file's mtime moved (when the agent can see `/etc/pve`), or whose turn it is in
@@ -45,6 +47,10 @@ pub struct Snapshot {
     pub guests: BTreeMap<Vmid, Observed>,
     /// Guests with a task running on the node (read only while a managed guest is locked).
     pub busy: BTreeSet<Vmid>,
+    /// Guests on other nodes of the cluster: VMID → node. Never acted on from here.
+    pub elsewhere: BTreeMap<Vmid, String>,
+    /// This node has lost quorum: every write would fail, so none is tried.
+    pub no_quorum: bool,
 }
 
 impl Snapshot {
@@ -167,11 +173,14 @@ impl Observer {
         interval: Duration,
     ) -> Result<PassReport, ApiError> {
         let mut report = PassReport::default();
-        let list = self.api.list_guests().await?;
+        let view = self.api.cluster_view().await?;
         report.requests += 2;
+        let list = view.here;
         let mut next = Snapshot {
             guests: BTreeMap::new(),
             busy: BTreeSet::new(),
+            elsewhere: view.elsewhere,
+            no_quorum: !view.quorate,
         };
         let listed: BTreeSet<Vmid> = list.iter().map(|e| e.vmid).collect();
         report.vanished = self

@@ -28,6 +28,11 @@ pub(crate) enum Step {
         /// What, for a human.
         why: String,
     },
+    /// The guest lives on another node of the cluster: nothing is done to it from here.
+    Elsewhere {
+        /// The node holding it.
+        node: String,
+    },
     /// The plan's next action, and the identity of the guest that holds the VMID now.
     Act {
         /// The action.
@@ -56,6 +61,13 @@ impl Step {
 /// The step `vmid` needs, desired as `spec`, observed in `snap`.
 pub(crate) fn reconcile(snap: &Snapshot, vmid: Vmid, spec: &GuestSpec) -> Step {
     let observed = snap.guests.get(&vmid);
+    // VMIDs are cluster-wide: a guest another node holds is never created, changed or
+    // destroyed from here, whatever its spec says.
+    if observed.is_none() {
+        if let Some(node) = snap.elsewhere.get(&vmid) {
+            return Step::Elsewhere { node: node.clone() };
+        }
+    }
     if observed.is_some_and(|o| o.actual.is_none()) {
         return Step::Unread;
     }

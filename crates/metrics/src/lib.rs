@@ -90,6 +90,7 @@ pub struct Metrics {
     provider_failures: Family<ChannelLabels, Gauge>,
     provider_last_success: Family<ChannelLabels, Gauge>,
     held_op: Family<HeldLabels, Gauge>,
+    quorate: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -142,6 +143,7 @@ impl Metrics {
             provider_failures: Family::default(),
             provider_last_success: Family::default(),
             held_op: Family::default(),
+            quorate: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
@@ -182,6 +184,11 @@ impl Metrics {
                 m.held_op.clone(),
             );
             r.register("in_flight_ops", "Actions in flight", m.in_flight.clone());
+            r.register(
+                "cluster_quorate",
+                "1 while the node has quorum; 0 while it has not and writes are paused",
+                m.quorate.clone(),
+            );
             r.register(
                 "api_requests",
                 "Proxmox API requests, by method, endpoint class (list, config, pending, status, task, write, other) and outcome (ok or the error kind)",
@@ -252,6 +259,17 @@ impl Metrics {
         }
         self.held.set(gauge(held));
         self.in_flight.set(gauge(in_flight));
+    }
+
+    /// After a pass: whether the node has quorum, and how many managed guests live on other
+    /// nodes (`steward_guests{state="elsewhere"}`).
+    pub fn cluster(&self, quorate: bool, elsewhere: usize) {
+        self.quorate.set(i64::from(quorate));
+        self.guests
+            .get_or_create(&StateLabels {
+                state: "elsewhere".into(),
+            })
+            .set(gauge(elsewhere));
     }
 
     /// A pass started, for `reason` (`tick`, `desired`, `action_ended`, `reconcile_now`).

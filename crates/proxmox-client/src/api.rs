@@ -30,6 +30,18 @@ pub struct GuestEntry {
     pub template: bool,
 }
 
+/// The cluster as one node's agent sees it (`GET /cluster/resources?type=vm` and
+/// `GET /cluster/status`; a standalone node is a cluster of one, always quorate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterView {
+    /// The guests on this node.
+    pub here: Vec<GuestEntry>,
+    /// Guests on other nodes: VMID → the node holding it.
+    pub elsewhere: BTreeMap<Vmid, String>,
+    /// Whether this node has quorum (without it every write fails).
+    pub quorate: bool,
+}
+
 /// A guest's config as `GET …/config` returns it (pending values applied), and its digest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GuestConfig {
@@ -189,8 +201,11 @@ pub fn text(v: &Value) -> Option<String> {
 /// node. Observation, status and recovery are handed this trait and only this trait.
 #[async_trait]
 pub trait GuestRead: Send + Sync {
-    /// Every guest (both kinds) the token may see.
+    /// Every guest (both kinds) on this node the token may see.
     async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError>;
+    /// The cluster: this node's guests, the others' VMIDs with their node, and whether this
+    /// node has quorum (two requests).
+    async fn cluster_view(&self) -> Result<ClusterView, ApiError>;
     /// `GET …/status/current`, raw.
     async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError>;
     /// `GET …/config`, with its digest.

@@ -4,8 +4,8 @@
 //! (`docs/reference/pve-api.md`). A `PveClient` can never become a writer.
 
 use crate::api::{
-    num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry, TaskFilter,
-    TaskStatus,
+    num, text, ClusterView, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry,
+    TaskEntry, TaskFilter, TaskStatus,
 };
 use crate::error::ApiError;
 use crate::http::{Endpoint, Http, RequestHook};
@@ -112,6 +112,28 @@ impl PveClient {
     }
 }
 
+/// A guest list entry (a node's list or `/cluster/resources`); `path` names the list in errors.
+fn entry_of(path: &str, kind: GuestKind, g: &Value) -> Result<GuestEntry, ApiError> {
+    let vmid = g
+        .get("vmid")
+        .and_then(num)
+        .and_then(|n| Vmid::new(n).ok())
+        .ok_or_else(|| ApiError::Decode(format!("{path}: entry without a vmid: {g}")))?;
+    Ok(GuestEntry {
+        vmid,
+        kind,
+        status: g
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .into(),
+        name: g.get("name").and_then(Value::as_str).map(str::to_string),
+        maxmem: g.get("maxmem").and_then(num),
+        lock: g.get("lock").and_then(Value::as_str).map(str::to_string),
+        template: g.get("template").and_then(num) == Some(1),
+    })
+}
+
 #[async_trait]
 impl GuestRead for PveClient {
     async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError> {
@@ -120,30 +142,47 @@ impl GuestRead for PveClient {
             let path = format!("/nodes/{}/{}", self.node, kind.as_str());
             let arr = self.get_list(&path, &[]).await?;
             for g in arr {
-                let vmid = g
-                    .get("vmid")
-                    .and_then(num)
-                    .and_then(|n| Vmid::new(n).ok())
-                    .ok_or_else(|| {
-                        ApiError::Decode(format!("{path}: entry without a vmid: {g}"))
-                    })?;
-                out.push(GuestEntry {
-                    vmid,
-                    kind,
-                    status: g
-                        .get("status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("unknown")
-                        .into(),
-                    name: g.get("name").and_then(Value::as_str).map(str::to_string),
-                    maxmem: g.get("maxmem").and_then(num),
-                    lock: g.get("lock").and_then(Value::as_str).map(str::to_string),
-                    template: g.get("template").and_then(num) == Some(1),
-                });
+                out.push(entry_of(&path, kind, &g)?);
             }
         }
         out.sort_by_key(|g| g.vmid);
         Ok(out)
+    }
+
+    async fn cluster_view(&self) -> Result<ClusterView, ApiError> {
+        let path = "/cluster/resources";
+        let list = self
+            .get_list(path, &[("type".to_string(), "vm".to_string())])
+            .await?;
+        let mut view = ClusterView::default();
+        for g in list {
+            let kind = match g.get("type").and_then(Value::as_str) {
+                Some("qemu") => GuestKind::Qemu,
+                Some("lxc") => GuestKind::Lxc,
+                _ => continue,
+            };
+            let entry = entry_of(path, kind, &g)?;
+            match g.get("node").and_then(Value::as_str) {
+                Some(n) if n == self.node => view.here.push(entry),
+                Some(n) => {
+                    view.elsewhere.insert(entry.vmid, n.to_string());
+                }
+                None => {
+                    return Err(ApiError::Decode(format!(
+                        "{path}: entry without a node: {g}"
+                    )))
+                }
+            }
+        }
+        view.here.sort_by_key(|g| g.vmid);
+        // A standalone node has no `cluster` entry: a cluster of one, quorate.
+        view.quorate = self
+            .get_list("/cluster/status", &[])
+            .await?
+            .iter()
+            .find(|e| e.get("type").and_then(Value::as_str) == Some("cluster"))
+            .is_none_or(|c| c.get("quorate").and_then(num) == Some(1));
+        Ok(view)
     }
 
     async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError> {
@@ -358,6 +397,10 @@ impl PveWriter {
 impl GuestRead for PveWriter {
     async fn list_guests(&self) -> Result<Vec<GuestEntry>, ApiError> {
         self.read.list_guests().await
+    }
+
+    async fn cluster_view(&self) -> Result<ClusterView, ApiError> {
+        self.read.cluster_view().await
     }
 
     async fn status(&self, kind: GuestKind, vmid: Vmid) -> Result<Value, ApiError> {

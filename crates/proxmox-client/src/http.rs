@@ -79,7 +79,8 @@ pub type RequestFn = dyn Fn(&str, &str, &str, Duration) + Send + Sync;
 
 /// What a request reads or does, as a closed set of labels (so the agent can say where its
 /// requests go, per class, without a path's VMIDs in a label): `write` (any method but GET),
-/// `list` (the guest lists and `/cluster/resources`), `config`, `pending`, `status` (a guest's
+/// `list` (the guest lists, `/cluster/resources`, and `/cluster/status`, which observation reads
+/// beside it every pass for quorum), `config`, `pending`, `status` (a guest's
 /// `status/current`), `task` (a task's status or log, the task list), `other`.
 pub fn endpoint_class(method: &Method, path: &str) -> &'static str {
     if method != Method::GET {
@@ -89,7 +90,7 @@ pub fn endpoint_class(method: &Method, path: &str) -> &'static str {
     let mut parts = path.trim_matches('/').split('/');
     let (first, rest): (Option<&str>, Vec<&str>) = (parts.next(), parts.collect());
     match (first, rest.as_slice()) {
-        (Some("cluster"), ["resources"]) => "list",
+        (Some("cluster"), ["resources" | "status"]) => "list",
         (Some("nodes"), [_, "qemu" | "lxc"]) => "list",
         (Some("nodes"), [_, "tasks", ..]) => "task",
         (Some("nodes"), [_, "qemu" | "lxc", _, "config"]) => "config",
@@ -310,6 +311,7 @@ mod tests {
             (Method::GET, "/nodes/pve-a/qemu", "list"),
             (Method::GET, "/nodes/pve-a/lxc", "list"),
             (Method::GET, "/cluster/resources?type=vm", "list"),
+            (Method::GET, "/cluster/status", "list"),
             (Method::GET, "/nodes/pve-a/qemu/100/config", "config"),
             (Method::GET, "/nodes/pve-a/lxc/100/pending", "pending"),
             (

@@ -66,8 +66,8 @@ mod token;
 mod upid;
 
 pub use api::{
-    exit_ok, num, text, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry, TaskEntry,
-    TaskFilter, TaskSource, TaskStatus,
+    exit_ok, num, text, ClusterView, GuestConfig, GuestEntry, GuestRead, GuestWrite, PendingEntry,
+    TaskEntry, TaskFilter, TaskSource, TaskStatus,
 };
 pub use client::{PveClient, PveWriter};
 pub use error::ApiError;

@@ -23,6 +23,8 @@ pub struct Cluster {
     pub order: Vec<String>,
     /// Nodes that have lost quorum.
     pub no_quorum: BTreeSet<String>,
+    /// Writes refused for want of quorum, by node (for harnesses: "no write was attempted").
+    pub refused_no_quorum: BTreeMap<String, u64>,
     /// Bumped on cluster-level changes (quorum); nodes count their own.
     generation: u64,
 }
@@ -38,6 +40,7 @@ impl Cluster {
                 .collect(),
             order,
             no_quorum: BTreeSet::new(),
+            refused_no_quorum: BTreeMap::new(),
             generation: 0,
         }
     }
@@ -84,11 +87,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Refuses a write through `node` when it has no quorum.
-    pub fn require_quorum(&self, node: &str) -> Result<(), Refusal> {
+    /// Refuses (and counts) a write through `node` when it has no quorum.
+    pub fn require_quorum(&mut self, node: &str) -> Result<(), Refusal> {
         if self.quorate(node) {
             Ok(())
         } else {
+            *self.refused_no_quorum.entry(node.to_string()).or_default() += 1;
             Err(Refusal::new(500, NO_QUORUM))
         }
     }

@@ -5,7 +5,8 @@
 //! tasks, restart the node, and read the simulator's counters of mutating calls per guest, call
 //! and token. Routes (JSON bodies and answers):
 //!
-//! - `GET /counters` → `[{vmid, call, token, count}]`
+//! - `GET /counters` → `[{vmid, call, token, count}]` (a create refused because another node holds
+//!   the VMID counts as a create that reached the node)
 //! - `GET /guests` → `{vmid: {kind, status, lock, version, config, pending}}`
 //! - `GET /volumes` → `{volid: {size, vmid, content}}`, every volume on every storage
 //! - `POST /guests` `{vmid, kind, config, running}`; `DELETE /guests/{vmid}`

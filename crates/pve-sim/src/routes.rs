@@ -285,6 +285,11 @@ fn handle(
                 let restoring = params.contains_key("archive")
                     || params.get("restore").is_some_and(|r| r == "1");
                 let why = cluster.vmid_unused(id).err().unwrap_or_default();
+                // Counted as a create that reached this node: harnesses prove no agent tries
+                // to create a guest another node holds.
+                if let Some(n) = cluster.node_mut(&at) {
+                    n.st.counters.count(id, "create", user);
+                }
                 return Err(Refusal::new(
                     500,
                     format!(

@@ -61,6 +61,11 @@ fn status() -> Status {
         drifting: 2,
         in_flight: 1,
         held: 1,
+        elsewhere: vec![Elsewhere {
+            vmid: 107,
+            node: "pve-c".into(),
+        }],
+        no_quorum: false,
         parked: vec![Parked {
             vmid: 105,
             reason: "admin_lock".into(),

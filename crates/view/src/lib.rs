@@ -25,4 +25,4 @@ pub use decision::{DecisionView, SignatureView};
 pub use held::HeldOp;
 pub use plan::{ActionPlan, FieldChange, GuestPlan, PlanView};
 pub use report::{JobResult, ReportBody, REPORT_PROTOCOL};
-pub use status::{AgentAbout, AuditHead, Parked, ProviderHealth, Status};
+pub use status::{AgentAbout, AuditHead, Elsewhere, Parked, ProviderHealth, Status};

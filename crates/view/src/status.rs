@@ -18,6 +18,17 @@ pub struct Parked {
     pub why: String,
 }
 
+/// A managed guest that lives on another node of the cluster: that node's agent manages it;
+/// this one never creates, changes or destroys it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Elsewhere {
+    /// The guest.
+    pub vmid: u32,
+    /// The node holding it.
+    pub node: String,
+}
+
 /// How calls to the provider went on one channel (`desired`, `jobs`, `report`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -76,6 +87,12 @@ pub struct Status {
     pub held: usize,
     /// Guests parked, with the reason.
     pub parked: Vec<Parked>,
+    /// Managed guests that live on another node of the cluster.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elsewhere: Vec<Elsewhere>,
+    /// The node has lost quorum: writes are paused (observation goes on) until it is back.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_quorum: bool,
     /// API requests made by observation so far.
     pub observe_requests: u64,
     /// The last observation error, if the last pass failed.

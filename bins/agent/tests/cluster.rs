@@ -1,0 +1,227 @@
+//! One agent per node of a cluster, with real parts: three `steward-agent` processes, each
+//! talking to its own node's listener of a three-node simulated cluster, all given the same
+//! document. Each converges only the guests on its node, creates a guest placed on its node
+//! exactly once, and shows the others as elsewhere; a guest migrated out of band is taken over
+//! by the target's agent (a change to it is made there) and left alone by the source's; a node
+//! that loses quorum gets no write attempted once its agent has seen it, shows it in status, and
+//! converges again when quorum is back, without a restart.
+
+// Test scaffolding: a failed setup step should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{cli, secret_file, setup_token_role, until, Agent, ADMIN, EVERYDAY};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use steward_pve_sim::{Sim, SimConfig, SimToken};
+
+const NODES: [&str; 3] = ["pve-a", "pve-b", "pve-c"];
+
+/// The document every agent is given: 101 (on pve-a), 103 (pve-b) and 105 (pve-c) unplaced,
+/// stopped, at `mem` GiB (its generation grows with every change); 900 placed on pve-b, to be created there.
+fn document(mem: [u32; 3]) -> String {
+    let generation: u32 = mem.iter().sum();
+    let mut d = format!("version = 1\ngeneration = {generation}\n");
+    for (vmid, m) in [101, 103, 105].iter().zip(mem) {
+        d.push_str(&format!(
+            "\n[[guests]]\nvmid = {vmid}\nkind = \"qemu\"\nstate = \"stopped\"\nmemory = \"{m} GiB\"\n"
+        ));
+    }
+    d.push_str("\n[[guests]]\nvmid = 900\nkind = \"qemu\"\nnode = \"pve-b\"\nstate = \"running\"\nmemory = 512\ncreate = { scsi0 = \"local-lvm:1\" }\n");
+    d
+}
+
+/// `dir/agent.toml` for the agent of `node`, on that node's own listener.
+fn agent_config(dir: &Path, sim: &Sim, node: &str) -> PathBuf {
+    let n = sim.nodes.iter().find(|n| n.name == node).unwrap();
+    secret_file(&dir.join("token"), EVERYDAY);
+    secret_file(&dir.join("admin-token"), ADMIN);
+    let cfg = format!(
+        "node = \"{node}\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"off\"\n",
+        port = n.addr.port(),
+        d = dir.display(),
+        fp = n.fingerprint
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, cfg).unwrap();
+    path
+}
+
+/// Where `vmid` lives and its memory (MiB), if anywhere.
+fn placed(sim: &Sim, vmid: u32) -> Option<(String, String)> {
+    sim.with_cluster(|c| {
+        c.nodes.values().find_map(|n| {
+            let g = n.st.guests.get(&vmid)?;
+            Some((
+                n.name().to_string(),
+                g.effective().get("memory").cloned().unwrap_or_default(),
+            ))
+        })
+    })
+}
+
+/// Calls of `call` for `vmid` that reached `node`.
+fn calls_on(sim: &Sim, node: &str, vmid: u32, call: &str) -> u64 {
+    sim.with_cluster(|c| c.nodes[node].st.counters.of(vmid, call))
+}
+
+/// Every mutating call that reached `node`, and every write it refused for want of quorum.
+fn writes_on(sim: &Sim, node: &str) -> (u64, u64) {
+    sim.with_cluster(|c| {
+        (
+            c.nodes[node].st.counters.calls.values().sum(),
+            c.refused_no_quorum.get(node).copied().unwrap_or(0),
+        )
+    })
+}
+
+fn status(dir: &Path) -> String {
+    cli(dir, &["status"]).1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_share_a_cluster_follow_a_migration_and_pause_without_quorum() {
+    let sim = Sim::start(SimConfig {
+        node: NODES[0].into(),
+        peers: NODES[1..].iter().map(|n| n.to_string()).collect(),
+        guests: 2,
+        tokens: vec![
+            (
+                SimToken::parse(EVERYDAY).unwrap(),
+                setup_token_role("StewardEveryday"),
+            ),
+            (
+                SimToken::parse(ADMIN).unwrap(),
+                setup_token_role("StewardAdmin"),
+            ),
+        ],
+        task_time: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs: BTreeMap<&str, PathBuf> = NODES
+        .iter()
+        .map(|n| {
+            let d = root.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            (*n, d)
+        })
+        .collect();
+    let publish = |mem: [u32; 3]| {
+        for d in dirs.values() {
+            let tmp = d.join("desired.toml.tmp");
+            std::fs::write(&tmp, document(mem)).unwrap();
+            std::fs::rename(&tmp, d.join("desired.toml")).unwrap();
+        }
+    };
+    publish([3, 3, 3]);
+    let _agents: Vec<Agent> = NODES
+        .iter()
+        .map(|n| {
+            let log = std::fs::File::create(dirs[n].join("agent.log")).unwrap();
+            common::run_agent(&agent_config(&dirs[n], &sim, n), Stdio::from(log))
+        })
+        .collect();
+
+    // Each agent converges the guests on its node; 900 is created on pve-b, once.
+    until("the cluster converged", Duration::from_secs(40), || {
+        [101, 103, 105]
+            .iter()
+            .all(|v| placed(&sim, *v).is_some_and(|(_, m)| m == "3072"))
+            && placed(&sim, 900).is_some_and(|(n, _)| n == "pve-b")
+    })
+    .await;
+    for (vmid, home) in [(101, "pve-a"), (103, "pve-b"), (105, "pve-c")] {
+        assert_eq!(placed(&sim, vmid).unwrap().0, home);
+    }
+    let creates: u64 = NODES.iter().map(|n| calls_on(&sim, n, 900, "create")).sum();
+    assert_eq!(creates, 1, "900 created once, on pve-b");
+    until(
+        "each agent shows the others' guests",
+        Duration::from_secs(10),
+        || {
+            let a = status(&dirs["pve-a"]);
+            a.contains("elsewhere 103 on node pve-b") && a.contains("elsewhere 105 on node pve-c")
+        },
+    )
+    .await;
+    let c = status(&dirs["pve-c"]);
+    assert!(c.contains("elsewhere 101 on node pve-a"), "{c}");
+    assert!(!c.contains("elsewhere 105"), "{c}");
+
+    // `qm migrate 101 pve-c` out of band: pve-c's agent takes 101 over (a change to it is made
+    // on pve-c), pve-a's stops acting on it, and nothing is created.
+    let task = sim
+        .with_cluster(|c| {
+            c.migrate(
+                "pve-a",
+                steward_pve_sim::Kind::Qemu,
+                101,
+                &[("target".to_string(), "pve-c".to_string())].into(),
+                "root@pam",
+            )
+        })
+        .unwrap();
+    until("101 reached pve-c", Duration::from_secs(10), || {
+        placed(&sim, 101).is_some_and(|(n, _)| n == "pve-c")
+    })
+    .await;
+    let a_config_before = calls_on(&sim, "pve-a", 101, "config");
+    publish([4, 3, 3]);
+    until("pve-c's agent changed 101", Duration::from_secs(20), || {
+        placed(&sim, 101).is_some_and(|(_, m)| m == "4096")
+    })
+    .await;
+    assert!(calls_on(&sim, "pve-c", 101, "config") >= 1);
+    until(
+        "pve-a's agent shows 101 elsewhere",
+        Duration::from_secs(10),
+        || status(&dirs["pve-a"]).contains("elsewhere 101 on node pve-c"),
+    )
+    .await;
+    assert_eq!(calls_on(&sim, "pve-a", 101, "config"), a_config_before);
+    // No agent ever tried to create a guest another node holds (a create refused for a VMID
+    // in use elsewhere counts as one that reached the node).
+    for vmid in [101, 103, 105] {
+        let creates: u64 = NODES
+            .iter()
+            .map(|n| calls_on(&sim, n, vmid, "create") + calls_on(&sim, n, vmid, "restore"))
+            .sum();
+        assert_eq!(creates, 0, "{vmid} created somewhere ({task})");
+    }
+
+    // pve-b loses quorum: once its agent has seen it, no write reaches or is tried on pve-b,
+    // though the document asks a change there; quorum back, the change is made.
+    sim.with_cluster(|c| c.set_quorum("pve-b", false)).unwrap();
+    until(
+        "pve-b's agent saw the quorum loss",
+        Duration::from_secs(10),
+        || status(&dirs["pve-b"]).contains("NO QUORUM"),
+    )
+    .await;
+    let before = writes_on(&sim, "pve-b");
+    publish([4, 4, 3]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        writes_on(&sim, "pve-b"),
+        before,
+        "writes attempted on pve-b without quorum"
+    );
+    assert_eq!(placed(&sim, 103).unwrap().1, "3072");
+    sim.with_cluster(|c| c.set_quorum("pve-b", true)).unwrap();
+    until(
+        "103 converged after quorum came back",
+        Duration::from_secs(20),
+        || placed(&sim, 103).is_some_and(|(_, m)| m == "4096"),
+    )
+    .await;
+    until("pve-b's status cleared", Duration::from_secs(10), || {
+        !status(&dirs["pve-b"]).contains("NO QUORUM")
+    })
+    .await;
+}
