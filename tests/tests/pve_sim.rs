@@ -633,18 +633,9 @@ async fn crash_leftovers_stay_locked_for_every_token() {
 }
 
 async fn control(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    let status: u16 = out[9..12].parse().unwrap();
-    let json = out.split("\r\n\r\n").nth(1).unwrap_or("null");
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    steward_lab::control(addr, method, path, body)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

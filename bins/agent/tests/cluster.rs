@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{cli, secret_file, setup_token_role, until, Agent, ADMIN, EVERYDAY};
+use common::{cli, setup_token_role, until, Agent, ADMIN, EVERYDAY};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -37,17 +37,8 @@ fn document(mem: [u32; 3]) -> String {
 /// `dir/agent.toml` for the agent of `node`, on that node's own listener.
 fn agent_config(dir: &Path, sim: &Sim, node: &str) -> PathBuf {
     let n = sim.nodes.iter().find(|n| n.name == node).unwrap();
-    secret_file(&dir.join("token"), EVERYDAY);
-    secret_file(&dir.join("admin-token"), ADMIN);
-    let cfg = format!(
-        "node = \"{node}\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\nfile = \"{d}/desired.toml\"\npoll_secs = 1\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"off\"\n",
-        port = n.addr.port(),
-        d = dir.display(),
-        fp = n.fingerprint
-    );
-    let path = dir.join("agent.toml");
-    std::fs::write(&path, cfg).unwrap();
-    path
+    let provider = format!("file = \"{}/desired.toml\"\npoll_secs = 1", dir.display());
+    common::config_at(dir, node, n.addr.port(), &n.fingerprint, &provider)
 }
 
 /// Where `vmid` lives and its memory (MiB), if anywhere.

@@ -2,7 +2,7 @@
 //! (gate over a writer per token, a reader, a real journal, recovery before the loop) against
 //! a simulator at any address; `Lab` is that rig over an in-process simulator with the agent's
 //! two tokens, real `ssh-keygen` keys and the helpers tests drive it with; `FakeExecutor` is the
-//! gate's one stand-in for a node. Used by the workspace's `tests/`, the gate's tests, the
+//! gate's one stand-in for a node; `control` drives the simulator's out-of-band listener. Used by the workspace's `tests/`, the gate's tests, the
 //! adversarial matrix and `cargo xtask bench engine`.
 //!
 //! It must never be a dependency of a shipped crate (checked by `cargo xtask layers`), and
@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod control;
 mod fake;
 mod lab;
 mod rig;
 
+pub use control::control;
 pub use fake::FakeExecutor;
 pub use lab::{calls_by, config_job, sim_with, Lab, LabConfig, TEMPLATE};
 pub use rig::{

@@ -167,13 +167,22 @@ pub fn calls(sim: &Sim, vmid: u32, call: &str) -> u64 {
 /// Writes the agent's token files and `agent.toml` in `dir`, with `provider` as the body of
 /// its `[provider]` section; returns the configuration's path.
 pub fn config(dir: &Path, sim: &Sim, provider: &str) -> std::path::PathBuf {
+    config_at(dir, "pve-a", sim.addr.port(), &sim.fingerprint, provider)
+}
+
+/// [`config`] for the agent of `node`, whose API listens on `port` with certificate `fp`.
+pub fn config_at(
+    dir: &Path,
+    node: &str,
+    port: u16,
+    fp: &str,
+    provider: &str,
+) -> std::path::PathBuf {
     secret_file(&dir.join("token"), EVERYDAY);
     secret_file(&dir.join("admin-token"), ADMIN);
     let cfg = format!(
-        "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
-        port = sim.addr.port(),
+        "node = \"{node}\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\ninterval_secs = 1\nsweep_secs = 5\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"127.0.0.1:0\"\n",
         d = dir.display(),
-        fp = sim.fingerprint
     );
     let path = dir.join("agent.toml");
     std::fs::write(&path, cfg).unwrap();
