@@ -494,3 +494,116 @@ async fn out_of_band_migration_state_dir_and_per_node_config_files() {
         NO_QUORUM,
     );
 }
+
+/// `(node, status, hastate)` of `vmid` in `/cluster/resources`.
+async fn resource(w: &PveWriter, vmid: u64) -> (String, String, Option<String>) {
+    let r = w
+        .raw("GET", "/cluster/resources", &p(&[("type", "vm")]))
+        .await
+        .unwrap();
+    let e = r
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["vmid"] == vmid)
+        .cloned()
+        .unwrap();
+    (
+        e["node"].as_str().unwrap().into(),
+        e["status"].as_str().unwrap().into(),
+        e["hastate"].as_str().map(str::to_string),
+    )
+}
+
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test]
+async fn ha_requests_are_carried_out_later_and_a_fenced_nodes_guests_are_recovered() {
+    let s = cluster_with(SimConfig::default()).await;
+    let (a, b) = (on(&s, "pve-a"), on(&s, "pve-b"));
+    // 101 (a stopped VM on pve-a) becomes an HA resource requested started: the manager
+    // starts it a little later, not at once.
+    a.raw(
+        "POST",
+        "/cluster/ha/resources",
+        &p(&[("sid", "vm:101"), ("state", "started")]),
+    )
+    .await
+    .unwrap();
+    refused(
+        a.raw("POST", "/cluster/ha/resources", &p(&[("sid", "vm:101")]))
+            .await,
+        500,
+        "resource ID 'vm:101' already defined",
+    );
+    assert_eq!(
+        resource(&a, 101).await,
+        ("pve-a".into(), "stopped".into(), Some("starting".into()))
+    );
+    eventually("the manager started 101", || async {
+        resource(&b, 101).await == ("pve-a".into(), "running".into(), Some("started".into()))
+    })
+    .await;
+    let st = a
+        .raw("GET", "/nodes/pve-a/qemu/101/status/current", &[])
+        .await
+        .unwrap();
+    assert_eq!(st["ha"], json!({"managed": 1, "state": "started"}));
+    // A stop through the API is a request: an `hastop` task that ends OK while the guest
+    // still runs; the manager stops it later.
+    let u = upid(
+        &a.raw("POST", "/nodes/pve-a/qemu/101/status/stop", &[])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(u.kind, "hastop");
+    a.wait_task(&u, Duration::from_secs(5)).await.unwrap();
+    let log = a.task_log(&u, 50).await.unwrap();
+    assert!(
+        log.iter().any(|l| l == "Requesting HA stop for VM 101"),
+        "{log:?}"
+    );
+    eventually("the manager stopped 101", || async {
+        resource(&a, 101).await.1 == "stopped"
+    })
+    .await;
+    let ha = a.raw("GET", "/cluster/ha/resources", &[]).await.unwrap();
+    assert_eq!(ha[0]["sid"], "vm:101");
+    assert_eq!(ha[0]["state"], "stopped");
+    // Requested started again, then pve-a goes down: its listener answers nothing, its
+    // guests' state is unknown, and 101 is recovered to pve-b and started there.
+    a.raw(
+        "PUT",
+        "/cluster/ha/resources/vm:101",
+        &p(&[("state", "started")]),
+    )
+    .await
+    .unwrap();
+    eventually("101 running again", || async {
+        resource(&b, 101).await.1 == "running"
+    })
+    .await;
+    let (st, _) = control(s.control_addr.unwrap(), "POST", "/nodes/pve-a/fence", "").await;
+    assert_eq!(st, 200);
+    assert_eq!(resource(&b, 101).await.2.as_deref(), Some("fence"));
+    assert_eq!(resource(&b, 100).await.1, "unknown");
+    assert!(a.raw("GET", "/version", &[]).await.is_err());
+    eventually("101 recovered to pve-b and started", || async {
+        resource(&b, 101).await == ("pve-b".into(), "running".into(), Some("started".into()))
+    })
+    .await;
+    // The non-HA guests stay with the node that is down.
+    assert_eq!(resource(&b, 100).await.0, "pve-a");
+}

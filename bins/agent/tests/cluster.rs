@@ -4,7 +4,9 @@
 //! exactly once, and shows the others as elsewhere; a guest migrated out of band is taken over
 //! by the target's agent (a change to it is made there) and left alone by the source's; a node
 //! that loses quorum gets no write attempted once its agent has seen it, shows it in status, and
-//! converges again when quorum is back, without a restart.
+//! converges again when quorum is back, without a restart. An HA-managed guest converges through
+//! ha-manager (one `hastart`/`hastop` request each way, never repeated while HA carries it
+//! out), and when its node is fenced it reappears on a survivor, whose agent takes it over.
 
 // Test scaffolding: a failed setup step should abort the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -215,4 +217,131 @@ async fn three_agents_share_a_cluster_follow_a_migration_and_pause_without_quoru
         !status(&dirs["pve-b"]).contains("NO QUORUM")
     })
     .await;
+}
+
+/// The document of the HA test: 100 at `state`, with `description`.
+fn ha_document(generation: u32, state: &str, description: &str) -> String {
+    format!("version = 1\ngeneration = {generation}\n\n[[guests]]\nvmid = 100\nkind = \"qemu\"\nstate = \"{state}\"\ndescription = \"{description}\"\n")
+}
+
+/// `(node, status)` of `vmid`.
+fn where_and_how(sim: &Sim, vmid: u32) -> Option<(String, String)> {
+    sim.with_cluster(|c| {
+        c.nodes.values().find_map(|n| {
+            n.st.guests
+                .get(&vmid)
+                .map(|g| (n.name().to_string(), g.status.clone()))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ha_guest_converges_through_ha_manager_and_follows_a_fence() {
+    let sim = Sim::start(SimConfig {
+        node: NODES[0].into(),
+        peers: NODES[1..].iter().map(|n| n.to_string()).collect(),
+        guests: 2,
+        tokens: vec![
+            (
+                SimToken::parse(EVERYDAY).unwrap(),
+                setup_token_role("StewardEveryday"),
+            ),
+            (
+                SimToken::parse(ADMIN).unwrap(),
+                setup_token_role("StewardAdmin"),
+            ),
+        ],
+        task_time: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    // 100: a running VM on pve-a, an HA resource requested started.
+    sim.with_cluster(|c| c.set_ha(100, "vm", "started"))
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dirs: BTreeMap<&str, PathBuf> = NODES
+        .iter()
+        .map(|n| {
+            let d = root.path().join(n);
+            std::fs::create_dir_all(&d).unwrap();
+            (*n, d)
+        })
+        .collect();
+    let publish = |text: String| {
+        for d in dirs.values() {
+            let tmp = d.join("desired.toml.tmp");
+            std::fs::write(&tmp, &text).unwrap();
+            std::fs::rename(&tmp, d.join("desired.toml")).unwrap();
+        }
+    };
+    publish(ha_document(1, "stopped", "one"));
+    let mut agents: BTreeMap<&str, Agent> = NODES
+        .iter()
+        .map(|n| {
+            let cfg = agent_config(&dirs[n], &sim, n);
+            (*n, common::run_agent(&cfg, Stdio::null()))
+        })
+        .collect();
+    // Stopped through HA: one stop call (an `hastop` request), then ha-manager stops it.
+    until("100 stopped by ha-manager", Duration::from_secs(20), || {
+        where_and_how(&sim, 100) == Some(("pve-a".into(), "stopped".into()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stops = calls_on(&sim, "pve-a", 100, "stop") + calls_on(&sim, "pve-a", 100, "shutdown");
+    assert_eq!(stops, 1, "one request, not a loop");
+    let hastops = sim.with_cluster(|c| {
+        c.nodes["pve-a"]
+            .st
+            .tasks
+            .iter()
+            .filter(|t| t.upid.kind == "hastop" && t.vmid == Some(100))
+            .count()
+    });
+    assert_eq!(hastops, 1);
+    assert_eq!(sim.with_cluster(|c| c.ha[&100].state.clone()), "stopped");
+    // Running again: one start request.
+    publish(ha_document(2, "running", "one"));
+    until("100 started by ha-manager", Duration::from_secs(20), || {
+        where_and_how(&sim, 100) == Some(("pve-a".into(), "running".into()))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        calls_on(&sim, "pve-a", 100, "start"),
+        1,
+        "one request, not a loop"
+    );
+    // pve-a goes down (its agent with it): ha-manager recovers 100 to pve-b and starts it;
+    // pve-b's agent takes it over (a change is made there), pve-c's shows it elsewhere.
+    drop(agents.remove("pve-a"));
+    sim.with_cluster(|c| c.fence("pve-a")).unwrap();
+    until(
+        "100 recovered and running on pve-b",
+        Duration::from_secs(20),
+        || where_and_how(&sim, 100) == Some(("pve-b".into(), "running".into())),
+    )
+    .await;
+    publish(ha_document(3, "running", "two"));
+    until("pve-b's agent changed 100", Duration::from_secs(20), || {
+        sim.with_cluster(|c| {
+            c.nodes["pve-b"]
+                .st
+                .guests
+                .get(&100)
+                .and_then(|g| g.config.get("description").cloned())
+        }) == Some("two".into())
+    })
+    .await;
+    until(
+        "pve-c's agent shows 100 on pve-b",
+        Duration::from_secs(10),
+        || status(&dirs["pve-c"]).contains("elsewhere 100 on node pve-b"),
+    )
+    .await;
+    let creates: u64 = NODES.iter().map(|n| calls_on(&sim, n, 100, "create")).sum();
+    assert_eq!(creates, 0);
+    // No power call after the recovery: HA started it, the agent saw it running.
+    assert_eq!(calls_on(&sim, "pve-b", 100, "start"), 0);
 }

@@ -464,6 +464,11 @@ impl Looper {
                     sched.requeue(vmid, Requeue::Park(ParkReason::Unsatisfiable { detail }));
                     continue;
                 }
+                Step::WaitingForHa { hastate } => {
+                    let hastate = steward_authz::escape_controls(&hastate);
+                    tracing::debug!(guest = %vmid, %hastate, "power left to ha-manager");
+                    continue;
+                }
                 Step::Converged | Step::Unread | Step::Elsewhere { .. } => continue,
             };
             let action = match crate::identity::with_identity(action) {

@@ -101,14 +101,25 @@ impl std::fmt::Debug for Observer {
     }
 }
 
-/// The list fields whose change means the config may have changed.
-fn entry_key(e: &GuestEntry) -> (&str, Option<&str>, Option<u64>, Option<&str>, bool) {
+/// The list fields whose change means the config (or, for `hastate`, what may be done to
+/// the guest) may have changed.
+type EntryKey<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<u64>,
+    Option<&'a str>,
+    bool,
+    Option<&'a str>,
+);
+
+fn entry_key(e: &GuestEntry) -> EntryKey<'_> {
     (
         e.status.as_str(),
         e.name.as_deref(),
         e.maxmem,
         e.lock.as_deref(),
         e.template,
+        e.hastate.as_deref(),
     )
 }
 

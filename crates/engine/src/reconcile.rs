@@ -28,6 +28,13 @@ pub(crate) enum Step {
         /// What, for a human.
         why: String,
     },
+    /// The guest's power belongs to ha-manager, which is already taking it where the plan
+    /// would, or was told to keep its hands off (`disabled`, `ignored`, `error`): no power
+    /// call is made; the guest converges when its observed state does.
+    WaitingForHa {
+        /// Its HA service state.
+        hastate: String,
+    },
     /// The guest lives on another node of the cluster: nothing is done to it from here.
     Elsewhere {
         /// The node holding it.
@@ -54,7 +61,7 @@ impl Step {
 
     /// Whether the guest differs from its desired state.
     pub(crate) fn drifting(&self) -> bool {
-        self.acts()
+        self.acts() || matches!(self, Step::WaitingForHa { .. })
     }
 }
 
@@ -81,6 +88,13 @@ pub(crate) fn reconcile(snap: &Snapshot, vmid: Vmid, spec: &GuestSpec) -> Step {
             why: why.join("; "),
         };
     };
+    if let Some(hastate) = observed.and_then(|o| o.entry.hastate.as_deref()) {
+        if !ha_allows(hastate, &action) {
+            return Step::WaitingForHa {
+                hastate: hastate.to_string(),
+            };
+        }
+    }
     if let Some(lock) = observed.and_then(|o| o.entry.lock.clone()) {
         return Step::Locked {
             lock,
@@ -90,5 +104,28 @@ pub(crate) fn reconcile(snap: &Snapshot, vmid: Vmid, spec: &GuestSpec) -> Step {
     Step::Act {
         action,
         identity: observed.and_then(|o| o.identity.clone()),
+    }
+}
+
+/// Whether a power action may be sent for an HA resource in `hastate`. Proxmox turns a start,
+/// stop or shutdown of an HA resource into a request to ha-manager (`hastart`/`hastop`), so
+/// sending one is how the document's `state` reaches HA's requested state (`running` ↔
+/// `started`, `stopped` ↔ `stopped`). It is sent only when HA is not already taking the guest
+/// there, and never when an administrator set the resource `disabled` or `ignored` (or it is in
+/// `error`): a request would silently override them. Other actions are not HA's.
+fn ha_allows(hastate: &str, action: &Action) -> bool {
+    let held_by_admin = matches!(hastate, "disabled" | "ignored" | "error");
+    match action {
+        Action::Start { .. } => {
+            !held_by_admin
+                && !matches!(
+                    hastate,
+                    "started" | "starting" | "recovery" | "fence" | "migrate" | "relocate"
+                )
+        }
+        Action::Stop { .. } | Action::Shutdown { .. } => {
+            !held_by_admin && !matches!(hastate, "stopped" | "request_stop")
+        }
+        _ => true,
     }
 }

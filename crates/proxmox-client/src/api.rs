@@ -28,6 +28,9 @@ pub struct GuestEntry {
     pub lock: Option<String>,
     /// Whether it is a template.
     pub template: bool,
+    /// Its HA service state (`started`, `starting`, `request_stop`, `stopped`, `fence`,
+    /// `disabled`, `ignored`, …) when it is an HA resource; only `/cluster/resources` says.
+    pub hastate: Option<String>,
 }
 
 /// The cluster as one node's agent sees it (`GET /cluster/resources?type=vm` and

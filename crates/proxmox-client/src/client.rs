@@ -131,6 +131,7 @@ fn entry_of(path: &str, kind: GuestKind, g: &Value) -> Result<GuestEntry, ApiErr
         maxmem: g.get("maxmem").and_then(num),
         lock: g.get("lock").and_then(Value::as_str).map(str::to_string),
         template: g.get("template").and_then(num) == Some(1),
+        hastate: g.get("hastate").and_then(Value::as_str).map(str::to_string),
     })
 }
 

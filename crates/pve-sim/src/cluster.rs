@@ -25,6 +25,12 @@ pub struct Cluster {
     pub no_quorum: BTreeSet<String>,
     /// Writes refused for want of quorum, by node (for harnesses: "no write was attempted").
     pub refused_no_quorum: BTreeMap<String, u64>,
+    /// HA resources by VMID.
+    pub ha: BTreeMap<u32, crate::ha::HaResource>,
+    /// Nodes that are down (fenced): their listeners do not answer.
+    pub fenced: BTreeSet<String>,
+    /// How long the HA manager takes to act on a request or recover a fenced node's guests.
+    pub crm_delay_ms: u64,
     /// Bumped on cluster-level changes (quorum); nodes count their own.
     generation: u64,
 }
@@ -41,6 +47,9 @@ impl Cluster {
             order,
             no_quorum: BTreeSet::new(),
             refused_no_quorum: BTreeMap::new(),
+            ha: BTreeMap::new(),
+            fenced: BTreeSet::new(),
+            crm_delay_ms: 400,
             generation: 0,
         }
     }
@@ -97,6 +106,11 @@ impl Cluster {
         }
     }
 
+    /// Marks a cluster-level change (quorum, HA, fencing) for persistence.
+    pub(crate) fn touch(&mut self) {
+        self.generation += 1;
+    }
+
     /// A number that moves whenever anything in the cluster changed.
     pub fn generation(&self) -> u64 {
         self.nodes
@@ -118,6 +132,7 @@ impl Cluster {
                 target.arrive(d);
             }
         }
+        self.crm();
     }
 
     /// pve-cluster's `check_vmid_unused`: `VM 100 already exists on node 'pve-b'`.
@@ -151,6 +166,23 @@ impl Cluster {
         for name in &self.order {
             if let Some(n) = self.nodes.get(name) {
                 if let Value::Array(mut a) = n.resources(only_vms, visible) {
+                    for e in &mut a {
+                        if self.fenced.contains(name) {
+                            // A node that is down: its guests' state is not known.
+                            e["status"] = json!(if e["type"] == "node" {
+                                "offline"
+                            } else {
+                                "unknown"
+                            });
+                        }
+                        if let Some(h) = e["vmid"]
+                            .as_u64()
+                            .and_then(|v| u32::try_from(v).ok())
+                            .and_then(|v| self.hastate(v))
+                        {
+                            e["hastate"] = json!(h);
+                        }
+                    }
                     out.append(&mut a);
                 }
             }
@@ -174,7 +206,7 @@ impl Cluster {
         for (i, name) in self.order.iter().enumerate() {
             out.push(json!({
                 "type": "node", "id": format!("node/{name}"), "name": name, "nodeid": i + 1,
-                "ip": "127.0.0.1", "local": u8::from(name == me), "online": 1, "level": "",
+                "ip": "127.0.0.1", "local": u8::from(name == me), "online": u8::from(!self.fenced.contains(name)), "level": "",
             }));
         }
         Value::Array(out)

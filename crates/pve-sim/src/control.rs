@@ -20,6 +20,10 @@
 //! - `POST /guests/{vmid}/migrate` `{target, online, restart, with-local-disks}` → `{upid}`: what
 //!   `qm migrate` / `pct migrate` in a root shell does (the API's checks, a task by `root@pam`)
 //! - `POST /nodes/{node}/quorum` `{quorate}`: the node loses (`false`) or regains quorum
+//! - `POST /nodes/{node}/fence`: the node goes down (its listener stops answering); the HA
+//!   manager recovers its HA guests to a surviving node after its delay
+//! - `POST /guests/{vmid}/ha` `{state}`: make the guest an HA resource with that requested state
+//!   (or change it), as `ha-manager add|set` as root does
 //!
 //! In a cluster a guest's routes act on the node holding it; the others act on the node the
 //! body names (`{"node": …}`) or on the first node; `GET /guests`, `/volumes` and `/counters`
@@ -108,6 +112,17 @@ pub fn handle(cluster: &mut Cluster, method: &str, path: &str, body: &[u8]) -> (
             }
             Some(Err(e)) => Err(e),
             None => Err("body must be {\"spec\": \"latency=MS,errors=RATE,…\"}".into()),
+        }),
+        ("POST", ["nodes", name, "fence"]) => Some(cluster.fence(name).map(|()| json!({}))),
+        ("POST", ["guests", v, "ha"]) => Some(match (vmid(v), body["state"].as_str()) {
+            (Some(v), Some(state)) => match cluster.nodes.values().find_map(|n| n.st.guests.get(&v).map(|g| g.kind)) {
+                Some(kind) => cluster
+                    .set_ha(v, if kind == Kind::Qemu { "vm" } else { "ct" }, state)
+                    .map(|()| json!({}))
+                    .map_err(|r| r.reason),
+                None => Err(format!("no guest {v}")),
+            },
+            _ => Err("need a vmid and {\"state\": started|stopped|disabled|ignored}".into()),
         }),
         ("POST", ["nodes", name, "quorum"]) => Some(match body["quorate"].as_bool() {
             Some(q) => cluster.set_quorum(name, q).map(|()| json!({})),

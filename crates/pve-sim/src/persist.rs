@@ -26,12 +26,20 @@ pub struct Saved {
     /// Nodes without quorum.
     #[serde(default)]
     pub no_quorum: Vec<String>,
+    /// HA resources.
+    #[serde(default)]
+    pub ha: BTreeMap<u32, crate::ha::HaResource>,
+    /// Nodes that are down.
+    #[serde(default)]
+    pub fenced: Vec<String>,
 }
 
 #[derive(Serialize)]
 struct SavedRef<'a> {
     nodes: Vec<&'a NodeState>,
     no_quorum: Vec<&'a String>,
+    ha: &'a BTreeMap<u32, crate::ha::HaResource>,
+    fenced: Vec<&'a String>,
 }
 
 fn read(path: &Path) -> Result<Option<Vec<u8>>, String> {
@@ -58,6 +66,8 @@ pub fn load(dir: &Path) -> Result<Option<Saved>, String> {
                 Some(Saved {
                     nodes: vec![st],
                     no_quorum: Vec::new(),
+                    ha: BTreeMap::new(),
+                    fenced: Vec::new(),
                 })
             })
             .map_err(|e| at(&path, e)),
@@ -78,7 +88,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
 /// Saves the cluster: a standalone node as its own state file, a cluster as one document.
 pub fn save(dir: &Path, cluster: &Cluster) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    if !cluster.is_cluster() {
+    if !cluster.is_cluster() && cluster.ha.is_empty() {
         if let Some(n) = cluster.nodes.values().next() {
             let bytes = serde_json::to_vec(&n.st).map_err(|e| e.to_string())?;
             return write_atomically(&dir.join(STATE), &bytes);
@@ -91,6 +101,8 @@ pub fn save(dir: &Path, cluster: &Cluster) -> Result<(), String> {
             .filter_map(|n| cluster.nodes.get(n).map(|n| &n.st))
             .collect(),
         no_quorum: cluster.no_quorum.iter().collect(),
+        ha: &cluster.ha,
+        fenced: cluster.fenced.iter().collect(),
     };
     let bytes = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
     write_atomically(&dir.join(CLUSTER), &bytes)

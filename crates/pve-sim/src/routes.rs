@@ -277,6 +277,38 @@ fn handle(
         ("POST", "/nodes/{node}/{kind}/{vmid}/migrate", Some(k)) => {
             return cluster.migrate(&at, k, vmid, params, user).map(upid)
         }
+        ("GET", "/cluster/ha/resources", _) => {
+            return Ok(cluster.ha_list(params.get("type").map(String::as_str)))
+        }
+        ("POST", "/cluster/ha/resources", _) => return cluster.ha_create(params),
+        ("GET", "/cluster/ha/resources/{sid}", _) => return cluster.ha_read(&var("sid")),
+        ("PUT", "/cluster/ha/resources/{sid}", _) => return cluster.ha_update(&var("sid"), params),
+        ("DELETE", "/cluster/ha/resources/{sid}", _) => return cluster.ha_delete(&var("sid")),
+        // qemu-server and pve-container hand a start, stop or shutdown of an HA-managed guest
+        // to ha-manager: an `hastart`/`hastop` task that only records the request.
+        ("POST", "/nodes/{node}/{kind}/{vmid}/status/start", Some(k))
+        | ("POST", "/nodes/{node}/{kind}/{vmid}/status/stop", Some(k))
+        | ("POST", "/nodes/{node}/{kind}/{vmid}/status/shutdown", Some(k))
+            if cluster.ha_managed(vmid)
+                && cluster
+                    .nodes
+                    .get(&at)
+                    .is_some_and(|n| n.st.guests.contains_key(&vmid)) =>
+        {
+            let what = t.rsplit('/').next().unwrap_or("start").to_string();
+            return cluster.ha_power(&at, k, vmid, &what, user).map(upid);
+        }
+        ("GET", "/nodes/{node}/{kind}/{vmid}/status/current", Some(k)) => {
+            let ha = cluster.hastate(vmid);
+            let node = cluster
+                .node_mut(&at)
+                .ok_or_else(|| Refusal::new(595, format!("no such node '{at}'")))?;
+            let mut e = node.status(k, vmid)?;
+            if let Some(state) = ha {
+                e["ha"] = json!({"managed": 1, "state": state});
+            }
+            return Ok(e);
+        }
         ("POST", "/nodes/{node}/{kind}", Some(k)) => {
             // VMIDs are cluster-wide: a VMID another node holds is refused before any check
             // of this node's own (qemu-server and pve-container both ask the cluster first).

@@ -163,7 +163,7 @@ impl Sim {
             .flatten();
         let cluster = match saved {
             Some(c) => {
-                let c_no_quorum = c.no_quorum;
+                let (c_no_quorum, c_ha, c_fenced) = (c.no_quorum, c.ha, c.fenced);
                 let mut c = Cluster::new(
                     c.nodes
                         .into_iter()
@@ -177,6 +177,8 @@ impl Sim {
                 for n in &c_no_quorum {
                     c.set_quorum(n, false)?;
                 }
+                c.ha = c_ha;
+                c.fenced = c_fenced.into_iter().collect();
                 c
             }
             None => Cluster::new(
@@ -197,6 +199,10 @@ impl Sim {
                     .collect(),
             ),
         };
+        let mut cluster = cluster;
+        // The HA manager acts a couple of task lengths after a request, as its rounds do.
+        cluster.crm_delay_ms =
+            2 * u64::try_from(config.task_time.as_millis()).unwrap_or(u64::MAX / 4);
         let is_cluster = cluster.is_cluster();
         let mut outside = Outside {
             state_dir: config.state_dir.clone(),
@@ -396,6 +402,10 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Reset> {
     let (latency, error, reset) = {
         let c = s.cluster.lock().unwrap_or_else(|e| e.into_inner());
+        if c.fenced.contains(&*me) {
+            // A node that is down answers nothing.
+            return Err(Reset);
+        }
         match c.nodes.get(&*me) {
             Some(n) => {
                 let f = n.faults().clone();
