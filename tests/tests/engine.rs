@@ -676,3 +676,64 @@ async fn a_failing_journal_stops_every_action_says_why_and_recovers() {
         .problems
         .is_empty());
 }
+
+/// A node without quorum (#23): a held destroy presented with its signature runs nothing,
+/// spends nothing and stays held, refused `no_quorum`; once quorum is back the same signed
+/// bytes run, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_presented_without_quorum_spends_nothing_and_runs_when_quorum_is_back() {
+    let l = Lab::start(LabConfig {
+        guests: 6,
+        sweep: Duration::from_secs(5),
+        concurrency: 4,
+        peers: vec!["pve-b".into()],
+        ..LabConfig::default()
+    })
+    .await
+    .unwrap();
+    l.desire(json!({"version": 1, "generation": 1, "guests": [
+        {"vmid": 101, "kind": "qemu", "state": "absent"}
+    ]}))
+    .unwrap();
+    l.until("held", |l| l.engine.status_now().held == 1).await;
+    let h = l.engine.held().await.remove(0);
+    let bytes = serde_json::to_vec(&h.template).unwrap();
+    let sig = l.kg.sign(&l.op.private, "op@steward", &bytes).unwrap();
+    l.sim
+        .with_cluster(|c| c.set_quorum("pve-a", false))
+        .unwrap();
+    l.until("no quorum seen", |l| {
+        let _ = l.triggers.send(steward_engine::Trigger::ReconcileNow);
+        l.engine.status_now().no_quorum
+    })
+    .await;
+    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
+    assert!(
+        matches!(&d, Decision::Refused { reason, .. } if reason.code() == "no_quorum"),
+        "{d:?}"
+    );
+    l.passes(2).await;
+    assert_eq!(l.writes(101), 0, "nothing reached the node");
+    assert_eq!(l.engine.held().await.len(), 1, "still held");
+    l.sim.with_cluster(|c| c.set_quorum("pve-a", true)).unwrap();
+    l.until("quorum seen", |l| {
+        let _ = l.triggers.send(steward_engine::Trigger::ReconcileNow);
+        !l.engine.status_now().no_quorum
+    })
+    .await;
+    let d = l.engine.present(&bytes, &[sig.to_vec()]).await.decision;
+    assert!(
+        matches!(
+            d,
+            Decision::Executed {
+                signed: true,
+                outcome: Outcome::Succeeded,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(l.sim.with_node(|n| !n.st.guests.contains_key(&101)));
+    assert_eq!(l.writes(101), 1);
+    let _ = l.stop.send(true);
+}

@@ -607,3 +607,112 @@ async fn ha_requests_are_carried_out_later_and_a_fenced_nodes_guests_are_recover
     // The non-HA guests stay with the node that is down.
     assert_eq!(resource(&b, 100).await.0, "pve-a");
 }
+
+/// One request over TLS to `node`'s listener with a raw body and content type: the status line
+/// and the JSON answer.
+async fn raw_request(
+    s: &Sim,
+    node: &str,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &str,
+) -> (String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let n = s.nodes.iter().find(|n| n.name == node).unwrap();
+    let trust = Trust::Fingerprint(tls::parse_fingerprint(&n.fingerprint).unwrap());
+    let cfg = tls::client_config(&trust).unwrap();
+    let tcp = tokio::net::TcpStream::connect(n.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut io = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let secret = ADMIN.split_once('=').unwrap();
+    let req = format!(
+        "{method} /api2/json{path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: PVEAPIToken={}={}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        secret.0,
+        secret.1,
+        body.len()
+    );
+    io.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = io.read_to_end(&mut out).await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let status = out.lines().next().unwrap_or_default().to_string();
+    let json = out.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn json_bodies_the_cluster_task_list_and_stopping_a_task() {
+    let s = cluster_with(SimConfig::default()).await;
+    // A JSON body is taken as pve-http-server takes it: numbers and booleans as their text.
+    let (status, _) = raw_request(
+        &s,
+        "pve-a",
+        "PUT",
+        "/nodes/pve-a/qemu/101/config",
+        "application/json",
+        r#"{"cores": 4, "onboot": true, "description": "from JSON"}"#,
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let a = on(&s, "pve-a");
+    let cfg = a
+        .raw("GET", "/nodes/pve-a/qemu/101/config", &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (cfg["cores"].clone(), cfg["onboot"].clone()),
+        (json!(4), json!(1))
+    );
+    assert_eq!(cfg["description"], "from JSON");
+    let (status, _) = raw_request(
+        &s,
+        "pve-a",
+        "PUT",
+        "/nodes/pve-a/qemu/101/config",
+        "application/json",
+        "{nope",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    // The cluster's task list holds every node's tasks, newest first.
+    let b = on(&s, "pve-b");
+    let ua = upid(
+        &a.raw("POST", "/nodes/pve-a/qemu/101/status/start", &[])
+            .await
+            .unwrap(),
+    );
+    let ub = upid(
+        &b.raw("POST", "/nodes/pve-b/qemu/104/status/start", &[])
+            .await
+            .unwrap(),
+    );
+    let tasks = b.raw("GET", "/cluster/tasks", &[]).await.unwrap();
+    let listed: Vec<String> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["upid"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        listed.contains(&ua.to_string()) && listed.contains(&ub.to_string()),
+        "{listed:?}"
+    );
+    // Stopping a running task: it ends `interrupted by signal`, its effect never applies.
+    let encoded = ub.to_string().replace(':', "%3A").replace('!', "%21");
+    b.raw("DELETE", &format!("/nodes/pve-b/tasks/{encoded}"), &[])
+        .await
+        .unwrap();
+    let e = b.wait_task(&ub, Duration::from_secs(5)).await.unwrap_err();
+    assert!(e.to_string().contains("interrupted by signal"), "{e}");
+    a.wait_task(&ua, Duration::from_secs(5)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = b
+        .raw("GET", "/nodes/pve-b/qemu/104/status/current", &[])
+        .await
+        .unwrap();
+    assert_eq!(st["status"], "stopped");
+}

@@ -8,6 +8,7 @@ mod bench;
 mod crash;
 mod crash_agent;
 mod demo;
+mod demo_cluster;
 mod demo_fleet;
 mod diff;
 mod dist;
@@ -45,6 +46,8 @@ enum CrashTarget {
 enum Story {
     /// The fleet without a Steward server: git, `steward-fleet render`, nginx, the agent.
     Fleet,
+    /// One agent per node of a three-node cluster: a migration and a quorum loss.
+    Cluster,
 }
 
 #[derive(Subcommand)]
@@ -56,7 +59,8 @@ enum Command {
         write_docs: bool,
     },
     /// The whole story on a simulated node, with real processes, each step checked
-    /// (`demo fleet`: a fleet in git, rendered and served by nginx, instead).
+    /// (`demo fleet`: a fleet in git, rendered and served by nginx, instead; `demo cluster`:
+    /// one agent per node of a three-node cluster, a migration and a quorum loss).
     Demo {
         /// Which story (the node's by default).
         #[arg(value_enum)]
@@ -89,6 +93,9 @@ enum Command {
         /// agent: the numbers of guests to run at.
         #[arg(long, value_delimiter = ',', default_value = "10,100,200,1000")]
         guests: Vec<usize>,
+        /// cluster: guests to create on each of the three nodes.
+        #[arg(long, default_value_t = 300)]
+        per_node: usize,
         /// fleet: simulated agents (nodes).
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
@@ -156,6 +163,9 @@ fn main() -> ExitCode {
         Command::Demo {
             story: Some(Story::Fleet),
         } => demo_fleet::run_story(),
+        Command::Demo {
+            story: Some(Story::Cluster),
+        } => demo_cluster::run_story(),
         Command::Dist => dist::run_dist(),
         Command::Soak { minutes, seed } => soak::run(minutes, seed),
         Command::Diff { cases } => diff::run(cases),
@@ -173,6 +183,7 @@ fn main() -> ExitCode {
             rounds,
             open_records,
             guests,
+            per_node,
             nodes,
             poll_secs,
             window_secs,
@@ -183,6 +194,7 @@ fn main() -> ExitCode {
             open_records,
             &guests,
             (nodes, poll_secs, window_secs),
+            per_node,
         ),
         Command::Crash {
             what: CrashTarget::Journal,

@@ -120,6 +120,8 @@ pub struct SimProc {
     pub fingerprint: String,
     /// Its control listener (`127.0.0.1:PORT`).
     pub control: String,
+    /// A cluster's nodes (`--nodes`): name, API port, fingerprint; empty for one node.
+    pub nodes: Vec<(String, u16, String)>,
     _child: Reaped,
 }
 
@@ -150,10 +152,34 @@ impl SimProc {
         let mut child = Reaped(child);
         let mut out = BufReader::new(child.0.stdout.take().context("sim stdout")?);
         let mut lines = Vec::new();
-        for _ in 0..3 {
+        // The first node's three lines, then one line per node.
+        let nodes = more
+            .iter()
+            .position(|a| *a == "--nodes")
+            .and_then(|i| more.get(i + 1))
+            .map_or(1, |list| list.split(',').count());
+        for _ in 0..3 + nodes {
             let mut l = String::new();
             out.read_line(&mut l)?;
             lines.push(l.trim().to_string());
+        }
+        let mut cluster = Vec::new();
+        if nodes > 1 {
+            for l in &lines[3..] {
+                // `node NAME on https://ADDR/api2/json fingerprint FP`
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let (Some(name), Some(url), Some(fp)) = (w.get(1), w.get(3), w.get(5)) else {
+                    anyhow::bail!("sim node line {l:?}");
+                };
+                let port = url
+                    .trim_start_matches("https://")
+                    .split('/')
+                    .next()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse().ok())
+                    .context("sim node port")?;
+                cluster.push((name.to_string(), port, fp.to_string()));
+            }
         }
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         let api = lines[0]
@@ -178,6 +204,7 @@ impl SimProc {
             port,
             fingerprint,
             control,
+            nodes: cluster,
             _child: child,
         })
     }
@@ -195,14 +222,25 @@ pub fn agent_config(
     timeout_secs: u64,
     metrics: &str,
 ) -> Result<()> {
+    let node = ("pve-a", sim.port, sim.fingerprint.as_str());
+    node_agent_config(dir, node, provider, engine, timeout_secs, metrics)
+}
+
+/// [`agent_config`] for the agent of node `(name, API port, fingerprint)` of a cluster.
+pub fn node_agent_config(
+    dir: &Path,
+    (name, port, fp): (&str, u16, &str),
+    provider: &str,
+    engine: &str,
+    timeout_secs: u64,
+    metrics: &str,
+) -> Result<()> {
     secret(&dir.join("token"), EVERYDAY)?;
     secret(&dir.join("admin-token"), ADMIN)?;
     std::fs::write(
         dir.join("agent.toml"),
         format!(
-            "node = \"pve-a\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\ntimeout_secs = {timeout_secs}\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\n{engine}\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"{metrics}\"\n",
-            port = sim.port,
-            fp = sim.fingerprint,
+            "node = \"{name}\"\n[proxmox]\nurl = \"https://localhost:{port}\"\ntoken_file = \"{d}/token\"\nadmin_token_file = \"{d}/admin-token\"\nfingerprint = \"{fp}\"\ntimeout_secs = {timeout_secs}\n[trust]\nallowed_signers = \"{d}/allowed_signers\"\n[journal]\ndir = \"{d}/journal\"\n[provider]\n{provider}\n[engine]\n{engine}\n[api]\nsocket = \"{d}/agent.sock\"\nmetrics = \"{metrics}\"\n",
             d = dir.display()
         ),
     )?;

@@ -40,6 +40,17 @@ impl Engine {
     /// every signature once, and runs, holds or refuses; this only takes the guest's slot
     /// around it and says each signature that counted for nothing.
     pub async fn present(&self, payload: &[u8], sigs: &[Vec<u8>]) -> Presented {
+        // Without quorum every write fails: a signature spent now would be spent on a call
+        // bound to fail. Nothing is judged, run or spent; the op stays as it was.
+        if self.snapshot().no_quorum {
+            let p = Presented::unsigned(Decision::Refused {
+                op: None,
+                reason: steward_gate::GateReason::NoQuorum,
+                detail: "this node has no quorum: nothing ran and nothing was spent; present it again when quorum is back (a hub's job is presented again on its next poll)".into(),
+            });
+            self.record(None, &p.decision);
+            return p;
+        }
         // The guest is read from the unverified payload only to pick the slot to hold, and
         // only from a payload of a size the verifier would read at all. A slot for a guest
         // nobody manages goes when released, so made-up VMIDs leave nothing behind.

@@ -27,17 +27,22 @@ pub enum GateReason {
     /// config moved): it no longer means what it was held for, and its template's nonce is
     /// spent.
     Superseded,
+    /// The node has no quorum, so every write would fail: nothing ran and nothing was spent
+    /// (a held op stays held, a nonce stays unused); the same signature may be presented again
+    /// once quorum is back, and a hub's job is, on its next poll.
+    NoQuorum,
 }
 
 impl GateReason {
     /// The gate's own reasons (authz's are `Reason::ALL`).
-    pub const OWN: [GateReason; 6] = [
+    pub const OWN: [GateReason; 7] = [
         GateReason::RoleDenied,
         GateReason::BindingMismatch,
         GateReason::RotationRefused,
         GateReason::Journal,
         GateReason::Threshold,
         GateReason::Superseded,
+        GateReason::NoQuorum,
     ];
 
     /// The stable snake_case code.
@@ -50,6 +55,7 @@ impl GateReason {
             GateReason::Journal => "journal",
             GateReason::Threshold => "threshold_not_met",
             GateReason::Superseded => "superseded",
+            GateReason::NoQuorum => "no_quorum",
         }
     }
 

@@ -42,6 +42,8 @@ pub struct LabConfig {
     pub task_time: Duration,
     /// The token the reader and everyday writer use (`EVERYDAY` or `ADMIN`).
     pub everyday: &'static str,
+    /// The simulated cluster's other nodes (none: a standalone pve-a).
+    pub peers: Vec<String>,
 }
 
 impl Default for LabConfig {
@@ -52,6 +54,7 @@ impl Default for LabConfig {
             concurrency: 4,
             task_time: Duration::from_millis(20),
             everyday: EVERYDAY,
+            peers: Vec::new(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Lab {
     pub async fn start(cfg: LabConfig) -> Result<Lab> {
         let sim = Sim::start(SimConfig {
             guests: cfg.guests,
+            peers: cfg.peers.clone(),
             tokens: sim_tokens()?,
             task_time: cfg.task_time,
             ..SimConfig::default()

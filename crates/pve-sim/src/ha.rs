@@ -206,11 +206,13 @@ impl Cluster {
             (Kind::Qemu, _) => ("vm", "stopped", "hastop", "stop"),
             (Kind::Lxc, _) => ("ct", "stopped", "hastop", "stop"),
         };
+        let unknown = || Refusal::new(595, format!("no such node '{node}'"));
+        self.nodes
+            .get(node)
+            .ok_or_else(unknown)?
+            .guest(kind, vmid)?;
         self.set_ha(vmid, ty, state)?;
-        let n = self
-            .node_mut(node)
-            .ok_or_else(|| Refusal::new(595, format!("no such node '{node}'")))?;
-        n.guest(kind, vmid)?;
+        let n = self.node_mut(node).ok_or_else(unknown)?;
         n.st.counters.count(vmid, what, user);
         let upid = n.start_task(task, Some(vmid), user, None, Effect::Nothing);
         if let Some(t) = n.st.tasks.last_mut() {

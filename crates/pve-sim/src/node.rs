@@ -523,6 +523,25 @@ impl Node {
         }
     }
 
+    /// `DELETE …/tasks/{upid}`: the worker is killed. A running task ends `interrupted by
+    /// signal` without its effect; a lock it held stays, as a killed worker leaves it.
+    pub fn stop_task(&mut self, upid: &str) {
+        let now = now_unix();
+        if let Some(t) = self
+            .st
+            .tasks
+            .iter_mut()
+            .find(|t| t.upid.to_string() == upid && t.done.is_none())
+        {
+            let e = "interrupted by signal".to_string();
+            t.log.push(format!("TASK ERROR: {e}"));
+            t.done = Some(e.clone());
+            t.ending = Ending::Error(e);
+            t.endtime = Some(now);
+            self.changed();
+        }
+    }
+
     /// "Node restarted": running tasks are lost (they end as `unexpected status`, as Proxmox
     /// marks tasks whose worker died), and their locks stay, as on a node.
     pub fn restart(&mut self) {

@@ -277,6 +277,27 @@ fn handle(
         ("POST", "/nodes/{node}/{kind}/{vmid}/migrate", Some(k)) => {
             return cluster.migrate(&at, k, vmid, params, user).map(upid)
         }
+        ("GET", "/cluster/tasks", _) => {
+            // pve-manager: the cluster's task list, a caller's own tasks unless it may audit
+            // the nodes.
+            let all = caller.privs.has("/", "Sys.Audit");
+            let mut out: Vec<Value> = Vec::new();
+            for n in cluster.nodes.values() {
+                let every = BTreeMap::from([
+                    ("source".to_string(), "all".to_string()),
+                    ("limit".to_string(), usize::MAX.to_string()),
+                ]);
+                let visible =
+                    n.st.tasks
+                        .iter()
+                        .filter(|t| all || t.upid.user == caller.user);
+                if let Value::Array(mut a) = crate::task::list(visible, &every) {
+                    out.append(&mut a);
+                }
+            }
+            out.sort_by_key(|t| std::cmp::Reverse(t["starttime"].as_u64().unwrap_or(0)));
+            return Ok(Value::Array(out));
+        }
         ("GET", "/cluster/ha/resources", _) => {
             return Ok(cluster.ha_list(params.get("type").map(String::as_str)))
         }
@@ -522,6 +543,21 @@ fn handle(
                     .filter(|t| all || t.upid.user == caller.user),
                 params,
             ))
+        }
+        ("DELETE", "/nodes/{node}/tasks/{upid}", _) => {
+            let id = var("upid");
+            let owner = node
+                .st
+                .tasks
+                .iter()
+                .find(|t| t.upid.to_string() == id)
+                .map(|t| t.upid.user.clone())
+                .ok_or_else(|| Refusal::param("upid", "no such task"))?;
+            if owner != caller.user {
+                caller.require(&format!("/nodes/{}", node.name()), &["Sys.Modify"], false)?;
+            }
+            node.stop_task(&id);
+            Ok(Value::Null)
         }
         ("GET", "/nodes/{node}/tasks/{upid}/status", _)
         | ("GET", "/nodes/{node}/tasks/{upid}/log", _) => {

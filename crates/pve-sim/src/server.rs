@@ -428,6 +428,11 @@ async fn handle(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .map(str::to_string);
+    let json_body = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
     let body = req
         .into_body()
         .collect()
@@ -437,7 +442,32 @@ async fn handle(
     let mut params: BTreeMap<String, String> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    params.extend(form_urlencoded::parse(&body).into_owned());
+    if json_body && !body.is_empty() {
+        // pve-http-server takes a JSON object body as the parameters: strings as sent,
+        // numbers as their text, booleans as 1/0 (what its schema check then reads).
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(serde_json::Value::Object(m)) => {
+                for (k, v) in m {
+                    let text = match v {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Bool(b) => u8::from(b).to_string(),
+                        serde_json::Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    params.insert(k, text);
+                }
+            }
+            _ => {
+                let mut resp = Response::new(Full::new(Bytes::from(
+                    "{\"data\":null,\"message\":\"unable to parse JSON body\\n\"}",
+                )));
+                *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+                return Ok(resp);
+            }
+        }
+    } else {
+        params.extend(form_urlencoded::parse(&body).into_owned());
+    }
     let answer = if error {
         crate::routes::Answer {
             status: 500,

@@ -72,7 +72,7 @@ pub(super) fn proc_stat(pid: u32) -> (f64, u64) {
 }
 
 /// Requests by endpoint class, and passes, from the metrics text.
-fn counts(text: &str) -> (BTreeMap<String, f64>, f64) {
+pub(super) fn counts(text: &str) -> (BTreeMap<String, f64>, f64) {
     let mut by = BTreeMap::new();
     let mut passes = 0.0;
     for l in text.lines() {
@@ -95,7 +95,41 @@ fn counts(text: &str) -> (BTreeMap<String, f64>, f64) {
     (by, passes)
 }
 
-fn sum(m: &BTreeMap<String, f64>) -> f64 {
+/// Idle cost from the agent's metrics at `url`: after one pass (it re-reads the guests whose
+/// last action just ended), two passes with nothing to do; their requests by endpoint class,
+/// the passes counted and the seconds they took.
+pub(super) fn idle(url: &str) -> Result<(BTreeMap<String, f64>, f64, f64)> {
+    let (_, p) = counts(&scrape(url)?);
+    let t = Instant::now();
+    let (idle_from, passes0) = loop {
+        let (r, q) = counts(&scrape(url)?);
+        if q >= p + 1.0 {
+            break (r, q);
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(4 * INTERVAL_SECS),
+            "no idle pass"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let t = Instant::now();
+    let passes1 = loop {
+        let (_, p) = counts(&scrape(url)?);
+        if p >= passes0 + 2.0 {
+            break p;
+        }
+        ensure!(
+            t.elapsed() < Duration::from_secs(4 * INTERVAL_SECS),
+            "no idle passes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let secs = t.elapsed().as_secs_f64();
+    let (idle_req, _) = counts(&scrape(url)?);
+    Ok((minus(&idle_req, &idle_from), passes1 - passes0, secs))
+}
+
+pub(super) fn sum(m: &BTreeMap<String, f64>) -> f64 {
     m.values().sum()
 }
 
@@ -183,37 +217,8 @@ fn one(n: usize) -> Result<Figures> {
     let (converge_req, _) = counts(&scrape(&url)?);
     let (cpu, rss) = proc_stat(pid);
     let (anon, file) = rss_parts(pid);
-    // Idle: after one pass (it re-reads the guests whose last action just ended), two passes
-    // with nothing to do.
-    let (_, p) = counts(&scrape(&url)?);
-    let t = Instant::now();
-    let (idle_from, passes0) = loop {
-        let (r, q) = counts(&scrape(&url)?);
-        if q >= p + 1.0 {
-            break (r, q);
-        }
-        ensure!(
-            t.elapsed() < Duration::from_secs(4 * INTERVAL_SECS),
-            "no idle pass"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let t = Instant::now();
-    let passes1 = loop {
-        let (_, p) = counts(&scrape(&url)?);
-        if p >= passes0 + 2.0 {
-            break p;
-        }
-        ensure!(
-            t.elapsed() < Duration::from_secs(4 * INTERVAL_SECS),
-            "no idle passes"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let idle_secs = t.elapsed().as_secs_f64();
-    let (idle_req, _) = counts(&scrape(&url)?);
-    let idle = minus(&idle_req, &idle_from);
-    let idle_lists_per_pass = idle.get("list").copied().unwrap_or(0.0) / (passes1 - passes0);
+    let (idle, idle_passes, idle_secs) = idle(&url)?;
+    let idle_lists_per_pass = idle.get("list").copied().unwrap_or(0.0) / idle_passes;
     // The sweep's rate at the default period, from its budget per pass: what the idle window
     // read beyond the lists, per second of it.
     let sweep_per_sec = idle.get("pending").copied().unwrap_or(0.0) / idle_secs;

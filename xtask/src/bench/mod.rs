@@ -3,6 +3,7 @@
 //! an absolute figure means little and a timed assertion in a test would mean less.
 
 mod agent;
+mod cluster;
 mod engine;
 mod fleet;
 mod gate;
@@ -32,6 +33,9 @@ pub enum Which {
     /// The agent and simulator as processes at 10, 100, 200 and 1 000 guests: converge time
     /// against the ideal, requests per guest by class, CPU, memory, idle cost, pending heal.
     Agent,
+    /// One agent per node of a three-node simulated cluster against one node and one agent,
+    /// in the same run: converge ratio, requests per guest, list requests per idle pass.
+    Cluster,
     /// N agents' hub clients polling a rendered fleet served by nginx, and the hub stub, in
     /// the same run: 304 share, requests/s, server CPU per 1 000 polls, p99, client cost.
     Fleet,
@@ -45,6 +49,7 @@ pub fn run(
     open_records: u64,
     guests: &[usize],
     fleet: (usize, f64, f64),
+    per_node: usize,
 ) -> Result<bool> {
     if cfg!(debug_assertions) {
         eprintln!("warning: xtask built without optimizations; figures are not meaningful");
@@ -58,6 +63,7 @@ pub fn run(
         Which::Pve => pve::run(round_secs, rounds),
         Which::Engine => engine::run(),
         Which::Agent => agent::run(guests),
+        Which::Cluster => cluster::run(per_node),
         Which::Fleet => fleet::run(fleet.0, fleet.1, fleet.2),
     }
 }
