@@ -12,7 +12,9 @@
 //!    elsewhere, and nobody created anything;
 //! 5. pve-b loses quorum: its agent says so and writes nothing; quorum back, it converges.
 
-use crate::procs::{agent_cli, build, control, counter, node_agent_config, start_agent, SimProc};
+use crate::procs::{
+    agent_cli, build, control, counter, node_agent_config, start_agent, until, SimProc,
+};
 use anyhow::{ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,15 +24,6 @@ const NODES: [&str; 3] = ["pve-a", "pve-b", "pve-c"];
 
 fn say(step: &str) {
     println!("\n== {step}");
-}
-
-fn until(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let t = Instant::now();
-    while !f().unwrap_or(false) {
-        ensure!(t.elapsed() < limit, "{what}: not reached within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
 }
 
 /// The cluster's document: 101 and 103 where they are (no `node`), 900 created on pve-b.

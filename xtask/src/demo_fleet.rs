@@ -13,7 +13,7 @@
 //! 6. a document the agent would refuse is refused by `render`, with its file and line, and
 //!    nothing served changes.
 
-use crate::procs::{agent_config, bin, build, control, Reaped, SimProc};
+use crate::procs::{agent_config, bin, build, control, until, Reaped, SimProc};
 use anyhow::{ensure, Context, Result};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -50,15 +50,6 @@ fn memory(sim: &SimProc, vmid: u32) -> Result<String> {
         .as_str()
         .map(str::to_string)
         .unwrap_or_else(|| g[vmid.to_string()]["config"]["memory"].to_string()))
-}
-
-fn until(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let t = Instant::now();
-    while !f().unwrap_or(false) {
-        ensure!(t.elapsed() < limit, "{what}: not reached within {limit:?}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
 }
 
 fn document(memory: &str) -> String {

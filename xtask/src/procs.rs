@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// The agent's everyday token (what `steward-agent setup-token` grants it).
 pub const EVERYDAY: &str = "steward@pve!agent=5f1e3c2a-0000-4000-8000-00000000e7e1";
@@ -44,6 +45,16 @@ pub fn build(packages: &[&str]) -> Result<bool> {
         cmd.args(["-p", p]);
     }
     Ok(cmd.current_dir(root()).status()?.success())
+}
+
+/// Waits (checking every 200 ms) until `f` holds; an error naming `what` after `limit`.
+pub fn until(what: &str, limit: Duration, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let t = std::time::Instant::now();
+    while !f().unwrap_or(false) {
+        ensure!(t.elapsed() < limit, "{what}: not reached within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 /// Writes `text` to `path`, mode 0600.

@@ -75,9 +75,10 @@ fn status(dir: &Path) -> String {
     cli(dir, &["status"]).1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_agents_share_a_cluster_follow_a_migration_and_pause_without_quorum() {
-    let sim = Sim::start(SimConfig {
+/// The three-node cluster both tests run on: two guests per node, tokens as
+/// `steward-agent setup-token` grants them, 100 ms tasks.
+async fn cluster_sim() -> Sim {
+    Sim::start(SimConfig {
         node: NODES[0].into(),
         peers: NODES[1..].iter().map(|n| n.to_string()).collect(),
         guests: 2,
@@ -95,16 +96,26 @@ async fn three_agents_share_a_cluster_follow_a_migration_and_pause_without_quoru
         ..SimConfig::default()
     })
     .await
-    .unwrap();
-    let root = tempfile::tempdir().unwrap();
-    let dirs: BTreeMap<&str, PathBuf> = NODES
+    .unwrap()
+}
+
+/// A directory per node's agent below `root`.
+fn node_dirs(root: &Path) -> BTreeMap<&'static str, PathBuf> {
+    NODES
         .iter()
         .map(|n| {
-            let d = root.path().join(n);
+            let d = root.join(n);
             std::fs::create_dir_all(&d).unwrap();
             (*n, d)
         })
-        .collect();
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_share_a_cluster_follow_a_migration_and_pause_without_quorum() {
+    let sim = cluster_sim().await;
+    let root = tempfile::tempdir().unwrap();
+    let dirs = node_dirs(root.path());
     let publish = |mem: [u32; 3]| {
         for d in dirs.values() {
             let tmp = d.join("desired.toml.tmp");
@@ -237,37 +248,12 @@ fn where_and_how(sim: &Sim, vmid: u32) -> Option<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ha_guest_converges_through_ha_manager_and_follows_a_fence() {
-    let sim = Sim::start(SimConfig {
-        node: NODES[0].into(),
-        peers: NODES[1..].iter().map(|n| n.to_string()).collect(),
-        guests: 2,
-        tokens: vec![
-            (
-                SimToken::parse(EVERYDAY).unwrap(),
-                setup_token_role("StewardEveryday"),
-            ),
-            (
-                SimToken::parse(ADMIN).unwrap(),
-                setup_token_role("StewardAdmin"),
-            ),
-        ],
-        task_time: Duration::from_millis(100),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let sim = cluster_sim().await;
     // 100: a running VM on pve-a, an HA resource requested started.
     sim.with_cluster(|c| c.set_ha(100, "vm", "started"))
         .unwrap();
     let root = tempfile::tempdir().unwrap();
-    let dirs: BTreeMap<&str, PathBuf> = NODES
-        .iter()
-        .map(|n| {
-            let d = root.path().join(n);
-            std::fs::create_dir_all(&d).unwrap();
-            (*n, d)
-        })
-        .collect();
+    let dirs = node_dirs(root.path());
     let publish = |text: String| {
         for d in dirs.values() {
             let tmp = d.join("desired.toml.tmp");
