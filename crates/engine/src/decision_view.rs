@@ -58,6 +58,14 @@ impl ToView for Decision {
                 v.outcome = Some(match outcome {
                     Outcome::Succeeded => "succeeded".into(),
                     Outcome::Failed(f) => f.to_string(),
+                    Outcome::Moved {
+                        node: Some(node),
+                        failure,
+                    } => format!("moved to {node} ({failure})"),
+                    Outcome::Moved {
+                        node: None,
+                        failure,
+                    } => format!("moved: a migration was under way ({failure})"),
                 });
             }
             Decision::PendingSignature { op, .. } => v.op = Some(op.0),

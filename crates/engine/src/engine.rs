@@ -269,6 +269,10 @@ impl Engine {
                     outcome: steward_gate::Outcome::Failed(f),
                     ..
                 } => format!("failed:{}", f.code()),
+                Decision::Executed {
+                    outcome: steward_gate::Outcome::Moved { .. },
+                    ..
+                } => "moved".to_string(),
                 Decision::Executed { .. } => "succeeded".to_string(),
                 _ => label,
             };

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 use steward_gate::binding::{check_claims, claims_slots};
-use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig};
+use steward_gate::{Authority, Executor, Failure, FailureKind, Guard, ObservedConfig, Whereabouts};
 use steward_metrics::Metrics;
 use steward_model::{volume_of, Action, ConfigChange, GuestKind, Vmid};
 use steward_proxmox_client::{ApiError, GuestWrite, Upid};
@@ -340,6 +340,10 @@ impl Executor for NodeExecutor {
             digest: cfg.digest,
             values: cfg.values,
         })
+    }
+
+    async fn whereabouts(&self, _kind: GuestKind, vmid: Vmid) -> Whereabouts {
+        crate::moved::locate(self.admin.as_ref(), vmid).await
     }
 
     async fn wait(&self, upid: &str, authority: Authority) -> Result<Vec<String>, Failure> {

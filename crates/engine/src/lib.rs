@@ -27,6 +27,7 @@ mod exec;
 mod feed;
 mod held;
 mod identity;
+mod moved;
 mod observe;
 mod policy;
 mod reconcile;

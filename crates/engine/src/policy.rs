@@ -159,6 +159,15 @@ pub fn requeue(decision: &Decision, backoff: &mut crate::backoff::Backoff) -> Re
             backoff.reset();
             Requeue::Now
         }
+        // The guest left (or is leaving) this node: look again now, and the next pass finds it
+        // elsewhere (or locked by the migration, and waits). Not a failure of ours.
+        Decision::Executed {
+            outcome: Outcome::Moved { .. },
+            ..
+        } => {
+            backoff.reset();
+            Requeue::Now
+        }
         Decision::Executed {
             outcome: Outcome::Failed(f),
             ..
@@ -286,5 +295,24 @@ mod tests {
             detail: "x".into(),
         };
         assert!(matches!(requeue(&refused, &mut b), Requeue::Park(_)));
+    }
+
+    #[test]
+    fn a_move_looks_again_now_and_never_counts_towards_parking() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let gone = failed(FailureKind::NotFound);
+        for _ in 1..PARK_AFTER {
+            assert!(matches!(requeue(&gone, &mut b), Requeue::After(_)));
+        }
+        let moved = Decision::Executed {
+            op: OpId(2),
+            outcome: Outcome::Moved {
+                node: Some("pve-b".into()),
+                failure: Failure::new(FailureKind::NotFound, "x"),
+            },
+            signed: false,
+        };
+        assert_eq!(requeue(&moved, &mut b), Requeue::Now);
+        assert_eq!(b.attempts(), 0, "a move is not one more failure in a row");
     }
 }

@@ -11,7 +11,7 @@
 use crate::blocking;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::Failure;
+use steward_gate::{Failure, FailureKind, Whereabouts};
 use steward_journal::{Journal, JournalError, OpRecord, OpState};
 use steward_model::{Action, GuestKind};
 use steward_proxmox_client::{ApiError, GuestRead, TaskEntry, TaskFilter, TaskSource, Upid};
@@ -27,6 +27,8 @@ pub struct Recovery {
     pub abandoned: usize,
     /// Ops whose task still runs: waited for in the background.
     pub waiting: usize,
+    /// Ops with no trace on this node whose guest has since left it: ended as moved.
+    pub moved: usize,
 }
 
 /// A recovery step that could not be done (the journal or the node did not answer): the agent
@@ -167,6 +169,29 @@ fn ended(exitstatus: &str) -> OpState {
     }
 }
 
+/// `to`, or, for an op that failed or left no trace here while its guest has since left this
+/// node (or is leaving it), the op ended as moved. A refusal of the token stays a failure.
+async fn moved_or(api: &dyn GuestRead, vmid: steward_model::Vmid, to: OpState) -> OpState {
+    let failure = match &to {
+        OpState::Failed { failure } if !matches!(failure.kind, FailureKind::Denied) => {
+            failure.clone()
+        }
+        OpState::Abandoned { reason } => Failure::new(FailureKind::NotFound, reason.clone()),
+        _ => return to,
+    };
+    match crate::moved::locate(api, vmid).await {
+        Whereabouts::Elsewhere { node } => OpState::Moved {
+            node: Some(node),
+            failure,
+        },
+        Whereabouts::Migrating => OpState::Moved {
+            node: None,
+            failure,
+        },
+        Whereabouts::Here | Whereabouts::Unknown => to,
+    }
+}
+
 /// Records the outcome of a task that may still run: ended → recorded now; running → a
 /// background waiter records it (returned, so the caller can hold the guest).
 async fn settle(
@@ -180,7 +205,8 @@ async fn settle(
         Ok(st) if !st.running => {
             let exit = st.exitstatus.as_deref().unwrap_or("unexpected status");
             let warned = warnings(api.as_ref(), upid, exit).await;
-            let (id, to) = (rec.id, ended(exit));
+            let to = moved_or(api.as_ref(), rec.guest, ended(exit)).await;
+            let id = rec.id;
             blocking::journal(journal, move |j| {
                 j.transition_noting(id, to, warned).map(|_| ())
             })
@@ -189,6 +215,7 @@ async fn settle(
         }
         Ok(_) => {
             let (journal, api, upid, id) = (journal.clone(), api.clone(), upid.clone(), rec.id);
+            let rec_guest = rec.guest;
             Ok(Some(tokio::spawn(async move {
                 let (to, warned) = match api.wait_task(&upid, deadline).await {
                     Ok(st) => {
@@ -198,9 +225,10 @@ async fn settle(
                             warnings(api.as_ref(), &upid, &exit).await,
                         )
                     }
-                    Err(ApiError::TaskFailed { exitstatus, .. }) => {
-                        (ended(&exitstatus), Vec::new())
-                    }
+                    Err(ApiError::TaskFailed { exitstatus, .. }) => (
+                        moved_or(api.as_ref(), rec_guest, ended(&exitstatus)).await,
+                        Vec::new(),
+                    ),
                     Err(e) => (
                         OpState::Abandoned {
                             reason: format!("recovery could not follow task {upid}: {e}"),
@@ -309,20 +337,20 @@ pub async fn recover(
                         }
                     }
                     None => {
-                        {
-                            let (id, to) = (
-                                rec.id,
-                                OpState::Abandoned {
-                                    reason: format!(
-                                        "no {ty} task for guest {} by {} in the node's task list",
-                                        rec.guest,
-                                        users.join(" or ")
-                                    ),
-                                },
-                            );
-                            blocking::journal(journal, move |j| j.transition(id, to)).await?;
+                        let reason = format!(
+                            "no {ty} task for guest {} by {} in the node's task list",
+                            rec.guest,
+                            users.join(" or ")
+                        );
+                        let to =
+                            moved_or(api.as_ref(), rec.guest, OpState::Abandoned { reason }).await;
+                        let id = rec.id;
+                        if matches!(to, OpState::Moved { .. }) {
+                            out.moved += 1;
+                        } else {
+                            out.abandoned += 1;
                         }
-                        out.abandoned += 1;
+                        blocking::journal(journal, move |j| j.transition(id, to)).await?;
                     }
                 }
             }

@@ -37,6 +37,15 @@ pub enum Outcome {
     Succeeded,
     /// Proxmox refused or the task failed, and how.
     Failed(Failure),
+    /// Cut off by a migration: the call or its task failed because the guest left this node
+    /// (a migration, an HA move) or was leaving it. Nothing is retried here; the guest's new
+    /// node is the one that manages it.
+    Moved {
+        /// The node that holds the guest now; `None` while the migration still runs.
+        node: Option<String>,
+        /// The failure the move caused.
+        failure: Failure,
+    },
 }
 
 /// The gate's answer.

@@ -35,6 +35,23 @@ pub enum Authority {
     Admin,
 }
 
+/// Where a guest is, asked after one of its ops failed: a failure that a migration or an HA
+/// move caused ends the op as moved, not failed (`Outcome::Moved`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// On this node, no migration under way: the failure stands.
+    Here,
+    /// On this node under `lock: migrate`: a migration is taking it away.
+    Migrating,
+    /// On another node of the cluster.
+    Elsewhere {
+        /// The node that holds it now.
+        node: String,
+    },
+    /// Not known: not found anywhere, or the cluster did not answer. The failure stands.
+    Unknown,
+}
+
 impl Authority {
     /// `everyday` or `admin`, for logs and metrics.
     pub fn name(self) -> &'static str {
@@ -71,5 +88,11 @@ pub trait Executor: Send + Sync {
             FailureKind::Other,
             format!("this executor cannot read the config of {kind} {vmid}"),
         ))
+    }
+
+    /// Where the guest is now, asked once after an op on it failed. An executor that cannot
+    /// tell answers `Unknown`, and the failure stands.
+    async fn whereabouts(&self, _kind: GuestKind, _vmid: Vmid) -> Whereabouts {
+        Whereabouts::Unknown
     }
 }

@@ -12,7 +12,7 @@ use crate::audit;
 use crate::binding::ObservedConfig;
 use crate::binding::{action_from_op, binding_of, claims_slots, touches_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
-use crate::executor::{Authority, Executor, Guard};
+use crate::executor::{Authority, Executor, Guard, Whereabouts};
 use crate::rotation;
 use crate::signed::{Signed, Verified};
 use crate::template::pending_template;
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use steward_authz::{NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier};
 use steward_classifier::{classify, Context, Provenance, Verdict};
 use steward_journal::{Class, Journal, NewOp, OpId, OpState, TxnId};
-use steward_model::Action;
+use steward_model::{Action, Failure, FailureKind};
 use time::OffsetDateTime;
 
 /// Where the gate's trust store lives (for `keys.rotate`), and how many keys each signed op
@@ -420,6 +420,10 @@ impl Gate {
                 }
             }
         };
+        let outcome = match outcome {
+            Outcome::Failed(failure) => self.moved_or(action, failure).await,
+            o => o,
+        };
         if !warnings.is_empty() {
             // The node's text: escaped for the log; kept as it was in the journal.
             let text = steward_authz::escape_controls(&warnings.join(" | "));
@@ -428,6 +432,10 @@ impl Gate {
         let terminal = match &outcome {
             Outcome::Succeeded => OpState::Succeeded,
             Outcome::Failed(failure) => OpState::Failed {
+                failure: failure.clone(),
+            },
+            Outcome::Moved { node, failure } => OpState::Moved {
+                node: node.clone(),
                 failure: failure.clone(),
             },
         };
@@ -448,6 +456,26 @@ impl Gate {
             outcome,
             signed,
         }
+    }
+
+    /// `failure`, or, when the guest has left this node or is leaving it (asked once, now),
+    /// the op cut off by that move. A refusal of the token is never a move: it says nothing
+    /// about where the guest is.
+    async fn moved_or(&self, action: &Action, failure: Failure) -> Outcome {
+        if matches!(failure.kind, FailureKind::Denied) {
+            return Outcome::Failed(failure);
+        }
+        let node = match self
+            .executor
+            .whereabouts(action.kind(), action.vmid())
+            .await
+        {
+            Whereabouts::Elsewhere { node } => Some(node),
+            Whereabouts::Migrating => None,
+            Whereabouts::Here | Whereabouts::Unknown => return Outcome::Failed(failure),
+        };
+        tracing::info!(target: "audit", guest = %action.vmid(), node = node.as_deref().unwrap_or("(migrating)"), failure = %failure, "the op was cut off by a migration: ended as moved");
+        Outcome::Moved { node, failure }
     }
 
     /// One journal transition, off the async workers.

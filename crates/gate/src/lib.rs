@@ -31,7 +31,7 @@ mod template;
 
 pub use approval::{ApprovalPolicy, PolicyError, SigVerdict};
 pub use decision::{Decision, GateReason, Outcome, Presented};
-pub use executor::{Authority, Executor, Guard};
+pub use executor::{Authority, Executor, Guard, Whereabouts};
 pub use gate::{Gate, GateConfig, Submission};
 /// The op-to-action binding (in the classifier's crate, so the offline verifier applies it too).
 pub use steward_classifier::binding::{self, ObservedConfig};

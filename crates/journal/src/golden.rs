@@ -223,6 +223,14 @@ fn states() -> Vec<OpState> {
         OpState::Failed {
             failure: failures()[0].1.clone(),
         },
+        // New in v1 with clusters (additive: every older record reads as before).
+        OpState::Moved {
+            node: Some("pve-b".into()),
+            failure: Failure::new(
+                FailureKind::NotFound,
+                "500 Configuration file 'nodes/pve-a/qemu-server/104.conf' does not exist",
+            ),
+        },
         OpState::Abandoned {
             reason: "no task for it in the node's task list".into(),
         },
@@ -393,8 +401,21 @@ fn every_action_variant_and_op_state_has_a_golden() {
     }
     let names: BTreeSet<&str> = actions().iter().map(|(n, _)| *n).collect();
     assert_eq!(names.len(), 12);
+    for s in states() {
+        match s {
+            OpState::Planned
+            | OpState::PendingSignature { .. }
+            | OpState::Refused { .. }
+            | OpState::Intent
+            | OpState::Dispatched { .. }
+            | OpState::Succeeded
+            | OpState::Failed { .. }
+            | OpState::Moved { .. }
+            | OpState::Abandoned { .. } => {}
+        }
+    }
     let state_names: BTreeSet<&str> = states().iter().map(OpState::name).collect();
-    assert_eq!(state_names.len(), 8);
+    assert_eq!(state_names.len(), 9);
     let kinds: BTreeSet<&str> = failures().iter().map(|(_, f)| f.code()).collect();
     assert_eq!(kinds.len(), 7);
     for (_, f) in failures() {

@@ -4,7 +4,8 @@
 //! ```text
 //! planned ─┬─► intent ─┬─► dispatched ─┬─► succeeded
 //!          │           ├─► succeeded    ├─► failed
-//!          │           ├─► failed       └─► abandoned
+//!          │           ├─► failed       ├─► moved
+//!          │           ├─► moved        └─► abandoned
 //!          │           └─► abandoned
 //!          ├─► pending_signature ─┬─► intent
 //!          │                      ├─► refused
@@ -28,10 +29,10 @@ pub fn allowed(from: &OpState, to: &OpState) -> bool {
             Intent | Refused { .. } | Abandoned { .. }
         ) | (
             Intent,
-            Dispatched { .. } | Succeeded | Failed { .. } | Abandoned { .. }
+            Dispatched { .. } | Succeeded | Failed { .. } | Moved { .. } | Abandoned { .. }
         ) | (
             Dispatched { .. },
-            Succeeded | Failed { .. } | Abandoned { .. }
+            Succeeded | Failed { .. } | Moved { .. } | Abandoned { .. }
         )
     )
 }
@@ -64,6 +65,10 @@ mod tests {
             OpState::Failed {
                 failure: steward_model::Failure::new(steward_model::FailureKind::Other, "e"),
             },
+            OpState::Moved {
+                node: Some("pve-b".into()),
+                failure: steward_model::Failure::new(steward_model::FailureKind::NotFound, "e"),
+            },
             OpState::Abandoned { reason: "a".into() },
         ]
     }
@@ -94,6 +99,6 @@ mod tests {
             .flat_map(|a| all().into_iter().map(move |b| allowed(a, &b)))
             .filter(|x| *x)
             .count();
-        assert_eq!(count, 14);
+        assert_eq!(count, 16);
     }
 }

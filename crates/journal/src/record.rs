@@ -115,6 +115,16 @@ pub enum OpState {
         /// Why, typed, so that status and recovery can tell a lock from a refusal.
         failure: Failure,
     },
+    /// Cut off by a migration: the call or its task failed because the guest left this node
+    /// (or was leaving it). The guest's new node manages it from there.
+    Moved {
+        /// The node that held the guest when the failure was looked at; absent while the
+        /// migration still ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
+        /// The failure the move caused.
+        failure: Failure,
+    },
     /// Given up without knowing it ran (crash recovery, fail-safe).
     Abandoned {
         /// Why.
@@ -133,6 +143,7 @@ impl OpState {
             OpState::Dispatched { .. } => "dispatched",
             OpState::Succeeded => "succeeded",
             OpState::Failed { .. } => "failed",
+            OpState::Moved { .. } => "moved",
             OpState::Abandoned { .. } => "abandoned",
         }
     }
@@ -148,6 +159,7 @@ impl OpState {
             self,
             OpState::Succeeded
                 | OpState::Failed { .. }
+                | OpState::Moved { .. }
                 | OpState::Abandoned { .. }
                 | OpState::Refused { .. }
         )

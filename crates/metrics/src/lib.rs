@@ -322,7 +322,7 @@ impl Metrics {
     }
 
     /// An action of `kind` (`guest.destroy`) ended with `outcome` (`succeeded`,
-    /// `failed:locked`, `pending_signature`, …).
+    /// `failed:locked`, `moved`, `pending_signature`, …).
     pub fn action(&self, kind: &str, outcome: &str) {
         self.actions
             .get_or_create(&ActionLabels {
