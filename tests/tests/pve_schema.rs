@@ -76,7 +76,7 @@ fn check_object(
             continue;
         }
         let Some(p) = property(props, k) else {
-            if !open {
+            if !open && !quirks.contains(&k.as_str()) {
                 problems.push(format!("{endpoint}: field {k} is not in the schema"));
             }
             continue;
@@ -90,7 +90,9 @@ fn check_object(
     }
 }
 
-/// A read to check: path, schema path, query, fields whose type may differ (documented quirks).
+/// A read to check: path, schema path, query, fields whose type may differ or that Proxmox sends
+/// beyond what its schema declares (documented quirks: pve-manager's `Tasks.pm` adds `tokenid`
+/// to a token's tasks, pve-storage's plugins `content` to each volume, neither declared).
 type Case<'a> = (String, &'a str, &'a Vec<(String, String)>, Vec<&'a str>);
 
 #[tokio::test]
@@ -221,25 +223,25 @@ async fn simulator_answers_fit_the_schema() {
             "/nodes/pve-a/storage/local-lvm/content".into(),
             "/nodes/{node}/storage/{storage}/content",
             &none,
-            vec![],
+            vec!["content"],
         ),
         (
             "/nodes/pve-a/storage/local/content".into(),
             "/nodes/{node}/storage/{storage}/content",
             &none,
-            vec![],
+            vec!["content"],
         ),
         (
             "/nodes/pve-a/tasks".into(),
             "/nodes/{node}/tasks",
             &all,
-            vec![],
+            vec!["tokenid"],
         ),
         (
             format!("/nodes/pve-a/tasks/{upid}/status"),
             "/nodes/{node}/tasks/{upid}/status",
             &none,
-            vec![],
+            vec!["tokenid"],
         ),
         (
             format!("/nodes/pve-a/tasks/{upid}/log"),

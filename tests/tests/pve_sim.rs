@@ -587,6 +587,14 @@ async fn tasks_list_as_proxmox_lists_them() {
         log.as_array().unwrap().last().unwrap()["t"],
         "TASK WARNINGS: 1"
     );
+    // `errors=1` drops the tasks that ended OK and nothing else (pve-manager's `Tasks.pm`
+    // turns off only `ok` in its status filter): the warned task stays, as does a failed one.
+    s.with_node(|n| n.st.fail_next = 1);
+    let failed = w.stop(GuestKind::Qemu, v(103)).await.unwrap();
+    s.with_node(|n| {
+        n.st.tasks.last_mut().unwrap().ends_ms = Some(0);
+        n.tick();
+    });
     let errors = w
         .list_tasks(&TaskFilter {
             errors: true,
@@ -594,7 +602,70 @@ async fn tasks_list_as_proxmox_lists_them() {
         })
         .await
         .unwrap();
-    assert!(errors.is_empty(), "warnings are not errors: {errors:?}");
+    let upids: Vec<String> = errors.iter().map(|t| t.upid.to_string()).collect();
+    assert_eq!(
+        upids,
+        [failed.to_string(), warned.to_string()],
+        "newest first, no OK task: {errors:?}"
+    );
+    // A token's ended task names user and token apart, in the list and in its status; the
+    // type filter is exact, the user filter a case-insensitive part of that user.
+    let listed = w
+        .raw("GET", "/nodes/pve-a/tasks", &p(&[("typefilter", "qmstop")]))
+        .await
+        .unwrap();
+    let mine = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["upid"] == warned.to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&mine["user"], &mine["tokenid"]),
+        (
+            &serde_json::json!("steward@pve"),
+            &serde_json::json!("admin")
+        )
+    );
+    let st = w
+        .raw("GET", &format!("/nodes/pve-a/tasks/{warned}/status"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        (&st["user"], &st["tokenid"]),
+        (
+            &serde_json::json!("steward@pve"),
+            &serde_json::json!("admin")
+        )
+    );
+    let part = w
+        .raw("GET", "/nodes/pve-a/tasks", &p(&[("typefilter", "qmsto")]))
+        .await
+        .unwrap();
+    assert_eq!(part, serde_json::json!([]), "typefilter is exact");
+    let by_user = |f: &str| {
+        let f = f.to_string();
+        let w = &w;
+        async move {
+            w.raw(
+                "GET",
+                "/nodes/pve-a/tasks",
+                &p(&[("userfilter", f.as_str()), ("limit", "1000")]),
+            )
+            .await
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+        }
+    };
+    assert!(by_user("STEWARD@pve").await >= 2);
+    assert_eq!(
+        by_user("steward@pve!admin").await,
+        0,
+        "ended tasks list the user alone"
+    );
 }
 
 #[tokio::test]
@@ -855,4 +926,67 @@ async fn a_disk_moves_to_another_storage_as_qemu_server_and_pve_container_move_o
     assert!(!volumes_on(&w, "local-lvm", 102)
         .await
         .contains(&source_volume));
+}
+
+/// The storage answers automation reads, as pve-storage's `Status.pm` and `Content.pm` give
+/// them: `content=` a list matching any, an unknown `storage=` a 400 `No such storage.` (also
+/// one that the content filter left out), `used_fraction` beside a total, and each volume's
+/// `content`.
+#[tokio::test]
+async fn storage_answers_as_pve_storage_gives_them() {
+    let s = sim().await;
+    let w = writer(&s, ADMIN);
+    let names = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["storage"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = w.raw("GET", "/nodes/pve-a/storage", &[]).await.unwrap();
+    assert!(names(&all).len() >= 2, "{all}");
+    for e in all.as_array().unwrap() {
+        let (used, total) = (e["used"].as_f64().unwrap(), e["total"].as_f64().unwrap());
+        assert!(total > 0.0);
+        assert_eq!(e["used_fraction"].as_f64().unwrap(), used / total);
+    }
+    let iso_or_images = w
+        .raw(
+            "GET",
+            "/nodes/pve-a/storage",
+            &p(&[("content", "iso,images")]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(names(&iso_or_images), names(&all), "a list matches any");
+    let iso = w
+        .raw("GET", "/nodes/pve-a/storage", &p(&[("content", "iso")]))
+        .await
+        .unwrap();
+    assert_eq!(names(&iso), ["local"]);
+    param_error(
+        w.raw("GET", "/nodes/pve-a/storage", &p(&[("storage", "nowhere")]))
+            .await,
+        "storage",
+        "No such storage.",
+    );
+    param_error(
+        w.raw(
+            "GET",
+            "/nodes/pve-a/storage",
+            &p(&[("storage", "local-lvm"), ("content", "iso")]),
+        )
+        .await,
+        "storage",
+        "No such storage.",
+    );
+    let content = w
+        .raw("GET", "/nodes/pve-a/storage/local-lvm/content", &[])
+        .await
+        .unwrap();
+    let content = content.as_array().unwrap();
+    assert!(!content.is_empty());
+    assert!(content
+        .iter()
+        .all(|e| e["content"] == "images" || e["content"] == "rootdir"));
 }

@@ -80,6 +80,11 @@ pub async fn run(cfg: Settings) -> Result<()> {
     let reader = PveClient::new(ep.clone(), everyday.clone(), &cfg.node)
         .map_err(anyhow::Error::msg)?
         .with_hook(hook.clone());
+    // Reads only: a guest's disk volumes, which Proxmox lists only to a token with
+    // VM.Config.Disk on the guest, for what a held destroy would remove.
+    let volume_reader = PveClient::new(ep.clone(), admin.clone(), &cfg.node)
+        .map_err(anyhow::Error::msg)?
+        .with_hook(hook.clone());
     // Two writers, one per token: the gate picks, per action (`Authority`).
     let everyday_writer = PveWriter::new(ep.clone(), everyday, &cfg.node)
         .map_err(anyhow::Error::msg)?
@@ -118,6 +123,7 @@ pub async fn run(cfg: Settings) -> Result<()> {
             gate,
             journal.clone(),
         )
+        .with_volume_reader(Arc::new(volume_reader))
         .with_metrics(metrics.clone()),
     );
     let recovered = engine.recover().await.context("recovery")?;

@@ -158,6 +158,15 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 impl Engine {
+    /// Reads guests' volumes for held destroys' summaries through `volumes`, a reader with the
+    /// admin token: Proxmox lists a guest's disk volumes only to a token with `VM.Config.Disk`
+    /// on the guest, which the everyday reader lacks, and a summary must not leave out a volume
+    /// that `destroy-unreferenced-disks` removes. Without it, the everyday reader is used.
+    pub fn with_volume_reader(mut self, volumes: Arc<dyn GuestRead>) -> Engine {
+        self.observer.get_mut().set_volume_reader(volumes);
+        self
+    }
+
     /// An engine over the read half of the API (observation and recovery), the gate (which
     /// owns the only executor), and the journal.
     pub fn new(

@@ -61,6 +61,7 @@ fn size_text(bytes: u64) -> String {
 /// references. What cannot be read is said as such, never left out silently.
 pub async fn destroy_extras(
     api: &dyn GuestRead,
+    volumes: &dyn GuestRead,
     action: &Action,
     config: Option<&BTreeMap<String, String>>,
 ) -> Vec<Extra> {
@@ -113,7 +114,7 @@ pub async fn destroy_extras(
         }),
     }
     if *destroy_unreferenced_disks {
-        match api.guest_volumes(vmid).await {
+        match volumes.guest_volumes(vmid).await {
             Ok(vols) => {
                 for (vol, bytes) in vols {
                     if known.insert(vol.clone()) {

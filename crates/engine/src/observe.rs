@@ -86,6 +86,10 @@ pub struct PassReport {
 /// The observer.
 pub struct Observer {
     api: Arc<dyn GuestRead>,
+    /// Reads a guest's volumes for a held destroy's summary: the admin token's reader, since
+    /// Proxmox shows a guest's disk volumes only to a token with `VM.Config.Disk` on it
+    /// (pve-storage's `check_volume_access`), which the everyday token must not have.
+    volumes: Arc<dyn GuestRead>,
     snapshot: Arc<Snapshot>,
     sweep_after: Option<Vmid>,
     sweep_period: Duration,
@@ -132,6 +136,7 @@ impl Observer {
         conf_dir: Option<PathBuf>,
     ) -> Observer {
         Observer {
+            volumes: api.clone(),
             api,
             snapshot: Arc::new(Snapshot::default()),
             sweep_after: None,
@@ -147,13 +152,25 @@ impl Observer {
     }
 
     /// What held destroy `action` removes beyond the config it names (`held::destroy_extras`),
-    /// read through the observer's handle: it is the only reader.
+    /// read through the observer's handles: snapshots with its reader, the guest's volumes with
+    /// the volume reader.
     pub(crate) async fn destroy_extras(
         &self,
         action: &steward_model::Action,
         config: &BTreeMap<String, String>,
     ) -> Vec<crate::held::Extra> {
-        crate::held::destroy_extras(self.api.as_ref(), action, Some(config)).await
+        crate::held::destroy_extras(
+            self.api.as_ref(),
+            self.volumes.as_ref(),
+            action,
+            Some(config),
+        )
+        .await
+    }
+
+    /// Reads guests' volumes through `volumes` (a reader with the admin token).
+    pub(crate) fn set_volume_reader(&mut self, volumes: Arc<dyn GuestRead>) {
+        self.volumes = volumes;
     }
 
     /// The config file's mtime when it moved since the last read of the guest (recorded only

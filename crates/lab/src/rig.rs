@@ -166,7 +166,19 @@ pub async fn rig(
         },
         ..cfg.engine
     };
-    let engine = Arc::new(Engine::new(engine_cfg, reader.clone(), gate, journal));
+    // As the agent: a guest's volumes are read with the admin token (Proxmox shows them only
+    // to a token with VM.Config.Disk on the guest).
+    let volumes = Arc::new(
+        PveClient::new(
+            endpoint(addr, fingerprint)?,
+            ApiToken::parse(ADMIN).map_err(|e| said("token")(&e))?,
+            "pve-a",
+        )
+        .map_err(|e| said("volume reader")(&e))?,
+    );
+    let engine = Arc::new(
+        Engine::new(engine_cfg, reader.clone(), gate, journal).with_volume_reader(volumes),
+    );
     let recovered = engine.recover().await.map_err(|e| said("recovery")(&e))?;
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = watch::channel(false);

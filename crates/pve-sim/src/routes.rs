@@ -500,38 +500,86 @@ fn handle(
         ("POST", "/nodes/{node}/{kind}/{vmid}/snapshot/{snapname}/rollback", Some(k)) => {
             node.rollback(k, vmid, &var("snapname"), user).map(upid)
         }
-        ("GET", "/nodes/{node}/storage", _) => Ok(Value::Array(
-            node.st
+        ("GET", "/nodes/{node}/storage", _) => {
+            // As pve-storage's `Status.pm`: `content` is a list, and a storage supporting any
+            // of it is kept; a `storage` not among those is refused before privileges count.
+            let wanted: Option<Vec<&str>> = params.get("content").map(|c| {
+                c.split([',', ';', ' '])
+                    .map(str::trim)
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            });
+            let kept: Vec<(String, Value)> = node
+                .st
                 .volumes
                 .storage_list()
                 .into_iter()
-                .filter(|(name, _)| {
-                    let p = format!("/storage/{name}");
-                    caller.privs.has(&p, "Datastore.Audit")
-                        || caller.privs.has(&p, "Datastore.AllocateSpace")
-                })
-                .filter(|(name, _)| params.get("storage").is_none_or(|s| s == name))
                 .filter(|(_, v)| {
-                    params.get("content").is_none_or(|c| {
+                    wanted.as_ref().is_none_or(|w| {
                         v["content"]
                             .as_str()
-                            .is_some_and(|have| have.split(',').any(|x| x == c))
+                            .is_some_and(|have| have.split(',').any(|x| w.contains(&x)))
                     })
                 })
-                .map(|(_, v)| v)
-                .collect(),
-        )),
-        ("GET", "/nodes/{node}/storage/{storage}/content", _) => node
-            .st
-            .volumes
-            .content(
-                &var("storage"),
-                params.get("content").map(String::as_str),
-                params.get("vmid").and_then(|v| v.parse().ok()),
-            )
-            .ok_or_else(|| {
-                Refusal::new(500, format!("storage '{}' does not exist", var("storage")))
-            }),
+                .collect();
+            if let Some(s) = params.get("storage") {
+                if !kept.iter().any(|(name, _)| name == s) {
+                    return Err(Refusal::param("storage", "No such storage."));
+                }
+            }
+            Ok(Value::Array(
+                kept.into_iter()
+                    .filter(|(name, _)| {
+                        let p = format!("/storage/{name}");
+                        caller.privs.has(&p, "Datastore.Audit")
+                            || caller.privs.has(&p, "Datastore.AllocateSpace")
+                    })
+                    .filter(|(name, _)| params.get("storage").is_none_or(|s| s == name))
+                    .map(|(_, v)| v)
+                    .collect(),
+            ))
+        }
+        ("GET", "/nodes/{node}/storage/{storage}/content", _) => {
+            let storage = var("storage");
+            let listed = node
+                .st
+                .volumes
+                .content(
+                    &storage,
+                    params.get("content").map(String::as_str),
+                    params.get("vmid").and_then(|v| v.parse().ok()),
+                )
+                .ok_or_else(|| Refusal::new(500, format!("storage '{storage}' does not exist")))?;
+            // Each volume as pve-storage's `check_volume_access` lets the caller see it.
+            let at = format!("/storage/{storage}");
+            let may_see = |e: &Value| {
+                if caller.privs.has(&at, "Datastore.Allocate") {
+                    return true;
+                }
+                let owner = e["vmid"].as_u64().map(|v| format!("/vms/{v}"));
+                match (e["content"].as_str().unwrap_or(""), owner) {
+                    ("iso" | "vztmpl" | "import", _) => {
+                        caller.privs.has(&at, "Datastore.AllocateSpace")
+                            || caller.privs.has(&at, "Datastore.Audit")
+                    }
+                    ("backup", Some(vm)) => {
+                        caller.privs.has(&at, "Datastore.AllocateSpace")
+                            && caller.privs.has(&vm, "VM.Backup")
+                    }
+                    ("images" | "rootdir", Some(vm)) => {
+                        caller.privs.has(&at, "Datastore.Audit")
+                            && caller.privs.has(&vm, "VM.Config.Disk")
+                    }
+                    _ => false,
+                }
+            };
+            Ok(Value::Array(
+                listed
+                    .as_array()
+                    .map(|a| a.iter().filter(|e| may_see(e)).cloned().collect())
+                    .unwrap_or_default(),
+            ))
+        }
         ("GET", "/nodes/{node}/tasks", _) => {
             let all = caller
                 .privs

@@ -67,20 +67,24 @@ impl Task {
         self.done.is_none()
     }
 
-    /// `GET …/tasks/{upid}/status`.
+    /// `GET …/tasks/{upid}/status`: a token's task names the user and the token apart, as
+    /// pve-manager's `Tasks.pm` splits them (`user@realm`, `tokenid`).
     pub fn status_json(&self) -> Value {
         let u = &self.upid;
         let mut v = json!({
             "upid": u.to_string(), "node": u.node, "pid": u.pid, "pstart": u.pstart,
-            "starttime": u.starttime, "type": u.kind, "id": u.id, "user": u.user,
+            "starttime": u.starttime, "type": u.kind, "id": u.id,
             "status": if self.running() { "running" } else { "stopped" },
         });
+        split_user(&mut v, &u.user);
         if let Some(d) = &self.done {
             v["exitstatus"] = json!(d);
         }
         v
     }
 
+    /// A list entry: a finished task (read back from the node's task index) names the user
+    /// and the token apart; a running one (from the active list) keeps `user@realm!token`.
     fn list_json(&self) -> Value {
         let u = &self.upid;
         let mut v = json!({
@@ -88,10 +92,45 @@ impl Task {
             "starttime": u.starttime, "type": u.kind, "id": u.id, "user": u.user,
             "status": self.done.clone().unwrap_or_else(|| "RUNNING".into()),
         });
+        if !self.running() {
+            split_user(&mut v, &u.user);
+        }
         if let Some(e) = self.endtime {
             v["endtime"] = json!(e);
         }
         v
+    }
+
+    /// The user the list's filters see: split for a finished task, whole for a running one.
+    fn listed_user(&self) -> &str {
+        match self.upid.user.split_once('!') {
+            Some((user, _)) if !self.running() => user,
+            _ => &self.upid.user,
+        }
+    }
+
+    /// Proxmox's `upid_normalize_status_type`: `ok`, `warning`, `error`, or `unknown` (which
+    /// a running task, with no status yet, is too).
+    fn status_type(&self) -> &'static str {
+        match (&self.done, &self.ending) {
+            (None, _) => "unknown",
+            (Some(d), _) if d == "unexpected status" => "unknown",
+            (Some(_), Ending::Ok) => "ok",
+            (Some(_), Ending::Warnings(_)) => "warning",
+            (Some(_), Ending::Error(_)) => "error",
+        }
+    }
+}
+
+/// `user` of `user@realm!token` as `user@realm` with `tokenid` beside it; a user's own task
+/// keeps its `user` alone.
+fn split_user(v: &mut Value, user: &str) {
+    match user.split_once('!') {
+        Some((u, token)) => {
+            v["user"] = json!(u);
+            v["tokenid"] = json!(token);
+        }
+        None => v["user"] = json!(user),
     }
 }
 
@@ -107,10 +146,19 @@ pub fn list<'a>(tasks: impl Iterator<Item = &'a Task>, params: &BTreeMap<String,
         .is_some_and(|e| e == "1" || e == "true");
     let vmid = params.get("vmid");
     let typefilter = params.get("typefilter");
-    let userfilter = params.get("userfilter");
-    let statusfilter: Option<Vec<&str>> = params
-        .get("statusfilter")
-        .map(|s| s.split(',').map(str::trim).collect());
+    // Matched as pve-manager does: a case-insensitive substring of the listed user.
+    let userfilter = params.get("userfilter").map(|f| f.to_lowercase());
+    // `errors` drops only the tasks that ended `OK`, and overrides `statusfilter`.
+    let statusfilter: Option<Vec<String>> = if errors {
+        Some(["warning", "error", "unknown"].map(String::from).to_vec())
+    } else {
+        params.get("statusfilter").map(|s| {
+            s.split([',', ';', ' '])
+                .map(|x| x.trim().to_lowercase())
+                .filter(|x| !x.is_empty())
+                .collect()
+        })
+    };
     let (since, until) = (int(params, "since"), int(params, "until"));
     let start = int(params, "start").unwrap_or(0) as usize;
     let limit = int(params, "limit").unwrap_or(50) as usize;
@@ -121,22 +169,18 @@ pub fn list<'a>(tasks: impl Iterator<Item = &'a Task>, params: &BTreeMap<String,
             _ => !t.running(),
         })
         .filter(|t| vmid.is_none_or(|v| t.vmid.map(|x| x.to_string()).as_ref() == Some(v)))
-        .filter(|t| typefilter.is_none_or(|f| t.upid.kind.contains(f.as_str())))
-        .filter(|t| userfilter.is_none_or(|f| t.upid.user.contains(f.as_str())))
+        .filter(|t| typefilter.is_none_or(|f| t.upid.kind == *f))
+        .filter(|t| {
+            userfilter
+                .as_ref()
+                .is_none_or(|f| t.listed_user().to_lowercase().contains(f.as_str()))
+        })
         .filter(|t| since.is_none_or(|s| u64::from(t.upid.starttime) >= s))
         .filter(|t| until.is_none_or(|s| u64::from(t.upid.starttime) <= s))
-        .filter(|t| !errors || (!t.running() && t.ending.is_error()))
         .filter(|t| {
-            statusfilter.as_ref().is_none_or(|f| {
-                let class = match (&t.done, &t.ending) {
-                    (None, _) => "active",
-                    (Some(_), Ending::Ok) => "ok",
-                    (Some(_), Ending::Warnings(_)) => "warning",
-                    (Some(d), _) if d == "unexpected status" => "unknown",
-                    (Some(_), Ending::Error(_)) => "error",
-                };
-                f.contains(&class)
-            })
+            statusfilter
+                .as_ref()
+                .is_none_or(|f| f.iter().any(|c| c == t.status_type()))
         })
         .collect();
     chosen.sort_by(|a, b| {

@@ -252,15 +252,16 @@ impl Volumes {
                     .filter(|(k, _)| k.split(':').next() == Some(s.name.as_str()))
                     .map(|(_, v)| v.size)
                     .sum();
-                (
-                    s.name.clone(),
-                    json!({
-                        "storage": s.name, "type": s.kind, "content": s.content.join(","),
-                        "active": 1, "enabled": 1, "shared": 0, "total": s.total, "used": used,
-                        "avail": s.total.saturating_sub(used),
-                        "used_fraction": used as f64 / s.total as f64,
-                    }),
-                )
+                let mut e = json!({
+                    "storage": s.name, "type": s.kind, "content": s.content.join(","),
+                    "active": 1, "enabled": 1, "shared": 0, "total": s.total, "used": used,
+                    "avail": s.total.saturating_sub(used),
+                });
+                // pve-storage's `Status.pm` computes it only for a storage with a total.
+                if s.total > 0 {
+                    e["used_fraction"] = json!(used as f64 / s.total as f64);
+                }
+                (s.name.clone(), e)
             })
             .collect()
     }
@@ -280,8 +281,10 @@ impl Volumes {
                 .filter(|(_, v)| content.is_none_or(|c| v.content == c))
                 .filter(|(_, v)| vmid.is_none_or(|id| v.vmid == Some(id)))
                 .map(|(k, v)| {
-                    let mut e =
-                        json!({"volid": k, "size": v.size, "format": v.format, "ctime": v.ctime});
+                    let mut e = json!({
+                        "volid": k, "size": v.size, "format": v.format, "ctime": v.ctime,
+                        "content": v.content,
+                    });
                     if let Some(id) = v.vmid {
                         e["vmid"] = json!(id);
                     }
