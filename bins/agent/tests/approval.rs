@@ -44,9 +44,24 @@ async fn two_operators_release_a_destroy_across_a_restart_and_it_runs_once() {
     )
     .unwrap();
 
+    // A volume of 103 that no config references: the destroy (with
+    // destroy-unreferenced-disks) removes it, so its summary must name it, though the everyday
+    // token (no VM.Config.Disk) is not shown it.
+    let orphan = sim.with_node(|n| {
+        n.st.volumes
+            .allocate("local-lvm", 103, 4 << 30, steward_pve_sim::Kind::Qemu, 0)
+            .unwrap()
+    });
+
     let agent = start(&cfg);
     until("103 held", Duration::from_secs(30), || {
         cli(d, &["pending"]).1.contains("guest.destroy 103")
+    })
+    .await;
+    // The summary's volumes are read on the pass after the op is held.
+    let named = format!("{orphan} (4G, referenced by no config)");
+    until("the orphan named", Duration::from_secs(30), || {
+        cli(d, &["pending"]).1.contains(&named)
     })
     .await;
     let (_, listed) = cli(d, &["pending"]);
