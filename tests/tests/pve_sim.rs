@@ -990,3 +990,48 @@ async fn storage_answers_as_pve_storage_gives_them() {
         .iter()
         .all(|e| e["content"] == "images" || e["content"] == "rootdir"));
 }
+
+/// Guest lists in the shapes qemu-server's and pve-container's `vmstatus` give: `name` always
+/// (`VM <vmid>` / `CT<vmid>` by default), the VMID an integer for both kinds, LXC `type`, and
+/// QEMU's `qmpstatus`, `diskread`, `diskwrite` only with `full=1`.
+#[tokio::test]
+async fn guest_lists_carry_the_fields_proxmox_always_sends() {
+    let s = sim().await;
+    let w = writer(&s, ADMIN);
+    s.with_node(|n| {
+        n.st.guests.get_mut(&101).unwrap().config.remove("name");
+        n.st.guests.get_mut(&102).unwrap().config.remove("hostname");
+    });
+    let entry = |list: &Value, vmid: u64| -> Value {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["vmid"].as_u64() == Some(vmid))
+            .unwrap_or_else(|| panic!("{vmid} not listed with an integer vmid: {list}"))
+            .clone()
+    };
+    let qemu = w.raw("GET", "/nodes/pve-a/qemu", &[]).await.unwrap();
+    let e = entry(&qemu, 101);
+    assert_eq!(e["name"], "VM 101");
+    assert!(
+        e.get("qmpstatus").is_none() && e.get("diskread").is_none(),
+        "{e}"
+    );
+    let full = w
+        .raw("GET", "/nodes/pve-a/qemu", &p(&[("full", "1")]))
+        .await
+        .unwrap();
+    let e = entry(&full, 100);
+    assert_eq!(e["qmpstatus"], "running", "{e}");
+    assert_eq!(e["diskread"], 0);
+    let lxc = w.raw("GET", "/nodes/pve-a/lxc", &[]).await.unwrap();
+    let e = entry(&lxc, 102);
+    assert_eq!(
+        (&e["name"], &e["type"]),
+        (&serde_json::json!("CT102"), &serde_json::json!("lxc"))
+    );
+    // The client reads the default name as Proxmox gives it.
+    let listed = w.list_guests().await.unwrap();
+    let g = listed.iter().find(|g| g.vmid == v(101)).unwrap();
+    assert_eq!(g.name.as_deref(), Some("VM 101"));
+}

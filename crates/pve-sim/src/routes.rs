@@ -360,7 +360,11 @@ fn handle(
         .ok_or_else(|| Refusal::new(595, format!("no such node '{at}' (connection refused)")))?;
     match (method, t.as_str(), kind) {
         ("GET", "/nodes/{node}/status", _) => Ok(node.node_status()),
-        ("GET", "/nodes/{node}/{kind}", Some(k)) => Ok(node.list(k, &|v| caller.can_see(v))),
+        ("GET", "/nodes/{node}/{kind}", Some(k)) => Ok(node.list(
+            k,
+            &|v| caller.can_see(v),
+            params.get("full").is_some_and(|f| f == "1" || f == "true"),
+        )),
         ("POST", "/nodes/{node}/{kind}", Some(k)) => {
             let id = params.get("vmid").cloned().unwrap_or_default();
             let vm = format!("/vms/{id}");

@@ -63,24 +63,31 @@ fn disk_bytes(node: &Node, g: &SimGuest) -> u64 {
 }
 
 impl Node {
-    /// A list entry (`GET /nodes/{node}/{kind}`).
-    pub fn entry(&self, vmid: u32, g: &SimGuest) -> Value {
+    /// A list entry (`GET /nodes/{node}/{kind}`), as qemu-server's and pve-container's
+    /// `vmstatus` build it: `name` always (`VM <vmid>` / `CT<vmid>` when the config has none),
+    /// the VMID an integer for both kinds (pve-container since 5.0.10), LXC `type` and `swap`;
+    /// QEMU's `qmpstatus`, `diskread` and `diskwrite` only with `full` (they come from QMP).
+    pub fn entry(&self, vmid: u32, g: &SimGuest, full: bool) -> Value {
         let mem = mib(g, "memory", 512) * 1024 * 1024;
         let running = g.running();
         let mut e = json!({
-            "vmid": if g.kind == Kind::Lxc { json!(vmid.to_string()) } else { json!(vmid) },
+            "vmid": vmid,
             "status": g.status,
             "maxmem": mem,
             "mem": if running { mem / 2 } else { 0 },
             "cpus": g.config.get("cores").and_then(|c| c.parse::<u64>().ok()).unwrap_or(1),
             "maxdisk": disk_bytes(self, g),
+            "disk": 0,
             "uptime": if running { 3600 } else { 0 },
-            "netin": 0, "netout": 0, "diskread": 0, "diskwrite": 0,
+            "netin": 0, "netout": 0,
             "cpu": 0,
         });
-        if let Some(n) = g.config.get(g.kind.name_key()) {
-            e["name"] = json!(n);
-        }
+        let name = match (g.config.get(g.kind.name_key()), g.kind) {
+            (Some(n), _) => n.clone(),
+            (None, Kind::Qemu) => format!("VM {vmid}"),
+            (None, Kind::Lxc) => format!("CT{vmid}"),
+        };
+        e["name"] = json!(name);
         if let Some(t) = g.config.get("tags") {
             e["tags"] = json!(t);
         }
@@ -92,31 +99,40 @@ impl Node {
         }
         match g.kind {
             Kind::Qemu => {
+                e["memhost"] = json!(if running { mem / 2 } else { 0 });
                 if running {
                     e["pid"] = json!(4242 + vmid);
                 }
-                e["qmpstatus"] = json!(if g.paused {
-                    "paused"
-                } else {
-                    g.status.as_str()
-                });
+                if full {
+                    e["qmpstatus"] = json!(if g.paused {
+                        "paused"
+                    } else {
+                        g.status.as_str()
+                    });
+                    e["diskread"] = json!(0);
+                    e["diskwrite"] = json!(0);
+                }
             }
             Kind::Lxc => {
+                e["type"] = json!("lxc");
+                e["swap"] = json!(0);
                 e["maxswap"] = json!(mib(g, "swap", 512) * 1024 * 1024);
-                e["disk"] = json!(0);
+                e["diskread"] = json!(0);
+                e["diskwrite"] = json!(0);
             }
         }
         e
     }
 
-    /// `GET /nodes/{node}/{kind}`, the guests `visible` lets the caller see.
-    pub fn list(&self, kind: Kind, visible: &dyn Fn(u32) -> bool) -> Value {
+    /// `GET /nodes/{node}/{kind}`, the guests `visible` lets the caller see (`full`: with
+    /// what QMP adds).
+    pub fn list(&self, kind: Kind, visible: &dyn Fn(u32) -> bool, full: bool) -> Value {
         Value::Array(
             self.st
                 .guests
                 .iter()
                 .filter(|(vmid, g)| g.kind == kind && visible(**vmid))
-                .map(|(vmid, g)| self.entry(*vmid, g))
+                .map(|(vmid, g)| self.entry(*vmid, g, full))
                 .collect(),
         )
     }
@@ -124,9 +140,7 @@ impl Node {
     /// `GET …/status/current`.
     pub fn status(&self, kind: Kind, vmid: u32) -> Result<Value, Refusal> {
         let g = self.guest(kind, vmid)?;
-        let mut e = self.entry(vmid, g);
-        // Only the LXC *list* carries vmid as a string; status answers a number.
-        e["vmid"] = json!(vmid);
+        let mut e = self.entry(vmid, g, true);
         e["ha"] = json!({"managed": 0});
         if kind == Kind::Qemu {
             e["agent"] = json!(0);
@@ -241,7 +255,7 @@ impl Node {
             .iter()
             .filter(|(v, _)| visible(**v))
             .map(|(vmid, g)| {
-                let e = self.entry(*vmid, g);
+                let e = self.entry(*vmid, g, false);
                 let mut r = json!({
                     "id": format!("{}/{vmid}", g.kind.as_str()),
                     "type": g.kind.as_str(),
