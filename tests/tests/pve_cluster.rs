@@ -701,6 +701,14 @@ async fn json_bodies_the_cluster_task_list_and_stopping_a_task() {
         listed.contains(&ua.to_string()) && listed.contains(&ub.to_string()),
         "{listed:?}"
     );
+    // Each names user and token apart, as pve-manager's `Cluster.pm` splits them.
+    for t in tasks.as_array().unwrap() {
+        assert_eq!(
+            (&t["user"], &t["tokenid"]),
+            (&json!("steward@pve"), &json!("admin")),
+            "{t}"
+        );
+    }
     // Stopping a running task: it ends `interrupted by signal`, its effect never applies.
     let encoded = ub.to_string().replace(':', "%3A").replace('!', "%21");
     b.raw("DELETE", &format!("/nodes/pve-b/tasks/{encoded}"), &[])
@@ -715,4 +723,57 @@ async fn json_bodies_the_cluster_task_list_and_stopping_a_task() {
         .await
         .unwrap();
     assert_eq!(st["status"], "stopped");
+}
+
+/// `/cluster/tasks` compares the split user with the caller's id: a token without `Sys.Audit`
+/// on `/` sees none of its own tasks there (it reads them from `/nodes/{node}/tasks`).
+#[tokio::test]
+async fn a_token_without_sys_audit_sees_none_of_its_tasks_in_the_cluster_list() {
+    const MINE: &str = "ops@pve!mine=5f1e3c2a-0000-4000-8000-0000000000aa";
+    let s = Sim::start(SimConfig {
+        node: "pve-a".into(),
+        peers: vec!["pve-b".into()],
+        guests: 2,
+        tokens: vec![
+            (SimToken::parse(ADMIN).unwrap(), Privileges::all()),
+            (
+                SimToken::parse(MINE).unwrap(),
+                Privileges::role_on("PVEVMAdmin", "/vms").unwrap(),
+            ),
+        ],
+        task_time: Duration::from_millis(50),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let n = &s.nodes[0];
+    let e = Endpoint {
+        addr: n.addr.to_string(),
+        server_name: "localhost".into(),
+        trust: Trust::Fingerprint(tls::parse_fingerprint(&n.fingerprint).unwrap()),
+        timeout: Duration::from_secs(5),
+        keep_alive: true,
+    };
+    let mine = PveWriter::new(e, ApiToken::parse(MINE).unwrap(), "pve-a").unwrap();
+    let u = upid(
+        &mine
+            .raw("POST", "/nodes/pve-a/qemu/101/status/start", &[])
+            .await
+            .unwrap(),
+    );
+    mine.wait_task(&u, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(
+        mine.raw("GET", "/cluster/tasks", &[]).await.unwrap(),
+        json!([])
+    );
+    let on_node = mine
+        .raw("GET", "/nodes/pve-a/tasks", &p(&[("vmid", "101")]))
+        .await
+        .unwrap();
+    assert_eq!(on_node[0]["upid"], u.to_string(), "{on_node}");
+    let all = on(&s, "pve-a")
+        .raw("GET", "/cluster/tasks", &[])
+        .await
+        .unwrap();
+    assert_eq!(all[0]["tokenid"], "mine", "{all}");
 }

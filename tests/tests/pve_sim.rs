@@ -276,6 +276,44 @@ async fn parameters_are_checked_against_the_schema_and_root_only_options_refused
         "skiplock",
         "Only root may use this option.",
     );
+    // As qemu-server: a root-only option set false passes; the refusal comes after the
+    // privilege check (a token without the privilege meets the 403 first); `lock` in a QEMU
+    // config write dies in the handler's permission walk, a 500.
+    w.raw(
+        "PUT",
+        "/nodes/pve-a/qemu/101/config",
+        &p(&[("cores", "2"), ("skiplock", "0")]),
+    )
+    .await
+    .unwrap();
+    denied(
+        writer(&s, AUDITOR)
+            .raw(
+                "PUT",
+                "/nodes/pve-a/qemu/101/config",
+                &p(&[("cores", "2"), ("skiplock", "1")]),
+            )
+            .await,
+        "VM.Config",
+    );
+    match w
+        .raw(
+            "PUT",
+            "/nodes/pve-a/qemu/101/config",
+            &p(&[("lock", "backup")]),
+        )
+        .await
+    {
+        Err(ApiError::Api {
+            status: 500,
+            message,
+            ..
+        }) => assert!(
+            message.contains("only root can set 'lock' config"),
+            "{message}"
+        ),
+        other => panic!("expected a 500, got {other:?}"),
+    }
     // Paths are percent-decoded: an encoded UPID finds its task.
     let u = w.stop(GuestKind::Qemu, v(100)).await.unwrap();
     let encoded = u.to_string().replace(':', "%3A").replace('!', "%21");

@@ -80,6 +80,27 @@ const ROOT_ONLY: &[&str] = &[
     "nocheck",
 ];
 
+/// The handlers' own refusals of root-only options, made after the endpoint's privilege check
+/// (a token without the privilege meets the 403 first): a QEMU config write or create naming
+/// `lock` dies in qemu-server's `check_vm_modify_config_perm` (a 500, whatever its value); any
+/// other root-only option is refused only when it is set to something true, as Perl reads it
+/// (`skiplock=0` passes).
+fn root_only(template: &str, params: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    let qemu_config = matches!(
+        template,
+        "/nodes/{node}/qemu" | "/nodes/{node}/qemu/{vmid}/config"
+    );
+    if qemu_config && params.contains_key("lock") {
+        return Err(Refusal::new(500, "only root can set 'lock' config"));
+    }
+    for k in ROOT_ONLY {
+        if params.get(*k).is_some_and(|v| !v.is_empty() && v != "0") {
+            return Err(Refusal::param(k, "Only root may use this option."));
+        }
+    }
+    Ok(())
+}
+
 /// Who is asking: the token's id and its ACL.
 struct Caller<'a> {
     user: String,
@@ -209,11 +230,6 @@ fn handle(
     let mut all = params.clone();
     all.extend(m.vars.clone());
     schema::validate(m.info, &all)?;
-    for k in ROOT_ONLY {
-        if params.contains_key(*k) {
-            return Err(Refusal::param(k, "Only root may use this option."));
-        }
-    }
     let var = |k: &str| m.vars.get(k).cloned().unwrap_or_default();
     // pveproxy answers for its own node and proxies a path naming another one.
     let at = if m.vars.contains_key("node") {
@@ -248,6 +264,7 @@ fn handle(
             ))
         }
     }
+    root_only(&m.template, params)?;
     let kind = Kind::parse(segs.get(2).map_or("", String::as_str));
     let vmid: u32 = var("vmid").parse().unwrap_or(0);
     let user = caller.user.as_str();
@@ -278,9 +295,11 @@ fn handle(
             return cluster.migrate(&at, k, vmid, params, user).map(upid)
         }
         ("GET", "/cluster/tasks", _) => {
-            // pve-manager: the cluster's task list, a caller's own tasks unless it may audit
-            // the nodes.
+            // pve-manager's `Cluster.pm`: every task names user and token apart, and without
+            // Sys.Audit on `/` a caller sees the tasks whose (split) user is its own id, so a
+            // token sees none of its tasks.
             let all = caller.privs.has("/", "Sys.Audit");
+            let split = |u: &str| u.split_once('!').map_or(u, |(user, _)| user).to_string();
             let mut out: Vec<Value> = Vec::new();
             for n in cluster.nodes.values() {
                 let every = BTreeMap::from([
@@ -290,9 +309,16 @@ fn handle(
                 let visible =
                     n.st.tasks
                         .iter()
-                        .filter(|t| all || t.upid.user == caller.user);
-                if let Value::Array(mut a) = crate::task::list(visible, &every) {
-                    out.append(&mut a);
+                        .filter(|t| all || split(&t.upid.user) == caller.user);
+                if let Value::Array(a) = crate::task::list(visible, &every) {
+                    for mut t in a {
+                        let user = t["user"].as_str().unwrap_or_default().to_string();
+                        if let Some((u, token)) = user.split_once('!') {
+                            t["user"] = json!(u);
+                            t["tokenid"] = json!(token);
+                        }
+                        out.push(t);
+                    }
                 }
             }
             out.sort_by_key(|t| std::cmp::Reverse(t["starttime"].as_u64().unwrap_or(0)));
