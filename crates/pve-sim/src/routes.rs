@@ -264,7 +264,7 @@ fn handle(
             ))
         }
     }
-    root_only(&m.template, params)?;
+    root_only(m.template, params)?;
     let kind = Kind::parse(segs.get(2).map_or("", String::as_str));
     let vmid: u32 = var("vmid").parse().unwrap_or(0);
     let user = caller.user.as_str();
