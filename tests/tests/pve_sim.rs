@@ -1073,3 +1073,43 @@ async fn guest_lists_carry_the_fields_proxmox_always_sends() {
     let g = listed.iter().find(|g| g.vmid == v(101)).unwrap();
     assert_eq!(g.name.as_deref(), Some("VM 101"));
 }
+
+/// While a create's task runs, the guest's config holds only `lock: create` (qemu-server's and
+/// pve-container's `create_and_lock_config`); the worker writes the config, without the lock,
+/// as it ends. A create that fails leaves nothing behind.
+#[tokio::test]
+async fn a_guest_being_created_shows_only_its_lock_until_the_worker_writes_its_config() {
+    let s = sim().await;
+    let w = writer(&s, ADMIN);
+    s.with_node(|n| n.st.hang_next = 1);
+    let config: BTreeMap<String, String> = [
+        ("memory".to_string(), "1024".to_string()),
+        ("name".to_string(), "web".to_string()),
+        ("scsi0".to_string(), "local-lvm:4".to_string()),
+    ]
+    .into();
+    let u = w.create(GuestKind::Qemu, v(950), &config).await.unwrap();
+    let during = w.config(GuestKind::Qemu, v(950)).await.unwrap();
+    let keys: Vec<&str> = during.values.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["lock"], "{during:?}");
+    assert_eq!(during.values["lock"], "create");
+    s.with_node(|n| {
+        n.st.tasks.last_mut().unwrap().ends_ms = Some(0);
+        n.tick();
+    });
+    w.wait_task(&u, Duration::from_secs(5)).await.unwrap();
+    let after = w.config(GuestKind::Qemu, v(950)).await.unwrap();
+    assert_eq!(after.values.get("memory").map(String::as_str), Some("1024"));
+    assert_eq!(after.values.get("name").map(String::as_str), Some("web"));
+    assert!(
+        after.values["scsi0"].starts_with("local-lvm:vm-950-disk-0"),
+        "{after:?}"
+    );
+    assert!(!after.values.contains_key("lock"), "{after:?}");
+    // A failed create removes the guest and the volume it allocated.
+    s.with_node(|n| n.st.fail_next = 1);
+    let u = w.create(GuestKind::Qemu, v(951), &config).await.unwrap();
+    assert!(w.wait_task(&u, Duration::from_secs(5)).await.is_err());
+    assert!(w.config(GuestKind::Qemu, v(951)).await.is_err());
+    assert!(volumes_of(&w, 951).await.is_empty());
+}

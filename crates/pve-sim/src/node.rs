@@ -32,8 +32,13 @@ pub enum Effect {
     Suspend,
     /// Resume.
     Resume,
-    /// A create whose guest exists, locked, from the task's start; a failure removes it.
-    Create,
+    /// A create: from the task's start the guest's config holds only `lock: create`
+    /// (`create_and_lock_config`); the worker writes `config` (without the lock) as it ends,
+    /// as qemu-server and pve-container do. A failure removes the guest and frees its volumes.
+    Create {
+        /// The config the worker writes.
+        config: BTreeMap<String, String>,
+    },
     /// The config write of a `qmconfig` task, done at its start.
     Config,
     /// Destroy the guest and its volumes (`destroy-unreferenced-disks`: also the volumes it
@@ -672,11 +677,8 @@ impl Node {
             ));
         };
         match &t.effect {
-            Effect::Nothing
-            | Effect::Create
-            | Effect::Config
-            | Effect::Destroy { .. }
-            | Effect::Migrate { .. } => {}
+            Effect::Create { config } => g.config = config.clone(),
+            Effect::Nothing | Effect::Config | Effect::Destroy { .. } | Effect::Migrate { .. } => {}
             Effect::Start | Effect::Reboot => {
                 g.config = g.effective();
                 g.pending.clear();
@@ -820,9 +822,9 @@ impl Node {
 
     /// What a failed task leaves: a failed create leaves nothing behind.
     fn undo(&mut self, t: &Task) {
-        if let (Effect::Create, Some(vmid)) = (&t.effect, t.vmid) {
+        if let (Effect::Create { config }, Some(vmid)) = (&t.effect, t.vmid) {
             if let Some(g) = self.st.guests.remove(&vmid) {
-                for (k, v) in &g.config {
+                for (k, v) in config {
                     if let Some(volid) = volumes::is_disk_key(g.kind, k)
                         .then(|| volumes::volid(v))
                         .flatten()

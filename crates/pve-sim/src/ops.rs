@@ -464,14 +464,16 @@ impl Node {
                     .or_insert_with(|| format!("order={}", boot.join(";")));
             }
         }
-        self.st.guests.insert(vmid, SimGuest::new(kind, config));
+        self.st
+            .guests
+            .insert(vmid, SimGuest::new(kind, BTreeMap::new()));
         self.st.counters.count(vmid, "create", user);
         Ok(self.start_task(
             &format!("{prefix}create"),
             Some(vmid),
             user,
             Some("create"),
-            Effect::Create,
+            Effect::Create { config },
         ))
     }
 
