@@ -97,6 +97,38 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// A start of `n` journaled up to its intent (a crash fell before the POST's answer).
+fn in_intent(journal: &Journal, n: u32) -> steward_journal::OpRecord {
+    let op = journal
+        .record(
+            NewOp {
+                action: Action::Start {
+                    vmid: vmid(n),
+                    kind: GuestKind::Qemu,
+                },
+                class: Class::Benign,
+                txn: None,
+                scratch: false,
+                identity: None,
+            },
+            OpState::Planned,
+        )
+        .unwrap();
+    journal.transition(op.id, OpState::Intent).unwrap();
+    op
+}
+
+/// Where the guest went and what failed, for a decision that ended its op as moved.
+fn moved(d: &Decision) -> (Option<String>, FailureKind) {
+    match d {
+        Decision::Executed {
+            outcome: Outcome::Moved { node, failure },
+            ..
+        } => (node.clone(), failure.kind.clone()),
+        other => panic!("expected the op ended as moved, got {other:?}"),
+    }
+}
+
 fn submitted(d: &Decision) -> steward_journal::OpId {
     match d {
         Decision::Executed { op, .. } => *op,
@@ -118,16 +150,10 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
     migrate(&sim, 101, r#"{"target": "pve-b"}"#).await;
     until("101 on pve-b", || held_by(&sim, 101).0 == "pve-b").await;
     let d = g.submit(change, Submission::default(), now()).await;
-    match &d {
-        Decision::Executed {
-            outcome: Outcome::Moved { node, failure },
-            ..
-        } => {
-            assert_eq!(node.as_deref(), Some("pve-b"), "{d:?}");
-            assert_eq!(failure.kind, FailureKind::NotFound, "{failure:?}");
-        }
-        other => panic!("expected moved to pve-b, got {other:?}"),
-    }
+    assert_eq!(
+        moved(&d),
+        (Some("pve-b".to_string()), FailureKind::NotFound)
+    );
     match journal.get(submitted(&d)).unwrap().unwrap().state() {
         OpState::Moved { node, .. } => assert_eq!(node.as_deref(), Some("pve-b")),
         other => panic!("journaled {}", other.name()),
@@ -158,17 +184,7 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
     .await;
     // qemu-server checks the digest before the lock, and `lock: migrate` changed it.
     let d = g.submit(change, Submission::default(), now()).await;
-    match &d {
-        Decision::Executed {
-            outcome:
-                Outcome::Moved {
-                    node: None,
-                    failure,
-                },
-            ..
-        } => assert_eq!(failure.kind, FailureKind::DigestMoved, "{failure:?}"),
-        other => panic!("expected moved while migrating, got {other:?}"),
-    }
+    assert_eq!(moved(&d), (None, FailureKind::DigestMoved));
     assert!(matches!(
         journal.get(submitted(&d)).unwrap().unwrap().state(),
         OpState::Moved { node: None, .. }
@@ -179,23 +195,15 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
         kind: GuestKind::Qemu,
     };
     let d = g.submit(stop, Submission::default(), now()).await;
-    match &d {
-        Decision::Executed {
-            outcome:
-                Outcome::Moved {
-                    node: None,
-                    failure,
-                },
-            ..
-        } => assert_eq!(
-            failure.kind,
+    assert_eq!(
+        moved(&d),
+        (
+            None,
             FailureKind::Locked {
                 lock: "migrate".into()
-            },
-            "{failure:?}"
-        ),
-        other => panic!("expected moved while migrating, got {other:?}"),
-    }
+            }
+        )
+    );
     assert_eq!(
         sim.with_node(|n| n.st.guests[&100].status.clone()),
         "running",
@@ -239,40 +247,9 @@ async fn recovery_ends_an_op_whose_guest_left_during_the_crash_as_moved() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
     // The agent crashed between the intent to start 101 and the POST; meanwhile an
-    // administrator migrated 101 to pve-b.
-    let op = journal
-        .record(
-            NewOp {
-                action: Action::Start {
-                    vmid: vmid(101),
-                    kind: GuestKind::Qemu,
-                },
-                class: Class::Benign,
-                txn: None,
-                scratch: false,
-                identity: None,
-            },
-            OpState::Planned,
-        )
-        .unwrap();
-    journal.transition(op.id, OpState::Intent).unwrap();
-    // And one whose guest is still here: it is abandoned as before.
-    let stays = journal
-        .record(
-            NewOp {
-                action: Action::Start {
-                    vmid: vmid(103),
-                    kind: GuestKind::Qemu,
-                },
-                class: Class::Benign,
-                txn: None,
-                scratch: false,
-                identity: None,
-            },
-            OpState::Planned,
-        )
-        .unwrap();
-    journal.transition(stays.id, OpState::Intent).unwrap();
+    // administrator migrated 101 to pve-b. The same for 103, which stayed: abandoned as before.
+    let op = in_intent(&journal, 101);
+    let stays = in_intent(&journal, 103);
     migrate(&sim, 101, r#"{"target": "pve-b"}"#).await;
     until("101 on pve-b", || held_by(&sim, 101).0 == "pve-b").await;
 

@@ -34,6 +34,11 @@ async fn cluster_with(extra: SimConfig) -> Sim {
 
 /// A writer talking to `node`'s own listener about `node`'s guests.
 fn on(s: &Sim, node: &str) -> PveWriter {
+    on_as(s, node, ADMIN)
+}
+
+/// The same, with `token`.
+fn on_as(s: &Sim, node: &str, token: &str) -> PveWriter {
     let n = s.nodes.iter().find(|n| n.name == node).unwrap();
     let e = Endpoint {
         addr: n.addr.to_string(),
@@ -42,7 +47,7 @@ fn on(s: &Sim, node: &str) -> PveWriter {
         timeout: Duration::from_secs(5),
         keep_alive: true,
     };
-    PveWriter::new(e, ApiToken::parse(ADMIN).unwrap(), node).unwrap()
+    PveWriter::new(e, ApiToken::parse(token).unwrap(), node).unwrap()
 }
 
 fn p(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -746,15 +751,7 @@ async fn a_token_without_sys_audit_sees_none_of_its_tasks_in_the_cluster_list() 
     })
     .await
     .unwrap();
-    let n = &s.nodes[0];
-    let e = Endpoint {
-        addr: n.addr.to_string(),
-        server_name: "localhost".into(),
-        trust: Trust::Fingerprint(tls::parse_fingerprint(&n.fingerprint).unwrap()),
-        timeout: Duration::from_secs(5),
-        keep_alive: true,
-    };
-    let mine = PveWriter::new(e, ApiToken::parse(MINE).unwrap(), "pve-a").unwrap();
+    let mine = on_as(&s, "pve-a", MINE);
     let u = upid(
         &mine
             .raw("POST", "/nodes/pve-a/qemu/101/status/start", &[])
