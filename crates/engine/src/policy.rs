@@ -298,6 +298,45 @@ mod tests {
     }
 
     #[test]
+    fn every_park_reason_is_exported_by_the_metrics() {
+        let all = [
+            ParkReason::AdminLock { lock: "x".into() },
+            ParkReason::Denied { detail: "x".into() },
+            ParkReason::Held,
+            ParkReason::Refused {
+                code: "x".into(),
+                detail: "x".into(),
+            },
+            ParkReason::Gone { detail: "x".into() },
+            ParkReason::Failing {
+                code: "x".into(),
+                detail: "x".into(),
+            },
+            ParkReason::Unsatisfiable { detail: "x".into() },
+            ParkReason::Internal { detail: "x".into() },
+        ];
+        for r in &all {
+            // A new variant fails to compile here until it is listed above.
+            match r {
+                ParkReason::AdminLock { .. }
+                | ParkReason::Denied { .. }
+                | ParkReason::Held
+                | ParkReason::Refused { .. }
+                | ParkReason::Gone { .. }
+                | ParkReason::Failing { .. }
+                | ParkReason::Unsatisfiable { .. }
+                | ParkReason::Internal { .. } => {}
+            }
+            assert!(
+                steward_metrics::PARK_REASONS.contains(&r.code()),
+                "{} is not exported",
+                r.code()
+            );
+        }
+        assert_eq!(all.len(), steward_metrics::PARK_REASONS.len());
+    }
+
+    #[test]
     fn a_move_looks_again_now_and_never_counts_towards_parking() {
         let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         let gone = failed(FailureKind::NotFound);

@@ -71,6 +71,19 @@ fn barrier_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.000_05, 2.0, 15))
 }
 
+/// Every reason a guest can be parked for (the engine's `ParkReason` codes), each exported by
+/// `steward_parked_guests` even at zero, so an alert on any of them has a series to watch.
+pub const PARK_REASONS: &[&str] = &[
+    "admin_lock",
+    "denied",
+    "held",
+    "refused",
+    "gone",
+    "failing",
+    "unsatisfiable",
+    "internal",
+];
+
 /// Every metric the agent exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -298,15 +311,7 @@ impl Metrics {
 
     /// Parked guests by reason code after a pass (every code, at zero when none).
     pub fn parked(&self, by_reason: &std::collections::BTreeMap<&'static str, usize>) {
-        for code in [
-            "admin_lock",
-            "denied",
-            "held",
-            "refused",
-            "gone",
-            "failing",
-            "internal",
-        ] {
+        for &code in PARK_REASONS {
             let n = by_reason.get(code).copied().unwrap_or(0);
             self.parked
                 .get_or_create(&ReasonLabels {
