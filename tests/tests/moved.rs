@@ -15,6 +15,7 @@ use steward_gate::{Decision, FailureKind, Gate, GateConfig, Outcome, Submission}
 use steward_journal::{Class, Journal, NewOp, OpState};
 use steward_lab::{control, executor, rig, sim_tokens, RigConfig, ADMIN, EVERYDAY};
 use steward_model::{Action, ConfigChange, GuestKind, Vmid};
+use steward_proxmox_client::{ApiToken, GuestRead, GuestWrite, PveWriter};
 use steward_pve_sim::{Sim, SimConfig};
 use time::OffsetDateTime;
 
@@ -22,7 +23,7 @@ async fn cluster() -> Sim {
     Sim::start(SimConfig {
         node: "pve-a".into(),
         peers: vec!["pve-b".into()],
-        guests: 4,
+        guests: 5,
         tokens: sim_tokens().unwrap(),
         task_time: Duration::from_millis(150),
         control: Some("127.0.0.1:0".parse().unwrap()),
@@ -48,6 +49,13 @@ fn gate(sim: &Sim, journal: Arc<Journal>) -> Gate {
 
 fn vmid(n: u32) -> Vmid {
     Vmid::new(u64::from(n)).unwrap()
+}
+
+fn start(n: u32) -> Action {
+    Action::Start {
+        vmid: vmid(n),
+        kind: GuestKind::Qemu,
+    }
 }
 
 /// `memory` set on `n`, at the digest the guest has now (as a pass would plan it).
@@ -97,15 +105,12 @@ async fn until(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-/// A start of `n` journaled up to its intent (a crash fell before the POST's answer).
-fn in_intent(journal: &Journal, n: u32) -> steward_journal::OpRecord {
+/// `action` journaled up to its intent (a crash fell before the POST's answer).
+fn in_intent(journal: &Journal, action: Action) -> steward_journal::OpRecord {
     let op = journal
         .record(
             NewOp {
-                action: Action::Start {
-                    vmid: vmid(n),
-                    kind: GuestKind::Qemu,
-                },
+                action,
                 class: Class::Benign,
                 txn: None,
                 scratch: false,
@@ -239,6 +244,40 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
         journal.get(submitted(&d)).unwrap().unwrap().state(),
         OpState::Failed { .. }
     ));
+
+    // 104 keeps a `lock: migrate` that a failed migration left behind, with no migration
+    // running: nothing is moving, so the failure stands (the lock policy then parks it).
+    let change = memory(&sim, 104, "3072");
+    let (status, _) = control(
+        sim.control_addr.unwrap(),
+        "POST",
+        "/guests/104/lock",
+        r#"{"lock": "migrate"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    let d = g.submit(change, Submission::default(), now()).await;
+    assert!(
+        matches!(&d, Decision::Executed { outcome: Outcome::Failed(f), .. } if f.kind == FailureKind::DigestMoved),
+        "{d:?}"
+    );
+
+    // A create of a VMID pve-b holds was never this node's guest: a failure, not a move.
+    let create = Action::Create {
+        vmid: vmid(106),
+        kind: GuestKind::Qemu,
+        config: [("memory".to_string(), "512".to_string())].into(),
+    };
+    assert_eq!(held_by(&sim, 106).0, "pve-b");
+    let d = g.submit(create, Submission::default(), now()).await;
+    match &d {
+        Decision::Executed {
+            outcome: Outcome::Failed(f),
+            ..
+        } => assert!(f.detail.contains("already exists on node 'pve-b'"), "{f:?}"),
+        other => panic!("expected a failure, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,10 +287,43 @@ async fn recovery_ends_an_op_whose_guest_left_during_the_crash_as_moved() {
     let journal = Arc::new(Journal::create(dir.path().join("journal")).unwrap());
     // The agent crashed between the intent to start 101 and the POST; meanwhile an
     // administrator migrated 101 to pve-b. The same for 103, which stayed: abandoned as before.
-    let op = in_intent(&journal, 101);
-    let stays = in_intent(&journal, 103);
+    let op = in_intent(&journal, start(101));
+    let stays = in_intent(&journal, start(103));
     migrate(&sim, 101, r#"{"target": "pve-b"}"#).await;
     until("101 on pve-b", || held_by(&sim, 101).0 == "pve-b").await;
+    // And a stop of 104 whose task had failed before the crash let it be recorded, 104 then
+    // migrated too: settled as moved.
+    let w = PveWriter::new(
+        steward_lab::endpoint(&sim.addr.to_string(), &sim.fingerprint).unwrap(),
+        ApiToken::parse(ADMIN).unwrap(),
+        "pve-a",
+    )
+    .unwrap();
+    sim.with_node(|n| n.st.fail_next = 1);
+    let u = w.stop(GuestKind::Qemu, vmid(104)).await.unwrap();
+    assert!(w.wait_task(&u, Duration::from_secs(5)).await.is_err());
+    let stop = in_intent(
+        &journal,
+        Action::Stop {
+            vmid: vmid(104),
+            kind: GuestKind::Qemu,
+        },
+    );
+    journal
+        .transition(
+            stop.id,
+            OpState::Dispatched {
+                upid: u.to_string(),
+            },
+        )
+        .unwrap();
+    migrate(
+        &sim,
+        104,
+        r#"{"target": "pve-b", "online": "1", "with-local-disks": "1"}"#,
+    )
+    .await;
+    until("104 on pve-b", || held_by(&sim, 104).0 == "pve-b").await;
 
     let r = rig(
         &sim.addr.to_string(),
@@ -266,7 +338,21 @@ async fn recovery_ends_an_op_whose_guest_left_during_the_crash_as_moved() {
     .await
     .unwrap();
     let rec = r.recovered.unwrap().recovery;
-    assert_eq!((rec.moved, rec.abandoned), (1, 1), "{rec:?}");
+    assert_eq!(
+        (rec.moved, rec.abandoned, rec.settled),
+        (1, 1, 1),
+        "{rec:?}"
+    );
+    match journal.get(stop.id).unwrap().unwrap().state() {
+        OpState::Moved { node, failure } => {
+            assert_eq!(node.as_deref(), Some("pve-b"));
+            assert!(
+                matches!(failure.kind, FailureKind::TaskFailed { .. }),
+                "{failure:?}"
+            );
+        }
+        other => panic!("journaled {}", other.name()),
+    }
     match journal.get(op.id).unwrap().unwrap().state() {
         OpState::Moved { node, .. } => assert_eq!(node.as_deref(), Some("pve-b")),
         other => panic!("journaled {}", other.name()),

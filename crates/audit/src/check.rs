@@ -8,7 +8,9 @@
 //! (`steward-classifier`, on the action each op's first entry carries) calls destructive run
 //! without one, but a compensating destroy of a guest the chain shows the agent created in the
 //! same transaction. The `class` the node recorded is trusted only where the export holds no
-//! action to classify.
+//! action to classify. An op that entered `intent` counts as having run, whatever it ended as
+//! (`failed`, `moved`, `abandoned`): a synchronous write has no `dispatched`, and a multi-step
+//! one may end after its first step.
 //! It must never report a chain as proven when any of that fails, and names the entry when it
 //! does.
 
@@ -131,6 +133,10 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
     let mut signed_path: BTreeSet<u64> = BTreeSet::new();
     let mut proven: BTreeSet<u64> = BTreeSet::new();
     let mut flagged: BTreeSet<u64> = BTreeSet::new();
+    // Ops seen entering `intent`: from there a step may have run on the node, whatever the op
+    // ended as (a synchronous write has no `dispatched`; a multi-step one may fail or end
+    // moved after its first step).
+    let mut entered: BTreeSet<u64> = BTreeSet::new();
     for (i, line) in export.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -192,7 +198,11 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
                     ops.insert(id, (a, txn));
                 }
             }
-            match state_of(event) {
+            let state = state_of(event);
+            if let (Some("intent"), Some(id)) = (state, op_id) {
+                entered.insert(id);
+            }
+            match state {
                 Some("intent") if destructive => {
                     let row = op_row(&entry, &store);
                     if let Some(id) = op_id {
@@ -203,7 +213,13 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
                     }
                     report.rows.push(row);
                 }
-                Some(s @ ("dispatched" | "succeeded")) if op_id.is_some() => {
+                // An op that ran, or that entered `intent` and then ended otherwise: a step of
+                // it may have run all the same.
+                Some(s @ ("dispatched" | "succeeded" | "failed" | "moved" | "abandoned"))
+                    if op_id.is_some_and(|id| {
+                        matches!(s, "dispatched" | "succeeded") || entered.contains(&id)
+                    }) =>
+                {
                     let id = op_id.unwrap_or_default();
                     if s == "succeeded" {
                         if let Some((Action::Create { vmid, .. }, Some(t))) = ops.get(&id) {

@@ -96,3 +96,33 @@ impl ToView for Decision {
         v
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use steward_gate::{Failure, FailureKind};
+    use steward_journal::OpId;
+
+    #[test]
+    fn a_moved_op_says_where_the_guest_went_and_why() {
+        let moved = |node: Option<&str>| Decision::Executed {
+            op: OpId(3),
+            outcome: Outcome::Moved {
+                node: node.map(str::to_string),
+                failure: Failure::new(FailureKind::NotFound, "no such VM"),
+            },
+            signed: false,
+        };
+        let v = moved(Some("pve-b")).view();
+        assert_eq!(v.op, Some(3));
+        let text = v.outcome.unwrap_or_default();
+        assert!(text.starts_with("moved to pve-b ("), "{text}");
+        assert!(text.contains("no such VM"), "{text}");
+        let v = moved(None).view();
+        let text = v.outcome.unwrap_or_default();
+        assert!(
+            text.starts_with("moved: a migration was under way ("),
+            "{text}"
+        );
+    }
+}

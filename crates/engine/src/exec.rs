@@ -38,6 +38,24 @@ fn failure(e: ApiError) -> Failure {
     e.failure()
 }
 
+/// What a destroy or a restore over a guest did before its call, when the guest was running.
+const STOPPED: &str = "the guest was stopped for it";
+
+/// `f`, with `before` said when a step ran before the failing call.
+fn ran(f: Failure, before: Option<&str>) -> Failure {
+    match before {
+        Some(step) => after(f, step),
+        None => f,
+    }
+}
+
+/// `f`, saying which earlier step of the action had already run: the journal then records
+/// that part of it, however the op ends (failed, or moved when the guest left in between).
+fn after(mut f: Failure, step: &str) -> Failure {
+    f.detail = format!("{} (after {step})", f.detail);
+    f
+}
+
 /// Whether `action` is a create that Proxmox would let run over a guest already there (a
 /// restore with `force`).
 fn overwrites(action: &Action) -> bool {
@@ -93,15 +111,16 @@ impl NodeExecutor {
     }
 
     /// A running guest is stopped (and the stop awaited) before it is destroyed: Proxmox
-    /// refuses to destroy a running guest.
+    /// refuses to destroy a running guest. Whether it stopped one.
     async fn stop_if_running(
         &self,
         node: &dyn GuestWrite,
         kind: GuestKind,
         vmid: Vmid,
-    ) -> Result<(), Failure> {
+    ) -> Result<bool, Failure> {
         let status = node.status(kind, vmid).await.map_err(failure)?;
-        if status.get("status").and_then(|s| s.as_str()) == Some("running") {
+        let running = status.get("status").and_then(|s| s.as_str()) == Some("running");
+        if running {
             let upid = node.stop(kind, vmid).await.map_err(failure)?;
             let warned = self.finish(node, &upid).await?;
             if !warned.is_empty() {
@@ -109,7 +128,7 @@ impl NodeExecutor {
                 tracing::warn!(guest = %vmid, warnings = %text, "the stop before the action ended with warnings");
             }
         }
-        Ok(())
+        Ok(running)
     }
 
     /// A config write; for each disk it deleted, the volume that became `unusedN` is removed
@@ -125,7 +144,13 @@ impl NodeExecutor {
         if change.removes.is_empty() {
             return Ok(());
         }
-        let after = node.config(kind, vmid).await.map_err(failure)?;
+        let written = |e: ApiError| {
+            after(
+                failure(e),
+                "the change was written: each disk it deletes is detached, its volume kept as unusedN",
+            )
+        };
+        let after = node.config(kind, vmid).await.map_err(written)?;
         let mut unused = ConfigChange {
             digest: Some(after.digest.clone()),
             ..ConfigChange::default()
@@ -141,7 +166,7 @@ impl NodeExecutor {
         if unused.delete.is_empty() {
             return Ok(());
         }
-        node.set_config(kind, vmid, &unused).await.map_err(failure)
+        node.set_config(kind, vmid, &unused).await.map_err(written)
     }
 }
 
@@ -246,6 +271,9 @@ impl Executor for NodeExecutor {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs())
             .saturating_sub(1);
+        // A step of the action that ran before its call (the stop before a destroy), said in
+        // any failure of the call.
+        let mut before: Option<&str> = None;
         let upid = match action {
             Action::Create { vmid, kind, config } => n.create(*kind, *vmid, config).await,
             Action::Start { vmid, kind } => n.start(*kind, *vmid).await,
@@ -291,9 +319,13 @@ impl Executor for NodeExecutor {
                 purge,
                 destroy_unreferenced_disks,
             } => {
-                self.stop_if_running(n, *kind, *vmid).await?;
+                let stopped = self.stop_if_running(n, *kind, *vmid).await?;
+                let said = |f: Failure| if stopped { after(f, STOPPED) } else { f };
+                if stopped {
+                    before = Some(STOPPED);
+                }
                 // Stopping took a while: it must still be the same guest.
-                self.check(n, action, guard).await?;
+                self.check(n, action, guard).await.map_err(said)?;
                 n.destroy(*kind, *vmid, *purge, *destroy_unreferenced_disks)
                     .await
             }
@@ -307,8 +339,12 @@ impl Executor for NodeExecutor {
                 kind,
                 archive,
             } => {
-                self.stop_if_running(n, *kind, *vmid).await?;
-                self.check(n, action, guard).await?;
+                let stopped = self.stop_if_running(n, *kind, *vmid).await?;
+                let said = |f: Failure| if stopped { after(f, STOPPED) } else { f };
+                if stopped {
+                    before = Some(STOPPED);
+                }
+                self.check(n, action, guard).await.map_err(said)?;
                 n.restore_over(*kind, *vmid, archive).await
             }
         };
@@ -319,7 +355,7 @@ impl Executor for NodeExecutor {
                 // task before calling it a failure (a failure would be planned again, and run
                 // twice).
                 let Some(ty) = crate::recover::task_type(action) else {
-                    return Err(failure(e));
+                    return Err(ran(failure(e), before));
                 };
                 let user = n.user().to_string();
                 match crate::recover::find_task(n, action, &ty, sent_at, &[user.as_str()]).await {
@@ -327,10 +363,10 @@ impl Executor for NodeExecutor {
                         tracing::info!(guest = %action.vmid(), upid = %t.upid, error = %e, "the answer was lost, the task found: following it");
                         Ok(Some(t.upid.to_string()))
                     }
-                    _ => Err(failure(e)),
+                    _ => Err(ran(failure(e), before)),
                 }
             }
-            Err(e) => Err(failure(e)),
+            Err(e) => Err(ran(failure(e), before)),
         }
     }
 

@@ -1,11 +1,12 @@
 //! Where a guest went, for an op that failed: read from one `/cluster/resources` answer, so a
 //! failure that a migration or an HA move caused ends its op as moved (`OpState::Moved`), not
 //! as a failure the retry policy would count. It must never turn a failure into a move on a
-//! guess: only a node other than this one, or this node's `lock: migrate`, says moved.
+//! guess: only a node other than this one, or this node's `lock: migrate` with a migration
+//! task running, says moved.
 
 use steward_gate::Whereabouts;
 use steward_model::Vmid;
-use steward_proxmox_client::{ClusterView, GuestRead};
+use steward_proxmox_client::{ClusterView, GuestRead, TaskFilter, TaskSource};
 
 /// Where `vmid` is by `view`.
 pub(crate) fn whereabouts(view: &ClusterView, vmid: Vmid) -> Whereabouts {
@@ -19,15 +20,47 @@ pub(crate) fn whereabouts(view: &ClusterView, vmid: Vmid) -> Whereabouts {
     }
 }
 
-/// Where `vmid` is now, asking the cluster once; `Unknown` when it does not answer.
+/// Where `vmid` is now, asking the cluster once; `Unknown` when it does not answer. A
+/// `lock: migrate` counts only while a migration task runs for the guest: a failed or killed
+/// migration can leave the lock behind with nothing moving (then it is `Here`, and the engine's
+/// lock policy parks it for an administrator).
 pub(crate) async fn locate(api: &dyn GuestRead, vmid: Vmid) -> Whereabouts {
-    match api.cluster_view().await {
+    let seen = match api.cluster_view().await {
         Ok(view) => whereabouts(&view, vmid),
         Err(e) => {
             tracing::debug!(guest = %vmid, error = %e, "where the guest is could not be read");
+            return Whereabouts::Unknown;
+        }
+    };
+    if seen != Whereabouts::Migrating {
+        return seen;
+    }
+    let running = api
+        .list_tasks(&TaskFilter {
+            vmid: Some(vmid),
+            source: TaskSource::Active,
+            ..TaskFilter::default()
+        })
+        .await;
+    match running {
+        Ok(tasks)
+            if tasks
+                .iter()
+                .any(|t| t.running && is_migration(&t.upid.kind)) =>
+        {
+            seen
+        }
+        Ok(_) => Whereabouts::Here,
+        Err(e) => {
+            tracing::debug!(guest = %vmid, error = %e, "the node's running tasks could not be read");
             Whereabouts::Unknown
         }
     }
+}
+
+/// A migration's task type: `qmigrate` (QEMU), `vzmigrate` (LXC).
+fn is_migration(kind: &str) -> bool {
+    matches!(kind, "qmigrate" | "vzmigrate")
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 use crate::blocking;
 use std::sync::Arc;
 use std::time::Duration;
-use steward_gate::{Failure, FailureKind, Whereabouts};
+use steward_gate::{Failure, FailureKind};
 use steward_journal::{Journal, JournalError, OpRecord, OpState};
 use steward_model::{Action, GuestKind};
 use steward_proxmox_client::{ApiError, GuestRead, TaskEntry, TaskFilter, TaskSource, Upid};
@@ -170,25 +170,20 @@ fn ended(exitstatus: &str) -> OpState {
 }
 
 /// `to`, or, for an op that failed or left no trace here while its guest has since left this
-/// node (or is leaving it), the op ended as moved. A refusal of the token stays a failure.
-async fn moved_or(api: &dyn GuestRead, vmid: steward_model::Vmid, to: OpState) -> OpState {
+/// node (or is leaving it), the op ended as moved, by the gate's rule (`Whereabouts::moved`).
+/// An op with no trace here counts as not found here: nothing on this node says it ran.
+async fn moved_or(api: &dyn GuestRead, action: &Action, to: OpState) -> OpState {
     let failure = match &to {
-        OpState::Failed { failure } if !matches!(failure.kind, FailureKind::Denied) => {
-            failure.clone()
-        }
+        OpState::Failed { failure } => failure.clone(),
         OpState::Abandoned { reason } => Failure::new(FailureKind::NotFound, reason.clone()),
         _ => return to,
     };
-    match crate::moved::locate(api, vmid).await {
-        Whereabouts::Elsewhere { node } => OpState::Moved {
-            node: Some(node),
-            failure,
-        },
-        Whereabouts::Migrating => OpState::Moved {
-            node: None,
-            failure,
-        },
-        Whereabouts::Here | Whereabouts::Unknown => to,
+    match crate::moved::locate(api, action.vmid())
+        .await
+        .moved(action, &failure)
+    {
+        Some(node) => OpState::Moved { node, failure },
+        None => to,
     }
 }
 
@@ -205,7 +200,7 @@ async fn settle(
         Ok(st) if !st.running => {
             let exit = st.exitstatus.as_deref().unwrap_or("unexpected status");
             let warned = warnings(api.as_ref(), upid, exit).await;
-            let to = moved_or(api.as_ref(), rec.guest, ended(exit)).await;
+            let to = moved_or(api.as_ref(), &rec.action, ended(exit)).await;
             let id = rec.id;
             blocking::journal(journal, move |j| {
                 j.transition_noting(id, to, warned).map(|_| ())
@@ -215,7 +210,7 @@ async fn settle(
         }
         Ok(_) => {
             let (journal, api, upid, id) = (journal.clone(), api.clone(), upid.clone(), rec.id);
-            let rec_guest = rec.guest;
+            let action = rec.action.clone();
             Ok(Some(tokio::spawn(async move {
                 let (to, warned) = match api.wait_task(&upid, deadline).await {
                     Ok(st) => {
@@ -226,7 +221,7 @@ async fn settle(
                         )
                     }
                     Err(ApiError::TaskFailed { exitstatus, .. }) => (
-                        moved_or(api.as_ref(), rec_guest, ended(&exitstatus)).await,
+                        moved_or(api.as_ref(), &action, ended(&exitstatus)).await,
                         Vec::new(),
                     ),
                     Err(e) => (
@@ -342,8 +337,8 @@ pub async fn recover(
                             rec.guest,
                             users.join(" or ")
                         );
-                        let to =
-                            moved_or(api.as_ref(), rec.guest, OpState::Abandoned { reason }).await;
+                        let to = moved_or(api.as_ref(), &rec.action, OpState::Abandoned { reason })
+                            .await;
                         let id = rec.id;
                         if matches!(to, OpState::Moved { .. }) {
                             out.moved += 1;

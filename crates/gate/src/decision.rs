@@ -38,8 +38,9 @@ pub enum Outcome {
     /// Proxmox refused or the task failed, and how.
     Failed(Failure),
     /// Cut off by a migration: the call or its task failed because the guest left this node
-    /// (a migration, an HA move) or was leaving it. Nothing is retried here; the guest's new
-    /// node is the one that manages it.
+    /// (a migration, an HA move) or was leaving it (`Whereabouts::moved`). Not a failure to
+    /// count: the guest's new node manages it, and if the migration fails the next pass here
+    /// plans the action again.
     Moved {
         /// The node that holds the guest now; `None` while the migration still runs.
         node: Option<String>,

@@ -52,6 +52,40 @@ pub enum Whereabouts {
     Unknown,
 }
 
+impl Whereabouts {
+    /// Whether `failure` of `action` ends the op as moved, and where the guest went (`None`
+    /// while the migration runs): only for what a move can cause. The guest gone to another
+    /// node: its calls find nothing (`not_found`), its task fails, its lock or its digest
+    /// changed first, or the node no longer answers for it. The guest migrating here: its
+    /// `lock: migrate` (or the digest that lock changed) refused the call, or its task. Never
+    /// for a create (a VMID taken elsewhere was never this node's guest), a refused token, or
+    /// the executor's own refusals before any call (`other`: a binding mismatch, a key that is
+    /// no config key), which say something about the op, not about where the guest is.
+    pub fn moved(&self, action: &Action, failure: &Failure) -> Option<Option<String>> {
+        if matches!(action, Action::Create { .. }) {
+            return None;
+        }
+        match (self, &failure.kind) {
+            (_, FailureKind::Denied | FailureKind::Other) => None,
+            (
+                Whereabouts::Elsewhere { node },
+                FailureKind::NotFound
+                | FailureKind::TaskFailed { .. }
+                | FailureKind::Locked { .. }
+                | FailureKind::DigestMoved
+                | FailureKind::Transient { .. },
+            ) => Some(Some(node.clone())),
+            (Whereabouts::Migrating, FailureKind::Locked { lock }) if lock == "migrate" => {
+                Some(None)
+            }
+            (Whereabouts::Migrating, FailureKind::DigestMoved | FailureKind::TaskFailed { .. }) => {
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Authority {
     /// `everyday` or `admin`, for logs and metrics.
     pub fn name(self) -> &'static str {
@@ -94,5 +128,75 @@ pub trait Executor: Send + Sync {
     /// tell answers `Unknown`, and the failure stands.
     async fn whereabouts(&self, _kind: GuestKind, _vmid: Vmid) -> Whereabouts {
         Whereabouts::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start() -> Action {
+        Action::Start {
+            vmid: Vmid::new(101).expect("vmid"),
+            kind: GuestKind::Qemu,
+        }
+    }
+
+    fn f(kind: FailureKind) -> Failure {
+        Failure::new(kind, "x")
+    }
+
+    #[test]
+    fn only_what_a_move_causes_ends_an_op_as_moved() {
+        let away = Whereabouts::Elsewhere {
+            node: "pve-b".into(),
+        };
+        let locked = |l: &str| FailureKind::Locked { lock: l.into() };
+        let task = FailureKind::TaskFailed {
+            exitstatus: "x".into(),
+        };
+        // Gone to another node: what its absence, its lock or its digest caused.
+        for k in [
+            FailureKind::NotFound,
+            task.clone(),
+            locked("migrate"),
+            FailureKind::DigestMoved,
+            FailureKind::Transient {
+                cause: "status 500".into(),
+            },
+        ] {
+            assert_eq!(
+                away.moved(&start(), &f(k.clone())),
+                Some(Some("pve-b".into())),
+                "{k:?}"
+            );
+        }
+        // Migrating here: only the lock, the digest it changed, or the task it failed.
+        let m = Whereabouts::Migrating;
+        assert_eq!(m.moved(&start(), &f(locked("migrate"))), Some(None));
+        assert_eq!(m.moved(&start(), &f(FailureKind::DigestMoved)), Some(None));
+        assert_eq!(m.moved(&start(), &f(task)), Some(None));
+        assert_eq!(m.moved(&start(), &f(locked("backup"))), None);
+        assert_eq!(
+            m.moved(&start(), &f(FailureKind::NotFound)),
+            None,
+            "an identity mismatch"
+        );
+        // Never: a refused token, the executor's own refusal, a create, or a guest here.
+        for w in [&away, &m] {
+            assert_eq!(w.moved(&start(), &f(FailureKind::Denied)), None);
+            assert_eq!(w.moved(&start(), &f(FailureKind::Other)), None);
+        }
+        let create = Action::Create {
+            vmid: Vmid::new(101).expect("vmid"),
+            kind: GuestKind::Qemu,
+            config: Default::default(),
+        };
+        assert_eq!(away.moved(&create, &f(FailureKind::Other)), None);
+        assert_eq!(away.moved(&create, &f(FailureKind::NotFound)), None);
+        for w in [Whereabouts::Here, Whereabouts::Unknown] {
+            assert_eq!(w.moved(&start(), &f(FailureKind::NotFound)), None);
+            assert_eq!(w.moved(&start(), &f(locked("migrate"))), None);
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::audit;
 use crate::binding::ObservedConfig;
 use crate::binding::{action_from_op, binding_of, claims_slots, touches_volumes};
 use crate::decision::{Decision, GateReason, Outcome, Presented};
-use crate::executor::{Authority, Executor, Guard, Whereabouts};
+use crate::executor::{Authority, Executor, Guard};
 use crate::rotation;
 use crate::signed::{Signed, Verified};
 use crate::template::pending_template;
@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use steward_authz::{NonceStore, OpPayload, Reason, Rejection, Role, VerifiedOp, Verifier};
 use steward_classifier::{classify, Context, Provenance, Verdict};
 use steward_journal::{Class, Journal, NewOp, OpId, OpState, TxnId};
-use steward_model::{Action, Failure, FailureKind};
+use steward_model::{Action, Failure};
 use time::OffsetDateTime;
 
 /// Where the gate's trust store lives (for `keys.rotate`), and how many keys each signed op
@@ -458,23 +458,18 @@ impl Gate {
         }
     }
 
-    /// `failure`, or, when the guest has left this node or is leaving it (asked once, now),
-    /// the op cut off by that move. A refusal of the token is never a move: it says nothing
-    /// about where the guest is.
+    /// `failure`, or, when the guest has left this node or is leaving it (asked once, now) and
+    /// the failure is one that move can cause (`Whereabouts::moved`), the op cut off by it.
     async fn moved_or(&self, action: &Action, failure: Failure) -> Outcome {
-        if matches!(failure.kind, FailureKind::Denied) {
-            return Outcome::Failed(failure);
-        }
-        let node = match self
+        let here = self
             .executor
             .whereabouts(action.kind(), action.vmid())
-            .await
-        {
-            Whereabouts::Elsewhere { node } => Some(node),
-            Whereabouts::Migrating => None,
-            Whereabouts::Here | Whereabouts::Unknown => return Outcome::Failed(failure),
+            .await;
+        let Some(node) = here.moved(action, &failure) else {
+            return Outcome::Failed(failure);
         };
-        tracing::info!(target: "audit", guest = %action.vmid(), node = node.as_deref().unwrap_or("(migrating)"), failure = %failure, "the op was cut off by a migration: ended as moved");
+        let text = steward_authz::escape_controls(&failure.to_string());
+        tracing::info!(target: "audit", guest = %action.vmid(), node = node.as_deref().unwrap_or("(migrating)"), failure = %text, "the op was cut off by a migration: ended as moved");
         Outcome::Moved { node, failure }
     }
 

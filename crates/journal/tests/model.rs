@@ -19,7 +19,7 @@ enum Step {
 }
 
 fn state(i: u8) -> OpState {
-    match i % 8 {
+    match i % 9 {
         0 => OpState::Planned,
         1 => OpState::PendingSignature {
             template: serde_json::json!({"op": "guest.destroy"}),
@@ -40,6 +40,10 @@ fn state(i: u8) -> OpState {
                 },
                 "VM is locked (backup)",
             ),
+        },
+        7 => OpState::Moved {
+            node: Some("pve-b".into()),
+            failure: Failure::new(FailureKind::NotFound, "no such VM"),
         },
         _ => OpState::Abandoned {
             reason: "not in the task list".into(),

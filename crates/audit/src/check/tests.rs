@@ -341,3 +341,43 @@ fn a_destroy_the_node_calls_benign_is_judged_by_the_auditors_classifier() {
         .push(ran(2, &a, "benign"));
     assert!(!check(&c.text(), &[TrustStore::empty("none")], None).proven());
 }
+
+#[test]
+fn an_unsigned_destructive_op_that_entered_intent_counts_whatever_it_ended_as() {
+    let a = destroy(108, true);
+    let step = |op: u64, action: &Action, class: &str, state: &str| {
+        let mut e = json!({"type": "transition", "op": op, "guest": action.vmid().get(),
+            "action": action.op_kind(), "class": class, "to": {"state": state}});
+        if state == "planned" {
+            e["action_spec"] = serde_json::to_value(action).unwrap();
+        }
+        e
+    };
+    // A lying node records the destroy as benign, brings it to intent, and ends it failed or
+    // moved (a stop may have run, or a synchronous write): unproven either way.
+    for end in ["failed", "moved", "abandoned"] {
+        let mut c = Chain::new();
+        c.push(step(1, &a, "benign", "planned"))
+            .push(step(1, &a, "benign", "intent"))
+            .push(step(1, &a, "benign", end));
+        let r = check(&c.text(), &[TrustStore::empty("none")], None);
+        assert!(!r.proven(), "{end}: {r:?}");
+        assert!(
+            r.rows[0]
+                .verdict
+                .as_ref()
+                .is_err_and(|e| e.contains(&format!("destructive op {end} with no kept signature"))),
+            "{end}: {r:?}"
+        );
+    }
+    // A held destroy that never entered intent (superseded, refused) ran nothing: no row.
+    for end in ["abandoned", "refused"] {
+        let mut c = Chain::new();
+        c.push(step(1, &a, "destructive", "planned"))
+            .push(step(1, &a, "destructive", "pending_signature"))
+            .push(step(1, &a, "destructive", end));
+        let r = check(&c.text(), &[TrustStore::empty("none")], None);
+        assert!(r.proven(), "{end}: {r:?}");
+        assert!(r.rows.is_empty(), "{end}: {r:?}");
+    }
+}
