@@ -202,8 +202,11 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
             if let (Some("intent"), Some(id)) = (state, op_id) {
                 entered.insert(id);
             }
+            // A signature kept with the step: judged on the signed path whatever class the
+            // node recorded (a signature presented for an op the node thought benign).
+            let has_proof = event.get("proof").is_some();
             match state {
-                Some("intent") if destructive => {
+                Some("intent") if destructive || has_proof => {
                     let row = op_row(&entry, &store);
                     if let Some(id) = op_id {
                         signed_path.insert(id);
@@ -213,13 +216,14 @@ pub fn check(export: &str, signers: &[TrustStore], head: Option<&Head>) -> Repor
                     }
                     report.rows.push(row);
                 }
-                // An op that ran, or that entered `intent` and then ended otherwise: a step of
-                // it may have run all the same.
-                Some(s @ ("dispatched" | "succeeded" | "failed" | "moved" | "abandoned"))
-                    if op_id.is_some_and(|id| {
-                        matches!(s, "dispatched" | "succeeded") || entered.contains(&id)
-                    }) =>
-                {
+                // From `intent` on, a step may have run on the node, whatever the op ends as: a
+                // synchronous write has no `dispatched`, and a multi-step op may fail or end
+                // moved after its first step. `abandoned` counts only after an `intent` (a held
+                // op superseded never ran); the others need no `intent` seen (the lifecycle has
+                // none without one, so a chain that skips it is no excuse).
+                Some(
+                    s @ ("intent" | "dispatched" | "succeeded" | "failed" | "moved" | "abandoned"),
+                ) if op_id.is_some_and(|id| s != "abandoned" || entered.contains(&id)) => {
                     let id = op_id.unwrap_or_default();
                     if s == "succeeded" {
                         if let Some((Action::Create { vmid, .. }, Some(t))) = ops.get(&id) {

@@ -147,7 +147,7 @@ impl NodeExecutor {
         let written = |e: ApiError| {
             after(
                 failure(e),
-                "the change was written: each disk it deletes is detached, its volume kept as unusedN",
+                "the change was written: each disk it deletes was detached first",
             )
         };
         let after = node.config(kind, vmid).await.map_err(written)?;

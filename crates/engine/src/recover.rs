@@ -169,15 +169,15 @@ fn ended(exitstatus: &str) -> OpState {
     }
 }
 
-/// `to`, or, for an op that failed or left no trace here while its guest has since left this
-/// node (or is leaving it), the op ended as moved, by the gate's rule (`Whereabouts::moved`).
-/// An op with no trace here counts as not found here: nothing on this node says it ran.
+/// `to`, or, for an op that left no trace here while its guest has since left this node (or
+/// is leaving it), the op ended as moved, by the gate's rule (`Whereabouts::moved`), as not
+/// found here: nothing on this node says it ran. A task that ended failed keeps its own exit
+/// status: the crash may have been long, and a migration after it says nothing about why.
 async fn moved_or(api: &dyn GuestRead, action: &Action, to: OpState) -> OpState {
-    let failure = match &to {
-        OpState::Failed { failure } => failure.clone(),
-        OpState::Abandoned { reason } => Failure::new(FailureKind::NotFound, reason.clone()),
-        _ => return to,
+    let OpState::Abandoned { reason } = &to else {
+        return to;
     };
+    let failure = Failure::new(FailureKind::NotFound, reason.clone());
     match crate::moved::locate(api, action.vmid())
         .await
         .moved(action, &failure)
@@ -200,7 +200,7 @@ async fn settle(
         Ok(st) if !st.running => {
             let exit = st.exitstatus.as_deref().unwrap_or("unexpected status");
             let warned = warnings(api.as_ref(), upid, exit).await;
-            let to = moved_or(api.as_ref(), &rec.action, ended(exit)).await;
+            let to = ended(exit);
             let id = rec.id;
             blocking::journal(journal, move |j| {
                 j.transition_noting(id, to, warned).map(|_| ())
@@ -210,7 +210,6 @@ async fn settle(
         }
         Ok(_) => {
             let (journal, api, upid, id) = (journal.clone(), api.clone(), upid.clone(), rec.id);
-            let action = rec.action.clone();
             Ok(Some(tokio::spawn(async move {
                 let (to, warned) = match api.wait_task(&upid, deadline).await {
                     Ok(st) => {
@@ -220,10 +219,9 @@ async fn settle(
                             warnings(api.as_ref(), &upid, &exit).await,
                         )
                     }
-                    Err(ApiError::TaskFailed { exitstatus, .. }) => (
-                        moved_or(api.as_ref(), &action, ended(&exitstatus)).await,
-                        Vec::new(),
-                    ),
+                    Err(ApiError::TaskFailed { exitstatus, .. }) => {
+                        (ended(&exitstatus), Vec::new())
+                    }
                     Err(e) => (
                         OpState::Abandoned {
                             reason: format!("recovery could not follow task {upid}: {e}"),

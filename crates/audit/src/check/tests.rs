@@ -343,7 +343,7 @@ fn a_destroy_the_node_calls_benign_is_judged_by_the_auditors_classifier() {
 }
 
 #[test]
-fn an_unsigned_destructive_op_that_entered_intent_counts_whatever_it_ended_as() {
+fn an_unsigned_destructive_op_counts_from_its_intent_whatever_it_ended_as() {
     let a = destroy(108, true);
     let step = |op: u64, action: &Action, class: &str, state: &str| {
         let mut e = json!({"type": "transition", "op": op, "guest": action.vmid().get(),
@@ -353,31 +353,105 @@ fn an_unsigned_destructive_op_that_entered_intent_counts_whatever_it_ended_as() 
         }
         e
     };
-    // A lying node records the destroy as benign, brings it to intent, and ends it failed or
-    // moved (a stop may have run, or a synchronous write): unproven either way.
-    for end in ["failed", "moved", "abandoned"] {
+    let none = || [TrustStore::empty("none")];
+    let one_unsigned = |c: &Chain, state: &str| {
+        let r = check(&c.text(), &none(), None);
+        assert!(!r.proven(), "{state}: {r:?}");
+        assert_eq!(r.rows.len(), 1, "{state}: {r:?}");
+        assert!(
+            r.rows[0].verdict.as_ref().is_err_and(
+                |e| e.contains(&format!("destructive op {state} with no kept signature"))
+            ),
+            "{state}: {r:?}"
+        );
+    };
+    // A lying node records the destroy as benign and brings it to intent: unproven there,
+    // whatever follows (a stop may have run, or a synchronous write), or if nothing follows.
+    for end in [None, Some("failed"), Some("moved"), Some("abandoned")] {
         let mut c = Chain::new();
         c.push(step(1, &a, "benign", "planned"))
-            .push(step(1, &a, "benign", "intent"))
-            .push(step(1, &a, "benign", end));
-        let r = check(&c.text(), &[TrustStore::empty("none")], None);
-        assert!(!r.proven(), "{end}: {r:?}");
-        assert!(
-            r.rows[0]
-                .verdict
-                .as_ref()
-                .is_err_and(|e| e.contains(&format!("destructive op {end} with no kept signature"))),
-            "{end}: {r:?}"
-        );
+            .push(step(1, &a, "benign", "intent"));
+        if let Some(end) = end {
+            c.push(step(1, &a, "benign", end));
+        }
+        one_unsigned(&c, "intent");
     }
-    // A held destroy that never entered intent (superseded, refused) ran nothing: no row.
-    for end in ["abandoned", "refused"] {
+    // A chain that skips `intent` is no excuse: failed or moved straight from planned.
+    for end in ["failed", "moved"] {
         let mut c = Chain::new();
-        c.push(step(1, &a, "destructive", "planned"))
-            .push(step(1, &a, "destructive", "pending_signature"))
-            .push(step(1, &a, "destructive", end));
-        let r = check(&c.text(), &[TrustStore::empty("none")], None);
+        c.push(step(1, &a, "benign", "planned"))
+            .push(step(1, &a, "benign", end));
+        one_unsigned(&c, end);
+    }
+    // A held destroy that never entered intent (superseded) ran nothing: no row.
+    let mut c = Chain::new();
+    c.push(step(1, &a, "destructive", "planned"))
+        .push(step(1, &a, "destructive", "pending_signature"))
+        .push(step(1, &a, "destructive", "abandoned"));
+    let r = check(&c.text(), &none(), None);
+    assert!(r.proven() && r.rows.is_empty(), "{r:?}");
+    // A benign start that failed: no row.
+    let start = Action::Start {
+        vmid: Vmid::new(108).unwrap(),
+        kind: GuestKind::Qemu,
+    };
+    let mut c = Chain::new();
+    c.push(step(2, &start, "benign", "planned"))
+        .push(step(2, &start, "benign", "intent"))
+        .push(step(2, &start, "benign", "failed"));
+    let r = check(&c.text(), &none(), None);
+    assert!(r.proven() && r.rows.is_empty(), "{r:?}");
+    // A compensating destroy (the agent created the guest in the same transaction) that
+    // failed or was abandoned: proven from the chain.
+    let create = Action::Create {
+        vmid: Vmid::new(108).unwrap(),
+        kind: GuestKind::Qemu,
+        config: Default::default(),
+    };
+    let undo = destroy(108, false);
+    for end in ["failed", "abandoned"] {
+        let mut first = step(1, &create, "benign", "planned");
+        first["txn"] = json!(5);
+        let mut second = step(2, &undo, "benign", "planned");
+        second["txn"] = json!(5);
+        let mut c = Chain::new();
+        c.push(first)
+            .push(step(1, &create, "benign", "intent"))
+            .push(step(1, &create, "benign", "succeeded"))
+            .push(second)
+            .push(step(2, &undo, "benign", "intent"))
+            .push(step(2, &undo, "benign", end));
+        let r = check(&c.text(), &none(), None);
         assert!(r.proven(), "{end}: {r:?}");
-        assert!(r.rows.is_empty(), "{end}: {r:?}");
+        assert_eq!(r.rows.len(), 1, "{end}: {r:?}");
+        assert!(r.rows[0].what.contains("transaction 5"), "{end}: {r:?}");
+    }
+}
+
+#[test]
+fn a_signed_op_the_node_called_benign_is_judged_on_its_proof_and_may_fail() {
+    let k = keys();
+    let text = first_text(&k);
+    let s = store(&text);
+    let a = destroy(109, true);
+    let p = payload(&a);
+    let good = proof(
+        Some(&a),
+        p.clone(),
+        vec![sign(&k, &k.alice, "op@steward", &p)],
+        &s,
+    );
+    // Its intent recorded `benign` but carries the proof: one proven row, whatever follows.
+    for end in ["failed", "moved"] {
+        let mut c = Chain::new();
+        c.push(
+            json!({"type": "transition", "op": 7, "guest": 109, "action": a.op_kind(),
+            "class": "benign", "to": {"state": "intent"},
+            "proof": serde_json::to_value(&good).unwrap()}),
+        )
+        .state(7, &a, end);
+        let r = check(&c.text(), &[store(&text)], None);
+        assert!(r.proven(), "{end}: {r:?}");
+        assert_eq!(r.rows.len(), 1, "{end}: {r:?}");
     }
 }
