@@ -85,6 +85,14 @@ fn held_by(sim: &Sim, n: u32) -> (String, Option<String>) {
     })
 }
 
+/// Acts behind the agent's back on the control listener (`POST path` with `body`).
+async fn act(sim: &Sim, path: &str, body: &str) {
+    let (status, v) = control(sim.control_addr.unwrap(), "POST", path, body)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{path}: {v}");
+}
+
 /// Migrates `n` out of band (as root on the node, `qm migrate`) and returns the task's UPID.
 async fn migrate(sim: &Sim, n: u32, params: &str) -> String {
     let (status, v) = control(
@@ -174,15 +182,7 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
     // 100 (a running VM) is migrating when the call arrives: the migration's task hangs, so the
     // guest keeps `lock: migrate` for as long as the test looks.
     let change = memory(&sim, 100, "3072");
-    let (status, _) = control(
-        sim.control_addr.unwrap(),
-        "POST",
-        "/tasks/hang-next",
-        r#"{"n": 1}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    act(&sim, "/tasks/hang-next", r#"{"n": 1}"#).await;
     migrate(
         &sim,
         100,
@@ -219,15 +219,7 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
 
     // 103 is locked by a backup, not a migration: the same refusal stays a failure the retry
     // policy counts.
-    let (status, _) = control(
-        sim.control_addr.unwrap(),
-        "POST",
-        "/guests/103/lock",
-        r#"{"lock": "backup"}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    act(&sim, "/guests/103/lock", r#"{"lock": "backup"}"#).await;
     let change = memory(&sim, 103, "3072");
     let d = g.submit(change, Submission::default(), now()).await;
     match &d {
@@ -250,15 +242,7 @@ async fn an_op_cut_off_by_a_migration_ends_as_moved_and_another_lock_stays_a_fai
     // 104 keeps a `lock: migrate` that a failed migration left behind, with no migration
     // running: nothing is moving, so the failure stands (the lock policy then parks it).
     let change = memory(&sim, 104, "3072");
-    let (status, _) = control(
-        sim.control_addr.unwrap(),
-        "POST",
-        "/guests/104/lock",
-        r#"{"lock": "migrate"}"#,
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 200);
+    act(&sim, "/guests/104/lock", r#"{"lock": "migrate"}"#).await;
     let d = g.submit(change, Submission::default(), now()).await;
     assert!(
         matches!(&d, Decision::Executed { outcome: Outcome::Failed(f), .. } if f.kind == FailureKind::DigestMoved),

@@ -128,6 +128,17 @@ fn first_text(k: &Keys) -> String {
     )
 }
 
+/// The proof of `a` signed by alice (an operator) under `s`.
+fn signed_by_alice(k: &Keys, a: &Action, s: &TrustStore) -> Proof {
+    let p = payload(a);
+    proof(
+        Some(a),
+        p.clone(),
+        vec![sign(k, &k.alice, "op@steward", &p)],
+        s,
+    )
+}
+
 #[test]
 fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
     let k = keys();
@@ -135,12 +146,7 @@ fn a_signed_destroy_is_proven_and_a_binding_that_differs_is_not() {
     let s = store(&text);
     let a = destroy(104, true);
     let p = payload(&a);
-    let good = proof(
-        Some(&a),
-        p.clone(),
-        vec![sign(&k, &k.alice, "op@steward", &p)],
-        &s,
-    );
+    let good = signed_by_alice(&k, &a, &s);
     let mut c = Chain::new();
     c.push(json!({"type": "gate_decision", "decision": "pending_signature"}))
         .intent(7, &a, Some(good.clone()))
@@ -432,15 +438,8 @@ fn an_unsigned_destructive_op_counts_from_its_intent_whatever_it_ended_as() {
 fn a_signed_op_the_node_called_benign_is_judged_on_its_proof_and_may_fail() {
     let k = keys();
     let text = first_text(&k);
-    let s = store(&text);
     let a = destroy(109, true);
-    let p = payload(&a);
-    let good = proof(
-        Some(&a),
-        p.clone(),
-        vec![sign(&k, &k.alice, "op@steward", &p)],
-        &s,
-    );
+    let good = signed_by_alice(&k, &a, &store(&text));
     // Its intent recorded `benign` but carries the proof: one proven row, whatever follows.
     for end in ["failed", "moved"] {
         let mut c = Chain::new();
