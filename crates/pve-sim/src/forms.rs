@@ -6,6 +6,19 @@
 
 use crate::faults::Dice;
 
+/// pve-common's `split_list`: a list parameter's items, separated by commas, semicolons or
+/// white space, empty ones dropped.
+pub fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split([',', ';', ' ', '\t', '\n'])
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+}
+
+/// The user of a token id (`user@realm` of `user@realm!token`), or the id itself.
+pub fn user_of(id: &str) -> &str {
+    id.split_once('!').map_or(id, |(user, _)| user)
+}
+
 /// A guest kind as the API path names it.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

@@ -82,12 +82,7 @@ impl Node {
         let split = |k: &str| -> Vec<String> {
             params
                 .get(k)
-                .map(|s| {
-                    s.split([',', ';', ' '])
-                        .filter(|x| !x.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
+                .map(|s| crate::forms::split_list(s).map(str::to_string).collect())
                 .unwrap_or_default()
         };
         let (delete, revert) = (split("delete"), split("revert"));

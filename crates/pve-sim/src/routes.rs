@@ -299,7 +299,6 @@ fn handle(
             // Sys.Audit on `/` a caller sees the tasks whose (split) user is its own id, so a
             // token sees none of its tasks.
             let all = caller.privs.has("/", "Sys.Audit");
-            let split = |u: &str| u.split_once('!').map_or(u, |(user, _)| user).to_string();
             let mut out: Vec<Value> = Vec::new();
             for n in cluster.nodes.values() {
                 let every = BTreeMap::from([
@@ -309,14 +308,11 @@ fn handle(
                 let visible =
                     n.st.tasks
                         .iter()
-                        .filter(|t| all || split(&t.upid.user) == caller.user);
+                        .filter(|t| all || crate::forms::user_of(&t.upid.user) == caller.user);
                 if let Value::Array(a) = crate::task::list(visible, &every) {
                     for mut t in a {
                         let user = t["user"].as_str().unwrap_or_default().to_string();
-                        if let Some((u, token)) = user.split_once('!') {
-                            t["user"] = json!(u);
-                            t["tokenid"] = json!(token);
-                        }
+                        crate::task::split_user(&mut t, &user);
                         out.push(t);
                     }
                 }
@@ -533,12 +529,9 @@ fn handle(
         ("GET", "/nodes/{node}/storage", _) => {
             // As pve-storage's `Status.pm`: `content` is a list, and a storage supporting any
             // of it is kept; a `storage` not among those is refused before privileges count.
-            let wanted: Option<Vec<&str>> = params.get("content").map(|c| {
-                c.split([',', ';', ' '])
-                    .map(str::trim)
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            });
+            let wanted: Option<Vec<&str>> = params
+                .get("content")
+                .map(|c| crate::forms::split_list(c).collect());
             let kept: Vec<(String, Value)> = node
                 .st
                 .volumes
@@ -697,8 +690,7 @@ fn config_write_checks(
         for k in params
             .get(list)
             .into_iter()
-            .flat_map(|s| s.split([',', ';', ' ']))
-            .filter(|k| !k.is_empty())
+            .flat_map(|s| crate::forms::split_list(s))
         {
             if meta.contains(&k) || schema::property(&props, k).is_none() {
                 return Err(Refusal::param(list, format!("unknown option '{k}'")));
@@ -713,8 +705,7 @@ fn config_write_checks(
             params
                 .get("delete")
                 .into_iter()
-                .flat_map(|s| s.split([',', ';', ' ']))
-                .filter(|k| !k.is_empty()),
+                .flat_map(|s| crate::forms::split_list(s)),
         );
     for key in touched {
         for (path, p) in key_privileges(kind, key, vmid) {

@@ -103,9 +103,10 @@ impl Task {
 
     /// The user the list's filters see: split for a finished task, whole for a running one.
     fn listed_user(&self) -> &str {
-        match self.upid.user.split_once('!') {
-            Some((user, _)) if !self.running() => user,
-            _ => &self.upid.user,
+        if self.running() {
+            &self.upid.user
+        } else {
+            crate::forms::user_of(&self.upid.user)
         }
     }
 
@@ -124,7 +125,7 @@ impl Task {
 
 /// `user` of `user@realm!token` as `user@realm` with `tokenid` beside it; a user's own task
 /// keeps its `user` alone.
-fn split_user(v: &mut Value, user: &str) {
+pub(crate) fn split_user(v: &mut Value, user: &str) {
     match user.split_once('!') {
         Some((u, token)) => {
             v["user"] = json!(u);
@@ -152,12 +153,9 @@ pub fn list<'a>(tasks: impl Iterator<Item = &'a Task>, params: &BTreeMap<String,
     let statusfilter: Option<Vec<String>> = if errors {
         Some(["warning", "error", "unknown"].map(String::from).to_vec())
     } else {
-        params.get("statusfilter").map(|s| {
-            s.split([',', ';', ' '])
-                .map(|x| x.trim().to_lowercase())
-                .filter(|x| !x.is_empty())
-                .collect()
-        })
+        params
+            .get("statusfilter")
+            .map(|s| crate::forms::split_list(s).map(str::to_lowercase).collect())
     };
     let (since, until) = (int(params, "since"), int(params, "until"));
     let start = int(params, "start").unwrap_or(0) as usize;
